@@ -1,0 +1,111 @@
+"""The data contract the engine trains on.
+
+A registered data set is a factory ``(root: Path | None, download: bool, **options) → DataSource``.
+A ``DataSource`` yields batches ``(x, y, index)`` already on the case's device, where ``index``
+holds the samples' positions in the training set (teacher-output caches and CRD use them).
+In-memory sets are ``TensorData``: tensors live on the device, batches are slices of a seeded
+permutation, augmentation (if any) runs on the device batch. Streaming sets (ImageFolder)
+implement the same methods over a DataLoader.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterator, Protocol
+
+import torch
+
+from kdbench.registry import DATASETS
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # x (B, C, H, W), y (B,), index (B,)
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+class DataSource(Protocol):
+    name: str
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    num_train: int
+    num_test: int
+    augmented: bool
+
+    def to(self, device: torch.device | str) -> "DataSource": ...
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]: ...
+
+    def test_batches(self, batch_size: int) -> Iterator[Batch]: ...
+
+    def train_targets(self) -> torch.Tensor: ...
+
+    def fingerprint(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class TensorData:
+    """A data set held as tensors (on the case's device after ``to``)."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    augment: Augment | None = field(default=None, compare=False)
+    description: str = ""
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def num_train(self) -> int:
+        return len(self.y_train)
+
+    @property
+    def num_test(self) -> int:
+        return len(self.y_test)
+
+    @property
+    def augmented(self) -> bool:
+        return self.augment is not None
+
+    def to(self, device: torch.device | str) -> "TensorData":
+        return replace(
+            self,
+            x_train=self.x_train.to(device), y_train=self.y_train.to(device),
+            x_test=self.x_test.to(device), y_test=self.y_test.to(device),
+        )
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+        """Shuffled mini-batches; the permutation is drawn on the CPU generator (device-agnostic)."""
+        order = torch.randperm(self.num_train, generator=generator).to(self.x_train.device)
+        for start in range(0, self.num_train, batch_size):
+            index = order[start:start + batch_size]
+            x = self.x_train[index]
+            if self.augment is not None:
+                x = self.augment(x, generator)
+            yield x, self.y_train[index], index
+
+    def test_batches(self, batch_size: int) -> Iterator[Batch]:
+        for start in range(0, self.num_test, batch_size):
+            index = torch.arange(start, min(start + batch_size, self.num_test),
+                                 device=self.x_test.device)
+            yield self.x_test[start:start + batch_size], self.y_test[start:start + batch_size], index
+
+    def train_targets(self) -> torch.Tensor:
+        return self.y_train
+
+    def fingerprint(self) -> str:
+        """Identifies the exact tensors (cache keys): a hash of a strided sample of the data."""
+        from kdbench.spec import stable_hash
+
+        probe = self.x_train.flatten()[:: max(1, self.x_train.numel() // 4096)]
+        return stable_hash([self.name, list(self.x_train.shape), list(self.x_test.shape),
+                            probe.double().sum().item(), self.y_train.double().sum().item(),
+                            self.augmented])
+
+
+def load_dataset(name: str, root: Path | str | None = None, download: bool = False,
+                 **options) -> DataSource:
+    return DATASETS.get(name)(root=Path(root) if root else None, download=download, **options)

@@ -1,0 +1,88 @@
+"""The loss interface. A loss declares what it needs; the engine never asks which loss it runs.
+
+The engine's objective for one batch is ``ce_weight · CE(student logits, y) + alpha · loss(...)``
+where ``loss.forward(student, teacher, target)`` returns the distillation term; ``student`` and
+``teacher`` map the tap names in ``taps`` (see ``kdbench.models.base``) to tensors. Scale factors
+of a paper (β of FitNet, AT, …) live inside the term as loss options.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from kdbench.registry import KdbenchError
+
+
+class NotApplicable(KdbenchError):
+    """The method is undefined for this teacher/student pair (the case is skipped, shown N/A)."""
+
+
+@dataclass(frozen=True)
+class LossContext:
+    """What a loss may size itself from before training starts (once per case)."""
+
+    student_shapes: dict[str, Any]  # tap name → torch.Size (or list of sizes for "feats")
+    teacher_shapes: dict[str, Any]
+    num_classes: int
+    num_train: int  # training-set size (CRD memory banks)
+    epochs: int
+    teacher: nn.Module | None = None  # e.g. SRD sends student features through its classifier
+    train_targets: torch.Tensor | None = field(default=None, repr=False)  # (N,) labels, CRD
+
+
+class DistillLoss(nn.Module):
+    """Base class. Subclasses set the class attributes and implement ``forward``.
+
+    - ``taps``: tap names needed from both networks (``"index"`` is filled by the engine).
+    - ``uses_temperature``: whether the profile sweeps temperatures for it.
+    - ``needs_teacher``: False only for ``ce`` (the student trained alone).
+    - ``alpha``: default weight of the term; ``ce_weight``: default CE weight, ``None`` meaning
+      ``1 − alpha`` (Hinton's convex mix).
+    - ``options``: default loss options (β, …), overridable from the spec's ``loss_options``.
+    """
+
+    taps: ClassVar[tuple[str, ...]] = ("logits",)
+    uses_temperature: ClassVar[bool] = False
+    needs_teacher: ClassVar[bool] = True
+    alpha: ClassVar[float] = 1.0
+    ce_weight: ClassVar[float | None] = 1.0
+    options: ClassVar[dict[str, float]] = {}
+
+    def __init__(self, temperature: float | None = None, **options: Any) -> None:
+        super().__init__()
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise KdbenchError(
+                f"unknown option {unknown[0]!r} for loss {type(self).__name__}: "
+                f"valid: {', '.join(sorted(self.options)) or 'none'}"
+            )
+        self.temperature = temperature
+        self.opts = {**self.options, **options}
+
+    @classmethod
+    def weights(cls, alpha: float | None = None) -> tuple[float, float]:
+        """(ce_weight, alpha) for a spec, from an optional alpha override."""
+        a = cls.alpha if alpha is None else alpha
+        return (1.0 - a if cls.ce_weight is None else cls.ce_weight), a
+
+    @classmethod
+    def paper(cls) -> str:
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+    def setup(self, ctx: LossContext) -> None:
+        """Create trainable parts sized from the tapped shapes; raise NotApplicable if undefined."""
+
+    def set_progress(self, epoch: int, epochs: int) -> None:
+        """Called at the start of every epoch (warm-ups, curricula)."""
+
+    def pretrain_epochs(self, epochs: int) -> int:
+        """Epochs of an initialisation stage (AB, FT, FSP) run before distillation; 0 for none."""
+        return 0
+
+    def pretrain_loss(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
+        """Objective of the initialisation stage (only called when ``pretrain_epochs`` > 0)."""
+        raise NotImplementedError

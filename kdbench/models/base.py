@@ -1,0 +1,47 @@
+"""The stage contract every model follows, so that loss taps can address features by name.
+
+A model is an ``nn.Module`` whose ``forward(x)`` returns logits ``(B, num_classes)`` and which
+declares, in one place:
+
+- ``stages``: dotted paths of submodules whose *outputs* are its convolutional feature maps
+  ``(B, C, H, W)``, shallow → deep, post-activation. ``stages[0]`` is the stem, as RepDistiller's
+  ``feat[0]``; RepDistiller's last ``feat`` (the pooled vector) is the ``embed`` tap here.
+  Each path must name a module called exactly once per forward (no shared ReLU objects);
+- ``preact_stages``: for each stage, the dotted path of a submodule whose *input* is that
+  stage's pre-activation feature (the tensor before the final ReLU), or ``None`` where the
+  reference implementation has none; an empty tuple when the model has none at all;
+- ``classifier``: dotted path of the final linear layer; its input is the penultimate embedding
+  ``(B, D)`` and its output the logits.
+
+Tap names a loss may ask for (see ``kdbench.taps``): ``logits``, ``embed`` (classifier input),
+``feat:i`` and ``preact:i`` (stage ``i``, negative indices allowed), ``feats`` and ``preacts``
+(lists over all stages), ``index`` (the batch's dataset indices).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from kdbench.registry import MODELS
+
+
+class StagedModel(nn.Module):
+    stages: tuple[str, ...] = ()
+    preact_stages: tuple[str | None, ...] = ()
+    classifier: str = "fc"
+    num_classes: int = 0
+
+    def classifier_module(self) -> nn.Module:
+        return self.get_submodule(self.classifier)
+
+
+def build_model(name: str, num_classes: int, input_shape: tuple[int, int, int]) -> StagedModel:
+    """Instantiate a registered model; every factory takes ``num_classes`` and ``input_shape``
+    (C, H, W)."""
+    model = MODELS.get(name)(num_classes=num_classes, input_shape=tuple(input_shape))
+    model.num_classes = num_classes
+    return model
+
+
+def count_params(module: nn.Module, trainable_only: bool = True) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,46 @@
+"""Named optimisation recipes (optimizer, learning rate, schedule) that specs refer to by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from kdbench.registry import Registry
+
+RECIPES = Registry("recipes")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    lr: float
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    milestones: tuple[float, ...] = ()  # fractions of the run's epochs where lr ×= gamma
+    gamma: float = 0.1
+    description: str = ""
+
+    def optimizer(self, params) -> torch.optim.Optimizer:
+        return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum,
+                               weight_decay=self.weight_decay)
+
+    def scheduler(self, optimizer: torch.optim.Optimizer, epochs: int):
+        steps = sorted({max(1, round(m * epochs)) for m in self.milestones})
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, steps, gamma=self.gamma)
+
+
+def register_recipe(recipe: Recipe) -> Recipe:
+    RECIPES.register(recipe.name)(recipe)
+    return recipe
+
+
+register_recipe(Recipe(
+    "digits", lr=0.05, milestones=(0.5, 0.75),
+    description="SGD momentum 0.9, wd 5e-4, lr 0.05, ×0.1 at 50 % and 75 % of the epochs",
+))
+
+
+def trainable(*modules: nn.Module) -> list[nn.Parameter]:
+    return [p for m in modules for p in m.parameters() if p.requires_grad]

@@ -1,0 +1,146 @@
+"""RunSpec: everything that determines one case, frozen; results carry their spec."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from kdbench.registry import KdbenchError
+
+DEVICES = ("cpu", "cuda")
+
+
+def stable_hash(obj: Any, length: int = 16) -> str:
+    """A hash of a JSON-able object that is the same in every process and Python version."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def _fmt_number(x: float) -> str:
+    return f"{x:g}"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    dataset: str
+    teacher: str
+    student: str
+    loss: str
+    temperature: float | None = None
+    alpha: float = 0.0
+    ce_weight: float = 1.0
+    loss_options: tuple[tuple[str, float], ...] = ()
+    seed: int = 0
+    teacher_seed: int = 0
+    device: str = "cpu"
+    epochs: int = 20
+    teacher_epochs: int = 20
+    batch_size: int = 64
+    recipe: str = "digits"
+    dataset_options: tuple[tuple[str, Any], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        validate_spec(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["loss_options"] = dict(self.loss_options)
+        d["dataset_options"] = dict(self.dataset_options)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunSpec":
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        kw["loss_options"] = tuple(sorted(dict(kw.get("loss_options", {})).items()))
+        kw["dataset_options"] = tuple(sorted(dict(kw.get("dataset_options", {})).items()))
+        return cls(**kw)
+
+    @property
+    def case_id(self) -> str:
+        return stable_hash(self.to_dict())
+
+    @property
+    def group_id(self) -> str:
+        d = self.to_dict()
+        del d["seed"]
+        return stable_hash(d)
+
+    @property
+    def pair(self) -> str:
+        return f"{self.teacher}>{self.student}"
+
+    @property
+    def name(self) -> str:
+        """Readable test id, e.g. ``digits-cnn_t>cnn_s-kd-T4-cpu-s0``."""
+        parts = [self.dataset, self.pair, self.loss]
+        if self.temperature is not None:
+            parts.append(f"T{_fmt_number(self.temperature)}")
+        parts += [f"{k}{_fmt_number(v)}" for k, v in self.loss_options]
+        parts += [self.device, f"s{self.seed}"]
+        return "-".join(parts)
+
+    def teacher_key(self) -> dict[str, Any]:
+        """What determines the teacher: shared by every student case of it."""
+        return {
+            "dataset": self.dataset, "dataset_options": dict(self.dataset_options),
+            "teacher": self.teacher, "recipe": self.recipe, "epochs": self.teacher_epochs,
+            "batch_size": self.batch_size, "seed": self.teacher_seed, "device": self.device,
+        }
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise KdbenchError(message)
+
+
+def validate_spec(spec: RunSpec) -> None:
+    """Every check that needs no data: run before any training starts."""
+    from kdbench.data import DATASETS
+    from kdbench.losses import LOSSES
+    from kdbench.models import MODELS
+    from kdbench.recipes import RECIPES
+
+    DATASETS.get(spec.dataset)
+    MODELS.get(spec.teacher)
+    MODELS.get(spec.student)
+    loss_cls = LOSSES.get(spec.loss)
+    RECIPES.get(spec.recipe)
+    _check(spec.device in DEVICES,
+           f"invalid device {spec.device!r}: valid: {', '.join(DEVICES)}")
+    if loss_cls.uses_temperature:
+        t = spec.temperature
+        _check(t is not None and isinstance(t, (int, float)) and math.isfinite(t) and t > 0,
+               f"invalid temperature {t!r} for loss {spec.loss!r}: must be a finite number > 0")
+    else:
+        _check(spec.temperature is None,
+               f"loss {spec.loss!r} uses no temperature, got {spec.temperature!r}: use None")
+    _check(isinstance(spec.alpha, (int, float)) and 0.0 <= spec.alpha <= 1.0,
+           f"invalid alpha {spec.alpha!r}: must be in [0, 1]")
+    _check(isinstance(spec.ce_weight, (int, float)) and math.isfinite(spec.ce_weight)
+           and spec.ce_weight >= 0, f"invalid ce_weight {spec.ce_weight!r}: must be ≥ 0")
+    for key, value in spec.loss_options:
+        _check(key in loss_cls.options,
+               f"unknown option {key!r} for loss {spec.loss!r}: "
+               f"valid: {', '.join(sorted(loss_cls.options)) or 'none'}")
+        _check(isinstance(value, (int, float)) and math.isfinite(value) and value >= 0,
+               f"invalid {spec.loss} option {key}={value!r}: must be a finite number ≥ 0")
+    for name in ("seed", "teacher_seed"):
+        value = getattr(spec, name)
+        _check(isinstance(value, int) and value >= 0, f"invalid {name} {value!r}: must be an integer ≥ 0")
+    for name in ("epochs", "teacher_epochs", "batch_size"):
+        value = getattr(spec, name)
+        _check(isinstance(value, int) and value >= 1, f"invalid {name} {value!r}: must be an integer ≥ 1")
+
+
+def make_spec(dataset: str, teacher: str, student: str, loss: str, *,
+              alpha: float | None = None, **kw: Any) -> RunSpec:
+    """A RunSpec with the loss's default weights (``ce_weight``, ``alpha``) filled in."""
+    from kdbench.losses import LOSSES
+
+    ce_weight, alpha = LOSSES.get(loss).weights(alpha)
+    return RunSpec(dataset=dataset, teacher=teacher, student=student, loss=loss,
+                   alpha=alpha, ce_weight=ce_weight, **kw)

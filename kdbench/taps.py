@@ -1,0 +1,99 @@
+"""Forward hooks that capture the named features a loss asks for (torchdistill-style).
+
+``Tapper(model, taps)`` hooks exactly the modules those tap names address (see
+``kdbench.models.base`` for the names) and ``tapper(x)`` returns ``{tap name: tensor}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from kdbench.losses.base import NotApplicable
+
+ENGINE_TAPS = ("index",)  # filled by the engine, not by hooks
+
+
+def _stage_path(model: nn.Module, kind: str, i: int) -> str:
+    paths = model.stages if kind == "feat" else model.preact_stages
+    if not -len(paths) <= i < len(paths) or paths[i] is None:
+        raise NotApplicable(
+            f"{type(model).__name__} has no {kind} stage {i} (it declares {len(paths)})")
+    return paths[i]
+
+
+def resolve(model: nn.Module, tap: str) -> list[tuple[str, str]]:
+    """Tap name → [(module path, 'out' | 'in')] it reads."""
+    if tap == "logits":
+        return []
+    if tap == "embed":
+        return [(model.classifier, "in")]
+    if tap in ("feats", "preacts"):
+        kind = "feat" if tap == "feats" else "preact"
+        n = len(model.stages if kind == "feat" else model.preact_stages)
+        return [resolve(model, f"{kind}:{i}")[0] for i in range(n)]
+    kind, _, index = tap.partition(":")
+    if kind in ("feat", "preact") and index.lstrip("-").isdigit():
+        return [(_stage_path(model, kind, int(index)), "out" if kind == "feat" else "in")]
+    raise NotApplicable(f"unknown tap {tap!r}: valid: logits, embed, feat:i, preact:i, feats, "
+                        f"preacts, index")
+
+
+class Tapper:
+    """Runs a model and returns the requested taps; hooks only the modules those taps need."""
+
+    def __init__(self, model: nn.Module, taps: Iterable[str]) -> None:
+        self.model = model
+        self.taps = tuple(t for t in taps if t not in ENGINE_TAPS)
+        self._plan = {tap: resolve(model, tap) for tap in self.taps}
+        self._seen: dict[tuple[str, str], torch.Tensor] = {}
+        self._handles = []
+        for key in {k for keys in self._plan.values() for k in keys}:
+            path, where = key
+            module = model.get_submodule(path)
+            if where == "out":
+                self._handles.append(module.register_forward_hook(self._out_hook(key)))
+            else:
+                self._handles.append(module.register_forward_pre_hook(self._in_hook(key)))
+
+    def _out_hook(self, key):
+        def hook(module: nn.Module, args: Any, output: torch.Tensor) -> None:
+            self._seen[key] = output
+        return hook
+
+    def _in_hook(self, key):
+        def hook(module: nn.Module, args: tuple) -> None:
+            # an in-place activation would overwrite the pre-activation we keep
+            self._seen[key] = args[0].clone() if getattr(module, "inplace", False) else args[0]
+        return hook
+
+    def __call__(self, x: torch.Tensor) -> dict[str, Any]:
+        self._seen.clear()
+        logits = self.model(x)
+        out: dict[str, Any] = {}
+        for tap, keys in self._plan.items():
+            if tap == "logits":
+                out[tap] = logits
+            elif tap in ("feats", "preacts"):
+                out[tap] = [self._seen[k] for k in keys]
+            else:
+                out[tap] = self._seen[keys[0]]
+        out.setdefault("logits", logits)
+        return out
+
+    def close(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def __enter__(self) -> "Tapper":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def shapes(taps: dict[str, Any]) -> dict[str, Any]:
+    return {k: ([t.shape for t in v] if isinstance(v, list) else v.shape) for k, v in taps.items()}

@@ -9,8 +9,17 @@ Public API (every function takes the frame of ``kdbench.results.records_frame``)
   the same pair and setting). Metrics of diverged/error records never enter the means.
 - ``session_report(frame) -> str``: the Markdown leaderboard the pytest session prints and
   writes to ``results/leaderboard.md``.
-- ``build_report(frame, published=None) -> Report``: every table of the full report; ``Report``
-  has ``to_markdown()``, ``to_csv()`` and ``to_json()``; ``render(frame, fmt)`` picks one.
+- ``leaderboard(summary, published=None) -> DataFrame``: paper-style, methods × pairs, cells
+  ``mean ± std (n)`` of top-1 (best temperature per pair, shown), the best per column in bold,
+  teacher and ``ce`` rows on top, ``N/A`` where a method was not run for a pair (skipped as not
+  applicable), a "published" column next to a pair the reference lists.
+- ``detail_table(summary)``, ``temperature_table(summary)``: the per-pair detail (every metric,
+  Δ vs ``ce``, rank) and loss × temperature.
+- ``build_report(frame, published=None) -> Report``: every table of the full report, one section
+  per setting (data set, device, … where they vary); ``Report`` has ``to_markdown()``,
+  ``to_csv()`` (the tidy ``summarize`` frame) and ``to_json()``; ``render(frame, fmt)`` picks
+  one. ``published`` is the frame of ``kdbench.reference.published()`` (columns method,
+  teacher, student, top1, …) and is matched on data set ``cifar100``.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ SETTING_KEYS = tuple(f.name for f in fields(RunSpec)
                      if f.name not in ("seed", "teacher", "student", "temperature", "loss",
                                        "alpha", "ce_weight", "loss_options"))
 FAILED = ("diverged", "error")
-LABELS = {*SETTING_KEYS, *METHOD_KEYS, "pair", "method", "case", "metric", "decision"}
+LABELS = {*SETTING_KEYS, *METHOD_KEYS, "pair", "method", "case", "metric", "decision", "why"}
 
 
 def _options_text(value: object) -> str:
@@ -166,3 +175,158 @@ def session_report(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "No kdbench records.\n"
     return f"{provenance_line(frame)}\n\n{markdown(session_table(frame))}\n"
+
+
+# ---------------------------------------------------------------- full report
+
+PUBLISHED_DATASET = "cifar100"
+PUBLISHED_METHOD = {"teacher": "teacher", "student": "ce"}  # reference name → row of ours
+
+
+def _method(summary: pd.DataFrame) -> pd.Series:
+    """The loss, with the method knobs (α, options) that vary appended."""
+    knobs = [c for c in METHOD_KEYS[2:] if c in summary]
+    return summary["loss"].str.cat([c + "=" + summary[c].astype(str) for c in knobs], sep=" ")
+
+
+def _published_cells(published: pd.DataFrame | None, pairs: list[str]) -> pd.DataFrame:
+    """(method, pair) → the published top-1 values, joined over sources."""
+    if published is None or published.empty:
+        return pd.DataFrame()
+    ref = published.assign(pair=published["teacher"] + ">" + published["student"],
+                           method=published["method"].replace(PUBLISHED_METHOD),
+                           top1=published["top1"].astype(str))
+    ref = ref[ref["pair"].isin(pairs)]
+    return ref.groupby(["method", "pair"])["top1"].agg(
+        lambda v: " / ".join(dict.fromkeys(v))).unstack("pair")
+
+
+def leaderboard(summary: pd.DataFrame, published: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Methods × pairs of one setting (see the module docstring)."""
+    s = summary.assign(method=_method(summary))
+    best = s.drop_duplicates(["pair", "method"])  # summary is sorted by mean top-1
+    cells = best.apply(fmt_top1, axis=1) + best["T"].map(
+        lambda t: "" if pd.isna(t) else f" T={t:g}")
+    winners = best[best["loss"].ne("ce")].dropna(subset=["top1_mean"]).drop_duplicates("pair")
+    cells[winners.index] = "**" + cells[winners.index] + "**"
+    table = best.assign(cell=cells).pivot(index="method", columns="pair", values="cell")
+    teacher = s.dropna(subset=["teacher_top1_mean"]).groupby("pair")["teacher_top1_mean"].first()
+    table.loc["teacher"] = teacher.map(fmt_num)
+    order = ["teacher", "ce"] + sorted(m for m in table.index if m not in ("teacher", "ce"))
+    table = table.reindex([m for m in order if m in table.index])
+    pairs = sorted(table.columns)
+    ref = _published_cells(published, pairs)
+    columns = {}
+    for pair in pairs:
+        columns[pair] = table[pair].fillna("N/A")
+        if pair in ref:
+            columns[f"{pair} published"] = ref[pair].reindex(table.index).fillna("")
+    return pd.DataFrame(columns).rename_axis("method").reset_index()
+
+
+DETAIL = (("Δ top-1 vs ce", "d_top1", lambda x: fmt_num(x, sign=True)),
+          ("agreement %", "agreement_mean", fmt_num),
+          ("student params", "student_params_mean", fmt_count),
+          ("extra params", "extra_params_mean", fmt_count),
+          ("compression", "compression_mean", lambda x: fmt_num(x, 1)),
+          ("FLOPs", "student_flops_mean", fmt_count),
+          ("train samples/s", "train_throughput_mean", fmt_count),
+          ("infer samples/s", "infer_throughput_mean", fmt_count),
+          ("latency ms", "latency_ms_mean", lambda x: fmt_num(x, 3)),
+          ("peak mem MB", "peak_mem_mb_mean", lambda x: fmt_num(x, 1)),
+          ("train s", "train_s_mean", lambda x: fmt_num(x, 1)))
+
+
+def detail_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """One pair: loss × T with every metric, Δ vs ce and the rank by mean top-1."""
+    s = summary.assign(method=_method(summary))
+    rank = s["top1_mean"].rank(ascending=False, method="min")
+    return pd.DataFrame({
+        "rank": rank.map(lambda r: "" if pd.isna(r) else f"{r:.0f}"),
+        "method": s["method"], "T": s["T"].map(_fmt_T), "top-1 %": s.apply(fmt_top1, axis=1),
+        **{label: s[col].map(fmt) for label, col, fmt in DETAIL}})
+
+
+def temperature_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Loss × temperature (columns) per pair, for the losses that use a temperature."""
+    s = summary[summary["T"].notna()]
+    s = s.assign(method=_method(s), cell=s.apply(fmt_top1, axis=1),
+                 T=s["T"].map(lambda t: f"T={t:g}"))
+    if s.empty:
+        return pd.DataFrame()
+    table = s.pivot_table(index=["pair", "method"], columns="T", values="cell",
+                          aggfunc="first")
+    table = table[sorted(table.columns, key=lambda c: float(c[2:]))]
+    return table.fillna("N/A").reset_index().rename_axis(columns=None)
+
+
+def _sections(summary: pd.DataFrame, keys: list[str]):
+    settings = [k for k in keys if k in SETTING_KEYS]
+    if not settings:
+        yield "", summary
+        return
+    for values, part in summary.groupby(settings, sort=True, dropna=False):
+        yield " · ".join(f"{k} {v}" for k, v in zip(settings, values)), part
+
+
+@dataclass
+class Report:
+    provenance: dict[str, str]
+    summary: pd.DataFrame  # summarize(frame)
+    tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)  # (heading, cells)
+
+    def to_markdown(self) -> str:
+        lines = ["# kdbench report", "",
+                 *(f"- **{k}**: {v}" for k, v in self.provenance.items()), ""]
+        for heading, table in self.tables:
+            lines += [heading, "", markdown(table), ""]
+        lines.append("Cells: mean ± std (n ok seeds) of top-1 %; **bold**: best per pair; "
+                     "diverged / error: cases that failed (not counted as 0 %); "
+                     "N/A: not run for this pair (skipped as not applicable).")
+        return "\n".join(lines) + "\n"
+
+    def to_csv(self) -> str:
+        return self.summary.to_csv(index=False)
+
+    def to_dict(self) -> dict:
+        return {"provenance": self.provenance,
+                "groups": json.loads(self.summary.to_json(orient="records")),
+                "tables": [{"title": h.lstrip("# "), "rows": t.to_dict(orient="records")}
+                           for h, t in self.tables]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+
+
+def build_report(frame: pd.DataFrame, published: pd.DataFrame | None = None) -> Report:
+    summary = summarize(frame)
+    keys = label_columns(prepare(frame))
+    report = Report(provenance=provenance(frame), summary=summary)
+    for title, part in _sections(summary, keys):
+        suffix = f" ({title})" if title else ""
+        datasets = set((part if "dataset" in part else frame)["dataset"])
+        ref = published if datasets == {PUBLISHED_DATASET} else None
+        report.tables.append((f"## Leaderboard{suffix}", leaderboard(part, ref)))
+        for pair, rows in part.groupby("pair", sort=True):
+            report.tables.append((f"### {pair}{suffix}", detail_table(rows)))
+        temps = temperature_table(part)
+        if not temps.empty:
+            report.tables.append((f"## Temperature{suffix}", temps))
+    return report
+
+
+def load_published() -> pd.DataFrame | None:
+    """The shipped published CIFAR-100 numbers, when the reference module is installed."""
+    try:
+        from kdbench.reference import published
+    except ImportError:
+        return None
+    return published()
+
+
+FORMATS = ("md", "csv", "json")
+
+
+def render(frame: pd.DataFrame, fmt: str = "md", published: pd.DataFrame | None = None) -> str:
+    report = build_report(frame, published)
+    return {"md": report.to_markdown, "csv": report.to_csv, "json": report.to_json}[fmt]()

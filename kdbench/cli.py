@@ -1,0 +1,212 @@
+"""``kdbench list | report | compare``.
+
+    kdbench list losses|models|datasets|profiles|recipes
+    kdbench report PATH... [--format md|csv|json] [--out FILE] [--plots DIR] [--baseline OUT]
+    kdbench compare BASELINE CURRENT [--format md|json] [--out FILE] [--alpha A]
+                    [--metrics M,...] [--min-effect METRIC=VALUE ...] [--tolerance METRIC=VALUE ...]
+                    [--config pyproject.toml]
+
+``list`` prints one name per line, then a details table. ``compare`` exits 0 without a
+regression, 1 with one, 2 on unusable input; every error is one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+
+from kdbench.registry import KdbenchError
+
+KINDS = ("losses", "models", "datasets", "profiles", "recipes")
+
+
+# ---------------------------------------------------------------- list
+
+def _first_line(obj: Any) -> str:
+    return ((obj.__doc__ or "").strip().splitlines() or [""])[0]
+
+
+def _losses() -> tuple[list[str], Callable[[str], dict]]:
+    from kdbench.losses import LOSSES
+
+    return LOSSES.names(), lambda n: {"paper": LOSSES.get(n).paper(),
+                                      "temperature": "yes" if LOSSES.get(n).uses_temperature
+                                      else ""}
+
+
+def _models() -> tuple[list[str], Callable[[str], dict]]:
+    import torch
+
+    from kdbench.models import MODELS, build_model, count_params
+
+    def params(name: str, classes: int) -> str:
+        with torch.device("meta"):  # shapes only: no memory, no initialisation time
+            return f"{count_params(build_model(name, classes, (3, 32, 32))):,}"
+
+    return MODELS.names(), lambda n: {"params 10 classes (3×32×32)": params(n, 10),
+                                      "params 100 classes (3×32×32)": params(n, 100),
+                                      "description": _first_line(MODELS.get(n))}
+
+
+def _datasets() -> tuple[list[str], Callable[[str], dict]]:
+    from kdbench.data import DATASETS, load_dataset
+
+    def details(name: str) -> dict:
+        row = {"description": _first_line(DATASETS.get(name))}
+        try:
+            data = load_dataset(name)
+        except (KdbenchError, OSError, RuntimeError):
+            return {**row, "classes": "", "shape": "", "train / test": "not on disk"}
+        return {**row, "classes": data.num_classes,
+                "shape": "×".join(map(str, data.input_shape)),
+                "train / test": f"{data.num_train} / {data.num_test}"}
+
+    return DATASETS.names(), details
+
+
+def _profiles() -> tuple[list[str], Callable[[str], dict]]:
+    from kdbench.profiles import PROFILES
+
+    def details(name: str) -> dict:
+        p = PROFILES.get(name)
+        return {"dataset": p.dataset, "pairs": len(p.pairs), "description": p.description}
+
+    return PROFILES.names(), details
+
+
+def _recipes() -> tuple[list[str], Callable[[str], dict]]:
+    from kdbench.recipes import RECIPES
+
+    return RECIPES.names(), lambda n: {"lr": RECIPES.get(n).lr,
+                                       "description": RECIPES.get(n).description}
+
+
+LISTERS = {"losses": _losses, "models": _models, "datasets": _datasets,
+           "profiles": _profiles, "recipes": _recipes}
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    names, details = LISTERS[args.kind]()
+    print("\n".join(names), flush=True)
+    if names and not args.names_only:
+        table = pd.DataFrame([{"name": n, **details(n)} for n in names])
+        print()
+        print(table.to_markdown(index=False))
+    return 0
+
+
+# ---------------------------------------------------------------- report / compare
+
+def _load(paths: Sequence[str]) -> list[dict]:
+    """Records of files/folders; the loader's warning (corrupt lines) as one stderr line."""
+    from kdbench.results import load_records
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        records = load_records(paths)
+    for w in caught:
+        print(f"kdbench: warning: {w.message}", file=sys.stderr)
+    if not records:
+        raise KdbenchError(f"no records in {', '.join(paths)}")
+    return records
+
+
+def _emit(text: str, out: str | None) -> None:
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from kdbench.report import build_report, load_published
+    from kdbench.results import records_frame
+
+    records = _load(args.paths)
+    report = build_report(records_frame(records), load_published())
+    _emit({"md": report.to_markdown, "csv": report.to_csv, "json": report.to_json}[args.format](),
+          args.out)
+    if args.plots:
+        from kdbench.plots import write_plots
+
+        for path in write_plots(report.summary, args.plots):
+            print(f"kdbench: wrote {path}", file=sys.stderr)
+    if args.baseline:
+        from kdbench.compare import write_baseline
+
+        count = write_baseline(records, args.baseline)
+        print(f"kdbench: wrote baseline {args.baseline} ({count} records)", file=sys.stderr)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from kdbench.compare import Thresholds, compare, parse_assignments
+
+    thresholds = Thresholds.load(
+        args.config, alpha=args.alpha,
+        metrics=args.metrics.split(",") if args.metrics else None,
+        min_effect=parse_assignments(args.min_effect, "--min-effect"),
+        tolerance=parse_assignments(args.tolerance, "--tolerance"))
+    result = compare(_load([args.baseline]), _load([args.current]), thresholds)
+    _emit(result.to_json() + "\n" if args.format == "json" else result.to_markdown(), args.out)
+    return 1 if result.has_regression else 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kdbench", description="Knowledge-distillation benchmark: "
+                                "list registries, report records, compare against a baseline.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    ls = sub.add_parser("list", help="registered names, one per line, then details")
+    ls.add_argument("kind", choices=KINDS)
+    ls.add_argument("--names-only", action="store_true", help="only the names")
+    ls.set_defaults(func=cmd_list)
+
+    rp = sub.add_parser("report", help="leaderboards from record files or folders")
+    rp.add_argument("paths", nargs="+", metavar="PATH", help="*.jsonl files or folders of them")
+    rp.add_argument("--format", choices=("md", "csv", "json"), default="md")
+    rp.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    rp.add_argument("--plots", metavar="DIR", help="write PNG plots here (needs matplotlib)")
+    rp.add_argument("--baseline", metavar="OUT",
+                    help="also write these records (newest per case) as a refreshed baseline, "
+                         "e.g. results/baseline.jsonl")
+    rp.set_defaults(func=cmd_report)
+
+    cp = sub.add_parser("compare", help="regressions of CURRENT against BASELINE; "
+                        "exit 0: none, 1: regression, 2: unusable input")
+    cp.add_argument("baseline", metavar="BASELINE", help="baseline records (file or folder)")
+    cp.add_argument("current", metavar="CURRENT", help="current records (file or folder)")
+    cp.add_argument("--format", choices=("md", "json"), default="md")
+    cp.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    cp.add_argument("--alpha", type=float, help="significance level of the t-test (0.01)")
+    cp.add_argument("--metrics", metavar="M,...", help="gated metrics (default: top1, "
+                    "agreement, throughputs, latency, memory, params, FLOPs)")
+    cp.add_argument("--min-effect", nargs="+", default=[], metavar="METRIC=VALUE",
+                    help="minimum effect: points for top1/agreement, percent for the others")
+    cp.add_argument("--tolerance", nargs="+", default=[], metavar="METRIC=VALUE",
+                    help="one-seed tolerance (default: twice the minimum effect)")
+    cp.add_argument("--config", default="pyproject.toml",
+                    help="pyproject.toml with [tool.kdbench.compare] (default: ./pyproject.toml)")
+    cp.set_defaults(func=cmd_compare)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = parser().parse_args(argv)
+        return args.func(args)
+    except KdbenchError as exc:
+        print(f"kdbench: error: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""PNG plots of a report (``kdbench report --plots DIR``); needs the ``plots`` extra (matplotlib).
+
+``write_plots(summary, directory) -> list[Path]`` takes ``kdbench.report.summarize(frame)`` and
+writes, per pair: top-1 vs temperature per loss (``<pair>-temperature.png``, only when a loss
+uses a temperature); and for all groups: top-1 vs student params and vs inference throughput,
+the Pareto front (the best top-1 for its size / for its speed) marked (``pareto-params.png``,
+``pareto-throughput.png``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from kdbench.registry import KdbenchError
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise KdbenchError("plots need matplotlib: pip install 'kdbench[plots]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def pareto_front(points: pd.DataFrame, x: str, y: str, x_higher_better: bool) -> pd.DataFrame:
+    """Rows not dominated on (x, y): no other row is at least as good on both and better on one."""
+    ordered = points.sort_values([x, y], ascending=[not x_higher_better, False])
+    return ordered[ordered[y] > ordered[y].cummax().shift(fill_value=-float("inf"))]
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+def write_plots(summary: pd.DataFrame, directory: Path | str) -> list[Path]:
+    plt = _pyplot()
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    ok = summary.dropna(subset=["top1_mean"])
+    for pair, rows in ok[ok["T"].notna()].groupby("pair"):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for loss, curve in rows.sort_values("T").groupby("loss"):
+            ax.errorbar(curve["T"], curve["top1_mean"], yerr=curve["top1_std"].fillna(0),
+                        marker="o", capsize=3, label=loss)
+        ax.set(xscale="log", xlabel="temperature T", ylabel="top-1 %", title=f"{pair}: top-1 vs T")
+        ax.legend()
+        written.append(_save(fig, out / f"{_safe(pair)}-temperature.png", plt))
+    for x, label, higher, name in (
+            ("student_params_mean", "student params", False, "pareto-params.png"),
+            ("infer_throughput_mean", "inference samples/s", True, "pareto-throughput.png")):
+        points = ok.dropna(subset=[x])
+        if points.empty:
+            continue
+        front = pareto_front(points, x, "top1_mean", higher)
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.scatter(points[x], points["top1_mean"], alpha=0.6, label="case")
+        ax.plot(front[x], front["top1_mean"], "r-o", label="Pareto front")
+        for _, row in front.iterrows():
+            ax.annotate(row["loss"], (row[x], row["top1_mean"]), fontsize=7)
+        ax.set(xscale="log", xlabel=label, ylabel="top-1 %", title=f"top-1 vs {label}")
+        ax.legend()
+        written.append(_save(fig, out / name, plt))
+    return written
+
+
+def _save(fig, path: Path, plt) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

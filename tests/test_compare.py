@@ -1,0 +1,203 @@
+"""kdbench.compare: planted regressions are caught, seed noise is not flagged."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import numpy as np
+import pytest
+
+from kdbench.compare import Thresholds, compare, welch_p, write_baseline
+from kdbench.registry import KdbenchError
+from kdbench.results import load_records, make_record
+from kdbench.spec import make_spec
+
+CASES = (("ce", None), ("kd", 1.0), ("kd", 4.0), ("mse_logits", None))
+SPECS = {(loss, t, seed): make_spec("digits", "cnn_t", "cnn_s", loss, temperature=t, seed=seed,
+                                    epochs=5)
+         for loss, t in CASES for seed in range(6)}
+ENV = {"torch": "2.3.0", "kdbench_version": "0.1.0", "git_sha": "abc1234", "threads": 2,
+       "device_name": "cpu", "python": "3.11"}
+# seed-to-seed noise of a digits case: ≈3 of 360 test images, throughput/latency ±8 %
+TOP1_SD, CV = 0.8, 0.08
+
+
+def draw(rng: np.random.Generator, seeds=(0, 1, 2), cases=CASES) -> list[dict]:
+    """Records of the same configs as a fresh run with these seeds would give them."""
+    def noisy(mean: float, cv: float = CV) -> float:
+        return mean * (1.0 + rng.normal(0.0, cv))
+
+    records = []
+    for loss, t in cases:
+        for seed in seeds:
+            metrics = {"top1": 90.0 + rng.normal(0, TOP1_SD),
+                       "agreement": 92.0 + rng.normal(0, TOP1_SD),
+                       "train_throughput": noisy(5e4), "infer_throughput": noisy(8e5),
+                       "latency_ms": noisy(0.2), "peak_mem_mb": noisy(300.0, 0.02),
+                       "student_params": 2634, "extra_params": 0, "student_flops": 20736}
+            record = make_record(SPECS[loss, t, seed], "ok", metrics, ENV)
+            record["created_at"] = f"2024-01-0{seed + 1}T00:00:00+00:00"
+            records.append(record)
+    return records
+
+
+def planted(records: list[dict], loss: str, t: float | None, **changes) -> list[dict]:
+    """A copy with ``metric=function`` applied to every seed of one case."""
+    out = copy.deepcopy(records)
+    for r in out:
+        if (r["spec"]["loss"], r["spec"]["temperature"]) == (loss, t):
+            for metric, change in changes.items():
+                r["metrics"][metric] = change(r["metrics"][metric])
+    return out
+
+
+def decisions(result) -> dict[str, str]:
+    return dict(zip(result.cases["case"], result.cases["decision"]))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def test_welch_matches_textbook_values():
+    a, b = np.array([1.0, 2.0, 3.0, 4.0]), np.array([2.0, 4.0, 6.0, 8.0, 10.0])
+    # t = -2.2514, df = 5.52 → p = 0.06913 (scipy.stats.ttest_ind(a, b, equal_var=False))
+    assert welch_p(a, b) == pytest.approx(0.069134, abs=1e-6)
+    assert welch_p(a, a) == pytest.approx(1.0)
+    assert welch_p(np.array([1.0, 1.0]), np.array([2.0, 2.0])) == 0.0
+
+
+def test_welch_agrees_with_scipy(rng):
+    stats = pytest.importorskip("scipy.stats")
+    for _ in range(50):
+        a, b = rng.normal(0, 1, 3), rng.normal(rng.normal(0, 2), rng.uniform(0.1, 3), 4)
+        assert welch_p(a, b) == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue,
+                                              rel=1e-9)
+
+
+def test_identical_runs_are_unchanged_not_noise(rng):
+    base = draw(rng)
+    result = compare(base, copy.deepcopy(base))
+    assert not result.has_regression
+    assert set(result.metrics["why"]) == {"bit-identical"}
+
+
+def test_planted_top1_drop_of_5_points_is_a_regression(rng):
+    base = draw(rng)
+    result = compare(base, planted(base, "kd", 4.0, top1=lambda v: v - 5.0))
+    assert result.has_regression
+    assert decisions(result)["digits-cnn_t>cnn_s-kd-T4-cpu"] == "regression"
+    assert list(result.metrics.query("decision == 'regression'")["metric"]) == ["top1"]
+    assert "digits-cnn_t>cnn_s-kd-T4-cpu" in result.to_markdown()
+
+
+def test_planted_throughput_drop_of_30_percent_is_a_regression(rng):
+    base = draw(rng)
+    result = compare(base, planted(base, "ce", None, infer_throughput=lambda v: 0.7 * v))
+    assert decisions(result)["digits-cnn_t>cnn_s-ce-cpu"] == "regression"
+    row = result.metrics.query("decision == 'regression'").iloc[0]
+    assert (row["metric"], round(row["effect"])) == ("infer_throughput", -30)
+
+
+def test_planted_top1_drop_caught_under_fresh_seed_noise():
+    rng = np.random.default_rng(7)
+    current = planted(draw(rng, seeds=(3, 4, 5)), "kd", 1.0, top1=lambda v: v - 5.0)
+    found = compare(draw(rng), current).metrics.query("decision == 'regression'")
+    assert list(found["case"] + ":" + found["metric"]) == ["digits-cnn_t>cnn_s-kd-T1-cpu:top1"]
+
+
+def test_seed_noise_false_alarm_rate_at_most_5_percent():
+    """200 comparisons of same-config runs with different seeds (noise only)."""
+    rng = np.random.default_rng(2024)
+    alarms = sum(compare(draw(rng, seeds=(0, 1, 2)), draw(rng, seeds=(3, 4, 5))).has_regression
+                 for _ in range(200))
+    rate = alarms / 200
+    print(f"\nseed-noise false-alarm rate: {rate:.1%} ({alarms}/200 comparisons of "
+          f"{len(CASES)} cases; top-1 sd {TOP1_SD} points, speed cv {CV:.0%})")
+    assert rate <= 0.05
+
+
+def test_improvements_do_not_fail(rng):
+    base = draw(rng)
+    result = compare(base, planted(base, "kd", 4.0, top1=lambda v: v + 5.0,
+                                   infer_throughput=lambda v: 2 * v))
+    assert not result.has_regression
+    assert decisions(result)["digits-cnn_t>cnn_s-kd-T4-cpu"] == "improvement"
+
+
+def test_new_and_missing_cases_are_listed_and_do_not_fail(rng):
+    base = draw(rng, cases=CASES[:3])
+    current = draw(rng, cases=CASES[1:])
+    result = compare(base, current)
+    assert decisions(result)["digits-cnn_t>cnn_s-ce-cpu"] == "missing"
+    assert decisions(result)["digits-cnn_t>cnn_s-mse_logits-cpu"] == "new"
+    assert result.counts()["new"] == result.counts()["missing"] == 1
+    assert not result.has_regression
+    md = result.to_markdown()
+    assert "#### New (1)" in md and "#### Missing (1)" in md
+
+
+def test_one_seed_falls_back_to_tolerance(rng):
+    base = draw(rng, seeds=(0,))
+    th = Thresholds()
+    small = compare(base, planted(base, "kd", 4.0, top1=lambda v: v - 1.5), th)
+    assert not small.has_regression  # > min effect 1.0 but within tolerance 2.0
+    assert "within one-seed tolerance" in set(small.metrics["why"])
+    assert compare(base, planted(base, "kd", 4.0, top1=lambda v: v - 3.0), th).has_regression
+
+
+def test_case_that_now_diverges_is_a_regression(rng):
+    base = draw(rng)
+    current = copy.deepcopy(base)
+    for r in current:
+        if r["spec"]["loss"] == "mse_logits":
+            r["status"], r["metrics"] = "diverged", {"diverged_epoch": 2,
+                                                     "last_finite_loss": 3.2}
+    result = compare(base, current)
+    row = result.metrics.query("decision == 'regression'").iloc[0]
+    assert (row["case"], row["metric"]) == ("digits-cnn_t>cnn_s-mse_logits-cpu", "status")
+    assert "3/3 ok" in result.to_markdown() and "0/3 ok" in result.to_markdown()
+
+
+def test_thresholds_from_pyproject_then_overrides(tmp_path):
+    config = tmp_path / "pyproject.toml"
+    config.write_text("[tool.kdbench.compare]\nalpha = 0.05\nmetrics = ['top1']\n"
+                      "min_effect = { top1 = 0.5 }\n")
+    th = Thresholds.load(config, min_effect={"top1": 2.0})
+    assert (th.alpha, th.metrics, th.min_effect["top1"], th.tolerance_for("top1")) == (
+        0.05, ("top1",), 2.0, 4.0)
+    assert Thresholds.load(tmp_path / "absent.toml") == Thresholds()
+    config.write_text("[tool.kdbench.compare]\nmin_effect = { top_1 = 0.5 }\n")
+    with pytest.raises(KdbenchError, match="unknown metric 'top_1'"):
+        Thresholds.load(config)
+
+
+def test_min_effect_override_changes_the_decision(rng):
+    base = draw(rng, seeds=(0,))
+    current = planted(base, "ce", None, top1=lambda v: v - 0.7)
+    assert not compare(base, current).has_regression
+    assert compare(base, current, Thresholds().updated(min_effect={"top1": 0.3})).has_regression
+
+
+def test_unusable_input_raises(rng):
+    base = draw(rng)
+    with pytest.raises(KdbenchError, match="no shared cases"):
+        compare(base, [dict(r, group_id="other") for r in base])
+    with pytest.raises(KdbenchError, match="schema mismatch"):
+        compare(base, [dict(r, schema=99) for r in base])
+
+
+def test_json_output_and_refreshed_baseline(rng, tmp_path):
+    base = draw(rng)
+    result = compare(base, planted(base, "kd", 4.0, top1=lambda v: v - 5.0))
+    data = json.loads(result.to_json())
+    assert data["has_regression"] and data["counts"]["regression"] == 1
+    assert not math.isnan(data["changes"][0]["baseline"])
+    path = tmp_path / "baseline.jsonl"
+    older = [dict(r, created_at="2023-01-01T00:00:00+00:00", metrics={"top1": 1.0})
+             for r in base]
+    assert write_baseline(older + base, path) == len(base)
+    assert compare(load_records([path]), base).counts()["unchanged"] == len(CASES)

@@ -30,7 +30,8 @@ def _pyplot():
 def pareto_front(points: pd.DataFrame, x: str, y: str, x_higher_better: bool) -> pd.DataFrame:
     """Rows not dominated on (x, y): no other row is at least as good on both and better on one."""
     ordered = points.sort_values([x, y], ascending=[not x_higher_better, False])
-    return ordered[ordered[y] > ordered[y].cummax().shift(fill_value=-float("inf"))]
+    best_before = ordered[y].astype(float).cummax().shift(fill_value=-float("inf"))
+    return ordered[ordered[y] > best_before]
 
 
 def _safe(name: str) -> str:

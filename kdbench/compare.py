@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from kdbench.registry import KdbenchError
-from kdbench.report import markdown
+from kdbench.report import fmt_num, markdown
 from kdbench.results import load_records, records_frame
 
 # metric → (direction: +1 higher is better, −1 lower is better; unit of its thresholds)
@@ -117,10 +117,17 @@ def _check_metrics(names: Iterable[str], what: str) -> None:
 
 
 def _toml(path: Path) -> dict[str, Any]:
+    """``[tool.kdbench.compare]`` of a pyproject.toml (empty when it has none)."""
     try:
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+    except ModuleNotFoundError:  # Python 3.10: tomli, needed only when the table is there
+        if "[tool.kdbench.compare" not in path.read_text(encoding="utf-8"):
+            return {}
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ModuleNotFoundError:
+            raise KdbenchError(f"reading [tool.kdbench.compare] of {str(path)!r} needs "
+                               "Python ≥ 3.11 or the tomli package") from None
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh).get("tool", {}).get("kdbench", {}).get("compare", {})
@@ -289,15 +296,12 @@ class Comparison:
         return "\n".join(lines) + "\n"
 
 
-def _fmt(x: Any, digits: int = 2) -> str:
-    return "" if pd.isna(x) else f"{x:.{digits}f}"
-
-
 def _change_table(rows: pd.DataFrame) -> pd.DataFrame:
     def cell(mean: float, std: float, n: float, unit: str) -> str:
         if unit == "ok seeds":
             return f"{mean:.0f}/{n:.0f} ok"
-        return f"{_fmt(mean)} ({n:.0f})" if pd.isna(std) else f"{_fmt(mean)} ± {_fmt(std)} ({n:.0f})"
+        spread = "" if pd.isna(std) else f" ± {fmt_num(std)}"
+        return f"{fmt_num(mean)}{spread} ({n:.0f})"
 
     def side(mean: pd.Series, std: pd.Series, n: pd.Series) -> pd.Series:
         return pd.Series(list(map(cell, mean, std, n, rows["unit"])), index=rows.index)

@@ -3,8 +3,8 @@
 Public API (every function takes the frame of ``kdbench.results.records_frame``):
 
 - ``summarize(frame) -> DataFrame``: one row per case group (every spec field but the seed),
-  aggregated over seeds: the label columns (``pair``, ``loss``, ``T`` and whichever other spec
-  fields vary), ``n`` (ok seeds), ``diverged``, ``error``, ``<metric>_mean`` / ``<metric>_std``
+  aggregated over seeds, sorted by mean top-1: the label columns (``pair``, ``loss``, ``T`` and
+  whichever other spec fields vary; listed in ``.attrs["labels"]``), ``n`` (ok seeds), ``diverged``, ``error``, ``<metric>_mean`` / ``<metric>_std``
   for every metric of ``kdbench.results.METRICS`` and ``d_top1`` (Δ mean top-1 vs ``ce`` of
   the same pair and setting). Metrics of diverged/error records never enter the means.
 - ``session_report(frame) -> str``: the Markdown leaderboard the pytest session prints and
@@ -83,7 +83,9 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     ce = out[out["loss"].eq("ce")].set_index(setting)["top1_mean"].rename("ce_top1")
     out["d_top1"] = out["top1_mean"] - out.join(ce, on=setting)["ce_top1"]
     out = out.sort_values("top1_mean", ascending=False, na_position="last", kind="stable")
-    return out.reset_index(drop=True)
+    out = out.reset_index(drop=True)
+    out.attrs["labels"] = keys
+    return out
 
 
 # ---------------------------------------------------------------- cell formatting
@@ -158,8 +160,7 @@ def provenance_line(frame: pd.DataFrame) -> str:
 def session_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (pair, loss, T) over seeds, sorted by mean top-1 (the minimum leaderboard)."""
     s = summarize(frame)
-    keys = label_columns(prepare(frame))
-    return _labels_view(s, keys).assign(**{
+    return _labels_view(s, s.attrs["labels"]).assign(**{
         "top-1 %": s.apply(fmt_top1, axis=1),
         "Δ top-1 vs ce": s["d_top1"].map(lambda x: fmt_num(x, sign=True)),
         "agreement %": s["agreement_mean"].map(fmt_num),
@@ -300,9 +301,8 @@ class Report:
 
 def build_report(frame: pd.DataFrame, published: pd.DataFrame | None = None) -> Report:
     summary = summarize(frame)
-    keys = label_columns(prepare(frame))
     report = Report(provenance=provenance(frame), summary=summary)
-    for title, part in _sections(summary, keys):
+    for title, part in _sections(summary, summary.attrs["labels"]):
         suffix = f" ({title})" if title else ""
         datasets = set((part if "dataset" in part else frame)["dataset"])
         ref = published if datasets == {PUBLISHED_DATASET} else None

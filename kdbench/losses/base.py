@@ -38,7 +38,8 @@ class DistillLoss(nn.Module):
     """Base class. Subclasses set the class attributes and implement ``forward``.
 
     - ``taps``: tap names needed from both networks (``"index"`` is filled by the engine).
-    - ``uses_temperature``: whether the profile sweeps temperatures for it.
+    - ``uses_temperature``: whether the profile sweeps temperatures for it;
+      ``default_temperature``: the paper's T, used when the spec gives none.
     - ``needs_teacher``: False only for ``ce`` (the student trained alone).
     - ``alpha``: default weight of the term; ``ce_weight``: default CE weight, ``None`` meaning
       ``1 − alpha`` (Hinton's convex mix).
@@ -47,6 +48,7 @@ class DistillLoss(nn.Module):
 
     taps: ClassVar[tuple[str, ...]] = ("logits",)
     uses_temperature: ClassVar[bool] = False
+    default_temperature: ClassVar[float | None] = None
     needs_teacher: ClassVar[bool] = True
     alpha: ClassVar[float] = 1.0
     ce_weight: ClassVar[float | None] = 1.0
@@ -60,7 +62,7 @@ class DistillLoss(nn.Module):
                 f"unknown option {unknown[0]!r} for loss {type(self).__name__}: "
                 f"valid: {', '.join(sorted(self.options)) or 'none'}"
             )
-        self.temperature = temperature
+        self.temperature = self.default_temperature if temperature is None else temperature
         self.opts = {**self.options, **options}
 
     @classmethod

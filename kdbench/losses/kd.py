@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
+from kdbench.losses._functional import soft_kl
 from kdbench.losses.base import DistillLoss
 from kdbench.registry import LOSSES
 
@@ -15,11 +15,9 @@ class KD(DistillLoss):
     """
 
     uses_temperature = True
+    default_temperature = 4.0
     alpha = 0.9
     ce_weight = None
 
     def forward(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
-        T = self.temperature
-        log_p_s = F.log_softmax(student["logits"] / T, dim=1)  # (B, C)
-        log_p_t = F.log_softmax(teacher["logits"] / T, dim=1)  # (B, C)
-        return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * T * T
+        return soft_kl(student["logits"], teacher["logits"], self.temperature)  # (B, C) logits

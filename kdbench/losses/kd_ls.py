@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+import torch
+
+from kdbench.losses._functional import soft_kl, zscore
+from kdbench.losses.base import DistillLoss
+from kdbench.registry import LOSSES
+
+
+@LOSSES.register("kd_ls")
+class KDLS(DistillLoss):
+    """Sun, Ren, Li, Wang & Cao, "Logit Standardization in Knowledge Distillation", CVPR 2024: KD.
+
+    Term T²·KL(softmax(z(t)/T) ‖ softmax(z(s)/T)) with z the per-sample z-score (mean 0, divided
+    by std + 1e-7); the authors' CIFAR recipe: base temperature 2, KD weight 9, CE weight 0.1.
+    """
+
+    uses_temperature = True
+    default_temperature = 2.0
+    alpha = 9.0
+    ce_weight = 0.1
+
+    def forward(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
+        return soft_kl(zscore(student["logits"]), zscore(teacher["logits"]), self.temperature)

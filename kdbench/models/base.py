@@ -20,6 +20,8 @@ Tap names a loss may ask for (see ``kdbench.taps``): ``logits``, ``embed`` (clas
 
 from __future__ import annotations
 
+from typing import Callable
+
 from torch import nn
 
 from kdbench.registry import MODELS
@@ -35,10 +37,26 @@ class StagedModel(nn.Module):
         return self.get_submodule(self.classifier)
 
 
+Factory = Callable[..., StagedModel]
+
+PREFIXES: dict[str, Callable[[str], Factory]] = {}
+"""Model-name prefixes resolved by a function instead of the registry: ``PREFIXES["tv"]`` turns
+``tv:<name>`` into a factory (set by ``kdbench.models.torchvision_models``)."""
+
+
+def model_factory(name: str) -> Factory:
+    """The factory of a registered name or of a prefixed one (``tv:resnet18``); an unknown name
+    raises ``KdbenchError``."""
+    prefix, sep, rest = name.partition(":")
+    if sep and prefix in PREFIXES:
+        return PREFIXES[prefix](rest)
+    return MODELS.get(name)
+
+
 def build_model(name: str, num_classes: int, input_shape: tuple[int, int, int]) -> StagedModel:
     """Instantiate a registered model; every factory takes ``num_classes`` and ``input_shape``
     (C, H, W)."""
-    model = MODELS.get(name)(num_classes=num_classes, input_shape=tuple(input_shape))
+    model = model_factory(name)(num_classes=num_classes, input_shape=tuple(input_shape))
     model.num_classes = num_classes
     return model
 

@@ -41,8 +41,8 @@ def register_recipe(recipe: Recipe) -> Recipe:
 
 
 register_recipe(Recipe(
-    "digits", lr=0.05, milestones=(0.5, 0.75),
-    description="SGD momentum 0.9, wd 5e-4, lr 0.05, ×0.1 at 50 % and 75 % of the epochs",
+    "digits", lr=0.01, milestones=(0.5, 0.75),
+    description="SGD momentum 0.9, wd 5e-4, batch 64, lr 0.01, ×0.1 at 50 % and 75 % of the epochs",
 ))
 
 

@@ -1,0 +1,311 @@
+"""Teacher training (cached, shared by every student case) and distillation.
+
+One training loop serves the teacher, the ``ce`` baseline and every distillation loss: the loss
+declares its taps and hooks (``kdbench.losses.base``), the loop never asks which loss it runs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdbench import measure
+from kdbench.cache import TensorCache
+from kdbench.data import load_dataset
+from kdbench.data.base import DataSource
+from kdbench.losses import LOSSES, DistillLoss, LossContext
+from kdbench.models import build_model, count_params
+from kdbench.recipes import RECIPES
+from kdbench.registry import KdbenchError
+from kdbench.spec import RunSpec, stable_hash
+from kdbench.taps import Tapper, shapes
+
+EVAL_BATCH = 1024  # evaluation batch size (inference only, no activations kept)
+TEACHER_OUTPUT_BUDGET = 1 << 30  # bytes: larger teacher-output caches run the teacher online
+TRAIN_CODE_VERSION = 1  # bump when a change to the loop changes what a teacher learns
+
+Objective = Callable[[dict, dict, torch.Tensor], torch.Tensor]
+TeacherFn = Callable[[torch.Tensor, torch.Tensor], dict]
+Progress = Callable[[str], None]
+
+
+class Diverged(Exception):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, epoch: int, last_finite_loss: float | None) -> None:
+        super().__init__(f"loss is not finite at epoch {epoch}")
+        self.epoch = epoch
+        self.last_finite_loss = last_finite_loss
+
+
+@dataclass
+class FitStats:
+    epochs: int = 0
+    train_samples: int = 0
+    train_seconds: float = 0.0  # training steps only (no evaluation)
+    last_loss: float | None = None
+    best_top1: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    """What ``distill`` returns: status, metrics and extra fields for the record."""
+
+    status: str
+    metrics: dict[str, Any]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _no_teacher(x: torch.Tensor, index: torch.Tensor) -> dict:
+    return {}
+
+
+class Engine:
+    """Holds a session's caches: data sets, teachers (also on disk) and teacher outputs."""
+
+    def __init__(self, cache_dir: Path | str = ".kdbench_cache", data_root: Path | str | None = None,
+                 download: bool = False, progress: Progress | None = None) -> None:
+        self.teacher_cache = TensorCache(Path(cache_dir), "teachers")
+        self.data_root = data_root
+        self.download = download
+        self.progress = progress or (lambda message: None)
+        self.teachers_trained = 0
+        self._data: dict[tuple, DataSource] = {}
+        self._teachers: dict[str, tuple[nn.Module, dict]] = {}
+        self._teacher_outputs: dict[tuple, dict[str, Any]] = {}
+        self._teacher_test_logits: dict[str, torch.Tensor] = {}
+
+    # ----------------------------------------------------------------- data and teachers
+    def data(self, spec: RunSpec) -> DataSource:
+        key = (spec.dataset, spec.dataset_options, spec.device)
+        if key not in self._data:
+            host = (spec.dataset, spec.dataset_options, "cpu")
+            if host not in self._data:
+                self._data[host] = load_dataset(spec.dataset, self.data_root, self.download,
+                                                **dict(spec.dataset_options))
+            self._data[key] = self._data[host].to(spec.device)
+        return self._data[key]
+
+    def teacher_key(self, spec: RunSpec) -> str:
+        data = self.data(spec)
+        return stable_hash({**spec.teacher_key(), "data": data.fingerprint(),
+                            "code": TRAIN_CODE_VERSION})
+
+    def teacher(self, spec: RunSpec) -> tuple[nn.Module, dict]:
+        """The trained teacher of this spec (eval mode, frozen) and its metadata; trained once,
+        cached on disk and reused by later cases and sessions."""
+        key = self.teacher_key(spec)
+        if key not in self._teachers:
+            data = self.data(spec)
+            model = build_model(spec.teacher, data.num_classes, data.input_shape)
+
+            def build() -> tuple[dict, dict]:
+                self.teachers_trained += 1
+                return self._train_teacher(spec, model, data)
+
+            state, meta, _ = self.teacher_cache.get_or_build(key, build)
+            model.load_state_dict(state)
+            model.to(spec.device).eval().requires_grad_(False)
+            self._teachers[key] = (model, meta)
+        return self._teachers[key]
+
+    def _train_teacher(self, spec: RunSpec, model: nn.Module, data: DataSource) -> tuple[dict, dict]:
+        self.progress(f"training teacher {spec.teacher} on {spec.dataset} "
+                      f"({spec.teacher_epochs} epochs, seed {spec.teacher_seed})")
+        torch.manual_seed(spec.teacher_seed)
+        model.to(spec.device)
+        start = time.perf_counter()
+        with Tapper(model, ()) as tapper:
+            stats = self.fit(tapper, data, _cross_entropy, [], _no_teacher, spec, spec.teacher,
+                             spec.teacher_epochs, spec.teacher_seed, label=f"teacher {spec.teacher}")
+        meta = {"key": spec.teacher_key(), "top1": stats.history[-1]["top1"],
+                "train_s": time.perf_counter() - start, "params": count_params(model)}
+        return {k: v.cpu() for k, v in model.state_dict().items()}, meta
+
+    def teacher_test_logits(self, spec: RunSpec) -> torch.Tensor:
+        key = self.teacher_key(spec)
+        if key not in self._teacher_test_logits:
+            model, _ = self.teacher(spec)
+            self._teacher_test_logits[key] = measure.predict(model, self.data(spec), EVAL_BATCH)
+        return self._teacher_test_logits[key]
+
+    def teacher_fn(self, spec: RunSpec, taps: tuple[str, ...]) -> TeacherFn:
+        """Teacher taps for a batch: from a train-set cache when the data are not augmented
+        (the frozen teacher gives every sample the same output), else online on the batch."""
+        model, _ = self.teacher(spec)
+        tapper = Tapper(model, taps)
+        data = self.data(spec)
+
+        def online(x: torch.Tensor, index: torch.Tensor) -> dict:
+            with torch.no_grad():
+                return tapper(x)
+
+        if data.augmented:
+            return online
+        key = (self.teacher_key(spec), taps)
+        if key not in self._teacher_outputs:
+            x, _, index = next(iter(data.test_batches(1)))
+            probe = online(x, index)
+            per_sample = sum(t.numel() * t.element_size()
+                             for v in probe.values() for t in (v if isinstance(v, list) else [v]))
+            if per_sample * data.num_train > TEACHER_OUTPUT_BUDGET:
+                return online
+            self._teacher_outputs[key] = _collect(online, data)
+        outputs = self._teacher_outputs[key]
+
+        def cached(x: torch.Tensor, index: torch.Tensor) -> dict:
+            return {k: ([t[index] for t in v] if isinstance(v, list) else v[index])
+                    for k, v in outputs.items()}
+
+        return cached
+
+    # ----------------------------------------------------------------- the loop
+    def fit(self, tapper: Tapper, data: DataSource, objective: Objective, extra: list[nn.Parameter],
+            teacher_fn: TeacherFn, spec: RunSpec, model_name: str, epochs: int, seed: int,
+            label: str, on_epoch: Callable[[int, int], None] | None = None) -> FitStats:
+        """Train ``tapper.model`` (and ``extra`` parameters) to minimise ``objective``."""
+        model = tapper.model
+        device = torch.device(spec.device)
+        recipe = RECIPES.get(spec.recipe)
+        optimizer = recipe.optimizer([*model.parameters(), *extra], model_name)
+        scheduler = recipe.scheduler(optimizer, epochs)
+        generator = torch.Generator().manual_seed(seed)
+        stats = FitStats()
+        for epoch in range(epochs):
+            if on_epoch is not None:
+                on_epoch(epoch, epochs)
+            model.train()
+            total = torch.zeros((), device=device)
+            seen = 0
+            measure.synchronize(device)
+            start = time.perf_counter()
+            for x, y, index in data.train_batches(spec.batch_size, generator):
+                student = tapper(x)
+                student["index"] = index
+                loss = objective(student, teacher_fn(x, index), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.detach() * len(y)
+                seen += len(y)
+            measure.synchronize(device)
+            stats.train_seconds += time.perf_counter() - start
+            stats.train_samples += seen
+            scheduler.step()
+            epoch_loss = (total / seen).item()  # the one host sync per epoch
+            if not math.isfinite(epoch_loss):
+                raise Diverged(epoch + 1, stats.last_loss)
+            stats.last_loss = epoch_loss
+            logits = measure.predict(model, data, EVAL_BATCH)
+            top1 = measure.topk_accuracy(logits, data.test_targets(), 1)
+            stats.best_top1 = max(stats.best_top1, top1)
+            stats.epochs = epoch + 1
+            stats.history.append({"epoch": epoch + 1, "loss": epoch_loss, "top1": top1})
+            self.progress(f"{label}: epoch {epoch + 1}/{epochs} loss {epoch_loss:.4f} "
+                          f"top1 {top1:.2f}")
+        return stats
+
+    # ----------------------------------------------------------------- one case
+    def distill(self, spec: RunSpec) -> Outcome:
+        """Train the student of ``spec`` under its loss; measure accuracy, size and speed."""
+        if spec.device == "cuda" and not torch.cuda.is_available():
+            raise KdbenchError("device 'cuda' requested but no CUDA GPU is available: use cpu")
+        device = torch.device(spec.device)
+        data = self.data(spec)
+        teacher, teacher_meta = self.teacher(spec)
+        teacher_logits = self.teacher_test_logits(spec)
+        measure.reset_peak_memory(device)
+
+        torch.manual_seed(spec.seed)
+        student = build_model(spec.student, data.num_classes, data.input_shape).to(device)
+        _check_classes(spec, data, teacher, student)
+        loss_cls = LOSSES.get(spec.loss)
+        loss: DistillLoss = loss_cls(temperature=spec.temperature, **dict(spec.loss_options))
+        teacher_taps = tuple(t for t in loss.taps if t != "index") if loss.needs_teacher else ()
+        with Tapper(student, loss.taps) as tapper:
+            teacher_fn = self.teacher_fn(spec, teacher_taps) if loss.needs_teacher else _no_teacher
+            x0, y0, i0 = next(iter(data.train_batches(2, torch.Generator().manual_seed(0))))
+            with torch.no_grad():
+                s_shapes = shapes({**tapper(x0), "index": i0})
+                t_shapes = shapes(teacher_fn(x0, i0))
+            loss.setup(LossContext(s_shapes, t_shapes, data.num_classes, data.num_train,
+                                   spec.epochs, teacher, data.train_targets()))
+            loss.to(device)
+            extra = [p for p in loss.parameters() if p.requires_grad]
+
+            def objective(s: dict, t: dict, y: torch.Tensor) -> torch.Tensor:
+                return spec.ce_weight * F.cross_entropy(s["logits"], y) + spec.alpha * loss(s, t, y)
+
+            start = time.perf_counter()
+            pre = loss.pretrain_epochs(spec.epochs)
+            if pre:
+                self.fit(tapper, data, loss.pretrain_loss, extra, teacher_fn, spec, spec.student,
+                         pre, spec.seed, label=f"{spec.name} (init stage)")
+            stats = self.fit(tapper, data, objective, extra, teacher_fn, spec, spec.student,
+                             spec.epochs, spec.seed, label=spec.name, on_epoch=loss.set_progress)
+            train_s = time.perf_counter() - start
+
+        logits = measure.predict(student, data, EVAL_BATCH)
+        targets = data.test_targets()
+        infer, latency = measure.inference_speed(student, data.input_shape,
+                                                 min(EVAL_BATCH, data.num_test), device)
+        metrics = {
+            "top1": measure.topk_accuracy(logits, targets, 1),
+            "top5": measure.topk_accuracy(logits, targets, 5),
+            "best_top1": stats.best_top1,
+            "teacher_top1": measure.topk_accuracy(teacher_logits, targets, 1),
+            "student_params": count_params(student),
+            "teacher_params": count_params(teacher, trainable_only=False),
+            "extra_params": count_params(loss),
+            "student_flops": measure.flops_per_sample(student, data.input_shape, device),
+            "train_throughput": stats.train_samples / stats.train_seconds,
+            "infer_throughput": infer,
+            "latency_ms": latency,
+            "peak_mem_mb": measure.peak_memory_mb(device),
+            "agreement": measure.agreement(logits, teacher_logits),
+            "train_s": train_s,
+            "final_loss": stats.last_loss,
+        }
+        metrics["compression"] = metrics["teacher_params"] / metrics["student_params"]
+        return Outcome("ok", metrics, {"history": stats.history,
+                                       "teacher_train_s": teacher_meta.get("train_s")})
+
+
+def _cross_entropy(s: dict, t: dict, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(s["logits"], y)
+
+
+@torch.no_grad()
+def _collect(teacher_fn: TeacherFn, data: DataSource) -> dict[str, Any]:
+    """Teacher taps for the whole training set, row i belonging to training sample i."""
+    indices, batches = [], []
+    for x, _, index in data.train_batches(EVAL_BATCH, torch.Generator().manual_seed(0)):
+        indices.append(index)
+        batches.append(teacher_fn(x, index))
+    order = torch.cat(indices).argsort()
+
+    def gather(parts: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(parts)[order]
+
+    return {k: ([gather([b[k][j] for b in batches]) for j in range(len(v))]
+                if isinstance(v, list) else gather([b[k] for b in batches]))
+            for k, v in batches[0].items()}
+
+
+def _check_classes(spec: RunSpec, data: DataSource, teacher: nn.Module, student: nn.Module) -> None:
+    x = next(iter(data.test_batches(1)))[0]
+    with torch.no_grad():
+        t_out, s_out = teacher(x).shape[1], student.eval()(x).shape[1]
+    student.train()
+    if not t_out == s_out == data.num_classes:
+        raise KdbenchError(
+            f"class counts differ: teacher {spec.teacher} has {t_out}, student {spec.student} "
+            f"has {s_out}, dataset {spec.dataset} has {data.num_classes}: they must match")

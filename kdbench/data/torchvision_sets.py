@@ -1,0 +1,243 @@
+"""Data sets read through torchvision: MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100 held in
+memory (``TensorData``: batches and augmentation stay on the case's device), and any
+ImageNet-layout folder streamed through a DataLoader (``imagefolder``).
+
+Files are looked for under the data root: the ``root`` argument (the plugin passes
+``--kd-data-root``), else ``$KDBENCH_DATA``, else ``~/.cache/kdbench/data``. They are downloaded
+only when ``download`` is true (``--kd-download``); otherwise missing files raise a one-line
+``KdbenchError`` that says where they were looked for and how to get them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision import datasets, transforms
+
+from kdbench.data.base import Batch, TensorData
+from kdbench.registry import DATASETS, KdbenchError
+
+ENV = "KDBENCH_DATA"
+DEFAULT_ROOT = "~/.cache/kdbench/data"
+HOW = f"pass --kd-download to fetch them, or point --kd-data-root or {ENV} at a folder that has them"
+
+# per-channel mean and std of the training images in [0, 1]; CIFAR-100's are RepDistiller's
+MNIST_STATS = ((0.1307,), (0.3081,))
+FASHION_MNIST_STATS = ((0.2860,), (0.3530,))
+CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+CIFAR100_STATS = ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761))
+IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def data_root(root: Path | str | None) -> Path:
+    """The folder data sets live in: ``root``, else ``$KDBENCH_DATA``, else the user cache."""
+    return Path(root or os.environ.get(ENV) or DEFAULT_ROOT).expanduser()
+
+
+@dataclass(frozen=True)
+class RandomCropFlip:
+    """torchvision's ``RandomCrop(size, padding)`` + ``RandomHorizontalFlip()`` as one operation
+    on a normalised batch, on the batch's device: each image is padded by ``padding`` pixels of
+    ``fill`` (the normalised value of a black pixel, per channel), cropped back to its size at a
+    random offset and mirrored with probability ½. Random numbers come from ``generator``; only
+    the per-image offsets and flips (3 numbers per image) cross to the device."""
+
+    padding: int
+    fill: tuple[float, ...]
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        b, c, h, w = x.shape
+        p = self.padding
+        padded = x.new_empty(b, c, h + 2 * p, w + 2 * p)  # (B, C, H+2p, W+2p)
+        for channel, value in enumerate(self.fill):
+            padded[:, channel].fill_(value)
+        padded[:, :, p:p + h, p:p + w] = x
+        offsets = torch.randint(0, 2 * p + 1, (2, b), generator=generator,
+                                device=generator.device).to(x.device)  # (2, B) row, column
+        flips = torch.rand(b, generator=generator, device=generator.device).to(x.device) < 0.5
+        rows = offsets[0, :, None] + torch.arange(h, device=x.device)  # (B, H)
+        cols = offsets[1, :, None] + torch.arange(w, device=x.device)  # (B, W)
+        cols = torch.where(flips[:, None], cols.flip(1), cols)  # a flip reverses the columns
+        batch = torch.arange(b, device=x.device)[:, None, None]
+        crops = padded[batch, :, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
+        return crops.permute(0, 3, 1, 2).contiguous()  # (B, C, H, W)
+
+
+def _open(cls: type, name: str, root: Path, download: bool, train: bool):
+    """The torchvision data set, or the one-line error that says where its files were sought."""
+    try:
+        return cls(str(root), train=train, download=download)
+    except RuntimeError:
+        if download:
+            raise
+        folder = root / getattr(cls, "base_folder", f"{cls.__name__}/raw")
+        raise KdbenchError(f"{name}: no data set files in {folder}: {HOW}") from None
+
+
+def _images(dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, C, H, W) uint8 images and (N,) int64 labels of a torchvision MNIST or CIFAR set."""
+    data = torch.as_tensor(dataset.data)  # MNIST (N, H, W); CIFAR (N, H, W, C)
+    x = data[:, None] if data.dim() == 3 else data.permute(0, 3, 1, 2)
+    return x.contiguous(), torch.as_tensor(dataset.targets, dtype=torch.long)
+
+
+def _in_memory(name: str, cls: type, root: Path | None, download: bool,
+               stats: tuple[tuple[float, ...], tuple[float, ...]], augment: bool,
+               description: str) -> TensorData:
+    """Both splits as normalised float tensors; CIFAR-style augmentation if ``augment``."""
+    mean, std = (torch.tensor(v)[:, None, None] for v in stats)  # (C, 1, 1)
+    train_set, test_set = (_open(cls, name, data_root(root), download, train)
+                           for train in (True, False))
+    (x_train, y_train), (x_test, y_test) = _images(train_set), _images(test_set)
+    fill = tuple(((0 - mean) / std).flatten().tolist())
+    return TensorData(
+        name=name,
+        x_train=(x_train / 255 - mean) / std, y_train=y_train,
+        x_test=(x_test / 255 - mean) / std, y_test=y_test,
+        num_classes=len(train_set.classes),
+        augment=RandomCropFlip(4, fill) if augment else None,
+        description=description,
+    )
+
+
+@DATASETS.register("mnist")
+def mnist(root: Path | None = None, download: bool = False) -> TensorData:
+    """MNIST handwritten digits, 1×28×28, 60,000 train / 10,000 test, normalised."""
+    return _in_memory("mnist", datasets.MNIST, root, download, MNIST_STATS, False,
+                      "MNIST digits, 1×28×28, 10 classes")
+
+
+@DATASETS.register("fashion_mnist")
+def fashion_mnist(root: Path | None = None, download: bool = False) -> TensorData:
+    """Fashion-MNIST clothing images, 1×28×28, 60,000 train / 10,000 test, normalised."""
+    return _in_memory("fashion_mnist", datasets.FashionMNIST, root, download,
+                      FASHION_MNIST_STATS, False, "Fashion-MNIST, 1×28×28, 10 classes")
+
+
+@DATASETS.register("cifar10")
+def cifar10(root: Path | None = None, download: bool = False, *,
+            augment: bool = True) -> TensorData:
+    """CIFAR-10, 3×32×32, 50,000 train / 10,000 test; random crop (padding 4) and flip."""
+    return _in_memory("cifar10", datasets.CIFAR10, root, download, CIFAR10_STATS, augment,
+                      "CIFAR-10, 3×32×32, 10 classes")
+
+
+@DATASETS.register("cifar100")
+def cifar100(root: Path | None = None, download: bool = False, *,
+             augment: bool = True) -> TensorData:
+    """CIFAR-100 as in the CRD/DKD papers: RepDistiller's normalisation, random crop (padding 4)
+    and horizontal flip."""
+    return _in_memory("cifar100", datasets.CIFAR100, root, download, CIFAR100_STATS, augment,
+                      "CIFAR-100, 3×32×32, 100 classes")
+
+
+class Indexed(Dataset):
+    """A data set whose items also carry their position: (x, y, index)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
+        x, y = self.dataset[i]
+        return x, y, i
+
+
+@dataclass(frozen=True)
+class FolderData:
+    """An ImageNet-layout folder (``train/<class>/*``, ``val/<class>/*``) streamed through a
+    DataLoader with ``workers`` processes, with the standard ImageNet recipe: random resized crop
+    and flip for training, resize to size/0.875 and centre crop for testing. The training order
+    comes from the caller's generator, which also seeds the workers, so a fixed worker count
+    gives the same batches."""
+
+    name: str
+    train: datasets.ImageFolder
+    test: datasets.ImageFolder
+    size: int
+    workers: int
+    device: str = "cpu"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.train.classes)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (3, self.size, self.size)
+
+    @property
+    def num_train(self) -> int:
+        return len(self.train)
+
+    @property
+    def num_test(self) -> int:
+        return len(self.test)
+
+    @property
+    def augmented(self) -> bool:
+        return True
+
+    def to(self, device: torch.device | str) -> "FolderData":
+        return replace(self, device=str(device))
+
+    def _batches(self, dataset: Dataset, batch_size: int, order: list[int],
+                 generator: torch.Generator | None) -> Iterator[Batch]:
+        loader = DataLoader(Indexed(dataset), batch_size=batch_size, sampler=order,
+                            num_workers=self.workers, generator=generator,
+                            pin_memory=self.device.startswith("cuda"))
+        for x, y, index in loader:
+            yield (x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True),
+                   index.to(self.device, non_blocking=True))
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+        order = torch.randperm(self.num_train, generator=generator).tolist()
+        return self._batches(self.train, batch_size, order, generator)
+
+    def test_batches(self, batch_size: int) -> Iterator[Batch]:
+        return self._batches(self.test, batch_size, list(range(self.num_test)), None)
+
+    def train_targets(self) -> torch.Tensor:
+        return torch.tensor(self.train.targets, device=self.device)
+
+    def test_targets(self) -> torch.Tensor:
+        return torch.tensor(self.test.targets, device=self.device)
+
+    def fingerprint(self) -> str:
+        """A hash of the image size and of every sample's class and path within its split."""
+        h = hashlib.sha256(f"{self.name}|{self.size}|{self.train.classes}".encode())
+        for split in (self.train, self.test):
+            for path, target in split.samples:
+                h.update(f"{Path(path).relative_to(split.root)}|{target}\n".encode())
+        return h.hexdigest()[:16]
+
+
+@DATASETS.register("imagefolder")
+def imagefolder(root: Path | None = None, download: bool = False, *, path: str | None = None,
+                size: int = 224, workers: int | None = None) -> FolderData:
+    """Any folder with ``train/`` and ``val/`` class subfolders (ImageNet layout): ``path``
+    (absolute, or relative to the data root; default: the data root itself)."""
+    folder = data_root(root) / (path or "")
+    if not ((folder / "train").is_dir() and (folder / "val").is_dir()):
+        raise KdbenchError(f"imagefolder: no train/ and val/ folders in {folder}: point "
+                           f"--kd-data-root or {ENV} (or the path option) at an ImageNet-layout "
+                           f"folder; it cannot be downloaded")
+    mean, std = IMAGENET_STATS
+    normalize = [transforms.ToTensor(), transforms.Normalize(mean, std)]
+    train = datasets.ImageFolder(str(folder / "train"), transforms.Compose(
+        [transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(), *normalize]))
+    test = datasets.ImageFolder(str(folder / "val"), transforms.Compose(
+        [transforms.Resize(round(size / 0.875)), transforms.CenterCrop(size), *normalize]))
+    if test.classes != train.classes:
+        raise KdbenchError(f"imagefolder: val/ classes differ from train/ classes in {folder}: "
+                           f"{len(test.classes)} vs {len(train.classes)}")
+    return FolderData("imagefolder", train, test, size,
+                      min(8, os.cpu_count() or 1) if workers is None else workers)

@@ -1,0 +1,114 @@
+"""Every registered model, and torchvision models through ``tv:``: forward and backward, output
+shape, the stage contract through ``Tapper``, and parameter counts (after timm's
+``tests/test_models.py``: parametrized over the registry, so a new model is tested as it lands)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from kdbench.models import MODELS, build_model, count_params
+from kdbench.models.base import model_factory
+from kdbench.registry import KdbenchError
+from kdbench.taps import Tapper
+
+CIFAR = (3, 32, 32)
+MNIST = (1, 28, 28)
+TORCHVISION = ("tv:resnet18", "tv:mobilenet_v3_small", "tv:shufflenet_v2_x0_5")
+ALL = (*MODELS.names(), *TORCHVISION)
+
+# parameter counts for 100 classes as published with the CRD/DKD tables
+PUBLISHED_PARAMS = {"resnet8x4": 1_233_540, "resnet32x4": 7_433_860, "wrn_40_2": 2_255_156,
+                    "resnet56": 861_620, "vgg13": 9_462_180}
+# (channels, height) of each stage on 3×32×32 inputs: RepDistiller's feature lists minus the
+# pooled vector
+STAGE_SHAPES = {
+    "resnet8x4": [(32, 32), (64, 32), (128, 16), (256, 8)],
+    "resnet56": [(16, 32), (16, 32), (32, 16), (64, 8)],
+    "wrn_40_2": [(16, 32), (32, 32), (64, 16), (128, 8)],
+    "vgg13": [(64, 32), (128, 16), (256, 8), (512, 4), (512, 4)],
+    "resnet50": [(64, 32), (256, 32), (512, 16), (1024, 8), (2048, 4)],
+    "mobilenetv2": [(16, 16), (12, 16), (16, 8), (48, 4), (160, 2)],
+    "shufflenetv1": [(24, 32), (240, 16), (480, 8), (960, 4)],
+    "shufflenetv2": [(24, 32), (116, 16), (232, 8), (464, 4)],
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny batches run fastest on one thread, and do not slow down beside parallel workers."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _calls(model: nn.Module, paths: set[str]) -> dict[str, int]:
+    """Runs counted per module path during the next forwards (hooks stay on the model)."""
+    counts = dict.fromkeys(paths, 0)
+    for path in paths:
+        model.get_submodule(path).register_forward_pre_hook(
+            lambda module, args, path=path: counts.__setitem__(path, counts[path] + 1))
+    return counts
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_forward_backward_and_stages(name: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(name, 10, CIFAR)
+    classifier = model.classifier_module()
+    assert isinstance(classifier, nn.Linear) and classifier.out_features == 10
+    assert len(model.stages) >= 1
+    assert len(model.preact_stages) in (0, len(model.stages))
+    calls = _calls(model, {*model.stages, *filter(None, model.preact_stages)})
+    taps = ["feats", "embed", "logits", *(["preacts"] if model.preact_stages else [])]
+
+    with Tapper(model, taps) as tapper:
+        out = tapper(torch.randn(2, *CIFAR))
+
+    assert all(n == 1 for n in calls.values()), calls  # each stage module runs once
+    assert out["logits"].shape == (2, 10)
+    assert out["embed"].shape == (2, classifier.in_features)
+    feats = out["feats"]
+    assert all(f.dim() == 4 and f.shape[0] == 2 for f in feats)
+    heights = [f.shape[2] for f in feats]
+    assert heights == sorted(heights, reverse=True)  # shallow → deep
+    if model.preact_stages:
+        assert [p.shape for p in out["preacts"]] == [f.shape for f in feats]
+    if name in STAGE_SHAPES:
+        assert [(f.shape[1], f.shape[2]) for f in feats] == STAGE_SHAPES[name]
+
+    (out["logits"].square().mean() + sum(f.mean() for f in feats)).backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_one_channel_28px_input(name: str) -> None:
+    model = build_model(name, 7, MNIST).eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, *MNIST)).shape == (2, 7)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_parameter_counts(name: str) -> None:
+    """10 and 100 classes differ by exactly the classifier rows; published counts match."""
+    small, large = (build_model(name, k, CIFAR) for k in (10, 100))
+    embed = small.classifier_module().in_features
+    assert count_params(large) - count_params(small) == 90 * (embed + 1)
+    if name in PUBLISHED_PARAMS:
+        assert count_params(large) == PUBLISHED_PARAMS[name]
+    if name.startswith("tv:"):  # the architecture is torchvision's own (1,000 classes there)
+        meta = torchvision.models.get_model_weights(name[3:]).DEFAULT.meta
+        assert count_params(small) == meta["num_params"] - 990 * (embed + 1)
+
+
+def test_torchvision_names_resolve_outside_the_registry() -> None:
+    assert not any(name.startswith("tv:") for name in MODELS.names())
+    assert callable(model_factory("tv:resnet18"))
+    with pytest.raises(KdbenchError, match="unknown torchvision model 'resnet9'.*resnet18"):
+        model_factory("tv:resnet9")
+    with pytest.raises(KdbenchError, match="tv:squeezenet1_0 has no nn.Linear classifier"):
+        build_model("tv:squeezenet1_0", 10, CIFAR)

@@ -273,6 +273,7 @@ class Engine:
             "agreement": measure.agreement(logits, teacher_logits),
             "train_s": train_s,
             "final_loss": stats.last_loss,
+            "num_classes": data.num_classes,
         }
         metrics["compression"] = metrics["teacher_params"] / metrics["student_params"]
         return Outcome("ok", metrics, {"history": stats.history,

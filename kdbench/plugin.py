@@ -1,0 +1,294 @@
+"""The pytest plugin: ``--kd-*`` options, markers, the ``kd_spec`` parametrization and the
+``kd_case`` fixture, the end-of-session leaderboard and the regression gate.
+
+The plugin is thin: the session state lives in ``config.stash``; fixtures report through it;
+all training happens in ``kdbench.engine``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import torch
+
+from kdbench import measure, results
+from kdbench.engine import Diverged, Engine
+from kdbench.losses import LOSSES, NotApplicable
+from kdbench.profiles import PROFILES
+from kdbench.registry import KdbenchError
+from kdbench.spec import DEVICES, RunSpec
+
+DEVICE_CHOICES = (*DEVICES, "all")
+
+
+@dataclass
+class KdSession:
+    """What one pytest process knows about the benchmark run."""
+
+    config: pytest.Config
+    specs: list[RunSpec]
+    results_dir: Path
+    run_file: Path
+    engine: Engine | None = None
+    comparison: Any = None
+
+    def get_engine(self) -> Engine:
+        if self.engine is None:
+            opt = self.config.getoption
+            echo = self.config.getoption("capture") == "no"
+            self.engine = Engine(
+                cache_dir=opt("kd_cache"), data_root=opt("kd_data_root"),
+                download=opt("kd_download"),
+                progress=(lambda message: print(f"[kdbench] {message}", flush=True)) if echo
+                else None)
+        return self.engine
+
+
+SESSION = pytest.StashKey[KdSession]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("kdbench", "kdbench: knowledge-distillation benchmark")
+    group.addoption("--kd-profile", default="quick", metavar="NAME",
+                    help="matrix of cases to run (`kdbench list profiles`); default: quick")
+    group.addoption("--kd-device", default="all", choices=DEVICE_CHOICES,
+                    help="devices to run cases on; CUDA cases skip without a GPU; default: all")
+    group.addoption("--kd-seeds", type=int, default=None, metavar="N",
+                    help="seeds per case (0 … N−1); default: the profile's (3 for quick)")
+    group.addoption("--kd-epochs", type=int, default=None, metavar="N",
+                    help="student epochs per case; default: the profile's")
+    group.addoption("--kd-results", default="results", metavar="DIR",
+                    help="where runs/*.jsonl and leaderboard.md go; default: results")
+    group.addoption("--kd-cache", default=os.environ.get("KDBENCH_CACHE", ".kdbench_cache"),
+                    metavar="DIR", help="teacher cache (env KDBENCH_CACHE); default: .kdbench_cache")
+    group.addoption("--kd-data-root", default=os.environ.get("KDBENCH_DATA"), metavar="DIR",
+                    help="where torchvision data sets live (env KDBENCH_DATA)")
+    group.addoption("--kd-download", action="store_true",
+                    help="allow downloading torchvision data sets into --kd-data-root")
+    group.addoption("--kd-threads", type=int, default=None, metavar="N",
+                    help="torch threads per process; default: cores / xdist workers")
+    group.addoption("--kd-baseline", default=None, metavar="JSONL",
+                    help="compare this run to a baseline and fail on a regression")
+
+
+def _threads(config: pytest.Config) -> int:
+    requested = config.getoption("kd_threads")
+    if requested is not None:
+        if requested < 1:
+            raise pytest.UsageError(f"invalid --kd-threads {requested}: must be ≥ 1")
+        return requested
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def _run_file_name() -> str:
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}_{measure.git_sha()}_{os.getpid()}.jsonl"
+
+
+def _specs(config: pytest.Config) -> list[RunSpec]:
+    profile = PROFILES.get(config.getoption("kd_profile"))
+    device = config.getoption("kd_device")
+    devices = DEVICES if device == "all" else (device,)
+    epochs = config.getoption("kd_epochs")
+    if epochs is not None and epochs < 1:
+        raise KdbenchError(f"invalid --kd-epochs {epochs}: must be an integer ≥ 1")
+    seeds = config.getoption("kd_seeds")
+    if seeds is not None and seeds < 1:
+        raise KdbenchError(f"invalid --kd-seeds {seeds}: must be an integer ≥ 1")
+    return profile.specs(devices, seeds=seeds, epochs=epochs)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for marker in (
+        "kd_case: a distillation case generated from --kd-profile",
+        "cpu: a case that runs on the CPU",
+        "cuda: a case that needs a CUDA GPU (skipped without one)",
+        "logit_kd: a case whose loss uses only logits",
+        "feature_kd: a case whose loss uses intermediate features",
+    ):
+        config.addinivalue_line("markers", marker)
+    try:
+        specs = _specs(config)
+    except KdbenchError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    torch.set_num_threads(_threads(config))
+    results_dir = Path(config.getoption("kd_results"))
+    worker = getattr(config, "workerinput", None)
+    name = worker["kd_run_file"] if worker else _run_file_name()
+    config.stash[SESSION] = KdSession(config, specs, results_dir, results_dir / "runs" / name)
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistHooks(), "kdbench-xdist")
+
+
+class _XdistHooks:
+    """Workers append to the controller's run file (one file per session)."""
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["kd_run_file"] = node.config.stash[SESSION].run_file.name
+
+
+def _marks(spec: RunSpec) -> list[pytest.MarkDecorator]:
+    loss = LOSSES.get(spec.loss)
+    kind = pytest.mark.logit_kd if set(loss.taps) <= {"logits"} else pytest.mark.feature_kd
+    return [pytest.mark.kd_case, kind, *_device_marks(spec.device)]
+
+
+def _device_marks(device: str) -> list[pytest.MarkDecorator]:
+    marks = [getattr(pytest.mark, device)]
+    if device == "cuda":
+        marks.append(pytest.mark.skipif(not torch.cuda.is_available(),
+                                        reason="CUDA case: no CUDA GPU on this machine"))
+    return marks
+
+
+@dataclass(frozen=True)
+class ModelCase:
+    """One model of a profile on one device, for the inference benchmarks."""
+
+    dataset: str
+    dataset_options: tuple
+    model: str
+    device: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}-{self.model}-{self.device}"
+
+
+def model_cases(specs: list[RunSpec]) -> list[ModelCase]:
+    seen = {ModelCase(s.dataset, s.dataset_options, m, s.device): None
+            for s in specs for m in (s.teacher, s.student)}
+    return list(seen)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    specs = metafunc.config.stash[SESSION].specs
+    if "kd_spec" in metafunc.fixturenames:
+        metafunc.parametrize(
+            "kd_spec", [pytest.param(s, id=s.name, marks=_marks(s)) for s in specs])
+    if "kd_model" in metafunc.fixturenames:
+        metafunc.parametrize("kd_model", [
+            pytest.param(m, id=m.name, marks=_device_marks(m.device)) for m in model_cases(specs)])
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    if any({"kd_spec", "kd_model"} & set(getattr(item, "fixturenames", ())) for item in items):
+        try:
+            results.check_writable(config.stash[SESSION].results_dir / "runs")
+        except KdbenchError as exc:
+            raise pytest.UsageError(str(exc)) from None
+
+
+@pytest.fixture
+def kd_session(request: pytest.FixtureRequest) -> KdSession:
+    return request.config.stash[SESSION]
+
+
+@pytest.fixture
+def kd_case(request: pytest.FixtureRequest, kd_session: KdSession) -> Callable[[RunSpec], dict]:
+    """``kd_case(spec)`` trains and measures one case, stores its record and returns it.
+
+    Not applicable → skipped (shown N/A); diverged → recorded as such and returned; any other
+    error → recorded with its message, then re-raised so the test fails.
+    """
+
+    def run(spec: RunSpec) -> dict[str, Any]:
+        engine = kd_session.get_engine()
+        env = measure.environment(torch.device(spec.device))
+        try:
+            outcome = engine.distill(spec)
+        except NotApplicable as exc:
+            pytest.skip(f"N/A: {exc}")
+        except Diverged as exc:
+            record = results.make_record(spec, "diverged", {
+                "diverged_epoch": exc.epoch, "last_finite_loss": exc.last_finite_loss}, env)
+        except Exception as exc:
+            message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            _store(kd_session, results.make_record(spec, "error", {}, env, error=message))
+            raise
+        else:
+            record = results.make_record(spec, outcome.status, outcome.metrics, env,
+                                         **outcome.info)
+            request.node.user_properties.append(("kd_top1", outcome.metrics["top1"]))
+            request.node.user_properties.append(("kd_train_s", outcome.metrics["train_s"]))
+        _store(kd_session, record)
+        return record
+
+    return run
+
+
+def _store(kd_session: KdSession, record: dict[str, Any]) -> None:
+    results.append_record(kd_session.run_file, record)
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
+    props = dict(getattr(report, "user_properties", ()))
+    if report.when == "call" and report.passed and "kd_top1" in props:
+        word = f"PASSED top1 {props['kd_top1']:.2f}% {props['kd_train_s']:.1f}s"
+        return "passed", ".", (word, {"green": True})
+    return None
+
+
+def _session_records(kd_session: KdSession) -> list[dict[str, Any]]:
+    if not kd_session.run_file.exists():
+        return []
+    return results.load_records([kd_session.run_file])
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if hasattr(config, "workerinput") or SESSION not in config.stash:
+        return
+    kd_session = config.stash[SESSION]
+    baseline = config.getoption("kd_baseline")
+    records = _session_records(kd_session)
+    if baseline and records:
+        from kdbench.compare import Thresholds, compare
+
+        try:
+            kd_session.comparison = compare(results.load_records([baseline]), records,
+                                            Thresholds.load())
+        except KdbenchError as exc:
+            kd_session.comparison = exc
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
+            return
+        if kd_session.comparison.has_regression:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if hasattr(config, "workerinput") or SESSION not in config.stash:
+        return
+    kd_session = config.stash[SESSION]
+    records = _session_records(kd_session)
+    if not records:
+        return
+    from kdbench.report import session_report
+
+    text = session_report(results.records_frame(records))
+    leaderboard = kd_session.results_dir / "leaderboard.md"
+    leaderboard.write_text(text)
+    terminalreporter.write_sep("=", "kdbench leaderboard")
+    terminalreporter.write_line(text)
+    terminalreporter.write_line(f"records: {kd_session.run_file}  leaderboard: {leaderboard}")
+    comparison = kd_session.comparison
+    if comparison is not None:
+        terminalreporter.write_sep("=", "kdbench regression gate")
+        if isinstance(comparison, KdbenchError):
+            terminalreporter.write_line(f"ERROR: {comparison}", red=True)
+        else:
+            terminalreporter.write_line(comparison.to_markdown())
+            verdict = "REGRESSION" if comparison.has_regression else "no regression"
+            terminalreporter.write_line(f"baseline {config.getoption('kd_baseline')}: {verdict}",
+                                        red=comparison.has_regression,
+                                        green=not comparison.has_regression)

@@ -42,14 +42,14 @@ def predict(model: nn.Module, data: DataSource, batch_size: int) -> torch.Tensor
 def topk_accuracy(logits: torch.Tensor, target: torch.Tensor, k: int) -> float:
     """Percent of samples whose target is among the k largest logits."""
     k = min(k, logits.shape[1])
-    hit = (logits.topk(k, dim=1).indices == target[:, None]).any(dim=1)
-    return 100.0 * hit.float().mean().item()
+    hits = (logits.topk(k, dim=1).indices == target[:, None]).any(dim=1).sum().item()
+    return 100.0 * hits / len(target)
 
 
 def agreement(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> float:
     """Percent of samples where student and teacher predict the same class."""
-    same = student_logits.argmax(1) == teacher_logits.argmax(1)
-    return 100.0 * same.float().mean().item()
+    same = (student_logits.argmax(1) == teacher_logits.argmax(1)).sum().item()
+    return 100.0 * same / len(student_logits)
 
 
 def flops_per_sample(model: nn.Module, input_shape: tuple[int, ...], device: torch.device) -> int:

@@ -101,12 +101,12 @@ def validate_spec(spec: RunSpec) -> None:
     """Every check that needs no data: run before any training starts."""
     from kdbench.data import DATASETS
     from kdbench.losses import LOSSES
-    from kdbench.models import MODELS
+    from kdbench.models.base import model_factory
     from kdbench.recipes import RECIPES
 
     DATASETS.get(spec.dataset)
-    MODELS.get(spec.teacher)
-    MODELS.get(spec.student)
+    model_factory(spec.teacher)
+    model_factory(spec.student)
     loss_cls = LOSSES.get(spec.loss)
     RECIPES.get(spec.recipe)
     _check(spec.device in DEVICES,

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdbench import measure
+from kdbench.accel import Accel
 from kdbench.cache import TensorCache
 from kdbench.data import load_dataset
 from kdbench.data.base import DataSource
@@ -48,11 +49,23 @@ class Diverged(Exception):
 @dataclass
 class FitStats:
     epochs: int = 0
-    train_samples: int = 0
-    train_seconds: float = 0.0  # training steps only (no evaluation)
+    epoch_samples: list[int] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)  # training steps only, no eval
     last_loss: float | None = None
     best_top1: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
+
+    def throughput(self, skip_first: bool = False) -> float:
+        """Training samples/s; with ``skip_first`` the first epoch (compilation) is left out."""
+        start = 1 if skip_first and self.epochs > 1 else 0
+        return sum(self.epoch_samples[start:]) / sum(self.epoch_seconds[start:])
+
+    def compile_seconds(self) -> float:
+        """First-epoch time beyond the later epochs' median: the cost of torch.compile."""
+        if self.epochs < 2:
+            return float("nan")
+        rest = sorted(self.epoch_seconds[1:])
+        return max(0.0, self.epoch_seconds[0] - rest[len(rest) // 2])
 
 
 @dataclass
@@ -74,6 +87,7 @@ class Engine:
     def __init__(self, cache_dir: Path | str = ".kdbench_cache", data_root: Path | str | None = None,
                  download: bool = False, progress: Progress | None = None) -> None:
         self.teacher_cache = TensorCache(Path(cache_dir), "teachers")
+        self.output_cache = TensorCache(Path(cache_dir), "teacher_outputs")
         self.data_root = data_root
         self.download = download
         self.progress = progress or (lambda message: None)
@@ -114,6 +128,7 @@ class Engine:
             state, meta, _ = self.teacher_cache.get_or_build(key, build)
             model.load_state_dict(state)
             model.to(spec.device).eval().requires_grad_(False)
+            Accel.for_spec(spec.precision, torch.device(spec.device)).prepare(model)
             self._teachers[key] = (model, meta)
         return self._teachers[key]
 
@@ -150,7 +165,7 @@ class Engine:
 
         if data.augmented:
             return online
-        key = (self.teacher_key(spec), taps)
+        key = stable_hash([self.teacher_key(spec), taps, data.fingerprint()])
         if key not in self._teacher_outputs:
             x, _, index = next(iter(data.test_batches(1)))
             probe = online(x, index)
@@ -158,7 +173,10 @@ class Engine:
                              for v in probe.values() for t in (v if isinstance(v, list) else [v]))
             if per_sample * data.num_train > TEACHER_OUTPUT_BUDGET:
                 return online
-            self._teacher_outputs[key] = _collect(online, data)
+            outputs, _, _ = self.output_cache.get_or_build(
+                key, lambda: (_collect(online, data), {"taps": list(taps)}),
+                map_location=spec.device)
+            self._teacher_outputs[key] = outputs
         outputs = self._teacher_outputs[key]
 
         def cached(x: torch.Tensor, index: torch.Tensor) -> dict:
@@ -174,6 +192,7 @@ class Engine:
         """Train ``tapper.model`` (and ``extra`` parameters) to minimise ``objective``."""
         model = tapper.model
         device = torch.device(spec.device)
+        accel = Accel.for_spec(spec.precision, device)
         recipe = RECIPES.get(spec.recipe)
         optimizer = recipe.optimizer([*model.parameters(), *extra], model_name)
         scheduler = recipe.scheduler(optimizer, epochs)
@@ -188,17 +207,17 @@ class Engine:
             measure.synchronize(device)
             start = time.perf_counter()
             for x, y, index in data.train_batches(spec.batch_size, generator):
-                student = tapper(x)
-                student["index"] = index
-                loss = objective(student, teacher_fn(x, index), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += loss.detach() * len(y)
+                x = accel.batch(x)
+                with accel.autocast():
+                    student = tapper(x)
+                    student["index"] = index
+                    loss = objective(student, teacher_fn(x, index), y)
+                accel.step(loss, optimizer)
+                total += loss.detach().float() * len(y)
                 seen += len(y)
             measure.synchronize(device)
-            stats.train_seconds += time.perf_counter() - start
-            stats.train_samples += seen
+            stats.epoch_seconds.append(time.perf_counter() - start)
+            stats.epoch_samples.append(seen)
             scheduler.step()
             epoch_loss = (total / seen).item()  # the one host sync per epoch
             if not math.isfinite(epoch_loss):
@@ -224,13 +243,15 @@ class Engine:
         teacher_logits = self.teacher_test_logits(spec)
         measure.reset_peak_memory(device)
 
+        accel = Accel.for_spec(spec.precision, device)
         torch.manual_seed(spec.seed)
-        student = build_model(spec.student, data.num_classes, data.input_shape).to(device)
+        student = accel.prepare(
+            build_model(spec.student, data.num_classes, data.input_shape).to(device))
         _check_classes(spec, data, teacher, student)
         loss_cls = LOSSES.get(spec.loss)
         loss: DistillLoss = loss_cls(temperature=spec.temperature, **dict(spec.loss_options))
         teacher_taps = tuple(t for t in loss.taps if t != "index") if loss.needs_teacher else ()
-        with Tapper(student, loss.taps) as tapper:
+        with Tapper(student, loss.taps, compiled=spec.compile) as tapper:
             teacher_fn = self.teacher_fn(spec, teacher_taps) if loss.needs_teacher else _no_teacher
             x0, y0, i0 = next(iter(data.train_batches(2, torch.Generator().manual_seed(0))))
             with torch.no_grad():
@@ -266,7 +287,7 @@ class Engine:
             "teacher_params": count_params(teacher, trainable_only=False),
             "extra_params": count_params(loss),
             "student_flops": measure.flops_per_sample(student, data.input_shape, device),
-            "train_throughput": stats.train_samples / stats.train_seconds,
+            "train_throughput": stats.throughput(skip_first=spec.compile),
             "infer_throughput": infer,
             "latency_ms": latency,
             "peak_mem_mb": measure.peak_memory_mb(device),
@@ -276,7 +297,9 @@ class Engine:
             "num_classes": data.num_classes,
         }
         metrics["compression"] = metrics["teacher_params"] / metrics["student_params"]
-        return Outcome("ok", metrics, {"history": stats.history,
+        if spec.compile:
+            metrics["compile_s"] = stats.compile_seconds()
+        return Outcome("ok", metrics, {"history": stats.history, "accel": accel.describe(),
                                        "teacher_train_s": teacher_meta.get("train_s")})
 
 
@@ -296,8 +319,8 @@ def _collect(teacher_fn: TeacherFn, data: DataSource) -> dict[str, Any]:
     def gather(parts: list[torch.Tensor]) -> torch.Tensor:
         return torch.cat(parts)[order]
 
-    return {k: ([gather([b[k][j] for b in batches]) for j in range(len(v))]
-                if isinstance(v, list) else gather([b[k] for b in batches]))
+    return {k: ([gather([b[k][j] for b in batches]).cpu() for j in range(len(v))]
+                if isinstance(v, list) else gather([b[k] for b in batches]).cpu())
             for k, v in batches[0].items()}
 
 

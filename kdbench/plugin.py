@@ -22,7 +22,7 @@ from kdbench.engine import Diverged, Engine
 from kdbench.losses import LOSSES, NotApplicable
 from kdbench.profiles import PROFILES
 from kdbench.registry import KdbenchError
-from kdbench.spec import DEVICES, RunSpec
+from kdbench.spec import DEVICES, PRECISIONS, RunSpec
 
 DEVICE_CHOICES = (*DEVICES, "all")
 
@@ -73,6 +73,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="allow downloading torchvision data sets into --kd-data-root")
     group.addoption("--kd-threads", type=int, default=None, metavar="N",
                     help="torch threads per process; default: cores / xdist workers")
+    group.addoption("--kd-precision", default="auto", choices=("auto", *PRECISIONS),
+                    help="auto: AMP (bf16, else fp16 + grad scaler) on CUDA, fp32 on CPU")
+    group.addoption("--kd-compile", action="store_true",
+                    help="torch.compile the student; compile time is reported apart "
+                         "(compile_s) and left out of train_throughput")
     group.addoption("--kd-baseline", default=None, metavar="JSONL",
                     help="compare this run to a baseline and fail on a regression")
 
@@ -102,7 +107,9 @@ def _specs(config: pytest.Config) -> list[RunSpec]:
     seeds = config.getoption("kd_seeds")
     if seeds is not None and seeds < 1:
         raise KdbenchError(f"invalid --kd-seeds {seeds}: must be an integer ≥ 1")
-    return profile.specs(devices, seeds=seeds, epochs=epochs)
+    return profile.specs(devices, seeds=seeds, epochs=epochs,
+                         precision=config.getoption("kd_precision"),
+                         compile=config.getoption("kd_compile"))
 
 
 def pytest_configure(config: pytest.Config) -> None:

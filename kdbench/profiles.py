@@ -45,8 +45,11 @@ class Profile:
         return (cls.default_temperature,)
 
     def specs(self, devices: tuple[str, ...] = DEVICES, seeds: int | None = None,
-              epochs: int | None = None) -> list[RunSpec]:
-        """Every case: pair × loss × temperature × device × seed (ids readable, order stable)."""
+              epochs: int | None = None, precision: str = "auto",
+              compile: bool = False) -> list[RunSpec]:
+        """Every case: pair × loss × temperature × device × seed (ids readable, order stable).
+
+        ``precision="auto"`` runs CUDA cases with AMP and CPU cases in fp32."""
         n_seeds = self.seeds if seeds is None else seeds
         if not isinstance(n_seeds, int) or n_seeds < 1:
             raise KdbenchError(f"invalid number of seeds {n_seeds!r}: must be an integer ≥ 1")
@@ -54,13 +57,20 @@ class Profile:
             make_spec(self.dataset, teacher, student, loss, temperature=t, seed=seed,
                       device=device, recipe=self.recipe, batch_size=self.batch_size,
                       epochs=self.epochs if epochs is None else epochs,
-                      teacher_epochs=self.teacher_epochs, dataset_options=self.dataset_options)
+                      teacher_epochs=self.teacher_epochs, dataset_options=self.dataset_options,
+                      precision=_precision(precision, device), compile=compile)
             for teacher, student in self.pairs
             for loss in self.loss_names()
             for t in self.temperatures_for(loss)
             for device in devices
             for seed in range(n_seeds)
         ]
+
+
+def _precision(precision: str, device: str) -> str:
+    if precision == "auto":
+        return "amp" if device == "cuda" else "fp32"
+    return precision
 
 
 def register_profile(profile: Profile) -> Profile:

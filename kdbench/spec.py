@@ -11,6 +11,7 @@ from typing import Any
 from kdbench.registry import KdbenchError
 
 DEVICES = ("cpu", "cuda")
+PRECISIONS = ("fp32", "amp")
 
 
 def stable_hash(obj: Any, length: int = 16) -> str:
@@ -40,6 +41,8 @@ class RunSpec:
     teacher_epochs: int = 20
     batch_size: int = 64
     recipe: str = "digits"
+    precision: str = "fp32"  # "fp32" or "amp" (bf16 autocast where supported, else fp16)
+    compile: bool = False  # torch.compile the student
     dataset_options: tuple[tuple[str, Any], ...] = field(default=())
 
     def __post_init__(self) -> None:
@@ -80,7 +83,9 @@ class RunSpec:
         if self.temperature is not None:
             parts.append(f"T{_fmt_number(self.temperature)}")
         parts += [f"{k}{_fmt_number(v)}" for k, v in self.loss_options]
-        parts += [self.device, f"s{self.seed}"]
+        parts += [self.device] + ([] if self.precision == "fp32" else [self.precision])
+        parts += ["compiled"] if self.compile else []
+        parts.append(f"s{self.seed}")
         return "-".join(parts)
 
     def teacher_key(self) -> dict[str, Any]:
@@ -89,6 +94,7 @@ class RunSpec:
             "dataset": self.dataset, "dataset_options": dict(self.dataset_options),
             "teacher": self.teacher, "recipe": self.recipe, "epochs": self.teacher_epochs,
             "batch_size": self.batch_size, "seed": self.teacher_seed, "device": self.device,
+            "precision": self.precision,
         }
 
 
@@ -111,6 +117,8 @@ def validate_spec(spec: RunSpec) -> None:
     RECIPES.get(spec.recipe)
     _check(spec.device in DEVICES,
            f"invalid device {spec.device!r}: valid: {', '.join(DEVICES)}")
+    _check(spec.precision in PRECISIONS,
+           f"invalid precision {spec.precision!r}: valid: {', '.join(PRECISIONS)}")
     if loss_cls.uses_temperature:
         t = spec.temperature
         _check(t is not None and isinstance(t, (int, float)) and math.isfinite(t) and t > 0,

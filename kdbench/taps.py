@@ -44,8 +44,9 @@ def resolve(model: nn.Module, tap: str) -> list[tuple[str, str]]:
 class Tapper:
     """Runs a model and returns the requested taps; hooks only the modules those taps need."""
 
-    def __init__(self, model: nn.Module, taps: Iterable[str]) -> None:
+    def __init__(self, model: nn.Module, taps: Iterable[str], compiled: bool = False) -> None:
         self.model = model
+        self._forward = torch.compile(model) if compiled else model
         self.taps = tuple(t for t in taps if t not in ENGINE_TAPS)
         self._plan = {tap: resolve(model, tap) for tap in self.taps}
         self._seen: dict[tuple[str, str], torch.Tensor] = {}
@@ -71,7 +72,7 @@ class Tapper:
 
     def __call__(self, x: torch.Tensor) -> dict[str, Any]:
         self._seen.clear()
-        logits = self.model(x)
+        logits = self._forward(x)
         out: dict[str, Any] = {}
         for tap, keys in self._plan.items():
             if tap == "logits":

@@ -39,9 +39,11 @@ class CRD(DistillLoss):
         self.register_buffer("z", torch.full((2,), -1.0))  # Z of the student / teacher scores
 
     def sample(self, index: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """(B, 1 + K) dataset indices: the sample itself, then K other-class samples."""
-        other = (self.targets[None, :] != target[:, None]).float()  # (B, N)
-        return torch.cat([index[:, None], torch.multinomial(other, self.k)], dim=1)
+        """(B, 1 + K) dataset indices: the sample itself, then K other-class samples drawn
+        uniformly without replacement (the top-K of random keys, same-class keys masked)."""
+        keys = torch.rand(len(index), len(self.targets), device=index.device)  # (B, N)
+        keys.masked_fill_(self.targets[None, :] == target[:, None], -1.0)
+        return torch.cat([index[:, None], keys.topk(self.k, dim=1).indices], dim=1)
 
     def nce(self, scores: torch.Tensor) -> torch.Tensor:
         m, noise, eps = scores.shape[1] - 1, 1.0 / len(self.targets), 1e-7
@@ -49,21 +51,24 @@ class CRD(DistillLoss):
         log_neg = torch.log(m * noise / (scores[:, 1:] + m * noise + eps))
         return -(log_pos.sum() + log_neg.sum()) / len(scores)
 
-    def update(self, memory: torch.Tensor, index: torch.Tensor, v: torch.Tensor) -> None:
-        m = self.opts["nce_m"]
-        memory[index] = F.normalize(memory[index] * m + v.detach() * (1 - m), dim=1)
+    def update(self, name: str, index: torch.Tensor, v: torch.Tensor) -> None:
+        """Momentum update of a bank, out of place: this step's graph still holds the old bank."""
+        memory, m = getattr(self, name), self.opts["nce_m"]
+        rows = F.normalize(memory[index] * m + v.detach() * (1 - m), dim=1)
+        setattr(self, name, memory.index_copy(0, index, rows))
 
     def forward(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
         index = student["index"]  # (B,) dataset indices
         v_s = F.normalize(self.embed_s(student["embed"].flatten(1)), dim=1)  # (B, 128)
         v_t = F.normalize(self.embed_t(teacher["embed"].flatten(1)), dim=1)  # (B, 128)
         idx = self.sample(index, target)  # (B, 1 + K)
-        scores_s = torch.exp(self.memory_t[idx] @ v_s[:, :, None] / self.opts["nce_t"])[..., 0]
-        scores_t = torch.exp(self.memory_s[idx] @ v_t[:, :, None] / self.opts["nce_t"])[..., 0]
+        # scores against the whole bank, then gathered: (B, N) instead of a (B, 1 + K, 128) copy
+        scores_s = torch.exp((v_s @ self.memory_t.T).gather(1, idx) / self.opts["nce_t"])
+        scores_t = torch.exp((v_t @ self.memory_s.T).gather(1, idx) / self.opts["nce_t"])
         if self.z[0] < 0:
             self.z.copy_(torch.stack([scores_s.mean(), scores_t.mean()]).detach() * len(self.targets))
         loss = self.nce(scores_s / self.z[0]) + self.nce(scores_t / self.z[1])
         with torch.no_grad():
-            self.update(self.memory_s, index, v_s)
-            self.update(self.memory_t, index, v_t)
+            self.update("memory_s", index, v_s)
+            self.update("memory_t", index, v_t)
         return self.opts["beta"] * loss

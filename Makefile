@@ -1,0 +1,25 @@
+# The two quickstart commands: `make bench` (quick benchmark + leaderboard) and `make test`.
+# Each creates .venv from pyproject.toml when it is missing or older than pyproject.toml.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: bench test smoke clean-cache
+
+$(BIN)/kdbench: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -e ".[dev,plots]"
+	touch $@
+
+bench: $(BIN)/kdbench
+	$(BIN)/pytest suites $(PYTEST_ARGS)
+
+test: $(BIN)/kdbench
+	$(BIN)/pytest tests -n 2 $(PYTEST_ARGS)
+
+smoke: $(BIN)/kdbench
+	$(BIN)/pytest suites --kd-profile smoke --kd-device cpu $(PYTEST_ARGS)
+
+clean-cache:
+	rm -rf .kdbench_cache

@@ -8,9 +8,11 @@ all training happens in ``kdbench.engine``.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
+import signal
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,6 +39,9 @@ class KdSession:
     run_file: Path
     engine: Engine | None = None
     comparison: Any = None
+    done: dict[str, dict[str, Any]] = field(default_factory=dict)  # --kd-resume: ok records
+    unsaved: list[dict[str, Any]] = field(default_factory=list)  # records a write failed for
+    write_error: str | None = None
 
     def get_engine(self) -> Engine:
         if self.engine is None:
@@ -78,6 +83,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--kd-compile", action="store_true",
                     help="torch.compile the student; compile time is reported apart "
                          "(compile_s) and left out of train_throughput")
+    group.addoption("--kd-teacher-ckpt", action="append", default=[], metavar="NAME=PATH",
+                    help="use this checkpoint for teacher NAME instead of training it "
+                         "(repeatable)")
+    group.addoption("--kd-resume", action="store_true",
+                    help="skip cases that already have an ok record under --kd-results")
     group.addoption("--kd-baseline", default=None, metavar="JSONL",
                     help="compare this run to a baseline and fail on a regression")
 
@@ -107,9 +117,28 @@ def _specs(config: pytest.Config) -> list[RunSpec]:
     seeds = config.getoption("kd_seeds")
     if seeds is not None and seeds < 1:
         raise KdbenchError(f"invalid --kd-seeds {seeds}: must be an integer ≥ 1")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise KdbenchError("--kd-device cuda, but no CUDA GPU is available: "
+                           "use --kd-device cpu or all (CUDA cases then skip)")
     return profile.specs(devices, seeds=seeds, epochs=epochs,
                          precision=config.getoption("kd_precision"),
-                         compile=config.getoption("kd_compile"))
+                         compile=config.getoption("kd_compile"),
+                         teacher_ckpts=_teacher_ckpts(config.getoption("kd_teacher_ckpt"),
+                                                      profile))
+
+
+def _teacher_ckpts(items: list[str], profile: Any) -> dict[str, str]:
+    teachers = sorted({t for t, _ in profile.pairs})
+    ckpts = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or name not in teachers:
+            raise KdbenchError(f"invalid --kd-teacher-ckpt {item!r}: use NAME=PATH with NAME one "
+                               f"of the profile's teachers: {', '.join(teachers)}")
+        if not Path(path).is_file():
+            raise KdbenchError(f"--kd-teacher-ckpt {item!r}: no file at {path!r}")
+        ckpts[name] = str(Path(path).resolve())
+    return ckpts
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -129,9 +158,23 @@ def pytest_configure(config: pytest.Config) -> None:
     results_dir = Path(config.getoption("kd_results"))
     worker = getattr(config, "workerinput", None)
     name = worker["kd_run_file"] if worker else _run_file_name()
-    config.stash[SESSION] = KdSession(config, specs, results_dir, results_dir / "runs" / name)
+    kd_session = KdSession(config, specs, results_dir, results_dir / "runs" / name)
+    if config.getoption("kd_resume") and (results_dir / "runs").is_dir():
+        kd_session.done = {r["case_id"]: r for r in results.load_records([results_dir / "runs"])
+                           if r["status"] == "ok"}
+    config.stash[SESSION] = kd_session
+    if worker and torch.cuda.is_available():  # one GPU per xdist worker, round robin
+        index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:])
+        torch.cuda.set_device(index % torch.cuda.device_count())
+    if not worker:
+        signal.signal(signal.SIGTERM, _interrupt)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(), "kdbench-xdist")
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM ends the session like Ctrl-C: finished cases are on disk and summarized."""
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 class _XdistHooks:
@@ -145,7 +188,9 @@ class _XdistHooks:
 def _marks(spec: RunSpec) -> list[pytest.MarkDecorator]:
     loss = LOSSES.get(spec.loss)
     kind = pytest.mark.logit_kd if set(loss.taps) <= {"logits"} else pytest.mark.feature_kd
-    return [pytest.mark.kd_case, kind, *_device_marks(spec.device)]
+    group = f"{spec.dataset}-{spec.teacher}-{spec.device}"  # --dist loadgroup: one teacher
+    return [pytest.mark.kd_case, kind, pytest.mark.xdist_group(group),
+            *_device_marks(spec.device)]
 
 
 def _device_marks(device: str) -> list[pytest.MarkDecorator]:
@@ -209,6 +254,8 @@ def kd_case(request: pytest.FixtureRequest, kd_session: KdSession) -> Callable[[
     """
 
     def run(spec: RunSpec) -> dict[str, Any]:
+        if spec.case_id in kd_session.done:
+            pytest.skip(f"resumed: {spec.name} already has an ok record")
         engine = kd_session.get_engine()
         env = measure.environment(torch.device(spec.device))
         try:
@@ -228,13 +275,23 @@ def kd_case(request: pytest.FixtureRequest, kd_session: KdSession) -> Callable[[
             request.node.user_properties.append(("kd_top1", outcome.metrics["top1"]))
             request.node.user_properties.append(("kd_train_s", outcome.metrics["train_s"]))
         _store(kd_session, record)
+        if record["status"] == "diverged":
+            m = record["metrics"]
+            pytest.xfail(f"diverged at epoch {m['diverged_epoch']} (last finite loss "
+                         f"{m['last_finite_loss']}); recorded as diverged")
         return record
 
     return run
 
 
 def _store(kd_session: KdSession, record: dict[str, Any]) -> None:
-    results.append_record(kd_session.run_file, record)
+    """Append the record; if the write fails (disk full, folder removed), keep it in memory
+    and report it at the end of the session instead of losing the case."""
+    try:
+        results.append_record(kd_session.run_file, record)
+    except OSError as exc:
+        kd_session.unsaved.append(record)
+        kd_session.write_error = f"{kd_session.run_file}: {exc.strerror or exc}"
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
@@ -246,9 +303,11 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
 
 
 def _session_records(kd_session: KdSession) -> list[dict[str, Any]]:
-    if not kd_session.run_file.exists():
-        return []
-    return results.load_records([kd_session.run_file])
+    """This session's records (all workers), the unsaved ones, and the resumed ok ones."""
+    saved = results.load_records([kd_session.run_file]) if kd_session.run_file.exists() else []
+    wanted = {s.case_id for s in kd_session.specs}
+    resumed = [r for cid, r in kd_session.done.items() if cid in wanted]
+    return saved + kd_session.unsaved + resumed
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -277,6 +336,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if hasattr(config, "workerinput") or SESSION not in config.stash:
         return
     kd_session = config.stash[SESSION]
+    if kd_session.unsaved:
+        terminalreporter.write_sep("=", "kdbench: records NOT saved", red=True)
+        terminalreporter.write_line(f"{len(kd_session.unsaved)} record(s) could not be written "
+                                    f"({kd_session.write_error}); they follow, one per line:")
+        for record in kd_session.unsaved:
+            terminalreporter.write_line(json.dumps(record, sort_keys=True))
     records = _session_records(kd_session)
     if not records:
         return

@@ -43,6 +43,7 @@ class RunSpec:
     recipe: str = "digits"
     precision: str = "fp32"  # "fp32" or "amp" (bf16 autocast where supported, else fp16)
     compile: bool = False  # torch.compile the student
+    teacher_ckpt: str | None = None  # a user's teacher checkpoint instead of training one
     dataset_options: tuple[tuple[str, Any], ...] = field(default=())
 
     def __post_init__(self) -> None:
@@ -94,7 +95,7 @@ class RunSpec:
             "dataset": self.dataset, "dataset_options": dict(self.dataset_options),
             "teacher": self.teacher, "recipe": self.recipe, "epochs": self.teacher_epochs,
             "batch_size": self.batch_size, "seed": self.teacher_seed, "device": self.device,
-            "precision": self.precision,
+            "precision": self.precision, "ckpt": self.teacher_ckpt,
         }
 
 

@@ -44,13 +44,18 @@ def _models() -> tuple[list[str], Callable[[str], dict]]:
 
     from kdbench.models import MODELS, build_model, count_params
 
-    def params(name: str, classes: int) -> str:
+    def params(name: str, classes: int) -> tuple[str, str]:
         with torch.device("meta"):  # shapes only: no memory, no initialisation time
-            return f"{count_params(build_model(name, classes, (3, 32, 32))):,}"
+            shape = build_model(name, classes, (3, 32, 32)).native_input
+            n = count_params(build_model(name, classes, shape))
+        return f"{n:,}", "×".join(map(str, shape))
 
-    return MODELS.names(), lambda n: {"params 10 classes (3×32×32)": params(n, 10),
-                                      "params 100 classes (3×32×32)": params(n, 100),
-                                      "description": _first_line(MODELS.get(n))}
+    def details(name: str) -> dict:
+        (p10, shape), (p100, _) = params(name, 10), params(name, 100)
+        return {"input": shape, "params 10 classes": p10, "params 100 classes": p100,
+                "description": _first_line(MODELS.get(name))}
+
+    return MODELS.names(), details
 
 
 def _datasets() -> tuple[list[str], Callable[[str], dict]]:

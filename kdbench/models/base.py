@@ -32,6 +32,7 @@ class StagedModel(nn.Module):
     preact_stages: tuple[str | None, ...] = ()
     classifier: str = "fc"
     num_classes: int = 0
+    native_input: tuple[int, int, int] = (3, 32, 32)  # the input it was designed for (listings)
 
     def classifier_module(self) -> nn.Module:
         return self.get_submodule(self.classifier)

@@ -14,6 +14,7 @@ class DigitsCNN(StagedModel):
     stages = ("relu1", "relu2")
     preact_stages = ("relu1", "relu2")
     classifier = "fc2"
+    native_input = (1, 8, 8)
 
     def __init__(
         self, c1: int, c2: int, hidden: int, num_classes: int, input_shape: tuple[int, int, int]

@@ -172,10 +172,15 @@ def session_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def session_report(frame: pd.DataFrame) -> str:
-    """The Markdown leaderboard printed at the end of a pytest session."""
+    """The Markdown leaderboard printed at the end of a pytest session: one row per case group,
+    then the paper-style methods × pairs table(s), with published numbers where they exist."""
     if frame.empty:
         return "No kdbench records.\n"
-    return f"{provenance_line(frame)}\n\n{markdown(session_table(frame))}\n"
+    summary = summarize(frame)
+    blocks = [provenance_line(frame), markdown(session_table(frame))]
+    for heading, table in _leaderboards(frame, summary, load_published()):
+        blocks += [f"#{heading} (best T per pair)", markdown(table)]
+    return "\n\n".join(blocks) + "\n"
 
 
 # ---------------------------------------------------------------- full report
@@ -196,7 +201,7 @@ def _published_cells(published: pd.DataFrame | None, pairs: list[str]) -> pd.Dat
         return pd.DataFrame()
     ref = published.assign(pair=published["teacher"] + ">" + published["student"],
                            method=published["method"].replace(PUBLISHED_METHOD),
-                           top1=published["top1"].astype(str))
+                           top1=published["top1"].fillna("N/A").astype(str))
     ref = ref[ref["pair"].isin(pairs)]
     return ref.groupby(["method", "pair"])["top1"].agg(
         lambda v: " / ".join(dict.fromkeys(v))).unstack("pair")
@@ -299,14 +304,23 @@ class Report:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
 
 
-def build_report(frame: pd.DataFrame, published: pd.DataFrame | None = None) -> Report:
-    summary = summarize(frame)
-    report = Report(provenance=provenance(frame), summary=summary)
+def _leaderboards(frame: pd.DataFrame, summary: pd.DataFrame,
+                  published: pd.DataFrame | None):
+    """(heading, paper-style table) per setting; published numbers only for CIFAR-100."""
     for title, part in _sections(summary, summary.attrs["labels"]):
         suffix = f" ({title})" if title else ""
         datasets = set((part if "dataset" in part else frame)["dataset"])
         ref = published if datasets == {PUBLISHED_DATASET} else None
-        report.tables.append((f"## Leaderboard{suffix}", leaderboard(part, ref)))
+        yield f"## Leaderboard{suffix}", leaderboard(part, ref)
+
+
+def build_report(frame: pd.DataFrame, published: pd.DataFrame | None = None) -> Report:
+    summary = summarize(frame)
+    report = Report(provenance=provenance(frame), summary=summary)
+    boards = _leaderboards(frame, summary, published)
+    for (title, part), board in zip(_sections(summary, summary.attrs["labels"]), boards):
+        suffix = f" ({title})" if title else ""
+        report.tables.append(board)
         for pair, rows in part.groupby("pair", sort=True):
             report.tables.append((f"### {pair}{suffix}", detail_table(rows)))
         temps = temperature_table(part)

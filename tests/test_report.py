@@ -87,7 +87,8 @@ def tables() -> dict[str, str]:
 
 
 def test_session_report_matches_expected_markdown():
-    assert session_report(FRAME) == SESSION
+    board = f"\n### Leaderboard (best T per pair)\n\n{LEADERBOARD}"
+    assert session_report(FRAME) == SESSION + board
 
 
 def test_leaderboard_detail_and_temperature_tables_match_expected_markdown():

@@ -1,0 +1,101 @@
+"""Data: the bundled digits split and normalisation, synthetic sets, batching of in-memory sets."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kdbench.data import DATASETS, TensorData, load_dataset
+
+DIGITS_PER_CLASS = [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]  # scikit-learn's digits
+DIGITS_FINGERPRINT = "4f7824267117f3cf"  # the fixed split's tensors: changes break baselines
+
+
+@pytest.fixture(scope="module")
+def digits() -> TensorData:
+    return load_dataset("digits")
+
+
+def test_digits_sizes_shapes_and_types(digits):
+    assert (digits.num_train, digits.num_test) == (1437, 360)
+    assert digits.num_train + digits.num_test == sum(DIGITS_PER_CLASS) == 1797
+    assert digits.input_shape == (1, 8, 8) and digits.num_classes == 10
+    assert digits.x_train.shape == (1437, 1, 8, 8) and digits.x_test.shape == (360, 1, 8, 8)
+    assert digits.x_train.dtype == torch.float32 and digits.y_train.dtype == torch.int64
+    assert not digits.augmented
+
+
+def test_digits_split_is_stratified_80_20(digits):
+    train = torch.bincount(digits.y_train, minlength=10)
+    test = torch.bincount(digits.y_test, minlength=10)
+    assert (train + test).tolist() == DIGITS_PER_CLASS
+    for n_test, n_all in zip(test.tolist(), DIGITS_PER_CLASS):
+        assert abs(n_test - 0.2 * n_all) <= 1
+
+
+def test_digits_normalised_by_training_statistics(digits):
+    assert abs(digits.x_train.mean().item()) < 1e-5
+    assert abs(digits.x_train.std().item() - 1) < 1e-3
+    assert abs(digits.x_test.mean().item()) < 0.1  # same affine map, not refitted on test
+
+
+def test_digits_split_is_fixed(digits):
+    again = load_dataset("digits")
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        assert torch.equal(getattr(again, name), getattr(digits, name)), name
+    assert digits.fingerprint() == again.fingerprint() == DIGITS_FINGERPRINT
+
+
+@pytest.mark.parametrize("channels, size, classes", [(1, 8, 10), (3, 16, 7), (2, 5, 3)])
+def test_synthetic_any_shape_and_class_count(channels, size, classes):
+    data = load_dataset("synthetic", channels=channels, size=size, num_classes=classes,
+                        num_train=10 * classes, num_test=4 * classes)
+    assert data.input_shape == (channels, size, size) and data.num_classes == classes
+    assert data.x_train.shape == (10 * classes, channels, size, size)
+    assert torch.bincount(data.y_train).tolist() == [10] * classes
+    assert torch.bincount(data.y_test).tolist() == [4] * classes
+    assert torch.isfinite(data.x_train).all()
+
+
+def test_synthetic_is_seeded():
+    a, b, c = (load_dataset("synthetic", seed=s) for s in (3, 3, 4))
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+    assert not torch.equal(a.x_train, c.x_train)
+
+
+def test_synthetic_classes_are_separable_by_their_mean_image():
+    data = load_dataset("synthetic", noise=0.3)
+    means = torch.stack([data.x_train[data.y_train == k].mean(0) for k in range(10)])
+    nearest = torch.cdist(data.x_test.flatten(1), means.flatten(1)).argmin(1)
+    assert (nearest == data.y_test).float().mean() > 0.9
+
+
+def test_train_batches_are_a_seeded_permutation(digits):
+    def epoch(seed: int) -> list[tuple]:
+        return list(digits.train_batches(100, torch.Generator().manual_seed(seed)))
+
+    batches = epoch(0)
+    assert [len(y) for _, y, _ in batches] == [100] * 14 + [37]
+    index = torch.cat([i for _, _, i in batches])
+    assert sorted(index.tolist()) == list(range(1437))
+    for x, y, i in batches:
+        assert torch.equal(x, digits.x_train[i]) and torch.equal(y, digits.y_train[i])
+    assert torch.equal(index, torch.cat([i for _, _, i in epoch(0)]))
+    assert not torch.equal(index, torch.cat([i for _, _, i in epoch(1)]))
+
+
+def test_test_batches_cover_the_test_set_in_order(digits):
+    batches = list(digits.test_batches(128))
+    assert torch.equal(torch.cat([x for x, _, _ in batches]), digits.x_test)
+    assert torch.equal(torch.cat([i for _, _, i in batches]), torch.arange(360))
+
+
+@pytest.mark.parametrize("name", ["digits", "synthetic"])
+def test_in_memory_sets_move_to_the_case_device(name):
+    data = DATASETS.get(name)()
+    moved = data.to("meta")
+    assert isinstance(data, TensorData) and isinstance(moved, TensorData)
+    assert {t.device.type for t in (moved.x_train, moved.y_train, moved.x_test, moved.y_test)} \
+        == {"meta"}
+    assert data.x_train.device.type == "cpu"

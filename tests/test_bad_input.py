@@ -1,0 +1,110 @@
+"""Bad input: a one-line error naming the bad value and the valid choices, before any training,
+with no traceback and no record written."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from kdbench.engine import Engine
+from kdbench.models import MODELS
+from kdbench.models.cnn import DigitsCNN
+from kdbench.profiles import PROFILES
+from kdbench.registry import KdbenchError
+from kdbench.spec import RunSpec
+
+USAGE_ERROR = int(pytest.ExitCode.USAGE_ERROR)
+
+
+@pytest.mark.parametrize("args, names", [
+    (("--kd-profile", "nope"), ["'nope'", *PROFILES.names()]),
+    (("--kd-seeds", "0"), ["--kd-seeds 0", "≥ 1"]),
+    (("--kd-epochs", "0"), ["--kd-epochs 0", "≥ 1"]),
+    (("--kd-threads", "0"), ["--kd-threads 0", "≥ 1"]),
+    (("--kd-device", "gpu"), ["'gpu'", "'cpu'", "'cuda'", "'all'"]),
+    pytest.param(("--kd-device", "cuda"), ["--kd-device cuda", "no CUDA GPU", "cpu", "all"],
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has a GPU")),
+    (("--kd-results", "{old_record}/sub"), ["old.jsonl/sub", "not writable", "--kd-results"]),
+], ids=["profile", "seeds", "epochs", "threads", "device", "cuda-without-gpu",
+        "results-under-a-file"])
+def test_bad_option_is_one_line_usage_error_before_training(kd_suite, pytester, args, names):
+    results = pytester.path / "results"
+    old_record = results / "runs" / "old.jsonl"
+    old_record.parent.mkdir(parents=True)
+    old_record.write_text('{"case_id": "old"}\n')
+    (results / "leaderboard.md").write_text("old leaderboard\n")
+    before = {p: p.read_bytes() if p.is_file() else None for p in results.rglob("*")}
+    cache = pytester.path / "cache"
+
+    result = kd_suite("--kd-device", "cpu", *(a.format(old_record=old_record) for a in args),
+                      cache=cache, results=results)
+
+    assert result.ret == USAGE_ERROR
+    lines = [line for line in result.outlines + result.errlines if names[0] in line]
+    assert len(lines) == 1 and "error" in lines[0].lower(), lines
+    assert all(name in lines[0] for name in names), lines[0]
+    assert "Traceback" not in str(result.stdout) + str(result.stderr)
+    assert {p: p.read_bytes() if p.is_file() else None for p in results.rglob("*")} == before
+    assert not cache.exists()
+
+
+NAN, INF = math.nan, math.inf
+KD_CASE = {"dataset": "digits", "teacher": "cnn_t", "student": "cnn_s", "loss": "kd",
+           "temperature": 4.0, "alpha": 0.9, "ce_weight": 0.1}
+
+
+@pytest.mark.parametrize("field, value, names", [
+    ("dataset", "digts", ["'digts'", "digits", "`kdbench list datasets`"]),
+    ("teacher", "cnn_x", ["'cnn_x'", "cnn_t", "`kdbench list models`"]),
+    ("student", "cnn_q", ["'cnn_q'", "cnn_s", "`kdbench list models`"]),
+    ("loss", "kdd", ["'kdd'", "kd", "`kdbench list losses`"]),
+    ("temperature", 0.0, ["0.0", "> 0"]),
+    ("temperature", -4.0, ["-4.0", "> 0"]),
+    ("temperature", NAN, ["nan", "finite"]),
+    ("temperature", INF, ["inf", "finite"]),
+    ("temperature", None, ["None", "> 0"]),
+    ("alpha", -0.1, ["-0.1", "[0, 1]"]),
+    ("alpha", 1.5, ["1.5", "[0, 1]"]),
+    ("alpha", NAN, ["nan", "[0, 1]"]),
+    ("seed", -1, ["-1", "≥ 0"]),
+    ("epochs", 0, ["epochs 0", "≥ 1"]),
+    ("teacher_epochs", 0, ["teacher_epochs 0", "≥ 1"]),
+    ("batch_size", 0, ["batch_size 0", "≥ 1"]),
+    ("device", "gpu", ["'gpu'", "cpu", "cuda"]),
+])
+def test_bad_spec_field_is_one_line_error(field, value, names):
+    RunSpec(**KD_CASE)
+    with pytest.raises(KdbenchError) as info:
+        RunSpec(**{**KD_CASE, field: value})
+    message = str(info.value)
+    assert "\n" not in message and all(name in message for name in names), message
+
+
+@pytest.mark.parametrize("seeds", [0, -2])
+def test_profile_with_fewer_than_one_seed(seeds):
+    with pytest.raises(KdbenchError, match=f"seeds {seeds}.*≥ 1"):
+        PROFILES.get("smoke").specs(("cpu",), seeds=seeds)
+
+
+@pytest.fixture
+def five_class_model():
+    """A test-only model that ignores ``num_classes``: always 5 outputs."""
+    MODELS.register("five_classes")(
+        lambda num_classes, input_shape: DigitsCNN(4, 8, 16, 5, input_shape))
+    yield "five_classes"
+    MODELS._entries.pop("five_classes")
+
+
+@pytest.mark.parametrize("side", ["student", "teacher"])
+def test_class_count_mismatch_fails_before_any_training(tiny_spec, cache_dir, five_class_model,
+                                                        side):
+    engine = Engine(cache_dir)
+    spec = tiny_spec("kd", **{side: five_class_model})
+    with pytest.raises(KdbenchError) as info:
+        engine.distill(spec)
+    message = str(info.value)
+    assert "\n" not in message and "five_classes has 5" in message and "10" in message, message
+    assert engine.teachers_trained == 0
+    assert not list(cache_dir.rglob("*.pt"))

@@ -1,0 +1,83 @@
+"""The pytest plugin through ``pytester``: options, records, verbose lines, the leaderboard, CUDA
+skips and pytest-xdist, running the real ``suites/test_distill.py`` on the smoke profile."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from kdbench.profiles import PROFILES
+from kdbench.results import load_records
+
+EPOCHS = 3  # with 2 the digits recipe's lr drops after epoch 1 and some cases stay at chance
+SMOKE = ("--kd-profile", "smoke", "--kd-device", "cpu", "--kd-epochs", str(EPOCHS))
+RECORD_KEYS = {"schema", "case_id", "group_id", "status", "spec", "metrics", "env", "created_at"}
+SPEC_KEYS = {"dataset", "teacher", "student", "loss", "temperature", "alpha", "seed", "device",
+             "epochs"}
+METRIC_KEYS = {"top1", "top5", "best_top1", "teacher_top1", "student_params", "teacher_params",
+               "extra_params", "student_flops", "train_throughput", "infer_throughput",
+               "latency_ms", "peak_mem_mb", "agreement", "train_s"}
+ENV_KEYS = {"torch", "python", "device_name", "threads", "git_sha", "kdbench_version"}
+
+
+def smoke_ids(losses: set[str], seeds: int) -> set[str]:
+    specs = PROFILES.get("smoke").specs(("cpu",), seeds=seeds, epochs=EPOCHS)
+    return {s.name for s in specs if s.loss in losses}
+
+
+def test_help_lists_every_kd_option(kd_suite, request):
+    options = {"--" + dest.replace("_", "-") for dest in vars(request.config.option)
+               if dest.startswith("kd_")}
+    assert {"--kd-profile", "--kd-device", "--kd-seeds", "--kd-epochs", "--kd-results"} <= options
+    out = kd_suite("--help").stdout.str()
+    assert sorted(o for o in options if o not in out) == []
+
+
+def test_tiny_run_writes_records_and_leaderboard(kd_suite, pytester):
+    result = kd_suite(*SMOKE, "-v", "-k", "cnn_m-ce- or cnn_m-kd-")
+    result.assert_outcomes(passed=2)
+    out = result.stdout.str()
+    assert len(re.findall(r"PASSED top1 \d+\.\d\d% \d+\.\ds", out)) == 2
+
+    runs = list((pytester.path / "results" / "runs").glob("*.jsonl"))
+    assert len(runs) == 1
+    records = load_records(runs)
+    assert {r["name"] for r in records} == smoke_ids({"ce", "kd"}, 1)
+    for record in records:
+        assert RECORD_KEYS <= set(record) and record["status"] == "ok"
+        assert SPEC_KEYS <= set(record["spec"])
+        assert METRIC_KEYS <= set(record["metrics"])
+        assert ENV_KEYS <= set(record["env"])
+        assert record["spec"]["epochs"] == EPOCHS and record["env"]["threads"] == 1
+
+    leaderboard = (pytester.path / "results" / "leaderboard.md").read_text()
+    for r in records:
+        t = r["spec"]["temperature"]
+        row = rf"\| cnn_t>cnn_m \| {r['spec']['loss']} +\| {'' if t is None else f'{t:g}'} +\| "
+        assert re.search(row + re.escape(f"{r['metrics']['top1']:.2f}"), leaderboard), row
+    assert "kdbench leaderboard" in out
+    assert all(line in out for line in leaderboard.strip().splitlines())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the skip on a machine without a GPU")
+def test_cuda_cases_skip_with_a_reason_without_gpu(kd_suite, pytester):
+    result = kd_suite("--kd-profile", "smoke", "--kd-device", "all", "-rs", "-k", "cnn_m-ce-cuda")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*SKIPPED*no CUDA GPU*"])
+    assert not list(pytester.path.glob("results/runs/*.jsonl"))
+
+
+def test_xdist_workers_write_every_case_once_to_one_run_file(kd_suite, pytester):
+    result = kd_suite(*SMOKE, "--kd-seeds", "2", "-n", "2", "-k", "cnn_m-ce- or cnn_m-kd-",
+                      subprocess=True)
+    expected = smoke_ids({"ce", "kd"}, 2)
+    result.assert_outcomes(passed=len(expected))
+    runs = list((pytester.path / "results" / "runs").glob("*.jsonl"))
+    assert len(runs) == 1
+    lines = runs[0].read_text().splitlines()
+    records = load_records(runs)
+    assert len(lines) == len(records) == len(expected)
+    assert sorted(r["name"] for r in records) == sorted(expected)
+    assert len({r["case_id"] for r in records}) == len(expected)

@@ -88,7 +88,7 @@ def tables() -> dict[str, str]:
 
 def test_session_report_matches_expected_markdown():
     board = f"\n### Leaderboard (best T per pair)\n\n{LEADERBOARD}"
-    assert session_report(FRAME) == SESSION + board
+    assert session_report(FRAME) == SESSION + board + "\n"
 
 
 def test_leaderboard_detail_and_temperature_tables_match_expected_markdown():

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from kdbench.registry import Registry
+from kdbench.registry import KdbenchError, Registry
 
 RECIPES = Registry("recipes")
 
@@ -22,6 +22,20 @@ class Recipe:
     gamma: float = 0.1
     lr_by_model: tuple[tuple[str, float], ...] = ()  # model-name prefix → learning rate
     description: str = ""
+
+    def __post_init__(self) -> None:
+        for name, value, ok, rule in (
+            ("lr", self.lr, self.lr > 0, "> 0"),
+            ("momentum", self.momentum, 0 <= self.momentum < 1, "in [0, 1)"),
+            ("weight_decay", self.weight_decay, self.weight_decay >= 0, "≥ 0"),
+            ("gamma", self.gamma, self.gamma > 0, "> 0"),
+        ):
+            if not (math.isfinite(value) and ok):
+                raise KdbenchError(f"invalid {name} {value!r} in recipe {self.name!r}: must be {rule}")
+        for model, lr in self.lr_by_model:
+            if not (math.isfinite(lr) and lr > 0):
+                raise KdbenchError(f"invalid lr {lr!r} for {model!r} in recipe {self.name!r}: "
+                                   f"must be > 0")
 
     def lr_for(self, model: str) -> float:
         return next((lr for prefix, lr in self.lr_by_model if model.startswith(prefix)), self.lr)
@@ -45,9 +59,6 @@ register_recipe(Recipe(
     description="SGD momentum 0.9, wd 5e-4, batch 64, lr 0.01, ×0.1 at 50 % and 75 % of the epochs",
 ))
 
-
-def trainable(*modules: nn.Module) -> list[nn.Parameter]:
-    return [p for m in modules for p in m.parameters() if p.requires_grad]
 
 register_recipe(Recipe(
     "crd", lr=0.05, milestones=(150 / 240, 180 / 240, 210 / 240),

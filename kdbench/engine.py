@@ -257,9 +257,11 @@ class Engine:
         with Tapper(student, loss.taps, compiled=spec.compile) as tapper:
             teacher_fn = self.teacher_fn(spec, teacher_taps) if loss.needs_teacher else _no_teacher
             x0, y0, i0 = next(iter(data.train_batches(2, torch.Generator().manual_seed(0))))
+            student.eval()  # a shape probe must not move batch-norm statistics
             with torch.no_grad():
                 s_shapes = shapes({**tapper(x0), "index": i0})
                 t_shapes = shapes(teacher_fn(x0, i0))
+            student.train()
             loss.setup(LossContext(s_shapes, t_shapes, data.num_classes, data.num_train,
                                    spec.epochs, teacher, data.train_targets()))
             loss.to(device)

@@ -1,0 +1,107 @@
+"""Profiles expand to the intended cases; the engine feeds the teacher the augmented batch."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+import kdbench.engine
+from kdbench.data.base import TensorData
+from kdbench.engine import Engine
+from kdbench.losses import LOSSES
+from kdbench.profiles import PROFILES
+from kdbench.registry import KdbenchError
+
+CRD_PAIRS = {
+    ("wrn_40_2", "wrn_16_2"), ("wrn_40_2", "wrn_40_1"), ("resnet56", "resnet20"),
+    ("resnet110", "resnet20"), ("resnet110", "resnet32"), ("resnet32x4", "resnet8x4"),
+    ("vgg13", "vgg8"), ("vgg13", "mobilenetv2"), ("resnet50", "mobilenetv2"),
+    ("resnet50", "vgg8"), ("resnet32x4", "shufflenetv1"), ("resnet32x4", "shufflenetv2"),
+    ("wrn_40_2", "shufflenetv1"),
+}
+
+
+def test_cifar100_crd_has_the_thirteen_pairs_of_the_crd_table():
+    profile = PROFILES.get("cifar100-crd")
+    assert set(profile.pairs) == CRD_PAIRS and len(profile.pairs) == 13
+    specs = profile.specs(("cuda",), seeds=1)
+    assert {(s.teacher, s.student) for s in specs} == CRD_PAIRS
+    assert {s.recipe for s in specs} == {"crd"} and {s.epochs for s in specs} == {240}
+    assert {s.precision for s in specs} == {"amp"}  # auto precision on CUDA
+
+
+def test_quick_runs_every_loss_and_sweeps_only_kd_over_temperatures():
+    specs = PROFILES.get("quick").specs(("cpu",))
+    assert {s.loss for s in specs} == set(LOSSES.names())
+    assert {s.temperature for s in specs if s.loss == "kd"} == {1.0, 2.0, 4.0, 8.0}
+    for loss in ("dkd", "dist", "kd_ls"):
+        assert {s.temperature for s in specs if s.loss == loss} == {
+            LOSSES.get(loss).default_temperature}
+    assert {s.temperature for s in specs if not LOSSES.get(s.loss).uses_temperature} == {None}
+    pairs = {(s.teacher, s.student) for s in specs}
+    # pairs × (losses + 3 extra kd temperatures) × 3 seeds, on the CPU in fp32
+    assert len(specs) == len(pairs) * (len(LOSSES) + 3) * 3
+    assert {s.seed for s in specs} == {0, 1, 2} and {s.precision for s in specs} == {"fp32"}
+    assert len({s.case_id for s in specs}) == len(specs)
+
+
+def test_profile_loss_options_override_only_their_loss():
+    specs = PROFILES.get("quick").specs(("cpu",), seeds=1)
+    assert {s.loss_options for s in specs if s.loss == "at"} == {(("beta", 100.0),)}
+    assert all(s.loss_options == () for s in specs if s.loss != "at")
+
+
+def test_a_newly_registered_loss_is_picked_up(monkeypatch):
+    kd = LOSSES.get("kd")
+    monkeypatch.setitem(LOSSES._entries, "kd_copy", kd)
+    specs = PROFILES.get("smoke").specs(("cpu",))
+    assert [s.loss for s in specs].count("kd_copy") == 1
+
+
+def test_teacher_checkpoints_apply_to_their_teacher():
+    profile = dataclasses.replace(PROFILES.get("smoke"), pairs=(("cnn_t", "cnn_m"),
+                                                                 ("cnn_m", "cnn_s")))
+    specs = profile.specs(("cpu",), teacher_ckpts={"cnn_t": "/weights/t.pt"})
+    assert {s.teacher_ckpt for s in specs if s.teacher == "cnn_t"} == {"/weights/t.pt"}
+    assert {s.teacher_ckpt for s in specs if s.teacher == "cnn_m"} == {None}
+
+
+@pytest.mark.parametrize("seeds", [0, -1])
+def test_seeds_below_one_are_refused(seeds):
+    with pytest.raises(KdbenchError, match=f"invalid number of seeds {seeds}"):
+        PROFILES.get("quick").specs(("cpu",), seeds=seeds)
+
+
+def test_teacher_sees_the_students_augmented_batch(tiny_spec, cache_dir, monkeypatch):
+    """With augmentation the teacher runs online on exactly the batch the student trains on."""
+    spec = tiny_spec("kd")
+    engine = Engine(cache_dir=cache_dir)
+    plain = engine.data(spec)
+
+    def shift(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return x + torch.rand(len(x), 1, 1, 1, generator=generator)
+
+    augmented = TensorData(**{f.name: getattr(plain, f.name)
+                              for f in dataclasses.fields(TensorData) if f.name != "augment"},
+                           augment=shift)
+    monkeypatch.setitem(engine._data, (spec.dataset, spec.dataset_options, spec.device), augmented)
+    teacher, _ = engine.teacher(spec)
+    seen = {"student": [], "teacher": []}
+    teacher.register_forward_pre_hook(lambda m, args: seen["teacher"].append(args[0].clone()))
+    build = kdbench.engine.build_model
+
+    def spy(*args, **kwargs):
+        model = build(*args, **kwargs)
+        model.register_forward_pre_hook(
+            lambda m, a: seen["student"].append(a[0].clone()) if m.training else None)
+        return model
+
+    monkeypatch.setattr(kdbench.engine, "build_model", spy)
+    engine.distill(spec)
+    train_batches = len(seen["student"])
+    assert train_batches == spec.epochs * -(-augmented.num_train // spec.batch_size)
+    teacher_train = seen["teacher"][-train_batches:]
+    assert all(torch.equal(s, t) for s, t in zip(seen["student"], teacher_train))
+    assert not torch.equal(seen["student"][0], plain.x_train[: len(seen["student"][0])])

@@ -120,6 +120,7 @@ class Engine:
         key = self.teacher_key(spec)
         if key not in self._teachers:
             data = self.data(spec)
+            torch.manual_seed(spec.teacher_seed)  # the teacher's init depends on its spec only
             model = build_model(spec.teacher, data.num_classes, data.input_shape)
 
             def build() -> tuple[dict, dict]:
@@ -138,7 +139,6 @@ class Engine:
     def _train_teacher(self, spec: RunSpec, model: nn.Module, data: DataSource) -> tuple[dict, dict]:
         self.progress(f"training teacher {spec.teacher} on {spec.dataset} "
                       f"({spec.teacher_epochs} epochs, seed {spec.teacher_seed})")
-        torch.manual_seed(spec.teacher_seed)
         model.to(spec.device)
         start = time.perf_counter()
         with Tapper(model, ()) as tapper:
@@ -242,6 +242,7 @@ class Engine:
             raise KdbenchError("device 'cuda' requested but no CUDA GPU is available: use cpu")
         device = torch.device(spec.device)
         data = self.data(spec)
+        _check_classes(spec, data)  # before any training, the teacher's included
         teacher, teacher_meta = self.teacher(spec)
         teacher_logits = self.teacher_test_logits(spec)
         measure.reset_peak_memory(device)
@@ -250,7 +251,6 @@ class Engine:
         torch.manual_seed(spec.seed)
         student = accel.prepare(
             build_model(spec.student, data.num_classes, data.input_shape).to(device))
-        _check_classes(spec, data, teacher, student)
         loss_cls = LOSSES.get(spec.loss)
         loss: DistillLoss = loss_cls(temperature=spec.temperature, **dict(spec.loss_options))
         teacher_taps = tuple(t for t in loss.taps if t != "index") if loss.needs_teacher else ()
@@ -348,11 +348,13 @@ def load_checkpoint(path: str, name: str, model: nn.Module) -> tuple[dict, dict]
     return model.state_dict(), {"source": path, "sha256_source": sha256_file(Path(path))}
 
 
-def _check_classes(spec: RunSpec, data: DataSource, teacher: nn.Module, student: nn.Module) -> None:
-    x = next(iter(data.test_batches(1)))[0]
-    with torch.no_grad():
-        t_out, s_out = teacher(x).shape[1], student.eval()(x).shape[1]
-    student.train()
+def _check_classes(spec: RunSpec, data: DataSource) -> None:
+    """Teacher and student must both output the data set's class count (shapes only: the
+    models are built on the meta device, nothing is initialised or trained)."""
+    x = torch.empty(1, *data.input_shape, device="meta")
+    with torch.device("meta"), torch.no_grad():
+        t_out, s_out = (build_model(name, data.num_classes, data.input_shape).eval()(x).shape[1]
+                        for name in (spec.teacher, spec.student))
     if not t_out == s_out == data.num_classes:
         raise KdbenchError(
             f"class counts differ: teacher {spec.teacher} has {t_out}, student {spec.student} "

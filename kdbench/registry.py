@@ -19,8 +19,9 @@ class UnknownNameError(KdbenchError, KeyError):
 class Registry:
     """Names → factories (classes or functions) of one kind: datasets, models, losses."""
 
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
+    def __init__(self, kind: str, singular: str | None = None) -> None:
+        self.kind = kind  # plural, as in `kdbench list <kind>`
+        self.singular = singular or kind.removesuffix("s")
         self._entries: dict[str, Any] = {}
 
     def register(self, name: str) -> Callable[[Any], Any]:
@@ -39,7 +40,7 @@ class Registry:
             close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
             hint = f"did you mean {', '.join(close)}? " if close else ""
             raise UnknownNameError(
-                f"unknown {self.kind[:-1]} {name!r}: {hint}"
+                f"unknown {self.singular} {name!r}: {hint}"
                 f"valid: {', '.join(self.names())} (`kdbench list {self.kind}`)"
             ) from None
 
@@ -58,4 +59,4 @@ class Registry:
 
 DATASETS = Registry("datasets")
 MODELS = Registry("models")
-LOSSES = Registry("losses")
+LOSSES = Registry("losses", "loss")

@@ -201,7 +201,7 @@ def _published_cells(published: pd.DataFrame | None, pairs: list[str]) -> pd.Dat
         return pd.DataFrame()
     ref = published.assign(pair=published["teacher"] + ">" + published["student"],
                            method=published["method"].replace(PUBLISHED_METHOD),
-                           top1=published["top1"].fillna("N/A").astype(str))
+                           top1=published["top1"].map(lambda v: "N/A" if pd.isna(v) else str(v)))
     ref = ref[ref["pair"].isin(pairs)]
     return ref.groupby(["method", "pair"])["top1"].agg(
         lambda v: " / ".join(dict.fromkeys(v))).unstack("pair")

@@ -31,15 +31,6 @@ PAIRS = sorted({(t, s, INPUT_SHAPES.get(p.dataset, CIFAR))
                | {(t, s, DIGITS) for t in MODELS.names("cnn_*") for s in MODELS.names("cnn_*")})
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread is several times faster than two on a shared 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make(name: str, temperature: float | None = None, **options):
     return LOSSES.get(name)(temperature=temperature, **options)
 

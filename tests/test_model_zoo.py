@@ -36,15 +36,6 @@ STAGE_SHAPES = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny batches run fastest on one thread, and do not slow down beside parallel workers."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _calls(model: nn.Module, paths: set[str]) -> dict[str, int]:
     """Runs counted per module path during the next forwards (hooks stay on the model)."""
     counts = dict.fromkeys(paths, 0)

@@ -7,6 +7,7 @@ declares its taps and hooks (``kdbench.losses.base``), the loop never asks which
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from kdbench.losses import LOSSES, DistillLoss, LossContext
 from kdbench.models import build_model, count_params
 from kdbench.recipes import RECIPES
 from kdbench.registry import KdbenchError
+from kdbench.results import append_record, utc_now
 from kdbench.spec import RunSpec, stable_hash
 from kdbench.taps import Tapper, shapes
 
@@ -98,14 +100,18 @@ class Engine:
         self._teacher_test_logits: dict[str, torch.Tensor] = {}
 
     # ----------------------------------------------------------------- data and teachers
+    def host_data(self, dataset: str, options: tuple) -> DataSource:
+        """The data set as loaded (on the CPU), once per session."""
+        key = (dataset, options, "cpu")
+        if key not in self._data:
+            self._data[key] = load_dataset(dataset, self.data_root, self.download, **dict(options))
+        return self._data[key]
+
     def data(self, spec: RunSpec) -> DataSource:
+        """The case's data set on the case's device."""
         key = (spec.dataset, spec.dataset_options, spec.device)
         if key not in self._data:
-            host = (spec.dataset, spec.dataset_options, "cpu")
-            if host not in self._data:
-                self._data[host] = load_dataset(spec.dataset, self.data_root, self.download,
-                                                **dict(spec.dataset_options))
-            self._data[key] = self._data[host].to(spec.device)
+            self._data[key] = self.host_data(spec.dataset, spec.dataset_options).to(spec.device)
         return self._data[key]
 
     def teacher_key(self, spec: RunSpec) -> str:
@@ -145,7 +151,9 @@ class Engine:
             stats = self.fit(tapper, data, _cross_entropy, [], _no_teacher, spec, spec.teacher,
                              spec.teacher_epochs, spec.teacher_seed, label=f"teacher {spec.teacher}")
         meta = {"key": spec.teacher_key(), "top1": stats.history[-1]["top1"],
-                "train_s": time.perf_counter() - start, "params": count_params(model)}
+                "train_s": time.perf_counter() - start, "params": count_params(model),
+                "trained_at": utc_now(), "pid": os.getpid()}
+        append_record(self.teacher_cache.dir / "trained.jsonl", meta)  # audit: one line a training
         return {k: v.cpu() for k, v in model.state_dict().items()}, meta
 
     def teacher_test_logits(self, spec: RunSpec) -> torch.Tensor:

@@ -154,6 +154,9 @@ def pytest_configure(config: pytest.Config) -> None:
         specs = _specs(config)
     except KdbenchError as exc:
         raise pytest.UsageError(str(exc)) from None
+    baseline = config.getoption("kd_baseline")
+    if baseline and not Path(baseline).is_file():
+        raise pytest.UsageError(f"--kd-baseline {baseline!r}: no such file")
     torch.set_num_threads(_threads(config))
     results_dir = Path(config.getoption("kd_results"))
     worker = getattr(config, "workerinput", None)
@@ -233,11 +236,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
-    if any({"kd_spec", "kd_model"} & set(getattr(item, "fixturenames", ())) for item in items):
-        try:
-            results.check_writable(config.stash[SESSION].results_dir / "runs")
-        except KdbenchError as exc:
-            raise pytest.UsageError(str(exc)) from None
+    """Fail before any training when records could not be written or data are missing."""
+    specs = [item.callspec.params[name] for item in items if hasattr(item, "callspec")
+             for name in ("kd_spec", "kd_model") if name in item.callspec.params]
+    if not specs:
+        return
+    kd_session = config.stash[SESSION]
+    try:
+        results.check_writable(kd_session.results_dir / "runs")
+        for dataset, options in {(s.dataset, s.dataset_options) for s in specs}:
+            kd_session.get_engine().host_data(dataset, options)
+    except KdbenchError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 @pytest.fixture

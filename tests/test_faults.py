@@ -1,0 +1,143 @@
+"""Scale-out and faults: xdist trains a teacher once, divergence and errors are recorded and the
+session goes on, kills and failed writes lose nothing finished, --kd-resume continues a run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kdbench.engine import Engine
+from kdbench.results import load_records
+
+SMOKE = ("--kd-profile", "smoke", "--kd-device", "cpu", "--kd-epochs", "3")
+TWO_CASES = ("-k", "cnn_m-ce- or cnn_m-kd-")
+
+
+def run_files(root: Path) -> list[Path]:
+    return sorted((root / "results" / "runs").glob("*.jsonl"))
+
+
+def test_xdist_workers_train_the_teacher_once(kd_suite, pytester):
+    cache = pytester.path / "fresh-cache"
+    result = kd_suite(*SMOKE, "--kd-seeds", "2", "-n", "2", *TWO_CASES, cache=cache,
+                      subprocess=True)
+    result.assert_outcomes(passed=4)
+    trainings = (cache / "teachers" / "trained.jsonl").read_text().splitlines()
+    assert len(trainings) == 1, trainings  # two workers, one teacher, trained once
+    records = load_records(run_files(pytester.path))
+    assert len(records) == 4 and len({r["case_id"] for r in records}) == 4
+
+
+PLANTED = """
+from kdbench.profiles import PROFILES, Profile, register_profile
+from kdbench.recipes import Recipe, register_recipe
+
+register_recipe(Recipe("explode", lr=0.01, lr_by_model=(("cnn_s", 1e9),)))  # student only
+register_profile(Profile("planted", "a diverging student beside a sound one", dataset="digits",
+                         pairs=(("cnn_t", "cnn_s"), ("cnn_t", "cnn_m")), recipe="explode",
+                         epochs=3, teacher_epochs=3, seeds=1, losses=("ce",)))
+"""
+
+
+def test_a_diverging_case_is_recorded_and_the_session_goes_on(kd_suite, pytester):
+    pytester.makeconftest(PLANTED)
+    result = kd_suite("--kd-profile", "planted", "--kd-device", "cpu", "-rx", subprocess=True)
+    result.assert_outcomes(passed=1, xfailed=1)
+    result.stdout.fnmatch_lines(["*XFAIL*cnn_s*diverged at epoch*"])
+    records = {r["spec"]["student"]: r for r in load_records(run_files(pytester.path))}
+    diverged = records["cnn_s"]
+    assert diverged["status"] == "diverged" and diverged["metrics"]["diverged_epoch"] >= 1
+    assert "last_finite_loss" in diverged["metrics"] and "top1" not in diverged["metrics"]
+    assert records["cnn_m"]["status"] == "ok"
+    board = (pytester.path / "results" / "leaderboard.md").read_text()
+    assert "diverged" in board
+
+
+def test_not_applicable_method_is_skipped_with_its_reason(kd_suite):
+    result = kd_suite(*SMOKE, "-rs", "-k", "cnn_m-fsp-")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*SKIPPED*N/A: FSP needs equal channels*"])
+
+
+def start_session(pytester, *args: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "pytest", "test_distill.py", *SMOKE, "--kd-threads", "1",
+           "--kd-cache", str(pytester.path / "cache"), "--kd-results", "results",
+           "-p", "no:cacheprovider", *args]
+    return subprocess.Popen(cmd, cwd=pytester.path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for_records(pytester, n: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        files = run_files(pytester.path)
+        if files and len(files[0].read_text().splitlines()) >= n:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no {n} records before the session ended or timed out")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_killed_session_leaves_every_finished_case_loadable(kd_suite, pytester, sig):
+    proc = start_session(pytester)
+    wait_for_records(pytester, 2, proc)
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=60)
+    (run_file,) = run_files(pytester.path)
+    if sig == signal.SIGKILL:
+        with open(run_file, "a") as fh:  # as if killed in the middle of the next write
+            fh.write('{"case_id": "torn", "spec": {"data')
+        with pytest.warns(UserWarning, match="skipped 1 corrupt or torn"):
+            records = load_records([run_file])
+    else:
+        assert proc.returncode == int(pytest.ExitCode.INTERRUPTED)
+        assert "kdbench leaderboard" in out
+        records = load_records([run_file])
+    assert len(records) >= 2 and all(r["status"] == "ok" for r in records)
+
+
+def test_resume_skips_cases_already_recorded(kd_suite, pytester):
+    kd_suite(*SMOKE, *TWO_CASES).assert_outcomes(passed=2)
+    (first,) = run_files(pytester.path)
+    result = kd_suite(*SMOKE, "--kd-resume", "-rs", "-k", "cnn_m-ce- or cnn_m-kd- or cnn_m-dist-")
+    result.assert_outcomes(passed=1, skipped=2)
+    result.stdout.fnmatch_lines(["*SKIPPED*resumed*already has an ok record*"])
+    names = [r["name"] for f in run_files(pytester.path) for r in load_records([f])]
+    assert len(names) == len(set(names)) == 3  # nothing trained twice
+    board = (pytester.path / "results" / "leaderboard.md").read_text()
+    assert all(f"| {loss} " in board for loss in ("ce", "kd", "dist"))
+
+
+def test_a_failed_write_keeps_the_record_and_reports_it(kd_suite, monkeypatch):
+    import kdbench.results
+
+    def full_disk(path, record):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(kdbench.results, "append_record", full_disk)
+    result = kd_suite(*SMOKE, "-k", "cnn_m-ce-")
+    result.assert_outcomes(passed=1)
+    out = result.stdout.str()
+    assert "records NOT saved" in out and "No space left on device" in out
+    saved = [json.loads(line) for line in result.outlines if line.startswith('{"')]
+    assert [r["name"] for r in saved] == ["digits-cnn_t>cnn_m-ce-cpu-s0"]
+    assert "kdbench leaderboard" in out  # the unsaved case is still on the leaderboard
+
+
+def test_a_corrupt_teacher_output_cache_is_rebuilt(cache_dir, tiny_spec, distill):
+    spec = tiny_spec("fitnet")
+    first = distill(Engine(cache_dir=cache_dir), spec)
+    (entry,) = (cache_dir / "teacher_outputs").glob("*.pt")
+    entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])
+    with pytest.warns(UserWarning, match="corrupt teacher_outputs cache entry"):
+        second = distill(Engine(cache_dir=cache_dir), spec)
+    assert second["metrics"]["top1"] == first["metrics"]["top1"]
+    assert os.path.getsize(entry) > 0 and all(
+        (second["weights"][k] == v).all() for k, v in first["weights"].items())

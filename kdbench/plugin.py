@@ -275,8 +275,10 @@ def kd_case(request: pytest.FixtureRequest, kd_session: KdSession) -> Callable[[
         except Diverged as exc:
             record = results.make_record(spec, "diverged", {
                 "diverged_epoch": exc.epoch, "last_finite_loss": exc.last_finite_loss}, env)
-        except Exception as exc:
+        except Exception as exc:  # CUDA out of memory included: recorded, the session goes on
             message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
             _store(kd_session, results.make_record(spec, "error", {}, env, error=message))
             raise
         else:

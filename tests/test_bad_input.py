@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from kdbench.engine import Engine
-from kdbench.models import MODELS
+from kdbench.models import MODELS, build_model
+from kdbench.recipes import Recipe
 from kdbench.models.cnn import DigitsCNN
 from kdbench.profiles import PROFILES
 from kdbench.registry import KdbenchError
@@ -27,8 +28,14 @@ USAGE_ERROR = int(pytest.ExitCode.USAGE_ERROR)
     pytest.param(("--kd-device", "cuda"), ["--kd-device cuda", "no CUDA GPU", "cpu", "all"],
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has a GPU")),
     (("--kd-results", "{old_record}/sub"), ["old.jsonl/sub", "not writable", "--kd-results"]),
+    (("--kd-baseline", "/no/baseline.jsonl"), ["'/no/baseline.jsonl'", "no such file"]),
+    (("--kd-teacher-ckpt", "cnn_x=/w.pt"), ["'cnn_x=/w.pt'", "NAME=PATH", "cnn_t"]),
+    (("--kd-teacher-ckpt", "cnn_t=/no/w.pt"), ["'cnn_t=/no/w.pt'", "no file at '/no/w.pt'"]),
+    (("--kd-profile", "mnist", "--kd-data-root", "{old_record}.d"),
+     ["mnist: no data set files", "old.jsonl.d", "--kd-download", "KDBENCH_DATA"]),
 ], ids=["profile", "seeds", "epochs", "threads", "device", "cuda-without-gpu",
-        "results-under-a-file"])
+        "results-under-a-file", "baseline-missing", "ckpt-unknown-teacher", "ckpt-missing-file",
+        "data-root-without-files"])
 def test_bad_option_is_one_line_usage_error_before_training(kd_suite, pytester, args, names):
     results = pytester.path / "results"
     old_record = results / "runs" / "old.jsonl"
@@ -73,6 +80,9 @@ KD_CASE = {"dataset": "digits", "teacher": "cnn_t", "student": "cnn_s", "loss": 
     ("teacher_epochs", 0, ["teacher_epochs 0", "≥ 1"]),
     ("batch_size", 0, ["batch_size 0", "≥ 1"]),
     ("device", "gpu", ["'gpu'", "cpu", "cuda"]),
+    ("precision", "fp8", ["'fp8'", "fp32", "amp"]),
+    ("recipe", "adamw", ["'adamw'", "digits", "`kdbench list recipes`"]),
+    ("loss_options", (("beta", 1.0),), ["'beta'", "'kd'", "none"]),
 ])
 def test_bad_spec_field_is_one_line_error(field, value, names):
     RunSpec(**KD_CASE)
@@ -80,6 +90,40 @@ def test_bad_spec_field_is_one_line_error(field, value, names):
         RunSpec(**{**KD_CASE, field: value})
     message = str(info.value)
     assert "\n" not in message and all(name in message for name in names), message
+
+
+@pytest.mark.parametrize("loss, options, names", [
+    ("at", (("beta", -1.0),), ["beta=-1.0", "≥ 0"]),
+    ("fitnet", (("beta", math.inf),), ["beta=inf", "finite"]),
+    ("dkd", (("nckd_weight", math.nan),), ["nckd_weight=nan", "finite"]),
+    ("dkd", (("warm",  1.0),), ["'warm'", "warmup", "nckd_weight"]),
+])
+def test_bad_loss_option_is_one_line_error(loss, options, names):
+    temperature = 4.0 if loss == "dkd" else None
+    case = {**KD_CASE, "loss": loss, "temperature": temperature, "loss_options": options}
+    with pytest.raises(KdbenchError) as info:
+        RunSpec(**case)
+    message = str(info.value)
+    assert "\n" not in message and all(name in message for name in names), message
+
+
+@pytest.mark.parametrize("field, value", [("lr", -0.1), ("lr", math.nan), ("momentum", 1.0),
+                                          ("weight_decay", -1e-4), ("gamma", 0.0)])
+def test_bad_recipe_number_is_one_line_error(field, value):
+    with pytest.raises(KdbenchError) as info:
+        Recipe(**{"name": "mine", "lr": 0.1, field: value})
+    message = str(info.value)
+    assert "\n" not in message and f"invalid {field} {value!r} in recipe 'mine'" in message
+
+
+def test_a_checkpoint_that_does_not_fit_the_teacher_is_one_line_error(tiny_spec, cache_dir,
+                                                                      tmp_path):
+    ckpt = tmp_path / "wrong.pt"
+    torch.save({"model": build_model("cnn_s", 10, (1, 8, 8)).state_dict()}, ckpt)
+    with pytest.raises(KdbenchError) as info:
+        Engine(cache_dir).distill(tiny_spec("kd", teacher_ckpt=str(ckpt)))
+    message = str(info.value)
+    assert "\n" not in message and "does not fit model 'cnn_t'" in message, message
 
 
 @pytest.mark.parametrize("seeds", [0, -2])

@@ -186,3 +186,20 @@ def test_cached_teacher_outputs_equal_the_online_teacher(cache_dir, tiny_spec, d
     from_cache = cached_engine.teacher_fn(spec, ("logits",))(x, index)["logits"]
     from_teacher = online_engine.teacher_fn(spec, ("logits",))(x, index)["logits"]
     assert torch.equal(from_cache, from_teacher)
+
+
+def test_teacher_checkpoint_replaces_training(cache_dir, tiny_spec, tmp_path):
+    """``--kd-teacher-ckpt``: the user's weights (RepDistiller's {"model": …} layout) are the
+    teacher, nothing is trained, and the cache key follows the file's content."""
+    trained = Engine(cache_dir / "a")
+    weights = trained.teacher(tiny_spec("kd"))[0].state_dict()
+    ckpt = tmp_path / "teacher.pt"
+    torch.save({"model": weights, "epoch": 240}, ckpt)
+    engine = Engine(cache_dir / "b")
+    spec = tiny_spec("kd", teacher_ckpt=str(ckpt))
+    teacher, meta = engine.teacher(spec)
+    assert engine.teachers_trained == 0 and meta["source"] == str(ckpt)
+    assert all(torch.equal(teacher.state_dict()[k], v) for k, v in weights.items())
+    key = engine.teacher_key(spec)
+    torch.save({"model": {k: v + 1 for k, v in weights.items()}}, ckpt)
+    assert engine.teacher_key(spec) != key

@@ -1,0 +1,56 @@
+"""``pytest suites -n 2`` vs ``-n 0`` wall time on a subset of the quick profile, with the
+plugin's thread setting (cores / workers: 1 thread per worker under ``-n 2``, 2 threads under
+``-n 0``); also ``-n 2`` oversubscribed (2 threads per worker) and ``-n 0`` at 1 vs 2 threads.
+
+The teacher cache is built by one untimed run first, so every timed run only trains students;
+runs are interleaved ``--repeats`` times and medians compared. The sum of the tests' own times
+(junit) beside each wall shows what pytest start-up, collection and workers cost on top.
+"""
+
+from _common import footer, header, median, parser, run_suites, scratch
+
+SERIAL, PARALLEL = "-n 0 (plugin: cores threads)", "-n 2 (plugin: cores/2 per worker)"
+SERIAL_1, OVERSUBSCRIBED = "-n 0 --kd-threads 1", "-n 2 --kd-threads 2"
+CONFIGS = {  # name → extra pytest arguments
+    SERIAL: ["-n", "0"],
+    PARALLEL: ["-n", "2"],
+    SERIAL_1: ["-n", "0", "--kd-threads", "1"],
+    OVERSUBSCRIBED: ["-n", "2", "--kd-threads", "2"],
+}
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, default=1, help="--kd-seeds (default 1)")
+    p.add_argument("-k", dest="select", default="ce-cpu or (kd-T and not dkd and not ctkd)",
+                   help="pytest -k expression (default: the ce and kd cases, 10 per seed)")
+    p.add_argument("--repeats", type=int, default=2, help="interleaved repetitions (default 2)")
+    args = p.parse_args()
+    header(args)
+    base = ["--kd-seeds", str(args.seeds), "-k", args.select]
+    cache = scratch("cache")
+    warm = run_suites([*base, "-n", "0"], scratch("results"), cache)
+    print(f"untimed warm-up (teacher cache): {warm.wall_s:.1f} s, {warm.outcome}")
+    walls: dict[str, list[float]] = {name: [] for name in CONFIGS}
+    tests: dict[str, list[float]] = {name: [] for name in CONFIGS}
+    for _ in range(args.repeats):
+        for name, extra in CONFIGS.items():
+            run = run_suites([*base, *extra], scratch("results"), cache)
+            walls[name].append(run.wall_s)
+            tests[name].append(sum(run.test_seconds.values()))
+    for name, values in walls.items():
+        print(f"  pytest suites {' '.join(base)} {name}: wall median {median(values):.1f} s "
+              f"({', '.join(f'{v:.1f}' for v in values)}); sum of test times "
+              f"{median(tests[name]):.1f} s")
+
+    def ratio(a: str, b: str) -> float:
+        return median(walls[a]) / median(walls[b])
+
+    print(f"-n 2 / -n 0, plugin threads:          {ratio(PARALLEL, SERIAL):.3f}")
+    print(f"-n 2 oversubscribed / -n 2:           {ratio(OVERSUBSCRIBED, PARALLEL):.3f}")
+    print(f"-n 0: --kd-threads 1 / plugin threads: {ratio(SERIAL_1, SERIAL):.3f}")
+    footer()
+
+
+if __name__ == "__main__":
+    main()

@@ -98,6 +98,7 @@ class Engine:
         self._teachers: dict[str, tuple[nn.Module, dict]] = {}
         self._teacher_outputs: dict[tuple, dict[str, Any]] = {}
         self._teacher_test_logits: dict[str, torch.Tensor] = {}
+        self._speed: dict[tuple, tuple[int, float, float]] = {}
 
     # ----------------------------------------------------------------- data and teachers
     def host_data(self, dataset: str, options: tuple) -> DataSource:
@@ -196,6 +197,21 @@ class Engine:
 
         return cached
 
+    def speed(self, spec: RunSpec, model: nn.Module, data: DataSource) -> tuple[int, float, float]:
+        """(FLOPs per sample, inference samples/s, latency ms) of the student architecture.
+
+        They depend on the architecture, input, device, precision and threads, not on the trained
+        weights, so they are measured once per session for those and shared by every case."""
+        key = (spec.student, data.input_shape, spec.device, spec.precision, spec.compile,
+               torch.get_num_threads())
+        if key not in self._speed:
+            device = torch.device(spec.device)
+            self._speed[key] = (
+                measure.flops_per_sample(model, data.input_shape, device),
+                *measure.inference_speed(model, data.input_shape,
+                                         min(EVAL_BATCH, data.num_test), device))
+        return self._speed[key]
+
     # ----------------------------------------------------------------- the loop
     def fit(self, tapper: Tapper, data: DataSource, objective: Objective, extra: list[nn.Parameter],
             teacher_fn: TeacherFn, spec: RunSpec, model_name: str, epochs: int, seed: int,
@@ -289,8 +305,7 @@ class Engine:
 
         logits = measure.predict(student, data, EVAL_BATCH)
         targets = data.test_targets()
-        infer, latency = measure.inference_speed(student, data.input_shape,
-                                                 min(EVAL_BATCH, data.num_test), device)
+        flops, infer, latency = self.speed(spec, student, data)
         metrics = {
             "top1": measure.topk_accuracy(logits, targets, 1),
             "top5": measure.topk_accuracy(logits, targets, 5),
@@ -299,7 +314,7 @@ class Engine:
             "student_params": count_params(student),
             "teacher_params": count_params(teacher, trainable_only=False),
             "extra_params": count_params(loss),
-            "student_flops": measure.flops_per_sample(student, data.input_shape, device),
+            "student_flops": flops,
             "train_throughput": stats.throughput(skip_first=spec.compile),
             "infer_throughput": infer,
             "latency_ms": latency,

@@ -14,14 +14,16 @@ import hashlib
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset
-from torchvision import datasets, transforms
 
 from kdbench.data.base import Batch, TensorData
 from kdbench.registry import DATASETS, KdbenchError
+
+if TYPE_CHECKING:
+    from torchvision import datasets
 
 ENV = "KDBENCH_DATA"
 DEFAULT_ROOT = "~/.cache/kdbench/data"
@@ -87,10 +89,13 @@ def _images(dataset) -> tuple[torch.Tensor, torch.Tensor]:
     return x.contiguous(), torch.as_tensor(dataset.targets, dtype=torch.long)
 
 
-def _in_memory(name: str, cls: type, root: Path | None, download: bool,
+def _in_memory(name: str, cls_name: str, root: Path | None, download: bool,
                stats: tuple[tuple[float, ...], tuple[float, ...]], augment: bool,
                description: str) -> TensorData:
     """Both splits as normalised float tensors; CIFAR-style augmentation if ``augment``."""
+    from torchvision import datasets  # imported on first use: the bundled digits never need it
+
+    cls = getattr(datasets, cls_name)
     mean, std = (torch.tensor(v)[:, None, None] for v in stats)  # (C, 1, 1)
     train_set, test_set = (_open(cls, name, data_root(root), download, train)
                            for train in (True, False))
@@ -109,14 +114,14 @@ def _in_memory(name: str, cls: type, root: Path | None, download: bool,
 @DATASETS.register("mnist")
 def mnist(root: Path | None = None, download: bool = False) -> TensorData:
     """MNIST handwritten digits, 1×28×28, 60,000 train / 10,000 test, normalised."""
-    return _in_memory("mnist", datasets.MNIST, root, download, MNIST_STATS, False,
+    return _in_memory("mnist", "MNIST", root, download, MNIST_STATS, False,
                       "MNIST digits, 1×28×28, 10 classes")
 
 
 @DATASETS.register("fashion_mnist")
 def fashion_mnist(root: Path | None = None, download: bool = False) -> TensorData:
     """Fashion-MNIST clothing images, 1×28×28, 60,000 train / 10,000 test, normalised."""
-    return _in_memory("fashion_mnist", datasets.FashionMNIST, root, download,
+    return _in_memory("fashion_mnist", "FashionMNIST", root, download,
                       FASHION_MNIST_STATS, False, "Fashion-MNIST, 1×28×28, 10 classes")
 
 
@@ -124,7 +129,7 @@ def fashion_mnist(root: Path | None = None, download: bool = False) -> TensorDat
 def cifar10(root: Path | None = None, download: bool = False, *,
             augment: bool = True) -> TensorData:
     """CIFAR-10, 3×32×32, 50,000 train / 10,000 test; random crop (padding 4) and flip."""
-    return _in_memory("cifar10", datasets.CIFAR10, root, download, CIFAR10_STATS, augment,
+    return _in_memory("cifar10", "CIFAR10", root, download, CIFAR10_STATS, augment,
                       "CIFAR-10, 3×32×32, 10 classes")
 
 
@@ -133,7 +138,7 @@ def cifar100(root: Path | None = None, download: bool = False, *,
              augment: bool = True) -> TensorData:
     """CIFAR-100 as in the CRD/DKD papers: RepDistiller's normalisation, random crop (padding 4)
     and horizontal flip."""
-    return _in_memory("cifar100", datasets.CIFAR100, root, download, CIFAR100_STATS, augment,
+    return _in_memory("cifar100", "CIFAR100", root, download, CIFAR100_STATS, augment,
                       "CIFAR-100, 3×32×32, 100 classes")
 
 
@@ -230,6 +235,8 @@ def imagefolder(root: Path | None = None, download: bool = False, *, path: str |
         raise KdbenchError(f"imagefolder: no train/ and val/ folders in {folder}: point "
                            f"--kd-data-root or {ENV} (or the path option) at an ImageNet-layout "
                            f"folder; it cannot be downloaded")
+    from torchvision import datasets, transforms
+
     mean, std = IMAGENET_STATS
     normalize = [transforms.ToTensor(), transforms.Normalize(mean, std)]
     train = datasets.ImageFolder(str(folder / "train"), transforms.Compose(

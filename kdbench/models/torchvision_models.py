@@ -19,7 +19,6 @@ from collections import Counter
 from functools import partial
 
 import torch
-import torchvision
 from torch import nn
 
 from kdbench.models.base import PREFIXES, Factory, StagedModel
@@ -31,7 +30,6 @@ BUILD_OPTIONS = {  # torchvision's defaults add auxiliary classifiers to the tra
     "inception_v3": {"aux_logits": False, "init_weights": True},
 }
 NOT_STAGES = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
-CHANNELS_LAST = (torchvision.models.SwinTransformer,)
 TRUNK_RESOLUTIONS = 3  # a container is opened when its children run at this many resolutions
 
 
@@ -51,6 +49,8 @@ class TorchvisionModel(StagedModel):
 
 
 def classification_models() -> list[str]:
+    import torchvision  # imported on first use: ≈2 s that runs without tv: models skip
+
     return torchvision.models.list_models(module=torchvision.models)
 
 
@@ -67,6 +67,8 @@ def torchvision_model(name: str, num_classes: int,
     options = dict(BUILD_OPTIONS.get(name, {}))
     if name.startswith("vit_"):
         options["image_size"] = input_shape[1]
+    import torchvision
+
     try:
         net = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **options)
         if input_shape[0] != 3:
@@ -94,7 +96,9 @@ def _set_in_channels(net: nn.Module, channels: int) -> None:
 def find_stages(net: nn.Module, classifier: str, input_shape: tuple[int, int, int]
                 ) -> tuple[str, ...]:
     """Stage paths of ``net`` (see the module docstring), from one probe forward in eval mode."""
-    if isinstance(net, CHANNELS_LAST):
+    from torchvision.models import SwinTransformer
+
+    if isinstance(net, SwinTransformer):  # channels-last feature maps: no conv stages to tap
         return ()
     calls: Counter[str] = Counter()
     done: dict[str, int] = {}  # path → completion order of its (single) call

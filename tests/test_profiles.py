@@ -50,7 +50,8 @@ def test_quick_runs_every_loss_and_sweeps_only_kd_over_temperatures():
 def test_profile_loss_options_override_only_their_loss():
     specs = PROFILES.get("quick").specs(("cpu",), seeds=1)
     assert {s.loss_options for s in specs if s.loss == "at"} == {(("beta", 100.0),)}
-    assert all(s.loss_options == () for s in specs if s.loss != "at")
+    assert {s.loss_options for s in specs if s.loss == "dkd"} == {(("warmup", 1 / 3),)}
+    assert all(s.loss_options == () for s in specs if s.loss not in ("at", "dkd"))
 
 
 def test_a_newly_registered_loss_is_picked_up(monkeypatch):

@@ -99,6 +99,7 @@ class Engine:
         self._teacher_outputs: dict[tuple, dict[str, Any]] = {}
         self._teacher_test_logits: dict[str, torch.Tensor] = {}
         self._speed: dict[tuple, tuple[int, float, float]] = {}
+        self._checked: set[tuple] = set()  # (teacher, student, data set) class counts that match
 
     # ----------------------------------------------------------------- data and teachers
     def host_data(self, dataset: str, options: tuple) -> DataSource:
@@ -266,7 +267,10 @@ class Engine:
             raise KdbenchError("device 'cuda' requested but no CUDA GPU is available: use cpu")
         device = torch.device(spec.device)
         data = self.data(spec)
-        _check_classes(spec, data)  # before any training, the teacher's included
+        key = (spec.teacher, spec.student, spec.dataset, spec.dataset_options)
+        if key not in self._checked:  # before any training, the teacher's included
+            _check_classes(spec, data)
+            self._checked.add(key)
         teacher, teacher_meta = self.teacher(spec)
         teacher_logits = self.teacher_test_logits(spec)
         measure.reset_peak_memory(device)

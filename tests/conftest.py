@@ -3,6 +3,7 @@ engines on a temporary cache, and the real benchmark suite run inside ``pytester
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Callable
 
@@ -13,6 +14,12 @@ import kdbench.engine
 from kdbench.engine import Engine
 from kdbench.losses import LOSSES
 from kdbench.spec import RunSpec, make_spec
+
+# kdbench imports torchvision on first use. pytester's in-process runs drop the modules they
+# imported when they end; torchvision re-imported after that registers its torch operators
+# twice and fails. Imported here, it is there before any in-process run and stays.
+for _module in ("torchvision.datasets", "torchvision.models"):
+    importlib.import_module(_module)
 
 SUITE = Path(__file__).resolve().parents[1] / "suites" / "test_distill.py"
 TINY_DATA = (("num_test", 64), ("num_train", 256))  # synthetic: 10 classes, 1×8×8

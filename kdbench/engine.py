@@ -100,6 +100,7 @@ class Engine:
         self._teacher_test_logits: dict[str, torch.Tensor] = {}
         self._speed: dict[tuple, tuple[int, float, float]] = {}
         self._checked: set[tuple] = set()  # (teacher, student, data set) class counts that match
+        self._keys: dict[tuple, str] = {}  # (teacher spec, checkpoint file stat) → teacher key
 
     # ----------------------------------------------------------------- data and teachers
     def host_data(self, dataset: str, options: tuple) -> DataSource:
@@ -117,10 +118,17 @@ class Engine:
         return self._data[key]
 
     def teacher_key(self, spec: RunSpec) -> str:
-        data = self.data(spec)
-        ckpt = sha256_file(Path(spec.teacher_ckpt)) if spec.teacher_ckpt else None
-        return stable_hash({**spec.teacher_key(), "data": data.fingerprint(),
-                            "code": TRAIN_CODE_VERSION, "ckpt_sha256": ckpt})
+        """Hash of what determines the teacher, the data's and checkpoint's bytes included;
+        computed once per session for each teacher (hashing a data set is not free)."""
+        ckpt_stat = os.stat(spec.teacher_ckpt) if spec.teacher_ckpt else None
+        named = (stable_hash(spec.teacher_key()),
+                 ckpt_stat and (ckpt_stat.st_mtime_ns, ckpt_stat.st_size))
+        if named not in self._keys:
+            data = self.data(spec)
+            ckpt = sha256_file(Path(spec.teacher_ckpt)) if spec.teacher_ckpt else None
+            self._keys[named] = stable_hash({**spec.teacher_key(), "data": data.fingerprint(),
+                                             "code": TRAIN_CODE_VERSION, "ckpt_sha256": ckpt})
+        return self._keys[named]
 
     def teacher(self, spec: RunSpec) -> tuple[nn.Module, dict]:
         """The trained teacher of this spec (eval mode, frozen) and its metadata; trained once,
@@ -178,7 +186,7 @@ class Engine:
 
         if data.augmented:
             return online
-        key = stable_hash([self.teacher_key(spec), taps, data.fingerprint()])
+        key = stable_hash([self.teacher_key(spec), taps])  # the teacher key covers the data
         if key not in self._teacher_outputs:
             x, _, index = next(iter(data.test_batches(1)))
             probe = online(x, index)

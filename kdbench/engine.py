@@ -100,6 +100,7 @@ class Engine:
         self._teacher_test_logits: dict[str, torch.Tensor] = {}
         self._speed: dict[tuple, tuple[int, float, float]] = {}
         self._checked: set[tuple] = set()  # (teacher, student, data set) class counts that match
+        self._teacher_tappers: dict[tuple, Tapper] = {}
         self._keys: dict[tuple, str] = {}  # (teacher spec, checkpoint file stat) → teacher key
 
     # ----------------------------------------------------------------- data and teachers
@@ -177,7 +178,10 @@ class Engine:
         """Teacher taps for a batch: from a train-set cache when the data are not augmented
         (the frozen teacher gives every sample the same output), else online on the batch."""
         model, _ = self.teacher(spec)
-        tapper = Tapper(model, taps)
+        hooked = (self.teacher_key(spec), taps)
+        if hooked not in self._teacher_tappers:  # one set of hooks per teacher and tap set
+            self._teacher_tappers[hooked] = Tapper(model, taps)
+        tapper = self._teacher_tappers[hooked]
         data = self.data(spec)
 
         def online(x: torch.Tensor, index: torch.Tensor) -> dict:

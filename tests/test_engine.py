@@ -203,3 +203,17 @@ def test_teacher_checkpoint_replaces_training(cache_dir, tiny_spec, tmp_path):
     key = engine.teacher_key(spec)
     torch.save({"model": {k: v + 1 for k, v in weights.items()}}, ckpt)
     assert engine.teacher_key(spec) != key
+
+
+def test_cases_do_not_pile_hooks_on_the_shared_teacher(cache_dir, tiny_spec):
+    engine = Engine(cache_dir)
+
+    def hooks() -> int:
+        teacher, _ = engine.teacher(tiny_spec("fitnet"))
+        return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in teacher.modules())
+
+    engine.distill(tiny_spec("fitnet", seed=0))
+    after_one = hooks()
+    for seed in (1, 2):
+        engine.distill(tiny_spec("fitnet", seed=seed))
+    assert after_one > 0 and hooks() == after_one

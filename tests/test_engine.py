@@ -217,3 +217,25 @@ def test_cases_do_not_pile_hooks_on_the_shared_teacher(cache_dir, tiny_spec):
     for seed in (1, 2):
         engine.distill(tiny_spec("fitnet", seed=seed))
     assert after_one > 0 and hooks() == after_one
+
+
+def test_amp_precision_autocasts_training_and_is_recorded(cache_dir, tiny_spec, monkeypatch):
+    """--kd-precision amp: the student trains under bf16 autocast on the CPU (fp16 + grad scaler
+    on GPUs without bf16); fp32 cases do not."""
+    dtypes: dict[str, set] = {"fp32": set(), "amp": set()}
+    build = kdbench.engine.build_model
+
+    def spy(*args, **kwargs):
+        model = build(*args, **kwargs)
+        model.register_forward_hook(
+            lambda m, a, out: dtypes[current].add(out.dtype) if m.training else None)
+        return model
+
+    monkeypatch.setattr(kdbench.engine, "build_model", spy)
+    engine = Engine(cache_dir)
+    for current in ("fp32", "amp"):
+        spec = tiny_spec("kd", precision=current)
+        outcome = engine.distill(spec)
+    assert "-cpu-amp-" in spec.name
+    assert outcome.info["accel"] == {"amp_dtype": "bfloat16", "channels_last": False}
+    assert dtypes == {"fp32": {torch.float32}, "amp": {torch.bfloat16}}

@@ -3,11 +3,13 @@ skips and pytest-xdist, running the real ``suites/test_distill.py`` on the smoke
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 import torch
 
+from kdbench.losses import LOSSES
 from kdbench.profiles import PROFILES
 from kdbench.results import load_records
 
@@ -81,3 +83,29 @@ def test_xdist_workers_write_every_case_once_to_one_run_file(kd_suite, pytester)
     assert len(lines) == len(records) == len(expected)
     assert sorted(r["name"] for r in records) == sorted(expected)
     assert len({r["case_id"] for r in records}) == len(expected)
+
+
+def test_kd_baseline_fails_the_session_on_a_regression_only(kd_suite, pytester):
+    kd_suite(*SMOKE, "-k", "cnn_m-ce-").assert_outcomes(passed=1)
+    (record,) = load_records(list((pytester.path / "results" / "runs").glob("*.jsonl")))
+    same, better = pytester.path / "same.jsonl", pytester.path / "better.jsonl"
+    same.write_text(json.dumps(record) + "\n")
+    planted = {**record, "metrics": {**record["metrics"], "top1": record["metrics"]["top1"] + 5}}
+    better.write_text(json.dumps(planted) + "\n")  # the baseline was 5 points better
+
+    ok = kd_suite(*SMOKE, "-k", "cnn_m-ce-", "--kd-baseline", str(same))
+    assert ok.ret == 0 and f"baseline {same}: no regression" in ok.stdout.str()
+    worse = kd_suite(*SMOKE, "-k", "cnn_m-ce-", "--kd-baseline", str(better))
+    worse.assert_outcomes(passed=1)  # every case passed, yet the session fails
+    assert worse.ret == int(pytest.ExitCode.TESTS_FAILED)
+    assert "kdbench regression gate" in worse.stdout.str()
+    assert f"baseline {better}: REGRESSION" in worse.stdout.str()
+
+
+@pytest.mark.parametrize("marker", ["logit_kd", "feature_kd"])
+def test_loss_kind_markers_select_by_declared_taps(kd_suite, marker):
+    result = kd_suite(*SMOKE, "-m", marker, "--collect-only", "-q")
+    ids = [line for line in result.outlines if "test_distill[" in line]
+    losses = {line.split("-")[2] for line in ids}  # digits-cnn_t>cnn_m-<loss>-…
+    logit_only = {n for n in LOSSES.names() if set(LOSSES.get(n).taps) <= {"logits"}}
+    assert losses == (logit_only if marker == "logit_kd" else set(LOSSES.names()) - logit_only)

@@ -97,11 +97,13 @@ def betainc(a: float, b: float, x: float) -> float:
 
 
 def welch_p(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sided p-value of Welch's unequal-variance t-test (each side ≥ 2 values)."""
+    """Two-sided p-value of Welch's unequal-variance t-test (each side ≥ 2 values); NaN when
+    neither side varies (a value measured once and shared by the seeds): no noise estimate,
+    so the caller falls back to the one-measurement tolerance."""
+    if np.all(a == a[0]) and np.all(b == b[0]):  # (a float variance here is rounding noise)
+        return 1.0 if a[0] == b[0] else math.nan
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
     diff = b.mean() - a.mean()
-    if va + vb == 0.0:
-        return 1.0 if diff == 0.0 else 0.0
     t = diff / math.sqrt(va + vb)
     df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
     return betainc(df / 2.0, 0.5, df / (df + t * t))

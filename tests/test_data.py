@@ -64,6 +64,17 @@ def test_synthetic_is_seeded():
     assert not torch.equal(a.x_train, c.x_train)
 
 
+def test_synthetic_augment_crops_and_flips_training_batches_only():
+    plain, aug = (load_dataset("synthetic", channels=3, size=32, augment=a) for a in (False, True))
+    assert (plain.augmented, aug.augmented) == (False, True)
+    assert plain.fingerprint() != aug.fingerprint()  # caches never mix the two
+    g = torch.Generator().manual_seed(0)
+    x, _, index = next(iter(aug.train_batches(64, g)))
+    assert x.shape == (64, 3, 32, 32) and not torch.equal(x, plain.x_train[index])
+    x_test, _, _ = next(iter(aug.test_batches(128)))
+    assert torch.equal(x_test, plain.x_test)
+
+
 def test_synthetic_classes_are_separable_by_their_mean_image():
     data = load_dataset("synthetic", noise=0.3)
     means = torch.stack([data.x_train[data.y_train == k].mean(0) for k in range(10)])

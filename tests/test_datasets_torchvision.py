@@ -16,7 +16,8 @@ from PIL import Image
 from torchvision import datasets
 
 from kdbench.data import load_dataset
-from kdbench.data.torchvision_sets import CIFAR10_STATS, CIFAR100_STATS, MNIST_STATS, RandomCropFlip
+from kdbench.data.base import RandomCropFlip
+from kdbench.data.torchvision_sets import CIFAR10_STATS, CIFAR100_STATS, MNIST_STATS
 from kdbench.registry import KdbenchError
 
 PER_FILE = 3  # images per CIFAR batch file / MNIST split

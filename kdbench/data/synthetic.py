@@ -6,15 +6,17 @@ from pathlib import Path
 
 import torch
 
-from kdbench.data.base import TensorData
+from kdbench.data.base import RandomCropFlip, TensorData
 from kdbench.registry import DATASETS
 
 
 @DATASETS.register("synthetic")
 def synthetic(root: Path | None = None, download: bool = False, *, num_classes: int = 10,
               channels: int = 1, size: int = 8, num_train: int = 512, num_test: int = 128,
-              noise: float = 0.6, seed: int = 0) -> TensorData:
-    """Each class is a random smooth prototype image; samples are prototype + Gaussian noise."""
+              noise: float = 0.6, seed: int = 0, augment: bool = False) -> TensorData:
+    """Each class is a random smooth prototype image; samples are prototype + Gaussian noise.
+    ``augment`` adds the CIFAR training augmentation (4-pixel padded random crop and horizontal
+    flip), so the teacher runs online as on CIFAR (used by benchmarks/gpu.py)."""
     g = torch.Generator().manual_seed(seed)
     coarse = torch.randn(num_classes, channels, max(2, size // 4), max(2, size // 4), generator=g)
     protos = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear",
@@ -31,5 +33,7 @@ def synthetic(root: Path | None = None, download: bool = False, *, num_classes: 
     return TensorData(
         name="synthetic", x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te,
         num_classes=num_classes,
-        description=f"class prototypes + noise, {channels}×{size}×{size}, {num_classes} classes",
+        description=f"class prototypes + noise, {channels}×{size}×{size}, {num_classes} classes"
+                    + (", crop+flip augmentation" if augment else ""),
+        augment=RandomCropFlip(4, (0.0,) * channels) if augment else None,
     )

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from kdbench.data.base import Batch, TensorData
+from kdbench.data.base import Batch, RandomCropFlip, TensorData
 from kdbench.registry import DATASETS, KdbenchError
 
 if TYPE_CHECKING:
@@ -40,35 +40,6 @@ IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 def data_root(root: Path | str | None) -> Path:
     """The folder data sets live in: ``root``, else ``$KDBENCH_DATA``, else the user cache."""
     return Path(root or os.environ.get(ENV) or DEFAULT_ROOT).expanduser()
-
-
-@dataclass(frozen=True)
-class RandomCropFlip:
-    """torchvision's ``RandomCrop(size, padding)`` + ``RandomHorizontalFlip()`` as one operation
-    on a normalised batch, on the batch's device: each image is padded by ``padding`` pixels of
-    ``fill`` (the normalised value of a black pixel, per channel), cropped back to its size at a
-    random offset and mirrored with probability ½. Random numbers come from ``generator``; only
-    the per-image offsets and flips (3 numbers per image) cross to the device."""
-
-    padding: int
-    fill: tuple[float, ...]
-
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        b, c, h, w = x.shape
-        p = self.padding
-        padded = x.new_empty(b, c, h + 2 * p, w + 2 * p)  # (B, C, H+2p, W+2p)
-        for channel, value in enumerate(self.fill):
-            padded[:, channel].fill_(value)
-        padded[:, :, p:p + h, p:p + w] = x
-        offsets = torch.randint(0, 2 * p + 1, (2, b), generator=generator,
-                                device=generator.device).to(x.device)  # (2, B) row, column
-        flips = torch.rand(b, generator=generator, device=generator.device).to(x.device) < 0.5
-        rows = offsets[0, :, None] + torch.arange(h, device=x.device)  # (B, H)
-        cols = offsets[1, :, None] + torch.arange(w, device=x.device)  # (B, W)
-        cols = torch.where(flips[:, None], cols.flip(1), cols)  # a flip reverses the columns
-        batch = torch.arange(b, device=x.device)[:, None, None]
-        crops = padded[batch, :, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
-        return crops.permute(0, 3, 1, 2).contiguous()  # (B, C, H, W)
 
 
 def _open(cls: type, name: str, root: Path, download: bool, train: bool):

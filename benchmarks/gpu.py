@@ -14,7 +14,8 @@ Each run trains ``--epochs`` epochs (default 2) timed as kdbench times them (tra
 only); samples/s is over all epochs, for compiled runs over all but the first; the first epoch's
 excess over the others is the compile (or cuDNN warm-up) cost. Peak memory is the CUDA
 allocator's peak from the student's creation on (the data set, 0.6 GB at 50,000 images, is
-resident throughout). The teacher has random weights (speed does not depend on them); kdbench
+resident throughout); kdbench's is its record's ``peak_mem_mb``, the whole case: training, the
+per-epoch evaluation at batch 1024 and the inference-speed measurement. The teacher has random weights (speed does not depend on them); kdbench
 gets the same weights through ``teacher_ckpt``, so no teacher is trained.
 
     python benchmarks/gpu.py [--num-train 50000] [--num-test 10000] [--epochs 2] [--no-compile] [--device cuda]
@@ -169,7 +170,8 @@ def main() -> int:
     print()
     print(f"{STUDENT} ← {TEACHER}, KD T={T:g}, batch {BATCH}, {args.num_train:,} CIFAR-100-shaped "
           f"images, {args.epochs} epochs per run; throughput over all epochs (compiled runs: "
-          f"all but the first); first-epoch excess = compile / warm-up cost")
+          f"all but the first); first-epoch excess = compile / warm-up cost; kdbench's peak memory "
+          f"includes its evaluation at batch 1024")
     print(tabulate(rows, headers=["run", "train samples/s", "peak MiB", "first-epoch excess s",
                                   "÷ bare loop, same setting"],
                    floatfmt=(None, ",.0f", ",.0f", ".1f", ".3f"), tablefmt="github"))

@@ -87,7 +87,8 @@ class TensorCache:
 
     def get_or_build(self, key: str, build: Callable[[], tuple[Any, dict]],
                      map_location: Any = "cpu") -> tuple[Any, dict, bool]:
-        """(payload, meta, built): built once across processes; others wait on the lock."""
+        """(payload, meta, built): built once across processes; others wait on the lock. The
+        payload's tensors are on ``map_location`` whether it was loaded or just built."""
         hit = self.load(key, map_location)
         if hit is not None:
             return (*hit, False)
@@ -97,4 +98,15 @@ class TensorCache:
                 return (*hit, False)
             payload, meta = build()
             self.save(key, payload, meta)
-            return payload, meta, True
+            return _to(payload, map_location), meta, True
+
+
+def _to(payload: Any, location: Any) -> Any:
+    """``payload`` (tensors in dicts, lists and tuples) with every tensor moved to ``location``."""
+    if isinstance(payload, torch.Tensor):
+        return payload.to(location)
+    if isinstance(payload, dict):
+        return {k: _to(v, location) for k, v in payload.items()}
+    if isinstance(payload, (list, tuple)):
+        return type(payload)(_to(v, location) for v in payload)
+    return payload

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import kdbench.engine
+from kdbench.cache import TensorCache
 from kdbench.data import load_dataset
 from kdbench.engine import Engine
 from kdbench.losses import LOSSES
@@ -167,6 +168,21 @@ def test_corrupt_checkpoint_is_detected_and_rebuilt(cache_dir, tiny_spec):
     reused = Engine(cache_dir)
     assert_same_weights(teacher_state(reused, spec), state)
     assert reused.teachers_trained == 0
+
+
+@pytest.mark.parametrize("built", [True, False], ids=["just-built", "loaded"])
+def test_cache_payload_is_on_the_requested_device_built_or_loaded(tmp_path, built):
+    # The teacher-output cache is built on the CPU and indexed by the case's device's batch
+    # indices; the meta device stands in for CUDA here (a built entry once stayed on the CPU).
+    cache = TensorCache(tmp_path, "teacher_outputs")
+    if not built:
+        cache.save("key", {"logits": torch.ones(4, 3)}, {})
+    payload, _, was_built = cache.get_or_build(
+        "key", lambda: ({"logits": torch.ones(4, 3), "feats": [torch.zeros(4, 2)]}, {}),
+        map_location="meta")
+    assert was_built == built
+    assert {t.device.type for v in payload.values() for t in (v if isinstance(v, list) else [v])} \
+        == {"meta"}
 
 
 def test_cached_teacher_outputs_equal_the_online_teacher(cache_dir, tiny_spec, distill,

@@ -1,7 +1,8 @@
 """Mixed precision and memory format for a case: decided once from its spec and device.
 
-``precision="amp"`` autocasts to bf16 where the device supports it (CPU, Ampere+ GPUs) and to
-fp16 with a gradient scaler otherwise; conv nets on CUDA use channels_last.
+``precision="amp"`` autocasts the forward passes to bf16 where the device supports it (CPU,
+Ampere+ GPUs) and to fp16 with a gradient scaler otherwise; the loss is computed in fp32 on the
+upcast outputs. Conv nets on CUDA use channels_last.
 """
 
 from __future__ import annotations
@@ -33,6 +34,17 @@ class Accel:
         if self.dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def fp32(self, taps: dict) -> dict:
+        """Tapped outputs for the loss: floating tensors in fp32 under AMP (distillation terms
+        such as Gram matrices, distances and β-weighted map differences lose too much in bf16)."""
+        if self.dtype is None:
+            return taps
+
+        def up(t: torch.Tensor) -> torch.Tensor:
+            return t.float() if t.is_floating_point() else t
+
+        return {k: [up(t) for t in v] if isinstance(v, list) else up(v) for k, v in taps.items()}
 
     def prepare(self, module: torch.nn.Module) -> torch.nn.Module:
         return module.to(memory_format=torch.channels_last) if self.channels_last else module

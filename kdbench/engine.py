@@ -249,9 +249,9 @@ class Engine:
             for x, y, index in data.train_batches(spec.batch_size, generator):
                 x = accel.batch(x)
                 with accel.autocast():
-                    student = tapper(x)
-                    student["index"] = index
-                    loss = objective(student, teacher_fn(x, index), y)
+                    student, teacher = tapper(x), teacher_fn(x, index)
+                student["index"] = index
+                loss = objective(accel.fp32(student), accel.fp32(teacher), y)
                 accel.step(loss, optimizer)
                 total += loss.detach().float() * len(y)
                 seen += len(y)

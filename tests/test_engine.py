@@ -236,8 +236,8 @@ def test_cases_do_not_pile_hooks_on_the_shared_teacher(cache_dir, tiny_spec):
 
 
 def test_amp_precision_autocasts_training_and_is_recorded(cache_dir, tiny_spec, monkeypatch):
-    """--kd-precision amp: the student trains under bf16 autocast on the CPU (fp16 + grad scaler
-    on GPUs without bf16); fp32 cases do not."""
+    """--kd-precision amp: the student's forward runs under bf16 autocast on the CPU (fp16 + grad
+    scaler on GPUs without bf16) and the loss gets its outputs in fp32; fp32 cases do not cast."""
     dtypes: dict[str, set] = {"fp32": set(), "amp": set()}
     build = kdbench.engine.build_model
 
@@ -248,6 +248,15 @@ def test_amp_precision_autocasts_training_and_is_recorded(cache_dir, tiny_spec, 
         return model
 
     monkeypatch.setattr(kdbench.engine, "build_model", spy)
+    kd = LOSSES.get("kd")
+    term = kd.forward
+    loss_inputs: dict[str, set] = {"fp32": set(), "amp": set()}
+
+    def spy_term(self, s, t, y):
+        loss_inputs[current].update({s["logits"].dtype, t["logits"].dtype})
+        return term(self, s, t, y)
+
+    monkeypatch.setattr(kd, "forward", spy_term)
     engine = Engine(cache_dir)
     for current in ("fp32", "amp"):
         spec = tiny_spec("kd", precision=current)
@@ -255,3 +264,4 @@ def test_amp_precision_autocasts_training_and_is_recorded(cache_dir, tiny_spec, 
     assert "-cpu-amp-" in spec.name
     assert outcome.info["accel"] == {"amp_dtype": "bfloat16", "channels_last": False}
     assert dtypes == {"fp32": {torch.float32}, "amp": {torch.bfloat16}}
+    assert loss_inputs == {"fp32": {torch.float32}, "amp": {torch.float32}}  # the loss in fp32

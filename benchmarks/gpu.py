@@ -15,10 +15,12 @@ only); samples/s is over all epochs, for compiled runs over all but the first; t
 excess over the others is the compile (or cuDNN warm-up) cost. Peak memory is the CUDA
 allocator's peak from the student's creation on (the data set, 0.6 GB at 50,000 images, is
 resident throughout); kdbench's is its record's ``peak_mem_mb``, the whole case: training, the
-per-epoch evaluation at batch 1024 and the inference-speed measurement. The teacher has random weights (speed does not depend on them); kdbench
-gets the same weights through ``teacher_ckpt``, so no teacher is trained.
+per-epoch evaluation at batch 1024 and the inference-speed measurement. The teacher has random
+weights (speed does not depend on them); kdbench gets the same weights through ``teacher_ckpt``,
+so no teacher is trained.
 
-    python benchmarks/gpu.py [--num-train 50000] [--num-test 10000] [--epochs 2] [--no-compile] [--device cuda]
+    python benchmarks/gpu.py [--num-train 50000] [--num-test 10000] [--epochs 2]
+                             [--no-compile] [--fp32-only] [--device cuda]
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ from kdbench.models import build_model
 from kdbench.recipes import RECIPES
 from kdbench.spec import RunSpec
 
-TEACHER, STUDENT, CLASSES, T, ALPHA, CE_WEIGHT, BATCH = "resnet32x4", "resnet8x4", 100, 4.0, 0.9, 0.1, 64
+TEACHER, STUDENT, CLASSES, BATCH = "resnet32x4", "resnet8x4", 100, 64
+T, ALPHA, CE_WEIGHT = 4.0, 0.9, 0.1
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,13 @@ FP32, FP32_CL, AMP, AMP_CL, AMP_CL_COMPILE = (
     Setting("fp32", False, False), Setting("fp32 + channels_last", False, True),
     Setting("AMP", True, False), Setting("AMP + channels_last", True, True),
     Setting("AMP + channels_last + compile", True, True, compile=True))
-# kdbench on CUDA always puts conv nets in channels_last: its runs and their bare twins
+# kdbench's runs (precision, compile; teacher online or cached); on CUDA kdbench always puts
+# conv nets in channels_last, so their bare twins are the channels_last settings there
 KDBENCH = ((FP32_CL, True), (AMP_CL, True), (AMP_CL, False), (AMP_CL_COMPILE, True))
+
+
+def knobs(setting: Setting) -> tuple[bool, bool, bool]:
+    return setting.amp, setting.channels_last, setting.compile
 
 
 def bare_run(setting: Setting, teacher: torch.nn.Module, data, epochs: int,
@@ -119,6 +127,8 @@ def main() -> int:
                    help="epochs per run (default 2: the first one warms up, and kdbench's "
                         "compile_s is the first epoch's excess over the rest)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile runs")
+    p.add_argument("--fp32-only", action="store_true",
+                   help="only the fp32 runs (the CPU side of a CPU vs CUDA comparison)")
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
                    help="cpu only checks that the script runs (peak memory is then the RSS)")
     args = p.parse_args()
@@ -145,6 +155,7 @@ def main() -> int:
     runs = [*((s, None) for s in (FP32, FP32_CL, AMP, AMP_CL)),  # compiling goes last
             *((s, online) for s, online in KDBENCH if not s.compile),
             *([] if args.no_compile else [(AMP_CL_COMPILE, None), (AMP_CL_COMPILE, True)])]
+    runs = [(s, online) for s, online in runs if not (args.fp32_only and s.amp)]
 
     rows, bare = [], {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -154,8 +165,8 @@ def main() -> int:
         for setting, online in runs:
             if online is None:  # the bare loop
                 stats = bare_run(setting, teacher, data, args.epochs, device)
-                bare[setting] = stats.throughput(skip_first=setting.compile)
-                rows.append([f"bare loop, {setting.name}", bare[setting],
+                bare[knobs(setting)] = stats.throughput(skip_first=setting.compile)
+                rows.append([f"bare loop, {setting.name}", bare[knobs(setting)],
                              measure.peak_memory_mb(device), stats.compile_seconds(), None])
             else:
                 m = kdbench_run(engine, setting, args.epochs, ckpt,
@@ -163,15 +174,17 @@ def main() -> int:
                 flags = f"--kd-precision {'amp' if setting.amp else 'fp32'}" + (
                     " --kd-compile" if setting.compile else "")
                 how = "teacher online" if online else "no augmentation: teacher-output cache"
+                twin = bare.get((setting.amp, Accel.for_spec("fp32", device).channels_last,
+                                 setting.compile))
                 rows.append([f"kdbench {flags} ({how})", m["train_throughput"], m["peak_mem_mb"],
-                             m.get("compile_s"), m["train_throughput"] / bare[setting]])
+                             m.get("compile_s"), twin and m["train_throughput"] / twin])
             print("  " + " | ".join(map(str, rows[-1])), flush=True)  # survives a timeout
 
     print()
-    print(f"{STUDENT} ← {TEACHER}, KD T={T:g}, batch {BATCH}, {args.num_train:,} CIFAR-100-shaped "
-          f"images, {args.epochs} epochs per run; throughput over all epochs (compiled runs: "
-          f"all but the first); first-epoch excess = compile / warm-up cost; kdbench's peak memory "
-          f"includes its evaluation at batch 1024")
+    print(f"{STUDENT} ← {TEACHER}, KD T={T:g}, batch {BATCH}, {args.num_train:,} "
+          f"CIFAR-100-shaped images, {args.epochs} epochs per run; throughput over all epochs "
+          f"(compiled runs: all but the first); first-epoch excess = compile / warm-up cost; "
+          f"kdbench's peak memory includes its evaluation at batch 1024")
     print(tabulate(rows, headers=["run", "train samples/s", "peak MiB", "first-epoch excess s",
                                   "÷ bare loop, same setting"],
                    floatfmt=(None, ",.0f", ",.0f", ".1f", ".3f"), tablefmt="github"))

@@ -35,16 +35,10 @@ class Accel:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
-    def fp32(self, taps: dict) -> dict:
-        """Tapped outputs for the loss: floating tensors in fp32 under AMP (distillation terms
-        such as Gram matrices, distances and β-weighted map differences lose too much in bf16)."""
-        if self.dtype is None:
-            return taps
-
-        def up(t: torch.Tensor) -> torch.Tensor:
-            return t.float() if t.is_floating_point() else t
-
-        return {k: [up(t) for t in v] if isinstance(v, list) else up(v) for k, v in taps.items()}
+    def for_loss(self, t: torch.Tensor) -> torch.Tensor:
+        """A tapped output as the loss gets it: in fp32 under AMP (distillation terms such as
+        Gram matrices, distances and β-weighted map differences lose too much in bf16)."""
+        return t.float() if self.dtype is not None and t.is_floating_point() else t
 
     def prepare(self, module: torch.nn.Module) -> torch.nn.Module:
         return module.to(memory_format=torch.channels_last) if self.channels_last else module

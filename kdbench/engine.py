@@ -28,7 +28,7 @@ from kdbench.recipes import RECIPES
 from kdbench.registry import KdbenchError
 from kdbench.results import append_record, utc_now
 from kdbench.spec import RunSpec, stable_hash
-from kdbench.taps import Tapper, shapes
+from kdbench.taps import Tapper, map_taps, shapes
 
 EVAL_BATCH = 1024  # evaluation batch size (inference only, no activations kept)
 TEACHER_OUTPUT_BUDGET = 1 << 30  # bytes: larger teacher-output caches run the teacher online
@@ -205,8 +205,7 @@ class Engine:
         outputs = self._teacher_outputs[key]
 
         def cached(x: torch.Tensor, index: torch.Tensor) -> dict:
-            return {k: ([t[index] for t in v] if isinstance(v, list) else v[index])
-                    for k, v in outputs.items()}
+            return map_taps(lambda t: t[index], outputs)
 
         return cached
 
@@ -251,7 +250,8 @@ class Engine:
                 with accel.autocast():
                     student, teacher = tapper(x), teacher_fn(x, index)
                 student["index"] = index
-                loss = objective(accel.fp32(student), accel.fp32(teacher), y)
+                loss = objective(map_taps(accel.for_loss, student),
+                                 map_taps(accel.for_loss, teacher), y)
                 accel.step(loss, optimizer)
                 total += loss.detach().float() * len(y)
                 seen += len(y)

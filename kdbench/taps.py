@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
@@ -96,5 +96,10 @@ class Tapper:
         self.close()
 
 
+def map_taps(fn: Callable[[torch.Tensor], Any], taps: dict[str, Any]) -> dict[str, Any]:
+    """``taps`` with ``fn`` applied to every tensor (a tap is a tensor or a list of tensors)."""
+    return {k: [fn(t) for t in v] if isinstance(v, list) else fn(v) for k, v in taps.items()}
+
+
 def shapes(taps: dict[str, Any]) -> dict[str, Any]:
-    return {k: ([t.shape for t in v] if isinstance(v, list) else v.shape) for k, v in taps.items()}
+    return map_taps(lambda t: t.shape, taps)

@@ -20,6 +20,7 @@ from torch import nn
 from kdbench import measure
 from kdbench.accel import Accel
 from kdbench.cache import TensorCache, sha256_file
+from kdbench.checkpoints import load_checkpoint
 from kdbench.data import load_dataset
 from kdbench.data.base import DataSource
 from kdbench.losses import LOSSES, DistillLoss, LossContext
@@ -366,25 +367,6 @@ def _collect(teacher_fn: TeacherFn, data: DataSource) -> dict[str, Any]:
     return {k: ([gather([b[k][j] for b in batches]).cpu() for j in range(len(v))]
                 if isinstance(v, list) else gather([b[k] for b in batches]).cpu())
             for k, v in batches[0].items()}
-
-
-def load_checkpoint(path: str, name: str, model: nn.Module) -> tuple[dict, dict]:
-    """A user's teacher weights: a state dict, or a dict holding one under "model" or
-    "state_dict" (RepDistiller's and torchvision's layouts); checked against the architecture."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError) as exc:
-        raise KdbenchError(f"cannot read teacher checkpoint {path!r}: {exc}") from None
-    for key in ("model", "state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError) as exc:
-        first = str(exc).strip().splitlines()
-        raise KdbenchError(f"teacher checkpoint {path!r} does not fit model {name!r}: "
-                           f"{first[1].strip() if len(first) > 1 else first[0]}") from None
-    return model.state_dict(), {"source": path, "sha256_source": sha256_file(Path(path))}
 
 
 def _check_classes(spec: RunSpec, data: DataSource) -> None:

@@ -29,7 +29,7 @@ def resolve(model: nn.Module, tap: str) -> list[tuple[str, str]]:
     if tap == "logits":
         return []
     if tap == "embed":
-        return [(model.classifier, "in")]
+        return [(model.classifier_path, "in")]
     if tap in ("feats", "preacts"):
         kind = "feat" if tap == "feats" else "preact"
         n = len(model.stages if kind == "feat" else model.preact_stages)

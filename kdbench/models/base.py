@@ -10,8 +10,9 @@ declares, in one place:
 - ``preact_stages``: for each stage, the dotted path of a submodule whose *input* is that
   stage's pre-activation feature (the tensor before the final ReLU), or ``None`` where the
   reference implementation has none; an empty tuple when the model has none at all;
-- ``classifier``: dotted path of the final linear layer; its input is the penultimate embedding
-  ``(B, D)`` and its output the logits.
+- ``classifier_path``: dotted path of the final linear layer; its input is the penultimate
+  embedding ``(B, D)`` and its output the logits. (A path, not ``classifier``: RepDistiller names
+  the VGG and MobileNetV2 heads ``classifier``, and the models keep its parameter names.)
 
 Tap names a loss may ask for (see ``kdbench.taps``): ``logits``, ``embed`` (classifier input),
 ``feat:i`` and ``preact:i`` (stage ``i``, negative indices allowed), ``feats`` and ``preacts``
@@ -30,12 +31,12 @@ from kdbench.registry import MODELS
 class StagedModel(nn.Module):
     stages: tuple[str, ...] = ()
     preact_stages: tuple[str | None, ...] = ()
-    classifier: str = "fc"
+    classifier_path: str
     num_classes: int = 0
     native_input: tuple[int, int, int] = (3, 32, 32)  # the input it was designed for (listings)
 
     def classifier_module(self) -> nn.Module:
-        return self.get_submodule(self.classifier)
+        return self.get_submodule(self.classifier_path)
 
 
 Factory = Callable[..., StagedModel]

@@ -13,7 +13,7 @@ from kdbench.registry import MODELS
 class DigitsCNN(StagedModel):
     stages = ("relu1", "relu2")
     preact_stages = ("relu1", "relu2")
-    classifier = "fc2"
+    classifier_path = "fc2"
     native_input = (1, 8, 8)
 
     def __init__(

@@ -3,8 +3,9 @@ the CRD/DKD tables, RepDistiller's ``models/mobilenetv2.py`` ``mobile_half`` (md
 ``cifar/mobilenetv2.py``).
 
 Same architecture and parameter names as the reference (a stride-2 stem; every inverted
-residual keeps its 1×1 expansion, even at ratio 1; a 1,280-channel 1×1 head), except that the
-reference's ``classifier.0`` linear layer is ``fc`` here and pooling is adaptive.
+residual keeps its 1×1 expansion, even at ratio 1; a 1,280-channel 1×1 head; the linear layer
+inside a one-module ``classifier`` sequence), so its checkpoints load as they are; pooling is
+adaptive.
 Stages are the reference's features: the stem and the outputs of inverted-residual groups 1, 2,
 4 and 6. Those outputs are linear bottlenecks, so their pre-activations are the same tensors,
 read as the inputs of the modules that follow (the reference returns the same list for
@@ -54,7 +55,7 @@ class InvertedResidual(nn.Module):
 class MobileNetV2(StagedModel):
     stages = ("conv1", "blocks.1", "blocks.2", "blocks.4", "blocks.6")
     preact_stages = ("conv1.2", "blocks.2", "blocks.3", "blocks.5", "conv2")
-    classifier = "fc"
+    classifier_path = "classifier.0"
 
     def __init__(self, width_mult: float, num_classes: int,
                  input_shape: tuple[int, int, int]) -> None:
@@ -72,7 +73,7 @@ class MobileNetV2(StagedModel):
         last = int(1280 * width_mult) if width_mult > 1.0 else 1280
         self.conv2 = conv_bn_relu(channels, last, 1, 1)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(last, num_classes)
+        self.classifier = nn.Sequential(nn.Linear(last, num_classes))
         reference_init(self, linear="normal")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) → (B, classes)
@@ -80,7 +81,7 @@ class MobileNetV2(StagedModel):
         for group in self.blocks:  # … → (B, 160, H/32, W/32)
             x = group(x)
         x = self.avgpool(self.conv2(x)).flatten(1)  # (B, 1280)
-        return self.fc(x)
+        return self.classifier(x)
 
 
 @MODELS.register("mobilenetv2")

@@ -79,7 +79,7 @@ class ResNet(StagedModel):
         layers = tuple(f"layer{i + 1}" for i in range(len(depths)))
         self.stages = ("relu", *layers)
         self.preact_stages = ("relu", *(f"{name}.{d - 1}.relu" for name, d in zip(layers, depths)))
-        self.classifier = classifier
+        self.classifier_path = classifier
         reference_init(self, linear="default")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) → (B, classes)

@@ -45,7 +45,7 @@ class Bottleneck(nn.Module):
 
 class ShuffleNetV1(StagedModel):
     stages = ("relu", "layer1", "layer2", "layer3")
-    classifier = "linear"
+    classifier_path = "linear"
 
     def __init__(self, widths: tuple[int, int, int], depths: tuple[int, int, int], groups: int,
                  num_classes: int, input_shape: tuple[int, int, int]) -> None:

@@ -73,7 +73,7 @@ class DownBlock(nn.Module):
 
 class ShuffleNetV2(StagedModel):
     stages = ("relu", "layer1", "layer2", "layer3")
-    classifier = "linear"
+    classifier_path = "linear"
 
     def __init__(self, widths: tuple[int, int, int, int], depths: tuple[int, int, int],
                  num_classes: int, input_shape: tuple[int, int, int]) -> None:

@@ -42,7 +42,7 @@ class TorchvisionModel(StagedModel):
         super().__init__()
         self.net = net
         self.stages = tuple(f"net.{path}" for path in stages)
-        self.classifier = f"net.{classifier}"
+        self.classifier_path = f"net.{classifier}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) → (B, classes)
         return self.net(x)

@@ -2,11 +2,11 @@
 and a single linear classifier, no fully connected hidden layers.
 
 Architecture and parameter names follow RepDistiller's ``models/vgg.py`` (``vgg*_bn``, the
-variants the CRD tables use as ``vgg8``/``vgg13``; mdistiller's ``cifar/vgg.py``), except that
-the reference's ``classifier`` is ``fc`` here (``classifier`` is the stage contract's attribute).
-Each block is conv-BN-ReLU repeated, without its last ReLU, which is applied as a separate
-module so that the block output is the stage's pre-activation. Max-pooling follows blocks 0–2; after block 3 only
-for inputs of 64 pixels or more (the reference pools there for 64-pixel TinyImageNet).
+variants the CRD tables use as ``vgg8``/``vgg13``; mdistiller's ``cifar/vgg.py``), so its
+checkpoints load as they are. Each block is conv-BN-ReLU repeated, without its last ReLU, which
+is applied as a separate module so that the block output is the stage's pre-activation.
+Max-pooling follows blocks 0–2; after block 3 only for inputs of 64 pixels or more (the
+reference pools there for 64-pixel TinyImageNet).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def conv_block(in_channels: int, widths: tuple[int, ...]) -> nn.Sequential:
 class VGG(StagedModel):
     stages = ("relu0", "relu1", "relu2", "relu3", "relu4")
     preact_stages = stages
-    classifier = "fc"
+    classifier_path = "classifier"
 
     def __init__(self, config: tuple[tuple[int, ...], ...], num_classes: int,
                  input_shape: tuple[int, int, int]) -> None:
@@ -55,7 +55,7 @@ class VGG(StagedModel):
         self.pool2 = nn.MaxPool2d(2)
         self.pool3 = nn.MaxPool2d(2) if input_shape[1] >= 64 else nn.Identity()
         self.pool4 = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(in_channels, num_classes)
+        self.classifier = nn.Linear(in_channels, num_classes)
         reference_init(self, linear="normal")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) → (B, classes)
@@ -65,7 +65,7 @@ class VGG(StagedModel):
         x = self.relu3(self.block3(self.pool2(x)))  # (B, 512, H/8, W/8)
         x = self.relu4(self.block4(self.pool3(x)))  # (B, 512, H/8, W/8); H/16 if H ≥ 64
         x = self.pool4(x).flatten(1)  # (B, 512)
-        return self.fc(x)
+        return self.classifier(x)
 
 
 def _register(name: str) -> None:

@@ -55,7 +55,7 @@ class NetworkBlock(nn.Module):
 class WideResNet(StagedModel):
     stages = ("conv1", "block1", "block2", "block3")
     preact_stages = ("block1", "block2.layer.0.relu1", "block3.layer.0.relu1", "relu")
-    classifier = "fc"
+    classifier_path = "fc"
 
     def __init__(self, depth: int, widen_factor: int, num_classes: int,
                  input_shape: tuple[int, int, int]) -> None:

@@ -205,8 +205,9 @@ def merge_script(run: ShardedRun) -> str:
         "        0|1) ;;",
         f'        "") echo "kdbench merge: shard $i/{run.shards} did not finish (killed: time '
         'limit, memory, node failure? see $log)" >&2; status=2 ;;',
-        f'        *) echo "kdbench merge: shard $i/{run.shards}: pytest exited $code '
-        '(see $log)" >&2; status=2 ;;',
+        f'        *) echo "kdbench merge: shard $i/{run.shards}: pytest exited $code (2: '
+        "interrupted, 3: internal error, 4: usage error, 5: no tests, more shards than cases?"
+        '; see $log)" >&2; status=2 ;;',
         "    esac",
         f'    if ! {kdbench} report "$shard" --format csv --out /dev/null; then',
         f'        echo "kdbench merge: shard $i/{run.shards} lost its records (see $log)" >&2',

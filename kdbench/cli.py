@@ -1,13 +1,17 @@
-"""``kdbench list | report | compare``.
+"""``kdbench list | report | compare | slurm``.
 
     kdbench list losses|models|datasets|profiles|recipes
     kdbench report PATH... [--format md|csv|json] [--out FILE] [--plots DIR] [--baseline OUT]
     kdbench compare BASELINE CURRENT [--format md|json] [--out FILE] [--alpha A]
                     [--metrics M,...] [--min-effect METRIC=VALUE ...] [--tolerance METRIC=VALUE ...]
                     [--config pyproject.toml]
+    kdbench slurm [--kd-profile NAME] [--shards N] [--gpus G] [--kd-cases-per-gpu K] [--cpus C]
+                  [--time LIMIT] [--partition P] [--results DIR] [--baseline JSONL] [--submit]
+                  [-- PYTEST_ARGS...]
 
 ``list`` prints one name per line, then a details table. ``compare`` exits 0 without a
-regression, 1 with one, 2 on unusable input; every error is one line on stderr.
+regression, 1 with one, 2 on unusable input; ``slurm`` writes (and submits) a sharded run as
+a SLURM job array and a merge job (``kdbench.slurm``). Every error is one line on stderr.
 """
 
 from __future__ import annotations
@@ -163,9 +167,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if result.has_regression else 0
 
 
+def cmd_slurm(args: argparse.Namespace) -> int:
+    from kdbench import slurm
+
+    return slurm.main(args)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kdbench", description="Knowledge-distillation benchmark: "
-                                "list registries, report records, compare against a baseline.")
+                                "list registries, report records, compare against a baseline, "
+                                "run sharded on SLURM.")
     sub = p.add_subparsers(dest="command", required=True)
 
     ls = sub.add_parser("list", help="registered names, one per line, then details")
@@ -199,6 +210,29 @@ def parser() -> argparse.ArgumentParser:
     cp.add_argument("--config", default="pyproject.toml",
                     help="pyproject.toml with [tool.kdbench.compare] (default: ./pyproject.toml)")
     cp.set_defaults(func=cmd_compare)
+
+    sl = sub.add_parser("slurm", help="a sharded run as a SLURM job array (one pytest-split "
+                        "group per task) and a merge job: leaderboard, shard check, gate")
+    sl.add_argument("--kd-profile", default="quick", metavar="NAME", help="profile (quick)")
+    sl.add_argument("--shards", type=int, default=4, metavar="N",
+                    help="array tasks = pytest-split groups (4)")
+    sl.add_argument("--gpus", type=int, default=0, metavar="G", help="GPUs per task (0: CPU)")
+    sl.add_argument("--kd-cases-per-gpu", type=int, metavar="K",
+                    help="K pytest-xdist workers share each GPU (-n K·G); passed to pytest")
+    sl.add_argument("--cpus", type=int, metavar="C",
+                    help="CPUs per task (default: one per worker)")
+    sl.add_argument("--time", metavar="LIMIT", help="time limit per task, e.g. 4:00:00 "
+                    "(default: the partition's)")
+    sl.add_argument("--partition", metavar="P", help="SLURM partition (default: the cluster's)")
+    sl.add_argument("--results", default="results/slurm", metavar="DIR",
+                    help="scripts, logs/ and <array job id>/ with the records (results/slurm)")
+    sl.add_argument("--baseline", metavar="JSONL",
+                    help="the merge job gates the merged records against it (kdbench compare)")
+    sl.add_argument("--submit", action="store_true",
+                    help="submit with sbatch: the array, then the merge after it")
+    sl.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS",
+                    help="more pytest options for every shard, e.g. -- --kd-epochs 2 -k kd")
+    sl.set_defaults(func=cmd_slurm)
     return p
 
 

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from kdbench.data import DATASETS, TensorData, load_dataset
+from kdbench.data.base import TENSORS
 
 DIGITS_PER_CLASS = [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]  # scikit-learn's digits
-DIGITS_FINGERPRINT = "4f7824267117f3cf"  # the fixed split's tensors: changes break baselines
+DIGITS_FINGERPRINT = "2923363736ac24f4"  # the fixed split's tensors: changes break baselines
 
 
 @pytest.fixture(scope="module")
@@ -17,20 +18,31 @@ def digits() -> TensorData:
 
 
 def test_digits_sizes_shapes_and_types(digits):
-    assert (digits.num_train, digits.num_test) == (1437, 360)
-    assert digits.num_train + digits.num_test == sum(DIGITS_PER_CLASS) == 1797
+    assert (digits.num_train, digits.num_val, digits.num_test) == (1077, 360, 360)
+    assert digits.num_train + digits.num_val + digits.num_test == sum(DIGITS_PER_CLASS) == 1797
     assert digits.input_shape == (1, 8, 8) and digits.num_classes == 10
-    assert digits.x_train.shape == (1437, 1, 8, 8) and digits.x_test.shape == (360, 1, 8, 8)
+    assert digits.x_train.shape == (1077, 1, 8, 8) and digits.x_val.shape == (360, 1, 8, 8)
+    assert digits.x_test.shape == (360, 1, 8, 8)
     assert digits.x_train.dtype == torch.float32 and digits.y_train.dtype == torch.int64
     assert not digits.augmented
 
 
-def test_digits_split_is_stratified_80_20(digits):
-    train = torch.bincount(digits.y_train, minlength=10)
-    test = torch.bincount(digits.y_test, minlength=10)
-    assert (train + test).tolist() == DIGITS_PER_CLASS
-    for n_test, n_all in zip(test.tolist(), DIGITS_PER_CLASS):
-        assert abs(n_test - 0.2 * n_all) <= 1
+def test_digits_split_is_stratified_60_20_20(digits):
+    parts = [torch.bincount(y, minlength=10) for y in (digits.y_train, digits.y_val,
+                                                       digits.y_test)]
+    assert sum(parts).tolist() == DIGITS_PER_CLASS
+    for part in parts[1:]:
+        for n, n_all in zip(part.tolist(), DIGITS_PER_CLASS):
+            assert abs(n - 0.2 * n_all) <= 1
+
+
+def test_validation_split_is_disjoint_from_training_and_test(digits):
+    rows = {name: {tuple(x.flatten().tolist()) for x in getattr(digits, f"x_{name}")}
+            for name in ("train", "val", "test")}
+    # sklearn's digits hold a few identical images; none may be both trained on and validated
+    assert len(rows["val"] & rows["train"]) <= 2 and len(rows["val"] & rows["test"]) <= 2
+    seen = torch.cat([i for _, _, i in digits.train_batches(64, torch.Generator().manual_seed(0))])
+    assert sorted(seen.tolist()) == list(range(digits.num_train))  # training never sees val
 
 
 def test_digits_normalised_by_training_statistics(digits):
@@ -41,7 +53,7 @@ def test_digits_normalised_by_training_statistics(digits):
 
 def test_digits_split_is_fixed(digits):
     again = load_dataset("digits")
-    for name in ("x_train", "y_train", "x_test", "y_test"):
+    for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
         assert torch.equal(getattr(again, name), getattr(digits, name)), name
     assert digits.fingerprint() == again.fingerprint() == DIGITS_FINGERPRINT
 
@@ -87,18 +99,19 @@ def test_train_batches_are_a_seeded_permutation(digits):
         return list(digits.train_batches(100, torch.Generator().manual_seed(seed)))
 
     batches = epoch(0)
-    assert [len(y) for _, y, _ in batches] == [100] * 14 + [37]
+    assert [len(y) for _, y, _ in batches] == [100] * 10 + [77]
     index = torch.cat([i for _, _, i in batches])
-    assert sorted(index.tolist()) == list(range(1437))
+    assert sorted(index.tolist()) == list(range(1077))
     for x, y, i in batches:
         assert torch.equal(x, digits.x_train[i]) and torch.equal(y, digits.y_train[i])
     assert torch.equal(index, torch.cat([i for _, _, i in epoch(0)]))
     assert not torch.equal(index, torch.cat([i for _, _, i in epoch(1)]))
 
 
-def test_test_batches_cover_the_test_set_in_order(digits):
-    batches = list(digits.test_batches(128))
-    assert torch.equal(torch.cat([x for x, _, _ in batches]), digits.x_test)
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_held_out_batches_cover_their_split_in_order(digits, split):
+    batches = list(getattr(digits, f"{split}_batches")(128))
+    assert torch.equal(torch.cat([x for x, _, _ in batches]), getattr(digits, f"x_{split}"))
     assert torch.equal(torch.cat([i for _, _, i in batches]), torch.arange(360))
 
 
@@ -107,6 +120,5 @@ def test_in_memory_sets_move_to_the_case_device(name):
     data = DATASETS.get(name)()
     moved = data.to("meta")
     assert isinstance(data, TensorData) and isinstance(moved, TensorData)
-    assert {t.device.type for t in (moved.x_train, moved.y_train, moved.x_test, moved.y_test)} \
-        == {"meta"}
+    assert {getattr(moved, name).device.type for name in TENSORS} == {"meta"}
     assert data.x_train.device.type == "cpu"

@@ -66,6 +66,10 @@ def write_mnist(root: Path, cls: type) -> np.ndarray:
     return train
 
 
+def _key(image: torch.Tensor) -> tuple:
+    return tuple(image.flatten().tolist())
+
+
 def _normalized(images: np.ndarray, stats) -> torch.Tensor:
     mean, std = (torch.tensor(v)[:, None, None] for v in stats)
     return (torch.from_numpy(images).float() / 255 - mean) / std
@@ -79,8 +83,11 @@ def test_cifar_from_pickled_batches(tmp_path, monkeypatch, name, cls, stats, cla
     first = write_cifar(tmp_path, cls, monkeypatch)
     data = load_dataset(name, tmp_path, download=False)
     assert data.num_classes == classes and data.input_shape == (3, 32, 32)
-    assert (data.num_train, data.num_test) == (PER_FILE * len(cls.train_list), PER_FILE)
-    torch.testing.assert_close(data.x_train[:PER_FILE], _normalized(first, stats))
+    n = PER_FILE * len(cls.train_list)
+    n_val = max(1, n // 10)  # a tenth of the training files is the validation split
+    assert (data.num_train, data.num_val, data.num_test) == (n - n_val, n_val, PER_FILE)
+    rows = set(map(_key, torch.cat([data.x_train, data.x_val])))
+    assert set(map(_key, _normalized(first, stats))) <= rows
     assert data.augmented and not load_dataset(name, tmp_path, augment=False).augmented
     x, y, index = next(data.train_batches(2, torch.Generator().manual_seed(0)))
     assert x.shape == (2, 3, 32, 32) and y.shape == index.shape == (2,)
@@ -92,11 +99,13 @@ def test_mnist_from_idx_files(tmp_path, monkeypatch, name, cls) -> None:
     train = write_mnist(tmp_path, cls)
     monkeypatch.setenv("KDBENCH_DATA", str(tmp_path))  # the root when none is passed
     data = load_dataset(name, download=False)
-    assert (data.num_classes, data.input_shape, data.num_train, data.num_test) == (
-        10, (1, 28, 28), PER_FILE, 2)
+    assert (data.num_classes, data.input_shape, data.num_train, data.num_val, data.num_test) == (
+        10, (1, 28, 28), PER_FILE - 1, 1, 2)
     assert not data.augmented
     if name == "mnist":
-        torch.testing.assert_close(data.x_train, _normalized(train[:, None], MNIST_STATS))
+        both = torch.cat([data.x_train, data.x_val])
+        expected = _normalized(train[:, None], MNIST_STATS)
+        assert sorted(map(_key, both)) == sorted(map(_key, expected))
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder"])
@@ -121,12 +130,15 @@ def write_image_folder(root: Path, classes=("cat", "dog", "eel"), per_class=2) -
 def test_image_folder_streams_indexed_batches(tmp_path) -> None:
     write_image_folder(tmp_path / "tiny")
     data = load_dataset("imagefolder", tmp_path, path="tiny", size=8, workers=0)
-    assert (data.num_classes, data.input_shape, data.num_train, data.num_test) == (
-        3, (3, 8, 8), 6, 6)
+    assert (data.num_classes, data.input_shape, data.num_train, data.num_val, data.num_test) == (
+        3, (3, 8, 8), 5, 1, 6)  # a tenth of train/ is the validation split
     batches = list(data.train_batches(4, torch.Generator().manual_seed(0)))
-    assert [x.shape for x, _, _ in batches] == [(4, 3, 8, 8), (2, 3, 8, 8)]
+    assert [x.shape for x, _, _ in batches] == [(4, 3, 8, 8), (1, 3, 8, 8)]
     index = torch.cat([i for _, _, i in batches])
-    assert sorted(index.tolist()) == list(range(6))
+    assert sorted(index.tolist()) == list(range(5))
+    (x_val, y_val, _), = data.val_batches(8)
+    assert x_val.shape == (1, 3, 8, 8) and y_val.tolist() == data.val_targets().tolist()
+    assert set(data.train.indices).isdisjoint(data.val.indices)
     torch.testing.assert_close(torch.cat([y for _, y, _ in batches]), data.train_targets()[index])
     _, y, i = next(data.test_batches(6))
     assert i.tolist() == list(range(6)) and y.tolist() == data.test_targets().tolist()

@@ -3,6 +3,11 @@
 A registered data set is a factory ``(root: Path | None, download: bool, **options) → DataSource``.
 A ``DataSource`` yields batches ``(x, y, index)`` already on the case's device, where ``index``
 holds the samples' positions in the training set (teacher-output caches and CRD use them).
+
+Every data set has three splits: train, a fixed stratified **validation** split carved out of
+the published training set (``carve_validation``: the same images for every case of a data
+set; nothing ever trains on them; every choice a report makes uses them) and the published
+test split, on which the tables report.
 In-memory sets are ``TensorData``: tensors live on the device, batches are slices of a seeded
 permutation, augmentation (if any) runs on the device batch. Streaming sets (ImageFolder)
 implement the same methods over a DataLoader.
@@ -15,12 +20,45 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
 
+import numpy as np
 import torch
 
 from kdbench.registry import DATASETS
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # x (B, C, H, W), y (B,), index (B,)
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+SPLIT_SEED = 0  # fixes every data set's validation split
+
+
+def validation_indices(targets: torch.Tensor | np.ndarray, size: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) positions of a training set: ``size`` samples drawn stratified by
+    class with a fixed seed (uniformly where a split that small cannot hold every class, as in
+    tests' tiny files), each part in its original order."""
+    from sklearn.model_selection import train_test_split
+
+    labels = np.asarray(targets)
+    counts = np.bincount(labels)
+    classes = int((counts > 0).sum())
+    can_stratify = counts[counts > 0].min() >= 2 and classes <= size <= len(labels) - classes
+    train, val = train_test_split(np.arange(len(labels)), test_size=size,
+                                  stratify=labels if can_stratify else None,
+                                  random_state=SPLIT_SEED)
+    return np.sort(train), np.sort(val)
+
+
+def carve_validation(x: torch.Tensor, y: torch.Tensor, size: int
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x_train, y_train, x_val, y_val): ``validation_indices`` applied to tensors."""
+    train, val = (torch.from_numpy(i) for i in validation_indices(y, size))
+    return x[train], y[train], x[val], y[val]
+
+
+def eval_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> Iterator[Batch]:
+    """A held-out split in order, as batches ``(x, y, position)``."""
+    for start in range(0, len(y), batch_size):
+        index = torch.arange(start, min(start + batch_size, len(y)), device=x.device)
+        yield x[start:start + batch_size], y[start:start + batch_size], index
 
 
 @dataclass(frozen=True)
@@ -57,6 +95,7 @@ class DataSource(Protocol):
     num_classes: int
     input_shape: tuple[int, int, int]
     num_train: int
+    num_val: int
     num_test: int
     augmented: bool
 
@@ -64,9 +103,13 @@ class DataSource(Protocol):
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]: ...
 
+    def val_batches(self, batch_size: int) -> Iterator[Batch]: ...
+
     def test_batches(self, batch_size: int) -> Iterator[Batch]: ...
 
     def train_targets(self) -> torch.Tensor: ...
+
+    def val_targets(self) -> torch.Tensor: ...
 
     def test_targets(self) -> torch.Tensor: ...
 
@@ -80,6 +123,8 @@ class TensorData:
     name: str
     x_train: torch.Tensor
     y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
@@ -95,6 +140,10 @@ class TensorData:
         return len(self.y_train)
 
     @property
+    def num_val(self) -> int:
+        return len(self.y_val)
+
+    @property
     def num_test(self) -> int:
         return len(self.y_test)
 
@@ -103,11 +152,7 @@ class TensorData:
         return self.augment is not None
 
     def to(self, device: torch.device | str) -> "TensorData":
-        return replace(
-            self,
-            x_train=self.x_train.to(device), y_train=self.y_train.to(device),
-            x_test=self.x_test.to(device), y_test=self.y_test.to(device),
-        )
+        return replace(self, **{name: getattr(self, name).to(device) for name in TENSORS})
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
         """Shuffled mini-batches; the permutation is drawn on the CPU generator (device-agnostic)."""
@@ -119,14 +164,17 @@ class TensorData:
                 x = self.augment(x, generator)
             yield x, self.y_train[index], index
 
+    def val_batches(self, batch_size: int) -> Iterator[Batch]:
+        return eval_batches(self.x_val, self.y_val, batch_size)
+
     def test_batches(self, batch_size: int) -> Iterator[Batch]:
-        for start in range(0, self.num_test, batch_size):
-            index = torch.arange(start, min(start + batch_size, self.num_test),
-                                 device=self.x_test.device)
-            yield self.x_test[start:start + batch_size], self.y_test[start:start + batch_size], index
+        return eval_batches(self.x_test, self.y_test, batch_size)
 
     def train_targets(self) -> torch.Tensor:
         return self.y_train
+
+    def val_targets(self) -> torch.Tensor:
+        return self.y_val
 
     def test_targets(self) -> torch.Tensor:
         return self.y_test
@@ -134,10 +182,13 @@ class TensorData:
     def fingerprint(self) -> str:
         """Identifies the exact tensors and augmentation (cache keys): a hash of the bytes."""
         h = hashlib.sha256(f"{self.name}|{self.augmented}".encode())
-        for t in (self.x_train, self.y_train, self.x_test, self.y_test):
+        for t in (getattr(self, name) for name in TENSORS):
             h.update(str(tuple(t.shape)).encode())
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
         return h.hexdigest()[:16]
+
+
+TENSORS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 
 
 def load_dataset(name: str, root: Path | str | None = None, download: bool = False,

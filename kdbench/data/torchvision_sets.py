@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
-from kdbench.data.base import Batch, RandomCropFlip, TensorData
+from kdbench.data.base import Batch, RandomCropFlip, TensorData, carve_validation, validation_indices
 from kdbench.registry import DATASETS, KdbenchError
 
 if TYPE_CHECKING:
@@ -35,6 +35,9 @@ FASHION_MNIST_STATS = ((0.2860,), (0.3530,))
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 CIFAR100_STATS = ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761))
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+VAL_SIZE = 5000  # validation images carved from the training set of MNIST, Fashion-MNIST, CIFAR
+                 # (a tenth of a smaller set, such as the tiny files of tests)
+IMAGEFOLDER_VAL_FRACTION = 0.1  # of train/: ImageNet-layout folders use val/ as the test split
 
 
 def data_root(root: Path | str | None) -> Path:
@@ -43,14 +46,20 @@ def data_root(root: Path | str | None) -> Path:
 
 
 def _open(cls: type, name: str, root: Path, download: bool, train: bool):
-    """The torchvision data set, or the one-line error that says where its files were sought."""
+    """The torchvision data set, or one line that says where its files were sought and why they
+    could not be used: missing, damaged, or (with ``download``) not downloadable."""
+    folder = root / getattr(cls, "base_folder", f"{cls.__name__}/raw")
     try:
         return cls(str(root), train=train, download=download)
-    except RuntimeError:
+    except Exception as exc:  # torchvision raises many kinds (URLError, RuntimeError, EOF, …)
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if download:
-            raise
-        folder = root / getattr(cls, "base_folder", f"{cls.__name__}/raw")
-        raise KdbenchError(f"{name}: no data set files in {folder}: {HOW}") from None
+            raise KdbenchError(f"{name}: could not download it into {root} ({reason}): check "
+                               f"the network, or put the files there yourself") from None
+        if isinstance(exc, RuntimeError) and "not found" in reason:  # torchvision's wording
+            raise KdbenchError(f"{name}: no usable data set files in {folder}: {HOW}") from None
+        raise KdbenchError(f"{name}: the data set files in {folder} are damaged ({reason}): "
+                           f"delete them, then {HOW}") from None
 
 
 def _images(dataset) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,18 +72,22 @@ def _images(dataset) -> tuple[torch.Tensor, torch.Tensor]:
 def _in_memory(name: str, cls_name: str, root: Path | None, download: bool,
                stats: tuple[tuple[float, ...], tuple[float, ...]], augment: bool,
                description: str) -> TensorData:
-    """Both splits as normalised float tensors; CIFAR-style augmentation if ``augment``."""
+    """Train (less ``VAL_SIZE`` validation images) and test as normalised float tensors;
+    CIFAR-style augmentation if ``augment``."""
     from torchvision import datasets  # imported on first use: the bundled digits never need it
 
     cls = getattr(datasets, cls_name)
     mean, std = (torch.tensor(v)[:, None, None] for v in stats)  # (C, 1, 1)
     train_set, test_set = (_open(cls, name, data_root(root), download, train)
                            for train in (True, False))
-    (x_train, y_train), (x_test, y_test) = _images(train_set), _images(test_set)
+    x, y = _images(train_set)
+    x_train, y_train, x_val, y_val = carve_validation(x, y, min(VAL_SIZE, max(1, len(y) // 10)))
+    x_test, y_test = _images(test_set)
     fill = tuple(((0 - mean) / std).flatten().tolist())
     return TensorData(
         name=name,
         x_train=(x_train / 255 - mean) / std, y_train=y_train,
+        x_val=(x_val / 255 - mean) / std, y_val=y_val,
         x_test=(x_test / 255 - mean) / std, y_test=y_test,
         num_classes=len(train_set.classes),
         augment=RandomCropFlip(4, fill) if augment else None,
@@ -84,14 +97,14 @@ def _in_memory(name: str, cls_name: str, root: Path | None, download: bool,
 
 @DATASETS.register("mnist")
 def mnist(root: Path | None = None, download: bool = False) -> TensorData:
-    """MNIST handwritten digits, 1×28×28, 60,000 train / 10,000 test, normalised."""
+    """MNIST handwritten digits, 1×28×28, 55,000 train / 5,000 val / 10,000 test, normalised."""
     return _in_memory("mnist", "MNIST", root, download, MNIST_STATS, False,
                       "MNIST digits, 1×28×28, 10 classes")
 
 
 @DATASETS.register("fashion_mnist")
 def fashion_mnist(root: Path | None = None, download: bool = False) -> TensorData:
-    """Fashion-MNIST clothing images, 1×28×28, 60,000 train / 10,000 test, normalised."""
+    """Fashion-MNIST clothing images, 1×28×28, 55,000 train / 5,000 val / 10,000 test."""
     return _in_memory("fashion_mnist", "FashionMNIST", root, download,
                       FASHION_MNIST_STATS, False, "Fashion-MNIST, 1×28×28, 10 classes")
 
@@ -99,7 +112,8 @@ def fashion_mnist(root: Path | None = None, download: bool = False) -> TensorDat
 @DATASETS.register("cifar10")
 def cifar10(root: Path | None = None, download: bool = False, *,
             augment: bool = True) -> TensorData:
-    """CIFAR-10, 3×32×32, 50,000 train / 10,000 test; random crop (padding 4) and flip."""
+    """CIFAR-10, 3×32×32, 45,000 train / 5,000 val / 10,000 test; random crop (padding 4)
+    and flip."""
     return _in_memory("cifar10", "CIFAR10", root, download, CIFAR10_STATS, augment,
                       "CIFAR-10, 3×32×32, 10 classes")
 
@@ -107,8 +121,8 @@ def cifar10(root: Path | None = None, download: bool = False, *,
 @DATASETS.register("cifar100")
 def cifar100(root: Path | None = None, download: bool = False, *,
              augment: bool = True) -> TensorData:
-    """CIFAR-100 as in the CRD/DKD papers: RepDistiller's normalisation, random crop (padding 4)
-    and horizontal flip."""
+    """CIFAR-100 as in the CRD/DKD papers (RepDistiller's normalisation, random crop with
+    padding 4, horizontal flip), 45,000 train / 5,000 val / 10,000 test."""
     return _in_memory("cifar100", "CIFAR100", root, download, CIFAR100_STATS, augment,
                       "CIFAR-100, 3×32×32, 100 classes")
 
@@ -131,12 +145,14 @@ class Indexed(Dataset):
 class FolderData:
     """An ImageNet-layout folder (``train/<class>/*``, ``val/<class>/*``) streamed through a
     DataLoader with ``workers`` processes, with the standard ImageNet recipe: random resized crop
-    and flip for training, resize to size/0.875 and centre crop for testing. The training order
-    comes from the caller's generator, which also seeds the workers, so a fixed worker count
-    gives the same batches."""
+    and flip for training, resize to size/0.875 and centre crop for evaluation. ``val/`` is the
+    test split; the validation split is a fixed stratified ``IMAGEFOLDER_VAL_FRACTION`` of
+    ``train/``, seen with the evaluation transform. The training order comes from the caller's
+    generator, which also seeds the workers, so a fixed worker count gives the same batches."""
 
     name: str
-    train: datasets.ImageFolder
+    train: Subset
+    val: Subset
     test: datasets.ImageFolder
     size: int
     workers: int
@@ -144,7 +160,7 @@ class FolderData:
 
     @property
     def num_classes(self) -> int:
-        return len(self.train.classes)
+        return len(self.test.classes)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -153,6 +169,10 @@ class FolderData:
     @property
     def num_train(self) -> int:
         return len(self.train)
+
+    @property
+    def num_val(self) -> int:
+        return len(self.val)
 
     @property
     def num_test(self) -> int:
@@ -178,21 +198,33 @@ class FolderData:
         order = torch.randperm(self.num_train, generator=generator).tolist()
         return self._batches(self.train, batch_size, order, generator)
 
+    def val_batches(self, batch_size: int) -> Iterator[Batch]:
+        return self._batches(self.val, batch_size, list(range(self.num_val)), None)
+
     def test_batches(self, batch_size: int) -> Iterator[Batch]:
         return self._batches(self.test, batch_size, list(range(self.num_test)), None)
 
+    def _targets(self, split: Subset) -> torch.Tensor:
+        targets = torch.tensor(split.dataset.targets)
+        return targets[torch.as_tensor(split.indices)].to(self.device)
+
     def train_targets(self) -> torch.Tensor:
-        return torch.tensor(self.train.targets, device=self.device)
+        return self._targets(self.train)
+
+    def val_targets(self) -> torch.Tensor:
+        return self._targets(self.val)
 
     def test_targets(self) -> torch.Tensor:
         return torch.tensor(self.test.targets, device=self.device)
 
     def fingerprint(self) -> str:
         """A hash of the image size and of every sample's class and path within its split."""
-        h = hashlib.sha256(f"{self.name}|{self.size}|{self.train.classes}".encode())
-        for split in (self.train, self.test):
-            for path, target in split.samples:
-                h.update(f"{Path(path).relative_to(split.root)}|{target}\n".encode())
+        h = hashlib.sha256(f"{self.name}|{self.size}|{self.test.classes}".encode())
+        for split in (self.train, self.val):
+            h.update(f"{split.indices}".encode())
+        for folder in (self.train.dataset, self.test):
+            for path, target in folder.samples:
+                h.update(f"{Path(path).relative_to(folder.root)}|{target}\n".encode())
         return h.hexdigest()[:16]
 
 
@@ -200,7 +232,8 @@ class FolderData:
 def imagefolder(root: Path | None = None, download: bool = False, *, path: str | None = None,
                 size: int = 224, workers: int | None = None) -> FolderData:
     """Any folder with ``train/`` and ``val/`` class subfolders (ImageNet layout): ``path``
-    (absolute, or relative to the data root; default: the data root itself)."""
+    (absolute, or relative to the data root; default: the data root itself). ``val/`` is the
+    test split; a stratified tenth of ``train/`` is the validation split."""
     folder = data_root(root) / (path or "")
     if not ((folder / "train").is_dir() and (folder / "val").is_dir()):
         raise KdbenchError(f"imagefolder: no train/ and val/ folders in {folder}: point "
@@ -210,12 +243,16 @@ def imagefolder(root: Path | None = None, download: bool = False, *, path: str |
 
     mean, std = IMAGENET_STATS
     normalize = [transforms.ToTensor(), transforms.Normalize(mean, std)]
+    evaluate = transforms.Compose(
+        [transforms.Resize(round(size / 0.875)), transforms.CenterCrop(size), *normalize])
     train = datasets.ImageFolder(str(folder / "train"), transforms.Compose(
         [transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(), *normalize]))
-    test = datasets.ImageFolder(str(folder / "val"), transforms.Compose(
-        [transforms.Resize(round(size / 0.875)), transforms.CenterCrop(size), *normalize]))
+    test = datasets.ImageFolder(str(folder / "val"), evaluate)
     if test.classes != train.classes:
         raise KdbenchError(f"imagefolder: val/ classes differ from train/ classes in {folder}: "
                            f"{len(test.classes)} vs {len(train.classes)}")
-    return FolderData("imagefolder", train, test, size,
+    n_val = max(1, round(IMAGEFOLDER_VAL_FRACTION * len(train)))
+    train_idx, val_idx = validation_indices(train.targets, n_val)
+    val = Subset(datasets.ImageFolder(str(folder / "train"), evaluate), val_idx.tolist())
+    return FolderData("imagefolder", Subset(train, train_idx.tolist()), val, test, size,
                       min(8, os.cpu_count() or 1) if workers is None else workers)

@@ -11,7 +11,8 @@ import pytest
 
 from kdbench.registry import KdbenchError
 from kdbench.results import (
-    SCHEMA, append_record, check_writable, load_records, make_record, records_frame,
+    SCHEMA, append_record, check_writable, load_records, make_record, newest, read,
+    records_frame,
 )
 from kdbench.spec import make_spec
 
@@ -89,12 +90,24 @@ def test_loader_counts_lines_without_the_record_shape(tmp_path, record):
         assert len(load_records([path])) == 1
 
 
-def test_loader_dedupes_the_same_record_and_keeps_reruns(tmp_path, record):
+def test_loader_keeps_the_newest_record_of_a_case(tmp_path, record):
     append_record(tmp_path / "a" / "one.jsonl", record)
-    append_record(tmp_path / "b" / "copy.jsonl", record)
-    append_record(tmp_path / "b" / "copy.jsonl", {**record, "created_at": "2099-01-01T00:00:00"})
-    assert len(load_records([tmp_path])) == 2
+    append_record(tmp_path / "b" / "copy.jsonl", record)  # the same record in two folders
+    rerun = {**record, "created_at": "2099-01-01T00:00:00", "metrics": {"top1": 1.0}}
+    append_record(tmp_path / "b" / "copy.jsonl", rerun)
+    loaded = read([tmp_path])
+    assert loaded.records == [rerun] and loaded.superseded == 1 and loaded.bad_lines == 0
+    with pytest.warns(UserWarning, match="1 older record"):
+        assert load_records([tmp_path]) == [rerun]
     assert len(load_records([tmp_path / "a" / "one.jsonl", tmp_path / "a"])) == 1
+
+
+def test_a_tie_of_timestamps_goes_to_the_later_record(tmp_path, record):
+    first, second = ({**record, "metrics": {"top1": v}} for v in (1.0, 2.0))
+    append_record(tmp_path / "a.jsonl", first)
+    append_record(tmp_path / "b.jsonl", second)
+    assert read([tmp_path]).records == [second]
+    assert newest([second, first]) == ([first], 1)
 
 
 def test_loader_names_a_missing_path(tmp_path):

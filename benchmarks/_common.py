@@ -119,7 +119,7 @@ class Bare:
     def load(cls, spec: RunSpec, engine: Engine) -> "Bare":
         """The spec's data as plain tensors and the teacher kdbench trained (its cache)."""
         data = load_dataset(spec.dataset)
-        teacher, _ = engine.teacher(spec)
+        teacher, _ = engine.teachers.get(spec)
         with torch.inference_mode():
             seconds, logits = timed(lambda: teacher(data.x_train))
         return cls(data.x_train, data.y_train, data.x_test, data.y_test, data.num_classes, teacher,

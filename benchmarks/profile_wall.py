@@ -41,7 +41,7 @@ def main() -> None:
         if record["status"] != "ok":
             counts["not ok"] += 1
             continue
-        key = engine.teacher_key(spec)
+        key = engine.teachers.key(spec)
         if key not in bare_by_teacher:
             bare_by_teacher[key] = Bare.load(spec, engine)
             teacher_s += bare_teacher_seconds(spec, bare_by_teacher[key])

@@ -1,27 +1,32 @@
-"""Accuracy, agreement, size and speed of a trained model.
+"""Accuracy, agreement, fidelity, size, speed and memory of a case; the metrics of its record.
 
 Timing rules: warm-up first; CUDA synchronized around every timed region; throughput and
-latency are medians over repeated rounds; the thread count is recorded in the env.
+latency are medians over repeated rounds; the thread count is recorded in the env. A model is
+timed as the case runs it: its precision (autocast), memory format and compile mode.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable
+from typing import Any, Callable, Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import kdbench
-from kdbench.data.base import DataSource
+from kdbench.accel import Accel
+from kdbench.models.base import count_params
 
 
 def synchronize(device: torch.device) -> None:
@@ -30,11 +35,11 @@ def synchronize(device: torch.device) -> None:
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, data: DataSource, batch_size: int) -> torch.Tensor:
-    """Test-set logits (N, classes), in eval mode, at the given batch size."""
+def predict(model: nn.Module, batches: Iterable[tuple[torch.Tensor, Any, Any]]) -> torch.Tensor:
+    """Logits (N, classes) of a split's batches ``(x, y, index)``, in eval mode."""
     was_training = model.training
     model.eval()
-    logits = torch.cat([model(x) for x, _, _ in data.test_batches(batch_size)])
+    logits = torch.cat([model(x) for x, _, _ in batches])
     model.train(was_training)
     return logits
 
@@ -50,6 +55,38 @@ def agreement(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> flo
     """Percent of samples where student and teacher predict the same class."""
     same = (student_logits.argmax(1) == teacher_logits.argmax(1)).sum().item()
     return 100.0 * same / len(student_logits)
+
+
+def fidelity_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> float:
+    """Mean KL(teacher ‖ student) of the softmax outputs at T = 1, in nats (Stanton et al.,
+    "Does Knowledge Distillation Really Work?", NeurIPS 2021): 0 when the student matches the
+    teacher's predictive distribution on every sample."""
+    return F.kl_div(F.log_softmax(student_logits.float(), 1),
+                    F.log_softmax(teacher_logits.float(), 1),
+                    reduction="batchmean", log_target=True).item()
+
+
+def near_chance(top1: float, num_classes: int) -> bool:
+    """A top-1 (percent) within a tenth of the way from chance to perfect: a model that has
+    learned (almost) nothing, e.g. a random-weight teacher."""
+    chance = 100.0 / num_classes
+    return top1 < chance + 0.1 * (100.0 - chance)
+
+
+def accuracy(logits: torch.Tensor, targets: torch.Tensor,
+             teacher_logits: torch.Tensor) -> dict[str, float]:
+    """Test metrics of a student: top-1, top-5, agreement with and fidelity to its teacher."""
+    return {"top1": topk_accuracy(logits, targets, 1), "top5": topk_accuracy(logits, targets, 5),
+            "agreement": agreement(logits, teacher_logits),
+            "fidelity_kl": fidelity_kl(logits, teacher_logits)}
+
+
+def sizes(student: nn.Module, teacher: nn.Module, loss: nn.Module) -> dict[str, float]:
+    """Trainable parameters of the student and of the loss's own parts; the whole teacher."""
+    student_params = count_params(student)
+    teacher_params = count_params(teacher, trainable_only=False)
+    return {"student_params": student_params, "teacher_params": teacher_params,
+            "extra_params": count_params(loss), "compression": teacher_params / student_params}
 
 
 def flops_per_sample(model: nn.Module, input_shape: tuple[int, ...], device: torch.device) -> int:
@@ -80,29 +117,68 @@ def median_seconds(fn: Callable[[], object], device: torch.device, warmup: int =
 
 
 @torch.inference_mode()
+def forward_rate(forward: Callable[[torch.Tensor], Any], input_shape: tuple[int, ...],
+                 batch_size: int, accel: Accel) -> float:
+    """Samples/s of ``forward`` at ``batch_size`` in the precision and memory format of
+    ``accel``: median of rounds after warm-up."""
+    batch = accel.batch(torch.randn(batch_size, *input_shape, device=accel.device))
+    with accel.autocast():
+        return batch_size / median_seconds(lambda: forward(batch), accel.device)
+
+
 def inference_speed(model: nn.Module, input_shape: tuple[int, ...], batch_size: int,
-                    device: torch.device) -> tuple[float, float]:
-    """(samples/s at ``batch_size``, latency in ms at batch 1), medians of rounds."""
+                    accel: Accel, compiled: bool = False) -> tuple[float, float]:
+    """(samples/s at ``batch_size``, latency in ms at batch 1) of ``model`` in eval mode, run
+    as the case runs it (``accel``'s precision and memory format; compiled if ``compiled``)."""
     was_training = model.training
     model.eval()
-    batch = torch.randn(batch_size, *input_shape, device=device)
-    single = batch[:1].clone()
-    throughput = batch_size / median_seconds(lambda: model(batch), device)
-    latency_ms = 1000.0 * median_seconds(lambda: model(single), device)
+    forward = torch.compile(model) if compiled else model
+    throughput = forward_rate(forward, input_shape, batch_size, accel)
+    latency_ms = 1000.0 / forward_rate(forward, input_shape, 1, accel)
     model.train(was_training)
     return throughput, latency_ms
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    """CUDA: peak allocated by tensors since the case's reset. CPU: the process's peak RSS."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+def _status_kib() -> dict[str, int]:
+    with open("/proc/self/status") as fh:
+        return {k: int(v) for k, v in re.findall(r"(VmHWM|VmRSS):\s+(\d+) kB", fh.read())}
 
 
-def reset_peak_memory(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+@dataclass
+class MemoryProbe:
+    """Memory a case adds to its process: the peak during the case minus what was in use when
+    it started. CUDA: tensors allocated on the device (``torch.cuda.max_memory_allocated``).
+    CPU on Linux: resident set size (the kernel's peak, VmHWM, reset at the start through
+    ``/proc/self/clear_refs``); elsewhere the process's lifetime peak (``ru_maxrss``)."""
+
+    device: torch.device
+    start: float = 0.0
+    peak_mb: float = float("nan")
+    scope: str = "case"  # "case", or "process" where the platform cannot reset its peak
+
+    def __enter__(self) -> "MemoryProbe":
+        if self.device.type == "cuda":
+            synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.start = torch.cuda.memory_allocated(self.device)
+        else:
+            try:
+                with open("/proc/self/clear_refs", "w") as fh:
+                    fh.write("5")  # resets VmHWM to the current resident set size
+                self.start = _status_kib()["VmRSS"] * 1024
+            except (OSError, KeyError):
+                self.scope = "process"
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.device.type == "cuda":
+            synchronize(self.device)
+            peak = torch.cuda.max_memory_allocated(self.device)
+        elif self.scope == "case":
+            peak = _status_kib()["VmHWM"] * 1024
+        else:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+        self.peak_mb = (peak - self.start) / 2**20
 
 
 @lru_cache(maxsize=None)

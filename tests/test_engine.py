@@ -132,7 +132,7 @@ def test_teacher_training_does_not_depend_on_earlier_random_draws(tmp_path, tiny
 
 
 def teacher_state(engine: Engine, spec) -> dict[str, torch.Tensor]:
-    return engine.teacher(spec)[0].state_dict()
+    return engine.teachers.get(spec)[0].state_dict()
 
 
 def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
@@ -199,8 +199,8 @@ def test_cached_teacher_outputs_equal_the_online_teacher(cache_dir, tiny_spec, d
 
     data = cached_engine.data(spec)
     x, _, index = next(data.train_batches(64, torch.Generator().manual_seed(5)))
-    from_cache = cached_engine.teacher_fn(spec, ("logits",))(x, index)["logits"]
-    from_teacher = online_engine.teacher_fn(spec, ("logits",))(x, index)["logits"]
+    from_cache = cached_engine.teachers.outputs(spec, ("logits",))[0](x, index)["logits"]
+    from_teacher = online_engine.teachers.outputs(spec, ("logits",))[0](x, index)["logits"]
     assert torch.equal(from_cache, from_teacher)
 
 
@@ -208,24 +208,24 @@ def test_teacher_checkpoint_replaces_training(cache_dir, tiny_spec, tmp_path):
     """``--kd-teacher-ckpt``: the user's weights (RepDistiller's {"model": …} layout) are the
     teacher, nothing is trained, and the cache key follows the file's content."""
     trained = Engine(cache_dir / "a")
-    weights = trained.teacher(tiny_spec("kd"))[0].state_dict()
+    weights = trained.teachers.get(tiny_spec("kd"))[0].state_dict()
     ckpt = tmp_path / "teacher.pt"
     torch.save({"model": weights, "epoch": 240}, ckpt)
     engine = Engine(cache_dir / "b")
     spec = tiny_spec("kd", teacher_ckpt=str(ckpt))
-    teacher, meta = engine.teacher(spec)
+    teacher, meta = engine.teachers.get(spec)
     assert engine.teachers_trained == 0 and meta["source"] == str(ckpt)
     assert all(torch.equal(teacher.state_dict()[k], v) for k, v in weights.items())
-    key = engine.teacher_key(spec)
+    key = engine.teachers.key(spec)
     torch.save({"model": {k: v + 1 for k, v in weights.items()}}, ckpt)
-    assert engine.teacher_key(spec) != key
+    assert engine.teachers.key(spec) != key
 
 
 def test_cases_do_not_pile_hooks_on_the_shared_teacher(cache_dir, tiny_spec):
     engine = Engine(cache_dir)
 
     def hooks() -> int:
-        teacher, _ = engine.teacher(tiny_spec("fitnet"))
+        teacher, _ = engine.teachers.get(tiny_spec("fitnet"))
         return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in teacher.modules())
 
     engine.distill(tiny_spec("fitnet", seed=0))

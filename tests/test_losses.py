@@ -543,12 +543,23 @@ def test_dkd_warmup_scales_with_the_run():
     assert loss.weight == 1.0
     loss.set_progress(0, 24)  # 20/240 of 24 epochs = 2 epochs
     assert loss.weight == pytest.approx(0.5)
+    loss.set_progress(0.99, 24)  # per epoch, as mdistiller: the same weight all epoch long
+    assert loss.weight == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("epochs", [240, 15, 8])
+def test_ctkd_curriculum_spans_10_of_240_of_any_run(epochs):
+    """λ goes 0 → −1 along a cosine over the first 10/240 of the run's steps (a 15-epoch run
+    has it over its first 0.625 epochs, no longer all at −1 from the first step)."""
+    loss = make("ctkd")
+    span = 10 / 240 * epochs
+    for fraction, lam in ((0.0, 0.0), (0.5, -0.5), (1.0, -1.0), (3.0, -1.0)):
+        loss.set_progress(fraction * span, epochs)
+        assert loss.lam == pytest.approx(lam)
 
 
 def test_ctkd_curriculum_reverses_the_temperature_gradient():
     loss = make("ctkd")
-    loss.set_progress(0, 240)
-    assert loss.lam == pytest.approx((math.cos(math.pi / 10) + 1) / 2 - 1)
     loss.set_progress(100, 240)
     assert loss.lam == -1.0
     value = loss(S, T, Y)

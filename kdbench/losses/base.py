@@ -62,8 +62,7 @@ class DistillLoss(nn.Module):
                 f"unknown option {unknown[0]!r} for loss {type(self).__name__}: "
                 f"valid: {', '.join(sorted(self.options)) or 'none'}"
             )
-        self.temperature = self.default_temperature if temperature is None else temperature
-        self.opts = {**self.options, **options}
+        self.temperature, self.opts = self.resolve(temperature, options)
 
     @classmethod
     def weights(cls, alpha: float | None = None) -> tuple[float, float]:
@@ -78,8 +77,32 @@ class DistillLoss(nn.Module):
     def setup(self, ctx: LossContext) -> None:
         """Create trainable parts sized from the tapped shapes; raise NotApplicable if undefined."""
 
-    def set_progress(self, epoch: int, epochs: int) -> None:
-        """Called at the start of every epoch (warm-ups, curricula)."""
+    @classmethod
+    def resolve(cls, temperature: float | None, options: dict[str, float]
+                ) -> tuple[float | None, dict[str, float]]:
+        """The effective temperature and options of a case (defaults filled in), checked."""
+        temperature = cls.default_temperature if temperature is None else temperature
+        options = {**cls.options, **options}
+        cls.check(temperature, options)
+        return temperature, options
+
+    @classmethod
+    def check(cls, temperature: float | None, options: dict[str, float]) -> None:
+        """Raise ``KdbenchError`` (one line) when this temperature or these options cannot work
+        together; run when a spec is made, before any training."""
+
+    def set_progress(self, progress: float, epochs: int) -> None:
+        """Called before every training step with the epochs done so far, fractional
+        (``epoch + step / steps``): warm-ups and curricula follow it."""
+
+    def trainable(self) -> list[nn.Parameter]:
+        """The loss's own trainable parts (connectors, embeddings, a learned temperature)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def metrics(self) -> dict[str, float]:
+        """What the loss learned or adapted, recorded with the case's metrics (a learned
+        temperature, an effective number of negatives); empty for most losses."""
+        return {}
 
     def pretrain_epochs(self, epochs: int) -> int:
         """Epochs of an initialisation stage (AB, FT, FSP) run before distillation; 0 for none."""

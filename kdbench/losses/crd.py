@@ -38,6 +38,10 @@ class CRD(DistillLoss):
         self.register_buffer("memory_t", torch.rand(len(targets), dim) * 2 * stdv - stdv)
         self.register_buffer("z", torch.full((2,), -1.0))  # Z of the student / teacher scores
 
+    def metrics(self) -> dict[str, float]:
+        """K as run: ``nce_k`` clipped to the fewest other-class samples of any class."""
+        return {"nce_k_effective": self.k}
+
     def sample(self, index: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """(B, 1 + K) dataset indices: the sample itself, then K other-class samples drawn
         uniformly without replacement (the top-K of random keys, same-class keys masked)."""

@@ -18,7 +18,8 @@ class CTKD(DistillLoss):
     adversarially: a gradient-reversal layer multiplies θ's gradient by λ ≤ 0, and λ follows the
     curriculum of zhengli97/CTKD, a cosine from 0 to −1 over the first 10/240 of the run
     (``loops``), then −1. The spec's temperature is the starting T (default: the repo's
-    θ = 1, T ≈ 15.6); CE 0.1 + KD 0.9 as the repo's CIFAR script.
+    θ = 1, T ≈ 15.6); the learned T at the end is recorded as ``final_temperature``.
+    CE 0.1 + KD 0.9 as the repo's CIFAR script.
     """
 
     uses_temperature = True
@@ -28,21 +29,32 @@ class CTKD(DistillLoss):
     options = {"t_start": 1.0, "t_range": 20.0, "loops": 10 / 240, "lambda_max": 0.0,
                "lambda_min": -1.0}
 
+    @classmethod
+    def check(cls, temperature: float | None, options: dict[str, float]) -> None:
+        low, high = options["t_start"], options["t_start"] + options["t_range"]
+        if not low < temperature < high:
+            raise KdbenchError(f"invalid ctkd temperature {temperature:g}: its starting value "
+                               f"must lie strictly between t_start and t_start + t_range "
+                               f"({low:g}, {high:g})")
+
     def __init__(self, temperature: float | None = None, **options) -> None:
         super().__init__(temperature, **options)
         fraction = (self.temperature - self.opts["t_start"]) / self.opts["t_range"]
-        if not 0 < fraction < 1:
-            raise KdbenchError(
-                f"ctkd temperature {self.temperature} outside its range "
-                f"({self.opts['t_start']}, {self.opts['t_start'] + self.opts['t_range']})")
         self.theta = nn.Parameter(torch.tensor(math.log(fraction / (1 - fraction))))
-        self.set_progress(0, REFERENCE_EPOCHS)
+        self.set_progress(0.0, REFERENCE_EPOCHS)
 
-    def set_progress(self, epoch: int, epochs: int) -> None:
-        loops = max(1.0, self.opts["loops"] * epochs)
-        i = min(epoch + 1, loops)
+    def set_progress(self, progress: float, epochs: int) -> None:
+        """λ follows the cosine over the first ``loops`` of the run, per step: the repo's
+        per-epoch schedule of 10/240 epochs, scaled to the run's length (a 15-epoch run still
+        has its curriculum, over its first 0.625 epochs)."""
+        span = self.opts["loops"] * epochs
+        x = min(progress / span, 1.0) if span > 0 else 1.0
         hi, lo = self.opts["lambda_max"], self.opts["lambda_min"]
-        self.lam = (math.cos(i * math.pi / loops) + 1) / 2 * (hi - lo) + lo
+        self.lam = (math.cos(x * math.pi) + 1) / 2 * (hi - lo) + lo
+
+    def metrics(self) -> dict[str, float]:
+        with torch.no_grad():
+            return {"final_temperature": float(self.current_temperature())}
 
     def current_temperature(self) -> torch.Tensor:
         theta = GradReverse.apply(self.theta, self.lam)

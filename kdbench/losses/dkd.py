@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import torch
 
 from kdbench.losses._functional import dkd, ramp, zscore
@@ -26,8 +28,8 @@ class DKD(DistillLoss):
         super().__init__(temperature, **options)
         self.weight = 1.0
 
-    def set_progress(self, epoch: int, epochs: int) -> None:
-        self.weight = ramp(epoch, epochs, self.opts["warmup"])
+    def set_progress(self, progress: float, epochs: int) -> None:
+        self.weight = ramp(math.floor(progress), epochs, self.opts["warmup"])  # per epoch
 
     def forward(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
         s, t = student["logits"], teacher["logits"]  # (B, C) logits

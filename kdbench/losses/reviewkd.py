@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -49,8 +51,8 @@ class ReviewKD(DistillLoss):
             ABF(a[1], mid, b[1], fuse=j < self.n) for j, (a, b) in enumerate(zip(s, t)))[::-1]
         self.weight = 1.0
 
-    def set_progress(self, epoch: int, epochs: int) -> None:
-        self.weight = ramp(epoch, epochs, self.opts["warmup"])
+    def set_progress(self, progress: float, epochs: int) -> None:
+        self.weight = ramp(math.floor(progress), epochs, self.opts["warmup"])  # per epoch
 
     def forward(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
         x = student["feats"][1:][-self.n:] + [student["embed"][:, :, None, None]]

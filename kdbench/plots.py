@@ -1,10 +1,13 @@
 """PNG plots of a report (``kdbench report --plots DIR``); needs the ``plots`` extra (matplotlib).
 
 ``write_plots(summary, directory) -> list[Path]`` takes ``kdbench.report.summarize(frame)`` and
-writes, per pair: top-1 vs temperature per loss (``<pair>-temperature.png``, only when a loss
-uses a temperature); and for all groups: top-1 vs student params and vs inference throughput,
-the Pareto front (the best top-1 for its size / for its speed) marked (``pareto-params.png``,
-``pareto-throughput.png``).
+writes, for every section of the report (``kdbench.report.sections``: one per setting that
+varies, such as epochs or device — plots group exactly as tables do, never across two
+settings) and every pair: test top-1 vs temperature per loss (``<pair>-temperature.png``, only
+when a loss uses a temperature); and per section: test top-1 vs student params and vs
+inference throughput, the Pareto front (the best top-1 for its size / for its speed) marked
+(``pareto-params.png``, ``pareto-throughput.png``). Files of a section carry its title as a
+prefix (``epochs_8-…``) when there are several.
 """
 
 from __future__ import annotations
@@ -39,19 +42,30 @@ def _safe(name: str) -> str:
 
 
 def write_plots(summary: pd.DataFrame, directory: Path | str) -> list[Path]:
+    from kdbench.report import sections
+
     plt = _pyplot()
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    ok = summary.dropna(subset=["top1_mean"])
+    for title, part in sections(summary):
+        prefix = f"{_safe(title.replace(' · ', '-').replace(' ', '_'))}-" if title else ""
+        suffix = f" ({title})" if title else ""
+        written += _plot_section(part.dropna(subset=["top1_mean"]), out, prefix, suffix, plt)
+    return written
+
+
+def _plot_section(ok: pd.DataFrame, out: Path, prefix: str, suffix: str, plt) -> list[Path]:
+    written = []
     for pair, rows in ok[ok["T"].notna()].groupby("pair"):
         fig, ax = plt.subplots(figsize=(6, 4))
         for loss, curve in rows.sort_values("T").groupby("loss"):
             ax.errorbar(curve["T"], curve["top1_mean"], yerr=curve["top1_std"].fillna(0),
                         marker="o", capsize=3, label=loss)
-        ax.set(xscale="log", xlabel="temperature T", ylabel="top-1 %", title=f"{pair}: top-1 vs T")
+        ax.set(xscale="log", xlabel="temperature T", ylabel="test top-1 %",
+               title=f"{pair}: top-1 vs T{suffix}")
         ax.legend()
-        written.append(_save(fig, out / f"{_safe(pair)}-temperature.png", plt))
+        written.append(_save(fig, out / f"{prefix}{_safe(pair)}-temperature.png", plt))
     for x, label, higher, name in (
             ("student_params_mean", "student params", False, "pareto-params.png"),
             ("infer_throughput_mean", "inference samples/s", True, "pareto-throughput.png")):
@@ -64,9 +78,10 @@ def write_plots(summary: pd.DataFrame, directory: Path | str) -> list[Path]:
         ax.plot(front[x], front["top1_mean"], "r-o", label="Pareto front")
         for _, row in front.iterrows():
             ax.annotate(row["loss"], (row[x], row["top1_mean"]), fontsize=7)
-        ax.set(xscale="log", xlabel=label, ylabel="top-1 %", title=f"top-1 vs {label}")
+        ax.set(xscale="log", xlabel=label, ylabel="test top-1 %",
+               title=f"top-1 vs {label}{suffix}")
         ax.legend()
-        written.append(_save(fig, out / name, plt))
+        written.append(_save(fig, out / f"{prefix}{name}", plt))
     return written
 
 

@@ -1,25 +1,38 @@
 """Records → pandas tables → Markdown / CSV / JSON: the leaderboards of ``kdbench report``.
 
-Public API (every function takes the frame of ``kdbench.results.records_frame``):
+Nothing is chosen on the test set: where a table picks one configuration out of several (the
+temperature of a loss for a pair) or marks a best method, it does so by mean **validation**
+top-1 (``val_top1``, the fixed split carved out of each training set) and then shows the
+chosen configuration's **test** top-1.
+
+Public API (every function takes the frame of ``kdbench.results.records_frame``, one record
+per case: the newest):
 
 - ``summarize(frame) -> DataFrame``: one row per case group (every spec field but the seed),
-  aggregated over seeds, sorted by mean top-1: the label columns (``pair``, ``loss``, ``T`` and
-  whichever other spec fields vary; listed in ``.attrs["labels"]``), ``n`` (ok seeds), ``diverged``, ``error``, ``<metric>_mean`` / ``<metric>_std``
-  for every metric of ``kdbench.results.METRICS`` and ``d_top1`` (Δ mean top-1 vs ``ce`` of
-  the same pair and setting). Metrics of diverged/error records never enter the means.
-- ``session_report(frame) -> str``: the Markdown leaderboard the pytest session prints and
-  writes to ``results/leaderboard.md``.
+  aggregated over seeds, sorted by mean test top-1: the label columns (``pair``, ``loss``, ``T``
+  and whichever other spec fields vary; listed in ``.attrs["labels"]``), ``n`` (ok seeds),
+  ``diverged``, ``error``, ``na`` (not applicable), ``note`` (the reason or error of a failed or
+  N/A seed), ``<metric>_mean`` / ``<metric>_std`` for every metric of
+  ``kdbench.results.METRICS``, ``num_classes``, ``teacher_outputs`` and ``d_top1`` (Δ mean
+  top-1 vs ``ce`` of the same pair and setting). Metrics of diverged/error records never enter
+  the means.
+- ``session_report(frame) -> str``: the Markdown leaderboard a pytest session prints and writes
+  next to its records.
 - ``leaderboard(summary, published=None) -> DataFrame``: paper-style, methods × pairs, cells
-  ``mean ± std (n)`` of top-1 (best temperature per pair, shown), the best per column in bold,
-  teacher and ``ce`` rows on top, ``N/A`` where a method was not run for a pair (skipped as not
-  applicable), a "published" column next to a pair the reference lists.
+  ``mean ± std (n)`` of test top-1 at the temperature chosen on validation (shown), the best
+  method per pair on validation in bold, teacher and ``ce`` rows on top, ``N/A`` where a method
+  does not apply to a pair, a "published" column next to a pair the reference lists; a teacher
+  near chance is flagged.
 - ``detail_table(summary)``, ``temperature_table(summary)``: the per-pair detail (every metric,
-  Δ vs ``ce``, rank) and loss × temperature.
-- ``build_report(frame, published=None) -> Report``: every table of the full report, one section
-  per setting (data set, device, … where they vary); ``Report`` has ``to_markdown()``,
-  ``to_csv()`` (the tidy ``summarize`` frame) and ``to_json()``; ``render(frame, fmt)`` picks
-  one. ``published`` is the frame of ``kdbench.reference.published()`` (columns method,
-  teacher, student, top1, …) and is matched on data set ``cifar100``.
+  Δ vs ``ce``, rank by test top-1, notes) and loss × temperature (test top-1, the validation
+  choice marked).
+- ``sections(summary)``: (title, part) per setting (data set, device, epochs, … where they
+  vary); every table and plot is made per section, never across two.
+- ``build_report(frame, published=None, notes=()) -> Report``: every table of the full report;
+  ``Report`` has ``to_markdown()``, ``to_csv()`` (the tidy ``summarize`` frame) and
+  ``to_json()``; ``render(frame, fmt)`` picks one. ``published`` is the frame of
+  ``kdbench.reference.published()`` (columns method, teacher, student, top1, …) and is matched
+  on data set ``cifar100``.
 """
 
 from __future__ import annotations
@@ -27,11 +40,13 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field, fields
+from typing import Iterator, Sequence
 
 import pandas as pd
 
+from kdbench.measure import near_chance
 from kdbench.results import METRICS
-from kdbench.spec import RunSpec
+from kdbench.spec import RunSpec, pair_name
 
 # spec fields that describe the method of a case (the rest describe the setting it ran in)
 METHOD_KEYS = ("loss", "T", "alpha", "ce_weight", "loss_options")
@@ -39,7 +54,9 @@ SETTING_KEYS = tuple(f.name for f in fields(RunSpec)
                      if f.name not in ("seed", "teacher", "student", "temperature", "loss",
                                        "alpha", "ce_weight", "loss_options"))
 FAILED = ("diverged", "error")
-LABELS = {*SETTING_KEYS, *METHOD_KEYS, "pair", "method", "case", "metric", "decision", "why"}
+LABELS = {*SETTING_KEYS, *METHOD_KEYS, "pair", "method", "case", "metric", "decision", "why",
+          "note"}
+SELECTION = "validation top-1"  # what every choice of a table is made on
 
 
 def _options_text(value: object) -> str:
@@ -50,13 +67,15 @@ def _options_text(value: object) -> str:
 def prepare(frame: pd.DataFrame) -> pd.DataFrame:
     """Add ``pair`` and ``T`` (NaN for losses without one); dict options become text."""
     df = frame.copy()
-    df["pair"] = df["teacher"] + ">" + df["student"]
+    df["pair"] = [pair_name(t, s) for t, s in zip(df["teacher"], df["student"])]
     df["T"] = pd.to_numeric(df["temperature"], errors="coerce")
     for col in ("loss_options", "dataset_options"):
         df[col] = df[col].map(_options_text) if col in df else ""
-    for m in METRICS:
-        if m not in df:
-            df[m] = math.nan
+    for col in (*METRICS, "num_classes"):
+        df[col] = pd.to_numeric(df[col], errors="coerce") if col in df else math.nan
+    for col in ("teacher_outputs", "reason", "error"):
+        if col not in df:
+            df[col] = None
     return df
 
 
@@ -69,16 +88,23 @@ def label_columns(df: pd.DataFrame) -> list[str]:
     return settings + ["pair", "loss", "T"] + knobs
 
 
+def _first(values: pd.Series) -> object:
+    values = values.dropna()
+    return values.iloc[0] if len(values) else None
+
+
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     df = prepare(frame)
     keys = label_columns(df)
     ok = df["status"].eq("ok")
-    df = df.assign(**{m: df[m].where(ok) for m in METRICS}, n=ok,
-                   **{s: df["status"].eq(s) for s in FAILED})
+    df = df.assign(**{m: df[m].where(ok) for m in METRICS}, n=ok, na=df["status"].eq("n/a"),
+                   **{s: df["status"].eq(s) for s in FAILED},
+                   note=df["reason"].where(df["reason"].notna(), df["error"]))
     grouped = df.groupby(keys, dropna=False, sort=False)
     stats = grouped[list(METRICS)].agg(["mean", "std"])
     stats.columns = [f"{m}_{s}" for m, s in stats.columns]
-    out = grouped[["n", *FAILED]].sum().join(stats).reset_index()
+    firsts = grouped[["num_classes", "teacher_outputs", "note"]].agg(_first)
+    out = grouped[["n", "na", *FAILED]].sum().join(stats).join(firsts).reset_index()
     setting = [k for k in keys if k not in METHOD_KEYS]
     ce = out[out["loss"].eq("ce")].set_index(setting)["top1_mean"].rename("ce_top1")
     out["d_top1"] = out["top1_mean"] - out.join(ce, on=setting)["ce_top1"]
@@ -86,6 +112,14 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     out = out.reset_index(drop=True)
     out.attrs["labels"] = keys
     return out
+
+
+def chosen(summary: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """The row of each ``by`` group with the best mean validation top-1 (ties: the lower T, then
+    the order of ``summary``); groups without validation numbers keep their first row."""
+    order = summary.assign(_val=summary["val_top1_mean"].fillna(-math.inf))
+    order = order.sort_values(["_val", "T"], ascending=[False, True], kind="stable")
+    return order.drop_duplicates(list(by)).drop(columns="_val")
 
 
 # ---------------------------------------------------------------- cell formatting
@@ -96,12 +130,12 @@ def fmt_mean_std(mean: float, std: float, n: int) -> str:
     return f"{mean:.2f} ({n})" if n == 1 or pd.isna(std) else f"{mean:.2f} ± {std:.2f} ({n})"
 
 
-def fmt_top1(row: pd.Series) -> str:
+def fmt_top1(row: pd.Series, metric: str = "top1") -> str:
     """``mean ± std (n)``; failed seeds named; a group without an ok seed shows its status."""
     failed = ", ".join(f"{int(row[s])} {s}" for s in FAILED if row[s])
     if row["n"] == 0:
         return failed or "N/A"
-    cell = fmt_mean_std(row["top1_mean"], row["top1_std"], int(row["n"]))
+    cell = fmt_mean_std(row[f"{metric}_mean"], row[f"{metric}_std"], int(row["n"]))
     return f"{cell}; {failed}" if failed else cell
 
 
@@ -119,12 +153,16 @@ def fmt_num(x: float, digits: int = 2, sign: bool = False) -> str:
     return "" if pd.isna(x) else f"{x:{'+' if sign else ''}.{digits}f}"
 
 
-def _fmt_T(t: float) -> str:
-    return "" if pd.isna(t) else f"{t:g}"
+def fmt_T(row: pd.Series) -> str:
+    """The temperature of a group; a learned one as ``start→end`` (CTKD)."""
+    t, learned = row["T"], row.get("final_temperature_mean", math.nan)
+    if pd.isna(t):
+        return ""
+    return f"{t:g}" if pd.isna(learned) else f"{t:g}→{learned:.2f}"
 
 
 def _labels_view(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    return summary[keys].assign(T=summary["T"].map(_fmt_T))
+    return summary[keys].assign(T=summary.apply(fmt_T, axis=1) if len(summary) else "")
 
 
 def markdown(table: pd.DataFrame) -> str:
@@ -148,6 +186,7 @@ def provenance(frame: pd.DataFrame) -> dict[str, str]:
         out[label] = ", ".join(str(v) for v in sorted(values, key=str)) or "?"
     counts = frame["status"].value_counts()
     out["records"] = f"{len(frame)} (" + ", ".join(f"{n} {s}" for s, n in counts.items()) + ")"
+    out["selection"] = f"temperatures and bold chosen on {SELECTION}; cells are test top-1"
     return out
 
 
@@ -157,29 +196,32 @@ def provenance_line(frame: pd.DataFrame) -> str:
 
 # ---------------------------------------------------------------- session leaderboard
 
-def session_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per (pair, loss, T) over seeds, sorted by mean top-1 (the minimum leaderboard)."""
-    s = summarize(frame)
+def session_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per case group over seeds, sorted by mean test top-1 (the minimum leaderboard)."""
+    s = summary
     return _labels_view(s, s.attrs["labels"]).assign(**{
-        "top-1 %": s.apply(fmt_top1, axis=1),
+        "test top-1 %": s.apply(fmt_top1, axis=1),
+        "val top-1 %": s["val_top1_mean"].map(fmt_num),
         "Δ top-1 vs ce": s["d_top1"].map(lambda x: fmt_num(x, sign=True)),
         "agreement %": s["agreement_mean"].map(fmt_num),
+        "fidelity KL": s["fidelity_kl_mean"].map(lambda x: fmt_num(x, 3)),
         "student params": s["student_params_mean"].map(fmt_count),
         "FLOPs": s["student_flops_mean"].map(fmt_count),
-        "train samples/s": s["train_throughput_mean"].map(fmt_count),
+        "train samples/s": s["train_throughput_online_mean"].map(fmt_count),
         "infer samples/s": s["infer_throughput_mean"].map(fmt_count),
     })
 
 
-def session_report(frame: pd.DataFrame) -> str:
+def session_report(frame: pd.DataFrame, notes: Sequence[str] = ()) -> str:
     """The Markdown leaderboard printed at the end of a pytest session: one row per case group,
     then the paper-style methods × pairs table(s), with published numbers where they exist."""
     if frame.empty:
         return "No kdbench records.\n"
     summary = summarize(frame)
-    blocks = [provenance_line(frame), markdown(session_table(frame))]
-    for heading, table in _leaderboards(frame, summary, load_published()):
-        blocks += [f"#{heading} (best T per pair)", markdown(table)]
+    blocks = [provenance_line(frame), *notes, markdown(session_table(summary))]
+    for heading, table, warnings in _leaderboards(frame, summary, load_published()):
+        blocks += [f"#{heading} ({LEADERBOARD_NOTE})", markdown(table), *warnings]
+    blocks.append(COLUMNS_NOTE)
     return "\n\n".join(blocks) + "\n"
 
 
@@ -187,6 +229,14 @@ def session_report(frame: pd.DataFrame) -> str:
 
 PUBLISHED_DATASET = "cifar100"
 PUBLISHED_METHOD = {"teacher": "teacher", "student": "ce"}  # reference name → row of ours
+LEADERBOARD_NOTE = f"test top-1; T and bold chosen on {SELECTION}"
+COLUMNS_NOTE = (
+    "Cells: mean ± std (n ok seeds) of **test** top-1 %. The temperature of each cell (T=) and "
+    f"the **bold** best method per pair are chosen on {SELECTION}, never on test. "
+    "diverged / error: seeds that failed (not counted as 0 %); N/A: the method does not apply "
+    "to the pair. train samples/s: training steps with the teacher's forward pass included for "
+    "every distillation method (measured where the teacher ran online; measured step time + "
+    "the teacher's measured forward time where its outputs were cached).")
 
 
 def _method(summary: pd.DataFrame) -> pd.Series:
@@ -199,7 +249,8 @@ def _published_cells(published: pd.DataFrame | None, pairs: list[str]) -> pd.Dat
     """(method, pair) → the published top-1 values, joined over sources."""
     if published is None or published.empty:
         return pd.DataFrame()
-    ref = published.assign(pair=published["teacher"] + ">" + published["student"],
+    ref = published.assign(pair=[pair_name(t, s) for t, s in
+                                 zip(published["teacher"], published["student"])],
                            method=published["method"].replace(PUBLISHED_METHOD),
                            top1=published["top1"].map(lambda v: "N/A" if pd.isna(v) else str(v)))
     ref = ref[ref["pair"].isin(pairs)]
@@ -207,17 +258,27 @@ def _published_cells(published: pd.DataFrame | None, pairs: list[str]) -> pd.Dat
         lambda v: " / ".join(dict.fromkeys(v))).unstack("pair")
 
 
+def weak_teachers(summary: pd.DataFrame) -> dict[str, float]:
+    """pair → its teacher's test top-1, for teachers that score near chance."""
+    rows = summary.dropna(subset=["teacher_top1_mean", "num_classes"]).drop_duplicates("pair")
+    return {r.pair: r.teacher_top1_mean for r in rows.itertuples()
+            if near_chance(r.teacher_top1_mean, int(r.num_classes))}
+
+
 def leaderboard(summary: pd.DataFrame, published: pd.DataFrame | None = None) -> pd.DataFrame:
     """Methods × pairs of one setting (see the module docstring)."""
     s = summary.assign(method=_method(summary))
-    best = s.drop_duplicates(["pair", "method"])  # summary is sorted by mean top-1
-    cells = best.apply(fmt_top1, axis=1) + best["T"].map(
-        lambda t: "" if pd.isna(t) else f" T={t:g}")
-    winners = best[best["loss"].ne("ce")].dropna(subset=["top1_mean"]).drop_duplicates("pair")
+    best = chosen(s, ["pair", "method"])
+    cells = best.apply(fmt_top1, axis=1) + best.apply(
+        lambda r: f" T={fmt_T(r)}" if fmt_T(r) else "", axis=1)
+    weak = weak_teachers(s)
+    contenders = best[best["loss"].ne("ce") & best["n"].gt(0) & ~best["pair"].isin(weak)]
+    winners = chosen(contenders.dropna(subset=["val_top1_mean"]), ["pair"])
     cells[winners.index] = "**" + cells[winners.index] + "**"
     table = best.assign(cell=cells).pivot(index="method", columns="pair", values="cell")
     teacher = s.dropna(subset=["teacher_top1_mean"]).groupby("pair")["teacher_top1_mean"].first()
-    table.loc["teacher"] = teacher.map(fmt_num)
+    table.loc["teacher"] = [fmt_num(teacher.get(p)) + (" ⚠ near chance" if p in weak else "")
+                            for p in table.columns]
     order = ["teacher", "ce"] + sorted(m for m in table.index if m not in ("teacher", "ce"))
     table = table.reindex([m for m in order if m in table.index])
     pairs = sorted(table.columns)
@@ -230,13 +291,22 @@ def leaderboard(summary: pd.DataFrame, published: pd.DataFrame | None = None) ->
     return pd.DataFrame(columns).rename_axis("method").reset_index()
 
 
-DETAIL = (("Δ top-1 vs ce", "d_top1", lambda x: fmt_num(x, sign=True)),
+def teacher_warnings(summary: pd.DataFrame) -> list[str]:
+    return [f"⚠ The teacher of {pair} scores {top1:.2f} % test top-1, near chance: its students' "
+            f"numbers say nothing about distillation, and no method of it is marked best."
+            for pair, top1 in sorted(weak_teachers(summary).items())]
+
+
+DETAIL = (("val top-1 %", "val_top1_mean", fmt_num),
+          ("Δ top-1 vs ce", "d_top1", lambda x: fmt_num(x, sign=True)),
           ("agreement %", "agreement_mean", fmt_num),
+          ("fidelity KL", "fidelity_kl_mean", lambda x: fmt_num(x, 3)),
           ("student params", "student_params_mean", fmt_count),
           ("extra params", "extra_params_mean", fmt_count),
           ("compression", "compression_mean", lambda x: fmt_num(x, 1)),
           ("FLOPs", "student_flops_mean", fmt_count),
-          ("train samples/s", "train_throughput_mean", fmt_count),
+          ("train samples/s", "train_throughput_online_mean", fmt_count),
+          ("train samples/s as run", "train_throughput_mean", fmt_count),
           ("infer samples/s", "infer_throughput_mean", fmt_count),
           ("latency ms", "latency_ms_mean", lambda x: fmt_num(x, 3)),
           ("peak mem MB", "peak_mem_mb_mean", lambda x: fmt_num(x, 1)),
@@ -244,34 +314,45 @@ DETAIL = (("Δ top-1 vs ce", "d_top1", lambda x: fmt_num(x, sign=True)),
 
 
 def detail_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """One pair: loss × T with every metric, Δ vs ce and the rank by mean top-1."""
+    """One pair: loss × T with every metric, Δ vs ce, the rank by mean test top-1 and notes
+    (teacher outputs cached or online; why a seed failed or the method is N/A)."""
     s = summary.assign(method=_method(summary))
     rank = s["top1_mean"].rank(ascending=False, method="min")
     return pd.DataFrame({
         "rank": rank.map(lambda r: "" if pd.isna(r) else f"{r:.0f}"),
-        "method": s["method"], "T": s["T"].map(_fmt_T), "top-1 %": s.apply(fmt_top1, axis=1),
-        **{label: s[col].map(fmt) for label, col, fmt in DETAIL}})
+        "method": s["method"], "T": s.apply(fmt_T, axis=1) if len(s) else "",
+        "test top-1 %": s.apply(fmt_top1, axis=1) if len(s) else "",
+        **{label: s[col].map(fmt) for label, col, fmt in DETAIL},
+        "note": [", ".join(str(v) for v in (o, n) if isinstance(v, str) and v)
+                 for o, n in zip(s["teacher_outputs"].map(
+                     lambda o: f"teacher {o}" if isinstance(o, str) else ""), s["note"])]})
 
 
 def temperature_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """Loss × temperature (columns) per pair, for the losses that use a temperature."""
+    """Loss × temperature (columns) per pair, for the losses that use a temperature: test top-1,
+    the temperature chosen on validation marked ✓."""
     s = summary[summary["T"].notna()]
-    s = s.assign(method=_method(s), cell=s.apply(fmt_top1, axis=1),
-                 T=s["T"].map(lambda t: f"T={t:g}"))
     if s.empty:
         return pd.DataFrame()
+    s = s.assign(method=_method(s))
+    picked = chosen(s, ["pair", "method"]).index
+    s = s.assign(cell=s.apply(fmt_top1, axis=1).where(~s.index.isin(picked),
+                                                      s.apply(fmt_top1, axis=1) + " ✓"),
+                 T=s["T"].map(lambda t: f"T={t:g}"))
     table = s.pivot_table(index=["pair", "method"], columns="T", values="cell",
                           aggfunc="first")
     table = table[sorted(table.columns, key=lambda c: float(c[2:]))]
     return table.fillna("N/A").reset_index().rename_axis(columns=None)
 
 
-def _sections(summary: pd.DataFrame, keys: list[str]):
-    settings = [k for k in keys if k in SETTING_KEYS]
+def sections(summary: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
+    """(title, rows) per setting that varies (data set, device, epochs, …); "" when none."""
+    settings = [k for k in summary.attrs["labels"] if k in SETTING_KEYS]
     if not settings:
         yield "", summary
         return
     for values, part in summary.groupby(settings, sort=True, dropna=False):
+        part.attrs = summary.attrs
         yield " · ".join(f"{k} {v}" for k, v in zip(settings, values)), part
 
 
@@ -280,22 +361,22 @@ class Report:
     provenance: dict[str, str]
     summary: pd.DataFrame  # summarize(frame)
     tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)  # (heading, cells)
+    notes: list[str] = field(default_factory=list)  # lines under the provenance
 
     def to_markdown(self) -> str:
         lines = ["# kdbench report", "",
                  *(f"- **{k}**: {v}" for k, v in self.provenance.items()), ""]
+        lines += [*(f"{note}\n" for note in self.notes)]
         for heading, table in self.tables:
             lines += [heading, "", markdown(table), ""]
-        lines.append("Cells: mean ± std (n ok seeds) of top-1 %; **bold**: best per pair; "
-                     "diverged / error: cases that failed (not counted as 0 %); "
-                     "N/A: not run for this pair (skipped as not applicable).")
+        lines += [*(f"{w}\n" for w in teacher_warnings(self.summary)), COLUMNS_NOTE]
         return "\n".join(lines) + "\n"
 
     def to_csv(self) -> str:
         return self.summary.to_csv(index=False)
 
     def to_dict(self) -> dict:
-        return {"provenance": self.provenance,
+        return {"provenance": self.provenance, "notes": self.notes,
                 "groups": json.loads(self.summary.to_json(orient="records")),
                 "tables": [{"title": h.lstrip("# "), "rows": t.to_dict(orient="records")}
                            for h, t in self.tables]}
@@ -304,28 +385,29 @@ class Report:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
 
 
-def _leaderboards(frame: pd.DataFrame, summary: pd.DataFrame,
-                  published: pd.DataFrame | None):
-    """(heading, paper-style table) per setting; published numbers only for CIFAR-100."""
-    for title, part in _sections(summary, summary.attrs["labels"]):
+def _leaderboards(frame: pd.DataFrame, summary: pd.DataFrame, published: pd.DataFrame | None):
+    """(heading, paper-style table, warnings) per setting; published numbers for CIFAR-100."""
+    for title, part in sections(summary):
         suffix = f" ({title})" if title else ""
         datasets = set((part if "dataset" in part else frame)["dataset"])
         ref = published if datasets == {PUBLISHED_DATASET} else None
-        yield f"## Leaderboard{suffix}", leaderboard(part, ref)
+        yield f"## Leaderboard{suffix}", leaderboard(part, ref), teacher_warnings(part)
 
 
-def build_report(frame: pd.DataFrame, published: pd.DataFrame | None = None) -> Report:
+def build_report(frame: pd.DataFrame, published: pd.DataFrame | None = None,
+                 notes: Sequence[str] = ()) -> Report:
     summary = summarize(frame)
-    report = Report(provenance=provenance(frame), summary=summary)
+    report = Report(provenance=provenance(frame), summary=summary, notes=list(notes))
     boards = _leaderboards(frame, summary, published)
-    for (title, part), board in zip(_sections(summary, summary.attrs["labels"]), boards):
+    for (title, part), (heading, board, _) in zip(sections(summary), boards):
         suffix = f" ({title})" if title else ""
-        report.tables.append(board)
+        report.tables.append((f"{heading} — {LEADERBOARD_NOTE}", board))
         for pair, rows in part.groupby("pair", sort=True):
             report.tables.append((f"### {pair}{suffix}", detail_table(rows)))
         temps = temperature_table(part)
         if not temps.empty:
-            report.tables.append((f"## Temperature{suffix}", temps))
+            report.tables.append((f"## Temperature{suffix} — test top-1; ✓ chosen on "
+                                  f"{SELECTION}", temps))
     return report
 
 

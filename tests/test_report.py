@@ -7,7 +7,10 @@ import json
 import pandas as pd
 import pytest
 
-from kdbench.report import build_report, leaderboard, render, session_report, summarize
+from kdbench.report import (
+    COLUMNS_NOTE, FORMATS, LEADERBOARD_NOTE, build_report, leaderboard, render, session_report,
+    summarize,
+)
 from kdbench.results import make_record, records_frame
 from kdbench.spec import make_spec
 
@@ -16,68 +19,80 @@ ENV = {"torch": "2.3.0", "python": "3.11.7", "device_name": "cpu", "threads": 2,
 PARAMS = {"cnn_s": 2634, "cnn_m": 9802}
 
 
-def record(student, loss, seed, top1, t=None, status="ok"):
+def record(student, loss, seed, top1, t=None, status="ok", val=None):
     spec = make_spec("digits", "cnn_t", student, loss, temperature=t, seed=seed, epochs=5)
-    metrics = {"top1": top1, "top5": 99.0, "best_top1": top1, "teacher_top1": 98.5,
+    metrics = {"top1": top1, "top5": 99.0, "val_top1": top1 + 0.5 if val is None else val,
+               "best_top1": top1, "teacher_top1": 98.5, "num_classes": 10,
                "student_params": PARAMS[student], "teacher_params": 151466, "extra_params": 0,
                "compression": 151466 / PARAMS[student], "student_flops": 2 * PARAMS[student],
-               "train_throughput": 40000.0, "infer_throughput": 1.5e6, "latency_ms": 0.05,
-               "peak_mem_mb": 310.0, "agreement": top1 - 1.0, "train_s": 1.5}
+               "train_throughput": 40000.0, "train_throughput_online": 30000.0,
+               "infer_throughput": 1.5e6, "latency_ms": 0.05, "peak_mem_mb": 31.0,
+               "agreement": top1 - 1.0, "fidelity_kl": 0.1, "train_s": 1.5}
+    if loss != "ce":
+        metrics["teacher_outputs"] = "cached"
     if status == "diverged":
         metrics = {"diverged_epoch": 3, "last_finite_loss": 2.5}
-    r = make_record(spec, status, metrics if status != "error" else {}, ENV,
-                    **({"error": "boom"} if status == "error" else {}))
+    extra = {"error": "boom"} if status == "error" else \
+        {"reason": "needs equal channels"} if status == "n/a" else {}
+    r = make_record(spec, status, metrics if status == "ok" or status == "diverged" else {},
+                    ENV, **extra)
     r["created_at"] = f"2024-05-01T00:00:0{seed}+00:00"
     return r
 
 
+# kd T=1 has the lower test top-1 on cnn_s but the higher validation top-1: the tables choose
+# T=1 (selection on validation only) and show its test top-1
 RECORDS = (
     [record("cnn_s", "ce", s, v) for s, v in enumerate((90.0, 91.0, 92.0))]
-    + [record("cnn_s", "kd", s, v, t=4.0) for s, v in enumerate((93.0, 94.0, 95.0))]
-    + [record("cnn_s", "kd", s, v, t=1.0) for s, v in enumerate((91.5, 92.5))]
+    + [record("cnn_s", "kd", s, v, t=4.0, val=93.0) for s, v in enumerate((93.0, 94.0, 95.0))]
+    + [record("cnn_s", "kd", s, v, t=1.0, val=96.0) for s, v in enumerate((91.5, 92.5))]
     + [record("cnn_s", "kd", 0, 0.0, t=8.0, status="diverged")]
     + [record("cnn_s", "mse_logits", 0, 92.0), record("cnn_s", "mse_logits", 1, 0, status="error")]
+    + [record("cnn_s", "fsp", 0, 0, status="n/a")]
     + [record("cnn_m", "ce", s, v) for s, v in enumerate((94.0, 95.0))]
     + [record("cnn_m", "kd", s, v, t=4.0) for s, v in enumerate((96.0, 97.0))]
 )
 FRAME = records_frame(RECORDS)
 
 SESSION = """\
-kdbench 0.1.0 · git abc1234 · torch 2.3.0 · device cpu · threads 2 · seeds 0, 1, 2 · epochs 5 · records 15 (13 ok, 1 diverged, 1 error)
+kdbench 0.1.0 · git abc1234 · torch 2.3.0 · device cpu · threads 2 · seeds 0, 1, 2 · epochs 5 · records 16 (13 ok, 1 diverged, 1 error, 1 n/a) · selection temperatures and bold chosen on validation top-1; cells are test top-1
 
-| pair        | loss       | T   |            top-1 % |   Δ top-1 vs ce |   agreement % |   student params |   FLOPs |   train samples/s |   infer samples/s |
-|:------------|:-----------|:----|-------------------:|----------------:|--------------:|-----------------:|--------:|------------------:|------------------:|
-| cnn_t>cnn_m | kd         | 4   |   96.50 ± 0.71 (2) |           +2.00 |         95.50 |            9,802 |  19,604 |            40,000 |             1.50M |
-| cnn_t>cnn_m | ce         |     |   94.50 ± 0.71 (2) |           +0.00 |         93.50 |            9,802 |  19,604 |            40,000 |             1.50M |
-| cnn_t>cnn_s | kd         | 4   |   94.00 ± 1.00 (3) |           +3.00 |         93.00 |            2,634 |   5,268 |            40,000 |             1.50M |
-| cnn_t>cnn_s | kd         | 1   |   92.00 ± 0.71 (2) |           +1.00 |         91.00 |            2,634 |   5,268 |            40,000 |             1.50M |
-| cnn_t>cnn_s | mse_logits |     | 92.00 (1); 1 error |           +1.00 |         91.00 |            2,634 |   5,268 |            40,000 |             1.50M |
-| cnn_t>cnn_s | ce         |     |   91.00 ± 1.00 (3) |           +0.00 |         90.00 |            2,634 |   5,268 |            40,000 |             1.50M |
-| cnn_t>cnn_s | kd         | 8   |         1 diverged |                 |               |                  |         |                   |                   |
+| pair        | loss       | T   |       test top-1 % |   val top-1 % |   Δ top-1 vs ce |   agreement % |   fidelity KL |   student params |   FLOPs |   train samples/s |   infer samples/s |
+|:------------|:-----------|:----|-------------------:|--------------:|----------------:|--------------:|--------------:|-----------------:|--------:|------------------:|------------------:|
+| cnn_t/cnn_m | kd         | 4   |   96.50 ± 0.71 (2) |         97.00 |           +2.00 |         95.50 |         0.100 |            9,802 |  19,604 |            30,000 |             1.50M |
+| cnn_t/cnn_m | ce         |     |   94.50 ± 0.71 (2) |         95.00 |           +0.00 |         93.50 |         0.100 |            9,802 |  19,604 |            30,000 |             1.50M |
+| cnn_t/cnn_s | kd         | 4   |   94.00 ± 1.00 (3) |         93.00 |           +3.00 |         93.00 |         0.100 |            2,634 |   5,268 |            30,000 |             1.50M |
+| cnn_t/cnn_s | kd         | 1   |   92.00 ± 0.71 (2) |         96.00 |           +1.00 |         91.00 |         0.100 |            2,634 |   5,268 |            30,000 |             1.50M |
+| cnn_t/cnn_s | mse_logits |     | 92.00 (1); 1 error |         92.50 |           +1.00 |         91.00 |         0.100 |            2,634 |   5,268 |            30,000 |             1.50M |
+| cnn_t/cnn_s | ce         |     |   91.00 ± 1.00 (3) |         91.50 |           +0.00 |         90.00 |         0.100 |            2,634 |   5,268 |            30,000 |             1.50M |
+| cnn_t/cnn_s | kd         | 8   |         1 diverged |               |                 |               |               |                  |         |                   |                   |
+| cnn_t/cnn_s | fsp        |     |                N/A |               |                 |               |               |                  |         |                   |                   |
 """
 
 LEADERBOARD = """\
-| method     |              cnn_t>cnn_m |              cnn_t>cnn_s |
+| method     |              cnn_t/cnn_m |              cnn_t/cnn_s |
 |:-----------|-------------------------:|-------------------------:|
 | teacher    |                    98.50 |                    98.50 |
 | ce         |         94.50 ± 0.71 (2) |         91.00 ± 1.00 (3) |
-| kd         | **96.50 ± 0.71 (2) T=4** | **94.00 ± 1.00 (3) T=4** |
+| fsp        |                      N/A |                      N/A |
+| kd         | **96.50 ± 0.71 (2) T=4** | **92.00 ± 0.71 (2) T=1** |
 | mse_logits |                      N/A |       92.00 (1); 1 error |"""
 
 DETAIL_CNN_S = """\
-|   rank | method     | T   |            top-1 % |   Δ top-1 vs ce |   agreement % |   student params |   extra params |   compression |   FLOPs |   train samples/s |   infer samples/s |   latency ms |   peak mem MB |   train s |
-|-------:|:-----------|:----|-------------------:|----------------:|--------------:|-----------------:|---------------:|--------------:|--------:|------------------:|------------------:|-------------:|--------------:|----------:|
-|      1 | kd         | 4   |   94.00 ± 1.00 (3) |           +3.00 |         93.00 |            2,634 |              0 |          57.5 |   5,268 |            40,000 |             1.50M |        0.050 |         310.0 |       1.5 |
-|      2 | kd         | 1   |   92.00 ± 0.71 (2) |           +1.00 |         91.00 |            2,634 |              0 |          57.5 |   5,268 |            40,000 |             1.50M |        0.050 |         310.0 |       1.5 |
-|      2 | mse_logits |     | 92.00 (1); 1 error |           +1.00 |         91.00 |            2,634 |              0 |          57.5 |   5,268 |            40,000 |             1.50M |        0.050 |         310.0 |       1.5 |
-|      4 | ce         |     |   91.00 ± 1.00 (3) |           +0.00 |         90.00 |            2,634 |              0 |          57.5 |   5,268 |            40,000 |             1.50M |        0.050 |         310.0 |       1.5 |
-|        | kd         | 8   |         1 diverged |                 |               |                  |                |               |         |                   |                   |              |               |           |"""
+|   rank | method     | T   |       test top-1 % |   val top-1 % |   Δ top-1 vs ce |   agreement % |   fidelity KL |   student params |   extra params |   compression |   FLOPs |   train samples/s |   train samples/s as run |   infer samples/s |   latency ms |   peak mem MB |   train s | note                 |
+|-------:|:-----------|:----|-------------------:|--------------:|----------------:|--------------:|--------------:|-----------------:|---------------:|--------------:|--------:|------------------:|-------------------------:|------------------:|-------------:|--------------:|----------:|:---------------------|
+|      1 | kd         | 4   |   94.00 ± 1.00 (3) |         93.00 |           +3.00 |         93.00 |         0.100 |            2,634 |              0 |          57.5 |   5,268 |            30,000 |                   40,000 |             1.50M |        0.050 |          31.0 |       1.5 | teacher cached       |
+|      2 | kd         | 1   |   92.00 ± 0.71 (2) |         96.00 |           +1.00 |         91.00 |         0.100 |            2,634 |              0 |          57.5 |   5,268 |            30,000 |                   40,000 |             1.50M |        0.050 |          31.0 |       1.5 | teacher cached       |
+|      2 | mse_logits |     | 92.00 (1); 1 error |         92.50 |           +1.00 |         91.00 |         0.100 |            2,634 |              0 |          57.5 |   5,268 |            30,000 |                   40,000 |             1.50M |        0.050 |          31.0 |       1.5 | teacher cached, boom |
+|      4 | ce         |     |   91.00 ± 1.00 (3) |         91.50 |           +0.00 |         90.00 |         0.100 |            2,634 |              0 |          57.5 |   5,268 |            30,000 |                   40,000 |             1.50M |        0.050 |          31.0 |       1.5 |                      |
+|        | kd         | 8   |         1 diverged |               |                 |               |               |                  |                |               |         |                   |                          |                   |              |               |           |                      |
+|        | fsp        |     |                N/A |               |                 |               |               |                  |                |               |         |                   |                          |                   |              |               |           | needs equal channels |"""
 
 TEMPERATURE = """\
-| pair        | method   |              T=1 |              T=4 |        T=8 |
-|:------------|:---------|-----------------:|-----------------:|-----------:|
-| cnn_t>cnn_m | kd       |              N/A | 96.50 ± 0.71 (2) |        N/A |
-| cnn_t>cnn_s | kd       | 92.00 ± 0.71 (2) | 94.00 ± 1.00 (3) | 1 diverged |"""
+| pair        | method   |                T=1 |                T=4 |        T=8 |
+|:------------|:---------|-------------------:|-------------------:|-----------:|
+| cnn_t/cnn_m | kd       |                N/A | 96.50 ± 0.71 (2) ✓ |        N/A |
+| cnn_t/cnn_s | kd       | 92.00 ± 0.71 (2) ✓ |   94.00 ± 1.00 (3) | 1 diverged |"""
 
 
 def tables() -> dict[str, str]:
@@ -87,23 +102,67 @@ def tables() -> dict[str, str]:
 
 
 def test_session_report_matches_expected_markdown():
-    board = f"\n### Leaderboard (best T per pair)\n\n{LEADERBOARD}"
-    assert session_report(FRAME) == SESSION + board + "\n"
+    board = f"\n### Leaderboard ({LEADERBOARD_NOTE})\n\n{LEADERBOARD}"
+    assert session_report(FRAME) == SESSION + board + f"\n\n{COLUMNS_NOTE}\n"
 
 
 def test_leaderboard_detail_and_temperature_tables_match_expected_markdown():
     t = tables()
-    assert list(t) == ["## Leaderboard", "### cnn_t>cnn_m", "### cnn_t>cnn_s", "## Temperature"]
-    assert t["## Leaderboard"] == LEADERBOARD
-    assert t["### cnn_t>cnn_s"] == DETAIL_CNN_S
-    assert t["## Temperature"] == TEMPERATURE
+    assert list(t) == [f"## Leaderboard — {LEADERBOARD_NOTE}", "### cnn_t/cnn_m",
+                       "### cnn_t/cnn_s", "## Temperature — test top-1; ✓ chosen on validation "
+                       "top-1"]
+    assert t[f"## Leaderboard — {LEADERBOARD_NOTE}"] == LEADERBOARD
+    assert t["### cnn_t/cnn_s"] == DETAIL_CNN_S
+    assert t["## Temperature — test top-1; ✓ chosen on validation top-1"] == TEMPERATURE
+
+
+def test_temperature_and_best_method_are_chosen_on_validation_not_test():
+    s = summarize(FRAME)
+    kd = s[(s["pair"] == "cnn_t/cnn_s") & (s["loss"] == "kd")].set_index("T")
+    assert kd.loc[4.0, "top1_mean"] > kd.loc[1.0, "top1_mean"]  # test prefers T=4 …
+    assert kd.loc[1.0, "val_top1_mean"] > kd.loc[4.0, "val_top1_mean"]  # … validation T=1
+    board = leaderboard(s).set_index("method")
+    assert board.loc["kd", "cnn_t/cnn_s"] == "**92.00 ± 0.71 (2) T=1**"
+    swapped = records_frame([{**r, "metrics": {**r["metrics"], "val_top1": 50.0}}
+                             if r["spec"]["loss"] == "kd" else r for r in RECORDS])
+    board = leaderboard(summarize(swapped)).set_index("method")  # kd now worse on validation
+    assert board.loc["mse_logits", "cnn_t/cnn_s"].startswith("**")
+    assert not board.loc["kd", "cnn_t/cnn_s"].startswith("**")
+
+
+def test_a_teacher_near_chance_is_flagged_and_marks_no_winner():
+    broken = records_frame([{**r, "metrics": {**r["metrics"], "teacher_top1": 3.61}}
+                            for r in RECORDS])
+    board = leaderboard(summarize(broken)).set_index("method")
+    assert board.loc["teacher", "cnn_t/cnn_s"] == "3.61 ⚠ near chance"
+    assert "**" not in "".join(board["cnn_t/cnn_s"])
+    assert "scores 3.61 % test top-1, near chance" in session_report(broken)
+
+
+def test_a_learned_temperature_is_shown_with_the_starting_one():
+    records = [record("cnn_s", "ctkd", s, 93.0, t=15.6212) for s in range(2)]
+    for r, learned in zip(records, (9.5, 10.5)):
+        r["metrics"]["final_temperature"] = learned
+    s = summarize(records_frame(records))
+    cell = leaderboard(s).set_index("method").loc["ctkd", "cnn_t/cnn_s"]
+    assert cell == "**93.00 ± 0.00 (2) T=15.6212→10.00**"
+    assert "15.6212→10.00" in session_report(records_frame(records))
+
+
+def test_reports_without_any_temperature_loss():
+    """A ce-only run, a feature-loss subset, the first records of a run: no temperature table,
+    no crash in any format."""
+    ce_only = records_frame([r for r in RECORDS if r["spec"]["loss"] == "ce"])
+    for fmt in FORMATS:
+        assert render(ce_only, fmt)
+    assert "Temperature" not in render(ce_only, "md") and "ce" in session_report(ce_only)
 
 
 def test_failed_cases_are_not_counted_as_zero_accuracy():
     s = summarize(FRAME).set_index(["pair", "loss", "T"]).sort_index()
-    assert s.loc[("cnn_t>cnn_s", "mse_logits"), "top1_mean"].item() == 92.0
-    assert s.loc[("cnn_t>cnn_s", "mse_logits"), "error"].item() == 1
-    assert pd.isna(s.loc[("cnn_t>cnn_s", "kd", 8.0), "top1_mean"])
+    assert s.loc[("cnn_t/cnn_s", "mse_logits"), "top1_mean"].item() == 92.0
+    assert s.loc[("cnn_t/cnn_s", "mse_logits"), "error"].item() == 1
+    assert pd.isna(s.loc[("cnn_t/cnn_s", "kd", 8.0), "top1_mean"])
 
 
 def test_provenance_header_and_settings_that_vary_become_sections():
@@ -112,7 +171,8 @@ def test_provenance_header_and_settings_that_vary_become_sections():
     frame = pd.concat([FRAME, FRAME.assign(device="cuda", case_id=FRAME["case_id"] + "c",
                                            group_id=FRAME["group_id"] + "c")])
     headings = [h for h, _ in build_report(frame).tables]
-    assert "## Leaderboard (device cpu)" in headings and "## Leaderboard (device cuda)" in headings
+    assert f"## Leaderboard (device cpu) — {LEADERBOARD_NOTE}" in headings
+    assert f"## Leaderboard (device cuda) — {LEADERBOARD_NOTE}" in headings
 
 
 def test_published_column_next_to_measured_for_cifar100():
@@ -121,9 +181,9 @@ def test_published_column_next_to_measured_for_cifar100():
                               "teacher": "cnn_t", "student": "cnn_s",
                               "top1": ["93.10", "93.40", "90.50"], "note": ""})
     table = leaderboard(summarize(frame), published).set_index("method")
-    assert list(table.columns) == ["cnn_t>cnn_m", "cnn_t>cnn_s", "cnn_t>cnn_s published"]
-    assert table.loc["kd", "cnn_t>cnn_s published"] == "93.10 / 93.40"
-    assert table.loc["ce", "cnn_t>cnn_s published"] == "90.50"
+    assert list(table.columns) == ["cnn_t/cnn_m", "cnn_t/cnn_s", "cnn_t/cnn_s published"]
+    assert table.loc["kd", "cnn_t/cnn_s published"] == "93.10 / 93.40"
+    assert table.loc["ce", "cnn_t/cnn_s published"] == "90.50"
     assert "published" not in "".join(leaderboard(summarize(FRAME)).columns)  # digits: none
 
 
@@ -134,16 +194,16 @@ def test_shipped_reference_matches_a_cifar100_pair():
     frame = FRAME.assign(dataset="cifar100", teacher="wrn_40_2",
                          student=FRAME["student"].map({"cnn_s": "wrn_16_2", "cnn_m": "wrn_40_1"}))
     table = leaderboard(summarize(frame), reference.published()).set_index("method")
-    assert "74.92" in table.loc["kd", "wrn_40_2>wrn_16_2 published"]
+    assert "74.92" in table.loc["kd", "wrn_40_2/wrn_16_2 published"]
 
 
 def test_csv_and_json_formats():
     csv = render(FRAME, "csv")
-    assert csv.splitlines()[0].startswith("pair,loss,T,n,diverged,error,top1_mean,top1_std")
+    assert csv.splitlines()[0].startswith("pair,loss,T,n,na,diverged,error,top1_mean,top1_std")
     data = json.loads(render(FRAME, "json"))
-    assert data["provenance"]["records"] == "15 (13 ok, 1 diverged, 1 error)"
-    assert [t["title"] for t in data["tables"]][0] == "Leaderboard"
-    assert len(data["groups"]) == 7
+    assert data["provenance"]["records"] == "16 (13 ok, 1 diverged, 1 error, 1 n/a)"
+    assert [t["title"] for t in data["tables"]][0] == f"Leaderboard — {LEADERBOARD_NOTE}"
+    assert len(data["groups"]) == 8
 
 
 def test_empty_frame():
@@ -161,3 +221,21 @@ def test_plots_are_written_and_not_empty(tmp_path):
     assert all(p.stat().st_size > 1000 for p in paths)
     points = pd.DataFrame({"params": [1, 2, 3, 4], "top1": [90, 89, 95, 94]})
     assert list(pareto_front(points, "params", "top1", False)["params"]) == [1, 3]
+
+
+def test_plots_group_exactly_as_tables_do(tmp_path):
+    """A folder mixing 8- and 15-epoch runs: tables keep them apart, and so do the plots (one
+    set per setting, never one curve or front across the two)."""
+    pytest.importorskip("matplotlib")
+    from kdbench.plots import write_plots
+
+    longer = FRAME.assign(epochs=15, case_id=FRAME["case_id"] + "x",
+                          group_id=FRAME["group_id"] + "x")
+    summary = summarize(pd.concat([FRAME, longer]))
+    names = {p.name for p in write_plots(summary, tmp_path)}
+    for epochs in (5, 15):
+        assert {f"epochs_{epochs}-pareto-params.png",
+                f"epochs_{epochs}-cnn_t_cnn_s-temperature.png"} <= names
+    assert not any(n.startswith("pareto") or n.startswith("cnn_t") for n in names)
+    titles = [h for h, _ in build_report(pd.concat([FRAME, longer])).tables]
+    assert sum(h.startswith("## Leaderboard (epochs 5)") for h in titles) == 1

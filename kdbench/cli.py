@@ -4,21 +4,22 @@
     kdbench report PATH... [--format md|csv|json] [--out FILE] [--plots DIR] [--baseline OUT]
     kdbench compare BASELINE CURRENT [--format md|json] [--out FILE] [--alpha A]
                     [--metrics M,...] [--min-effect METRIC=VALUE ...] [--tolerance METRIC=VALUE ...]
-                    [--config pyproject.toml]
+                    [--allow-missing] [--config pyproject.toml]
     kdbench slurm [--kd-profile NAME] [--shards N] [--gpus G] [--kd-cases-per-gpu K] [--cpus C]
                   [--time LIMIT] [--partition P] [--results DIR] [--baseline JSONL] [--submit]
                   [-- PYTEST_ARGS...]
 
 ``list`` prints one name per line, then a details table. ``compare`` exits 0 without a
-regression, 1 with one, 2 on unusable input; ``slurm`` writes (and submits) a sharded run as
+regression, 1 with one or with baseline cases missing from CURRENT (unless ``--allow-missing``),
+2 on unusable input (corrupt lines included); ``slurm`` writes (and submits) a sharded run as
 a SLURM job array and a merge job (``kdbench.slurm``). Every error is one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -111,18 +112,21 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- report / compare
 
-def _load(paths: Sequence[str]) -> list[dict]:
-    """Records of files/folders; the loader's warning (corrupt lines) as one stderr line."""
-    from kdbench.results import load_records
+def _load(paths: Sequence[str], *, strict: bool = False) -> tuple[list[dict], list[str]]:
+    """(records of files/folders — the newest per case —, notes on what was left out). With
+    ``strict`` a corrupt line makes the input unusable (the gate must not decide on part of
+    it); otherwise skipped lines and superseded records are notes, also on stderr."""
+    from kdbench.results import notes, read
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        records = load_records(paths)
-    for w in caught:
-        print(f"kdbench: warning: {w.message}", file=sys.stderr)
-    if not records:
+    loaded = read(paths)
+    if strict and loaded.bad_lines:
+        raise KdbenchError(f"{loaded.bad_lines} corrupt or torn record line(s) in "
+                           f"{', '.join(paths)}: unusable input")
+    if not loaded.records:
         raise KdbenchError(f"no records in {', '.join(paths)}")
-    return records
+    for note in notes(loaded):
+        print(f"kdbench: note: {note}", file=sys.stderr)
+    return loaded.records, notes(loaded)
 
 
 def _emit(text: str, out: str | None) -> None:
@@ -137,8 +141,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from kdbench.report import build_report, load_published
     from kdbench.results import records_frame
 
-    records = _load(args.paths)
-    report = build_report(records_frame(records), load_published())
+    records, notes = _load(args.paths)
+    report = build_report(records_frame(records), load_published(), notes)
     _emit({"md": report.to_markdown, "csv": report.to_csv, "json": report.to_json}[args.format](),
           args.out)
     if args.plots:
@@ -162,9 +166,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         metrics=args.metrics.split(",") if args.metrics else None,
         min_effect=parse_assignments(args.min_effect, "--min-effect"),
         tolerance=parse_assignments(args.tolerance, "--tolerance"))
-    result = compare(_load([args.baseline]), _load([args.current]), thresholds)
+    (baseline, _), (current, _) = (_load([path], strict=True)
+                                   for path in (args.baseline, args.current))
+    result = compare(baseline, current, thresholds, allow_missing=args.allow_missing)
     _emit(result.to_json() + "\n" if args.format == "json" else result.to_markdown(), args.out)
-    return 1 if result.has_regression else 0
+    return 1 if result.failed else 0
 
 
 def cmd_slurm(args: argparse.Namespace) -> int:
@@ -207,8 +213,12 @@ def parser() -> argparse.ArgumentParser:
                     help="minimum effect: points for top1/agreement, percent for the others")
     cp.add_argument("--tolerance", nargs="+", default=[], metavar="METRIC=VALUE",
                     help="one-seed tolerance (default: twice the minimum effect)")
-    cp.add_argument("--config", default="pyproject.toml",
-                    help="pyproject.toml with [tool.kdbench.compare] (default: ./pyproject.toml)")
+    cp.add_argument("--allow-missing", action="store_true",
+                    help="decide only on the cases CURRENT has (an intentional subset); by "
+                         "default baseline cases missing from CURRENT fail the gate (exit 1)")
+    cp.add_argument("--config", default=None,
+                    help="pyproject.toml with [tool.kdbench.compare] (default: the nearest one "
+                         "with that table, from the current folder upwards)")
     cp.set_defaults(func=cmd_compare)
 
     sl = sub.add_parser("slurm", help="a sharded run as a SLURM job array (one pytest-split "
@@ -245,6 +255,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else 2
+    except BrokenPipeError:  # `kdbench list losses | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 0
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ both sides are compared; a change counts only when it is both
 
 Bit-identical per-seed values are "unchanged". A group whose ok seeds all became diverged or
 error is a regression (metric ``status``); the reverse is an improvement. Groups only in the
-current run are "new", groups only in the baseline "missing"; neither fails.
+current run are "new"; groups only in the baseline are "missing" and fail the gate
+(``Comparison.failed``) unless ``allow_missing`` (an intentional subset: ``-k``, one shard).
 
 API::
 
@@ -137,6 +138,16 @@ def _toml(path: Path) -> dict[str, Any]:
         raise KdbenchError(f"cannot read {str(path)!r}: {exc}") from None
 
 
+def find_config(start: Path) -> Path | None:
+    """The nearest pyproject.toml with a ``[tool.kdbench.compare]`` table, from ``start``
+    upwards: the project root's, wherever inside the project a command runs."""
+    for folder in (start.resolve(), *start.resolve().parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file() and _toml(candidate):
+            return candidate
+    return None
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """What counts as a change: significance level, minimum effects, one-seed tolerances."""
@@ -164,10 +175,17 @@ class Thresholds:
             tolerance={**self.tolerance, **(tolerance or {})})
 
     @classmethod
-    def load(cls, pyproject: Path | str | None = "pyproject.toml", **overrides: Any) -> "Thresholds":
-        """Defaults, then ``[tool.kdbench.compare]`` of ``pyproject`` (if the file exists), then
-        ``overrides`` (keyword arguments of ``updated``; the command line)."""
-        config = _toml(Path(pyproject)) if pyproject and Path(pyproject).is_file() else {}
+    def load(cls, where: Path | str | None = None, **overrides: Any) -> "Thresholds":
+        """Defaults, then ``[tool.kdbench.compare]`` of the project's pyproject.toml, then
+        ``overrides`` (keyword arguments of ``updated``; the command line). ``where`` is a
+        pyproject.toml, or a folder to look from (default: the current one): the nearest
+        pyproject.toml with that table in it or above it (``find_config``)."""
+        start = Path(where or ".")
+        if not start.exists():
+            raise KdbenchError(f"no config file or folder at {str(start)!r}: give a "
+                               f"pyproject.toml with [tool.kdbench.compare]")
+        path = start if start.is_file() else find_config(start)
+        config = _toml(path) if path else {}
         unknown = sorted(set(config) - {"alpha", "metrics", "min_effect", "tolerance"})
         if unknown:
             raise KdbenchError(f"unknown key {unknown[0]!r} in [tool.kdbench.compare]: valid: "
@@ -253,10 +271,31 @@ class Comparison:
     metrics: pd.DataFrame  # one row per (group_id, metric)
     cases: pd.DataFrame  # one row per group_id
     thresholds: Thresholds
+    allow_missing: bool = False  # baseline cases absent from the current run do not fail
 
     @property
     def has_regression(self) -> bool:
         return bool(self.cases["decision"].eq("regression").any())
+
+    @property
+    def has_missing(self) -> bool:
+        return bool(self.cases["decision"].eq("missing").any())
+
+    @property
+    def failed(self) -> bool:
+        """The gate's verdict: a regression, or baseline cases the current run lacks (unless
+        they are allowed: an intentional subset)."""
+        return self.has_regression or (self.has_missing and not self.allow_missing)
+
+    def verdict(self) -> str:
+        missing = self.counts()["missing"]
+        if self.has_regression:
+            return "REGRESSION"
+        if missing and not self.allow_missing:
+            return (f"FAILED: {missing} baseline case(s) missing from the current run "
+                    f"(a lost shard or a subset? --allow-missing decides on what ran)")
+        return "no regression" + (f" ({missing} baseline case(s) not run, allowed)"
+                                  if missing else "")
 
     def counts(self) -> dict[str, int]:
         counts = self.cases["decision"].value_counts()
@@ -266,7 +305,8 @@ class Comparison:
         def rows(df: pd.DataFrame) -> list[dict[str, Any]]:
             return json.loads(df.to_json(orient="records"))
 
-        return {"has_regression": self.has_regression, "counts": self.counts(),
+        return {"has_regression": self.has_regression, "failed": self.failed,
+                "allow_missing": self.allow_missing, "counts": self.counts(),
                 "thresholds": {"alpha": self.thresholds.alpha,
                                "metrics": list(self.thresholds.metrics),
                                "min_effect": self.thresholds.min_effect,
@@ -279,7 +319,7 @@ class Comparison:
 
     def to_markdown(self) -> str:
         counts = self.counts()
-        verdict = "**REGRESSION**" if self.has_regression else "no regression"
+        verdict = f"**{self.verdict()}**" if self.failed else self.verdict()
         lines = [f"### kdbench compare: {verdict}", "",
                  " · ".join(f"{n} {d}" for d, n in counts.items()), ""]
         changed = self.metrics[self.metrics["decision"].isin(["regression", "improvement"])]
@@ -320,7 +360,7 @@ def _change_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def compare(baseline: list[dict[str, Any]], current: list[dict[str, Any]],
-            thresholds: Thresholds | None = None) -> Comparison:
+            thresholds: Thresholds | None = None, allow_missing: bool = False) -> Comparison:
     """Decide per case group and metric; see the module docstring."""
     th = thresholds or Thresholds()
     if not baseline or not current:
@@ -362,7 +402,7 @@ def compare(baseline: list[dict[str, Any]], current: list[dict[str, Any]],
     cases = decisions.rename_axis("group_id").reset_index()
     cases.insert(0, "case", cases["group_id"].map(case_name))
     return Comparison(metrics=metrics, cases=cases.sort_values("case", ignore_index=True),
-                      thresholds=th)
+                      thresholds=th, allow_missing=allow_missing)
 
 
 def compare_paths(baseline: Iterable[Path | str], current: Iterable[Path | str],

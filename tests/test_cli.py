@@ -69,13 +69,54 @@ def test_report_plots(runs, tmp_path):
     assert pngs and all(p.stat().st_size > 0 for p in pngs)
 
 
-def test_corrupt_lines_are_skipped_and_counted(runs, capsys):
+def test_report_skips_and_counts_corrupt_lines_the_gate_refuses_them(runs, capsys):
     _, baseline, current = runs
     with open(current / "shard0" / "run.jsonl", "a") as fh:
         fh.write('{"case_id": "torn\n')
         fh.write("not json\n")
-    assert main(["compare", str(baseline), str(current)]) == 0
+    assert main(["report", str(current)]) == 0
     assert "skipped 2 corrupt or torn record line(s)" in capsys.readouterr().err
+    assert main(["compare", str(baseline), str(current)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "2 corrupt or torn record line(s)" in err and "unusable input" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_missing_cases_fail_the_gate_unless_allowed(runs, tmp_path, capsys):
+    records, baseline, _ = runs
+    subset = tmp_path / "subset.jsonl"
+    for r in records[:3]:  # one case group of the 4 ran (a lost shard, or a -k subset)
+        append_record(subset, r)
+    assert main(["compare", str(baseline), str(subset)]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED: 3 baseline case(s) missing" in out and "--allow-missing" in out
+    assert main(["compare", str(baseline), str(subset), "--allow-missing"]) == 0
+    assert "no regression (3 baseline case(s) not run, allowed)" in capsys.readouterr().out
+
+
+def test_rerun_records_count_once_newest_wins(runs, tmp_path, capsys):
+    records, _, current = runs
+    rerun = [{**r, "created_at": "2030-01-01T00:00:00.000000+00:00",
+              "metrics": {**r["metrics"], "top1": 50.0}} for r in records]
+    for r in rerun:
+        append_record(current / "rerun" / "run.jsonl", r)
+    assert main(["report", str(current), "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["provenance"]["records"] == f"{len(records)} ({len(records)} ok)"
+    assert {g["top1_mean"] for g in out["groups"]} == {50.0}
+    assert f"{len(records)} older record(s) superseded" in out["notes"][0]
+
+
+def test_list_into_a_closed_pipe_ends_quietly():
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-c", "from kdbench.cli import main; main(['list', 'losses'])"]
+    producer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = producer.stdout.readline()  # `| head -1`: the reader leaves after one line
+    producer.stdout.close()
+    _, err = producer.communicate(timeout=60)
+    assert first.strip() == b"ab" and b"Traceback" not in err and b"BrokenPipe" not in err, err
 
 
 def test_compare_exit_codes(runs, tmp_path, capsys):
@@ -104,7 +145,7 @@ def test_compare_exit_codes(runs, tmp_path, capsys):
 def test_compare_unusable_input_exits_2_with_one_line(runs, tmp_path, capsys, case, message):
     records, baseline, current = runs
     other = tmp_path / "other.jsonl"
-    changed = {"unshared": {"group_id": "elsewhere"}, "schema": {"schema": 2}}.get(case)
+    changed = {"unshared": {"group_id": "elsewhere"}, "schema": {"schema": 99}}.get(case)
     for r in copy.deepcopy(records):
         append_record(other, {**r, **(changed or {})})
     args = {"missing": [str(tmp_path / "nope.jsonl"), str(current)],

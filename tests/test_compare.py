@@ -89,15 +89,15 @@ def test_planted_top1_drop_of_5_points_is_a_regression(rng):
     base = draw(rng)
     result = compare(base, planted(base, "kd", 4.0, top1=lambda v: v - 5.0))
     assert result.has_regression
-    assert decisions(result)["digits-cnn_t>cnn_s-kd-T4-cpu"] == "regression"
+    assert decisions(result)["digits-cnn_t/cnn_s-kd-T4-cpu"] == "regression"
     assert list(result.metrics.query("decision == 'regression'")["metric"]) == ["top1"]
-    assert "digits-cnn_t>cnn_s-kd-T4-cpu" in result.to_markdown()
+    assert "digits-cnn_t/cnn_s-kd-T4-cpu" in result.to_markdown()
 
 
 def test_planted_throughput_drop_of_30_percent_is_a_regression(rng):
     base = draw(rng)
     result = compare(base, planted(base, "ce", None, infer_throughput=lambda v: 0.7 * v))
-    assert decisions(result)["digits-cnn_t>cnn_s-ce-cpu"] == "regression"
+    assert decisions(result)["digits-cnn_t/cnn_s-ce-cpu"] == "regression"
     row = result.metrics.query("decision == 'regression'").iloc[0]
     assert (row["metric"], round(row["effect"])) == ("infer_throughput", -30)
 
@@ -106,7 +106,7 @@ def test_planted_top1_drop_caught_under_fresh_seed_noise():
     rng = np.random.default_rng(7)
     current = planted(draw(rng, seeds=(3, 4, 5)), "kd", 1.0, top1=lambda v: v - 5.0)
     found = compare(draw(rng), current).metrics.query("decision == 'regression'")
-    assert list(found["case"] + ":" + found["metric"]) == ["digits-cnn_t>cnn_s-kd-T1-cpu:top1"]
+    assert list(found["case"] + ":" + found["metric"]) == ["digits-cnn_t/cnn_s-kd-T1-cpu:top1"]
 
 
 def test_seed_noise_false_alarm_rate_at_most_5_percent():
@@ -125,15 +125,15 @@ def test_improvements_do_not_fail(rng):
     result = compare(base, planted(base, "kd", 4.0, top1=lambda v: v + 5.0,
                                    infer_throughput=lambda v: 2 * v))
     assert not result.has_regression
-    assert decisions(result)["digits-cnn_t>cnn_s-kd-T4-cpu"] == "improvement"
+    assert decisions(result)["digits-cnn_t/cnn_s-kd-T4-cpu"] == "improvement"
 
 
 def test_new_and_missing_cases_are_listed_and_do_not_fail(rng):
     base = draw(rng, cases=CASES[:3])
     current = draw(rng, cases=CASES[1:])
     result = compare(base, current)
-    assert decisions(result)["digits-cnn_t>cnn_s-ce-cpu"] == "missing"
-    assert decisions(result)["digits-cnn_t>cnn_s-mse_logits-cpu"] == "new"
+    assert decisions(result)["digits-cnn_t/cnn_s-ce-cpu"] == "missing"
+    assert decisions(result)["digits-cnn_t/cnn_s-mse_logits-cpu"] == "new"
     assert result.counts()["new"] == result.counts()["missing"] == 1
     assert not result.has_regression
     md = result.to_markdown()
@@ -170,7 +170,7 @@ def test_case_that_now_diverges_is_a_regression(rng):
                                                      "last_finite_loss": 3.2}
     result = compare(base, current)
     row = result.metrics.query("decision == 'regression'").iloc[0]
-    assert (row["case"], row["metric"]) == ("digits-cnn_t>cnn_s-mse_logits-cpu", "status")
+    assert (row["case"], row["metric"]) == ("digits-cnn_t/cnn_s-mse_logits-cpu", "status")
     assert "3/3 ok" in result.to_markdown() and "0/3 ok" in result.to_markdown()
 
 
@@ -181,7 +181,13 @@ def test_thresholds_from_pyproject_then_overrides(tmp_path):
     th = Thresholds.load(config, min_effect={"top1": 2.0})
     assert (th.alpha, th.metrics, th.min_effect["top1"], th.tolerance_for("top1")) == (
         0.05, ("top1",), 2.0, 4.0)
-    assert Thresholds.load(tmp_path / "absent.toml") == Thresholds()
+    with pytest.raises(KdbenchError, match="no config file or folder at .*absent.toml"):
+        Thresholds.load(tmp_path / "absent.toml")
+    inner = tmp_path / "project" / "suites"
+    inner.mkdir(parents=True)  # from a folder inside the project: the nearest table above it
+    assert Thresholds.load(inner).metrics == ("top1",)
+    (tmp_path / "project" / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    assert Thresholds.load(inner).metrics == ("top1",)  # a pyproject without the table is skipped
     config.write_text("[tool.kdbench.compare]\nmin_effect = { top_1 = 0.5 }\n")
     with pytest.raises(KdbenchError, match="unknown metric 'top_1'"):
         Thresholds.load(config)

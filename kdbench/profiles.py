@@ -8,21 +8,31 @@ registry); losses with a temperature are swept over ``temperatures`` when they m
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 from kdbench.losses import LOSSES
+from kdbench.paper_settings import CIFAR100_PAIR_SETTINGS, REPDISTILLER_CROSS, REPDISTILLER_SAME
 from kdbench.registry import KdbenchError, Registry
 from kdbench.spec import DEVICES, RunSpec, make_spec
 
 PROFILES = Registry("profiles")
+WEIGHTS = ("temperature", "alpha", "ce_weight")  # settings besides a loss's own options
+
+Pair = tuple[str, str]
+Settings = Mapping[str, float]
 
 
 @dataclass(frozen=True)
 class Profile:
+    """A matrix of cases. ``loss_options`` (loss → options) apply to every pair;
+    ``pair_settings`` ((teacher, student) → loss → settings) override them for one pair, where a
+    setting is ``temperature`` (then not swept), ``alpha``, ``ce_weight`` or a loss option."""
+
     name: str
     description: str
     dataset: str
-    pairs: tuple[tuple[str, str], ...]
+    pairs: tuple[Pair, ...]
     recipe: str
     epochs: int
     teacher_epochs: int
@@ -31,16 +41,23 @@ class Profile:
     losses: tuple[str, ...] = ("*",)
     temperatures: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
     sweep: tuple[str, ...] = ("*",)
-    dataset_options: tuple[tuple[str, object], ...] = ()
-    loss_options: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()  # per-loss overrides
+    dataset_options: tuple[tuple[str, Any], ...] = ()
+    loss_options: Mapping[str, Settings] = field(default_factory=dict)
+    pair_settings: Mapping[Pair, Mapping[str, Settings]] = field(default_factory=dict)
 
     def loss_names(self) -> list[str]:
         return [n for n in LOSSES.names() if any(fnmatch.fnmatchcase(n, p) for p in self.losses)]
 
-    def temperatures_for(self, loss: str) -> tuple[float | None, ...]:
+    def settings(self, pair: Pair, loss: str) -> dict[str, float]:
+        """The loss's options and weights for one pair: the profile's, then the pair's."""
+        return {**self.loss_options.get(loss, {}), **self.pair_settings.get(pair, {}).get(loss, {})}
+
+    def temperatures_for(self, loss: str, settings: Settings) -> tuple[float | None, ...]:
         cls = LOSSES.get(loss)
         if not cls.uses_temperature:
             return (None,)
+        if "temperature" in settings:
+            return (settings["temperature"],)
         if any(fnmatch.fnmatchcase(loss, p) for p in self.sweep):
             return self.temperatures
         return (cls.default_temperature,)
@@ -52,25 +69,31 @@ class Profile:
         """Every case: pair × loss × temperature × device × seed (ids readable, order stable).
 
         ``precision="auto"`` runs CUDA cases with AMP and CPU cases in fp32; ``teacher_ckpts``
-        maps teacher names to checkpoints that replace training them."""
+        maps teacher names to checkpoints that replace training them. Each spec is validated as
+        it is made (``RunSpec``), the loss's own constraints included: a profile that cannot
+        run fails here, before any training."""
         ckpts = teacher_ckpts or {}
         n_seeds = self.seeds if seeds is None else seeds
         if not isinstance(n_seeds, int) or n_seeds < 1:
             raise KdbenchError(f"invalid number of seeds {n_seeds!r}: must be an integer ≥ 1")
-        return [
-            make_spec(self.dataset, teacher, student, loss, temperature=t, seed=seed,
-                      device=device, recipe=self.recipe, batch_size=self.batch_size,
-                      epochs=self.epochs if epochs is None else epochs,
-                      teacher_epochs=self.teacher_epochs, dataset_options=self.dataset_options,
-                      precision=_precision(precision, device), compile=compile,
-                      loss_options=dict(self.loss_options).get(loss, ()),
-                      teacher_ckpt=ckpts.get(teacher))
-            for teacher, student in self.pairs
-            for loss in self.loss_names()
-            for t in self.temperatures_for(loss)
-            for device in devices
-            for seed in range(n_seeds)
-        ]
+        specs = []
+        for pair in self.pairs:
+            for loss in self.loss_names():
+                settings = self.settings(pair, loss)
+                options = {k: v for k, v in settings.items() if k not in WEIGHTS}
+                for t in self.temperatures_for(loss, settings):
+                    specs += [
+                        make_spec(self.dataset, *pair, loss, temperature=t, seed=seed,
+                                  device=device, recipe=self.recipe, batch_size=self.batch_size,
+                                  epochs=self.epochs if epochs is None else epochs,
+                                  teacher_epochs=self.teacher_epochs,
+                                  dataset_options=self.dataset_options,
+                                  precision=_precision(precision, device), compile=compile,
+                                  loss_options=tuple(sorted(options.items())),
+                                  teacher_ckpt=ckpts.get(pair[0]), alpha=settings.get("alpha"),
+                                  ce_weight=settings.get("ce_weight"))
+                        for device in devices for seed in range(n_seeds)]
+        return specs
 
 
 def _precision(precision: str, device: str) -> str:
@@ -90,7 +113,7 @@ def register_profile(profile: Profile) -> Profile:
 # 8 epochs); β = 100: 88.6–94.2 %.
 # DKD's warm-up is 20 of 240 epochs; scaled to 15 epochs that is 1.25, and β = 8 then
 # collapsed cnn_m seeds 0 and 3 to chance (9.7 %); over 5 epochs: 92.5–96.9 % on 12 runs.
-DIGITS_LOSS_OPTIONS = (("at", (("beta", 100.0),)), ("dkd", (("warmup", 1 / 3),)))
+DIGITS_LOSS_OPTIONS = {"at": {"beta": 100.0}, "dkd": {"warmup": 1 / 3}}
 
 register_profile(Profile(
     "quick", "digits (bundled, no download): cnn_t (151k) → cnn_s (2.6k) and cnn_m (9.8k), "
@@ -105,9 +128,10 @@ register_profile(Profile(
     teacher_epochs=8, seeds=1, sweep=(), loss_options=DIGITS_LOSS_OPTIONS,
 ))
 register_profile(Profile(
-    "mnist", "MNIST 28×28 (torchvision files): cnn_t → cnn_s, resnet20 → resnet8",
+    "mnist", "MNIST 28×28 (torchvision files): cnn_t → cnn_s, resnet20 → resnet8, kd swept "
+    "over T",
     dataset="mnist", pairs=(("cnn_t", "cnn_s"), ("resnet20", "resnet8")), recipe="digits",
-    epochs=10, teacher_epochs=10, batch_size=128,
+    epochs=10, teacher_epochs=10, batch_size=128, sweep=("kd",),
 ))
 register_profile(Profile(
     "cifar10", "CIFAR-10 (torchvision files), CRD recipe: resnet56 → resnet20, "
@@ -115,15 +139,10 @@ register_profile(Profile(
     dataset="cifar10", pairs=(("resnet56", "resnet20"), ("resnet32x4", "resnet8x4")),
     recipe="crd", epochs=240, teacher_epochs=240, sweep=("kd",),
 ))
-CRD_SAME = (("wrn_40_2", "wrn_16_2"), ("wrn_40_2", "wrn_40_1"), ("resnet56", "resnet20"),
-            ("resnet110", "resnet20"), ("resnet110", "resnet32"), ("resnet32x4", "resnet8x4"),
-            ("vgg13", "vgg8"))
-CRD_CROSS = (("vgg13", "mobilenetv2"), ("resnet50", "mobilenetv2"), ("resnet50", "vgg8"),
-             ("resnet32x4", "shufflenetv1"), ("resnet32x4", "shufflenetv2"),
-             ("wrn_40_2", "shufflenetv1"))
 register_profile(Profile(
     "cifar100-crd", "CIFAR-100, the CRD/DKD tables: 7 same- and 6 cross-architecture pairs, "
-    "CRD recipe (240 epochs), every loss at its paper temperature; GPU days",
-    dataset="cifar100", pairs=CRD_SAME + CRD_CROSS, recipe="crd", epochs=240,
-    teacher_epochs=240, sweep=(),
+    "CRD recipe (240 epochs), every loss at its paper temperature, each published (pair, method) "
+    "at its authors' settings; GPU days",
+    dataset="cifar100", pairs=REPDISTILLER_SAME + REPDISTILLER_CROSS, recipe="crd", epochs=240,
+    teacher_epochs=240, sweep=(), pair_settings=CIFAR100_PAIR_SETTINGS,
 ))

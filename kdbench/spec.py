@@ -24,6 +24,14 @@ def _fmt_number(x: float) -> str:
     return f"{x:g}"
 
 
+PAIR_SEP = "/"  # every character of a case id is one `pytest -k` accepts
+
+
+def pair_name(teacher: str, student: str) -> str:
+    """``teacher/student``, as ids, tables and plots name a pair."""
+    return f"{teacher}{PAIR_SEP}{student}"
+
+
 @dataclass(frozen=True)
 class RunSpec:
     dataset: str
@@ -75,15 +83,16 @@ class RunSpec:
 
     @property
     def pair(self) -> str:
-        return f"{self.teacher}>{self.student}"
+        return pair_name(self.teacher, self.student)
 
     @property
     def name(self) -> str:
-        """Readable test id, e.g. ``digits-cnn_t>cnn_s-kd-T4-cpu-s0``."""
+        """Readable test id, e.g. ``digits-cnn_t/cnn_s-kd-T4-cpu-s0``: every part is one that
+        ``pytest -k`` accepts. Loss options and weights are not in it (a profile sets one value
+        per pair and loss; the record's spec has them all)."""
         parts = [self.dataset, self.pair, self.loss]
         if self.temperature is not None:
             parts.append(f"T{_fmt_number(self.temperature)}")
-        parts += [f"{k}{_fmt_number(v)}" for k, v in self.loss_options]
         parts += [self.device] + ([] if self.precision == "fp32" else [self.precision])
         parts += ["compiled"] if self.compile else []
         parts.append(f"s{self.seed}")
@@ -137,6 +146,7 @@ def validate_spec(spec: RunSpec) -> None:
                f"valid: {', '.join(sorted(loss_cls.options)) or 'none'}")
         _check(isinstance(value, (int, float)) and math.isfinite(value) and value >= 0,
                f"invalid {spec.loss} option {key}={value!r}: must be a finite number ≥ 0")
+    loss_cls.resolve(spec.temperature, dict(spec.loss_options))
     for name in ("seed", "teacher_seed"):
         value = getattr(spec, name)
         _check(isinstance(value, int) and value >= 0, f"invalid {name} {value!r}: must be an integer ≥ 0")
@@ -146,10 +156,10 @@ def validate_spec(spec: RunSpec) -> None:
 
 
 def make_spec(dataset: str, teacher: str, student: str, loss: str, *,
-              alpha: float | None = None, **kw: Any) -> RunSpec:
-    """A RunSpec with the loss's default weights (``ce_weight``, ``alpha``) filled in."""
+              alpha: float | None = None, ce_weight: float | None = None, **kw: Any) -> RunSpec:
+    """A RunSpec with the loss's default weights (``ce_weight``, ``alpha``) where not given."""
     from kdbench.losses import LOSSES
 
-    ce_weight, alpha = LOSSES.get(loss).weights(alpha)
-    return RunSpec(dataset=dataset, teacher=teacher, student=student, loss=loss,
-                   alpha=alpha, ce_weight=ce_weight, **kw)
+    default_ce, alpha = LOSSES.get(loss).weights(alpha)
+    return RunSpec(dataset=dataset, teacher=teacher, student=student, loss=loss, alpha=alpha,
+                   ce_weight=default_ce if ce_weight is None else ce_weight, **kw)

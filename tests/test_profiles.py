@@ -88,7 +88,7 @@ def test_teacher_sees_the_students_augmented_batch(tiny_spec, cache_dir, monkeyp
                               for f in dataclasses.fields(TensorData) if f.name != "augment"},
                            augment=shift)
     monkeypatch.setitem(engine._data, (spec.dataset, spec.dataset_options, spec.device), augmented)
-    teacher, _ = engine.teacher(spec)
+    teacher, _ = engine.teachers.get(spec)
     seen = {"student": [], "teacher": []}
     teacher.register_forward_pre_hook(lambda m, args: seen["teacher"].append(args[0].clone()))
     build = kdbench.engine.build_model

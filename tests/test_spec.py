@@ -63,10 +63,10 @@ def test_seeds_share_a_group():
 
 
 @pytest.mark.parametrize("spec, name", [
-    (KD, "digits-cnn_t>cnn_s-kd-T4-cpu-s0"),
-    (dataclasses.replace(KD, temperature=2.5, seed=2), "digits-cnn_t>cnn_s-kd-T2.5-cpu-s2"),
-    (make_spec("digits", "cnn_t", "cnn_m", "ce"), "digits-cnn_t>cnn_m-ce-cpu-s0"),
-    (WITH_OPTIONS, "synthetic-cnn_t>cnn_s-dkd-T4-nckd_weight8-cpu-s0"),
+    (KD, "digits-cnn_t/cnn_s-kd-T4-cpu-s0"),
+    (dataclasses.replace(KD, temperature=2.5, seed=2), "digits-cnn_t/cnn_s-kd-T2.5-cpu-s2"),
+    (make_spec("digits", "cnn_t", "cnn_m", "ce"), "digits-cnn_t/cnn_m-ce-cpu-s0"),
+    (WITH_OPTIONS, "synthetic-cnn_t/cnn_s-dkd-T4-cpu-s0"),
 ])
 def test_readable_name(spec, name):
     assert spec.name == name

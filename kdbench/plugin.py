@@ -2,7 +2,8 @@
 ``kd_case`` fixture, the end-of-session leaderboard and the regression gate.
 
 The plugin is thin: the session state lives in ``config.stash``; fixtures report through it;
-all training happens in ``kdbench.engine``.
+all training happens in ``kdbench.engine``. Everything a user can get wrong is checked before
+any training: options at configure time, data and teacher checkpoints at collection.
 """
 
 from __future__ import annotations
@@ -20,13 +21,25 @@ import pytest
 import torch
 
 from kdbench import measure, results
+from kdbench.checkpoints import load_checkpoint
 from kdbench.engine import Diverged, Engine
 from kdbench.losses import LOSSES, NotApplicable
+from kdbench.models import build_model
 from kdbench.profiles import PROFILES
 from kdbench.registry import KdbenchError
 from kdbench.spec import DEVICES, PRECISIONS, RunSpec
 
 DEVICE_CHOICES = (*DEVICES, "all")
+# Markers. `pytest -k` matches marker names as substrings too, so none contains a loss name:
+# `-k crd` selects the crd cases and nothing else.
+MARKERS = (
+    "pair_case: a teacher/student case generated from --kd-profile",
+    "cpu: a case that runs on the CPU",
+    "cuda: a case that needs a CUDA GPU (skipped without one)",
+    "logits_only: a distillation case whose loss uses only logits",
+    "hidden_layers: a distillation case whose loss uses intermediate features",
+    "student_alone: the ce baseline (the student trained without a teacher)",
+)
 
 
 @dataclass
@@ -37,6 +50,7 @@ class KdSession:
     specs: list[RunSpec]
     results_dir: Path
     run_file: Path
+    baseline: list[dict[str, Any]] | None = None
     engine: Engine | None = None
     comparison: Any = None
     done: dict[str, dict[str, Any]] = field(default_factory=dict)  # --kd-resume: ok records
@@ -54,6 +68,10 @@ class KdSession:
                 else None)
         return self.engine
 
+    @property
+    def leaderboard_file(self) -> Path:
+        return self.run_file.with_suffix(".md")
+
 
 SESSION = pytest.StashKey[KdSession]()
 
@@ -69,7 +87,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--kd-epochs", type=int, default=None, metavar="N",
                     help="student epochs per case; default: the profile's")
     group.addoption("--kd-results", default="results", metavar="DIR",
-                    help="where runs/*.jsonl and leaderboard.md go; default: results")
+                    help="runs/<run>.jsonl (records) and runs/<run>.md (leaderboard) go here; "
+                         "default: results")
     group.addoption("--kd-cache", default=os.environ.get("KDBENCH_CACHE", ".kdbench_cache"),
                     metavar="DIR", help="teacher cache (env KDBENCH_CACHE); default: .kdbench_cache")
     group.addoption("--kd-data-root", default=os.environ.get("KDBENCH_DATA"), metavar="DIR",
@@ -88,15 +107,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(repeatable)")
     group.addoption("--kd-resume", action="store_true",
                     help="skip cases that already have an ok record under --kd-results")
-    group.addoption("--kd-baseline", default=None, metavar="JSONL",
-                    help="compare this run to a baseline and fail on a regression")
+    group.addoption("--kd-baseline", default=None, metavar="PATH",
+                    help="compare this run to a baseline (records file or folder) and fail on "
+                         "a regression or on baseline cases this run lacks")
+    group.addoption("--kd-allow-missing", action="store_true",
+                    help="with --kd-baseline: decide only on the cases that ran (a -k or shard "
+                         "subset); baseline cases not run are listed, not failed")
 
 
 def _threads(config: pytest.Config) -> int:
     requested = config.getoption("kd_threads")
     if requested is not None:
         if requested < 1:
-            raise pytest.UsageError(f"invalid --kd-threads {requested}: must be ≥ 1")
+            raise KdbenchError(f"invalid --kd-threads {requested}: must be an integer ≥ 1")
         return requested
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     return max(1, (os.cpu_count() or 1) // workers)
@@ -141,30 +164,58 @@ def _teacher_ckpts(items: list[str], profile: Any) -> dict[str, str]:
     return ckpts
 
 
+def _check_cache(path: str) -> None:
+    """The cache must be a folder or creatable as one (nothing is created here)."""
+    existing = next(p for p in (Path(path).absolute(), *Path(path).absolute().parents)
+                    if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise KdbenchError(f"--kd-cache {path!r}: {existing} is "
+                           f"{'not writable' if existing.is_dir() else 'a file'}: choose a "
+                           f"writable folder with --kd-cache or KDBENCH_CACHE (it holds teacher "
+                           f"checkpoints and teacher outputs)")
+
+
+def load_baseline(path: str) -> list[dict[str, Any]]:
+    """The baseline's records, checked before any training: a file or folder of records, none
+    corrupt, the current schema."""
+    try:
+        loaded = results.read([path])
+    except KdbenchError:
+        raise KdbenchError(f"--kd-baseline {path!r}: no such file or folder") from None
+    except OSError as exc:
+        raise KdbenchError(f"--kd-baseline {path!r}: cannot read it ({exc.strerror})") from None
+    if loaded.bad_lines:
+        raise KdbenchError(f"--kd-baseline {path!r}: {loaded.bad_lines} corrupt or torn record "
+                           f"line(s): the gate cannot decide on a damaged baseline")
+    if not loaded.records:
+        raise KdbenchError(f"--kd-baseline {path!r}: no records in it")
+    schemas = sorted({r.get("schema") for r in loaded.records}, key=str)
+    if schemas != [results.SCHEMA]:
+        raise KdbenchError(f"--kd-baseline {path!r}: records of schema {schemas}, this kdbench "
+                           f"writes schema {results.SCHEMA}: refresh the baseline")
+    return loaded.records
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    for marker in (
-        "kd_case: a distillation case generated from --kd-profile",
-        "cpu: a case that runs on the CPU",
-        "cuda: a case that needs a CUDA GPU (skipped without one)",
-        "logit_kd: a case whose loss uses only logits",
-        "feature_kd: a case whose loss uses intermediate features",
-    ):
+    for marker in MARKERS:
         config.addinivalue_line("markers", marker)
     try:
         specs = _specs(config)
+        threads = _threads(config)
+        _check_cache(config.getoption("kd_cache"))
+        baseline = config.getoption("kd_baseline")
+        baseline_records = load_baseline(baseline) if baseline else None
     except KdbenchError as exc:
         raise pytest.UsageError(str(exc)) from None
-    baseline = config.getoption("kd_baseline")
-    if baseline and not Path(baseline).is_file():
-        raise pytest.UsageError(f"--kd-baseline {baseline!r}: no such file")
-    torch.set_num_threads(_threads(config))
+    torch.set_num_threads(threads)
     results_dir = Path(config.getoption("kd_results"))
     worker = getattr(config, "workerinput", None)
     name = worker["kd_run_file"] if worker else _run_file_name()
-    kd_session = KdSession(config, specs, results_dir, results_dir / "runs" / name)
+    kd_session = KdSession(config, specs, results_dir, results_dir / "runs" / name,
+                           baseline_records)
     if config.getoption("kd_resume") and (results_dir / "runs").is_dir():
         kd_session.done = {r["case_id"]: r for r in results.load_records([results_dir / "runs"])
-                           if r["status"] == "ok"}
+                           if r["status"] in ("ok", "n/a")}
     config.stash[SESSION] = kd_session
     if worker and torch.cuda.is_available():  # one GPU per xdist worker, round robin
         index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:])
@@ -190,10 +241,10 @@ class _XdistHooks:
 
 def _marks(spec: RunSpec) -> list[pytest.MarkDecorator]:
     loss = LOSSES.get(spec.loss)
-    kind = pytest.mark.logit_kd if set(loss.taps) <= {"logits"} else pytest.mark.feature_kd
-    group = f"{spec.dataset}-{spec.teacher}-{spec.device}"  # --dist loadgroup: one teacher
-    return [pytest.mark.kd_case, kind, pytest.mark.xdist_group(group),
-            *_device_marks(spec.device)]
+    kind = (pytest.mark.student_alone if not loss.needs_teacher else
+            pytest.mark.logits_only if set(loss.taps) <= {"logits"} else
+            pytest.mark.hidden_layers)
+    return [pytest.mark.pair_case, kind, *_device_marks(spec.device)]
 
 
 def _device_marks(device: str) -> list[pytest.MarkDecorator]:
@@ -234,20 +285,40 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             pytest.param(m, id=m.name, marks=_device_marks(m.device)) for m in model_cases(specs)])
 
 
+def _case_spec(item: pytest.Item) -> Any:
+    params = getattr(item, "callspec", None)
+    params = params.params if params else {}
+    return params.get("kd_spec", params.get("kd_model"))
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
-    """Fail before any training when records could not be written or data are missing."""
-    specs = [item.callspec.params[name] for item in items if hasattr(item, "callspec")
-             for name in ("kd_spec", "kd_model") if name in item.callspec.params]
+    """Fail before any training when records could not be written, data are missing or
+    unreadable, or a teacher checkpoint does not fit its architecture; with
+    ``--dist loadgroup``, keep a teacher's cases on one worker."""
+    specs = [s for s in map(_case_spec, items) if s is not None]
     if not specs:
         return
     kd_session = config.stash[SESSION]
     try:
         results.check_writable(kd_session.results_dir / "runs")
+        engine = kd_session.get_engine()
         for dataset, options in {(s.dataset, s.dataset_options) for s in specs}:
-            kd_session.get_engine().host_data(dataset, options)
+            engine.host_data(dataset, options)
+        for spec in {(s.teacher, s.teacher_ckpt, s.dataset, s.dataset_options): s
+                     for s in specs if isinstance(s, RunSpec) and s.teacher_ckpt}.values():
+            data = engine.host_data(spec.dataset, spec.dataset_options)
+            with torch.device("meta"):
+                model = build_model(spec.teacher, data.num_classes, data.input_shape)
+            load_checkpoint(spec.teacher_ckpt, spec.teacher, model.to_empty(device="cpu"))
     except KdbenchError as exc:
         raise pytest.UsageError(str(exc)) from None
+    if getattr(config.option, "loadgroup", False):  # set on xdist workers by --dist loadgroup
+        for item in items:  # xdist's scheduler reads the group after "@" (xdist_group's way)
+            spec = _case_spec(item)
+            if isinstance(spec, RunSpec):
+                item._nodeid = f"{item.nodeid}@{spec.dataset}-{spec.teacher}-{spec.device}"
 
 
 @pytest.fixture
@@ -259,18 +330,21 @@ def kd_session(request: pytest.FixtureRequest) -> KdSession:
 def kd_case(request: pytest.FixtureRequest, kd_session: KdSession) -> Callable[[RunSpec], dict]:
     """``kd_case(spec)`` trains and measures one case, stores its record and returns it.
 
-    Not applicable → skipped (shown N/A); diverged → recorded as such and returned; any other
-    error → recorded with its message, then re-raised so the test fails.
+    Not applicable → recorded as ``n/a`` with the reason, then skipped; diverged → recorded as
+    such and xfailed; any other error → recorded with its message, then re-raised so the test
+    fails.
     """
 
     def run(spec: RunSpec) -> dict[str, Any]:
         if spec.case_id in kd_session.done:
-            pytest.skip(f"resumed: {spec.name} already has an ok record")
+            pytest.skip(f"resumed: {spec.name} already has a record "
+                        f"({kd_session.done[spec.case_id]['status']})")
         engine = kd_session.get_engine()
         env = measure.environment(torch.device(spec.device))
         try:
             outcome = engine.distill(spec)
         except NotApplicable as exc:
+            _store(kd_session, results.make_record(spec, "n/a", {}, env, reason=str(exc)))
             pytest.skip(f"N/A: {exc}")
         except Diverged as exc:
             record = results.make_record(spec, "diverged", {
@@ -297,8 +371,8 @@ def kd_case(request: pytest.FixtureRequest, kd_session: KdSession) -> Callable[[
 
 
 def _store(kd_session: KdSession, record: dict[str, Any]) -> None:
-    """Append the record; if the write fails (disk full, folder removed), keep it in memory
-    and report it at the end of the session instead of losing the case."""
+    """Append the record; if the write fails (disk full, folder removed), keep it in memory,
+    report it at the end of the session and fail the session instead of losing the case."""
     try:
         results.append_record(kd_session.run_file, record)
     except OSError as exc:
@@ -314,12 +388,13 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
     return None
 
 
-def _session_records(kd_session: KdSession) -> list[dict[str, Any]]:
-    """This session's records (all workers), the unsaved ones, and the resumed ok ones."""
-    saved = results.load_records([kd_session.run_file]) if kd_session.run_file.exists() else []
+def _session_records(kd_session: KdSession) -> tuple[list[dict[str, Any]], int]:
+    """This session's records (all workers), the unsaved ones and the resumed ones: the newest
+    of each case; and how many older records they superseded."""
+    saved = results.read([kd_session.run_file]).records if kd_session.run_file.exists() else []
     wanted = {s.case_id for s in kd_session.specs}
     resumed = [r for cid, r in kd_session.done.items() if cid in wanted]
-    return saved + kd_session.unsaved + resumed
+    return results.newest([*resumed, *saved, *kd_session.unsaved])
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -328,19 +403,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if hasattr(config, "workerinput") or SESSION not in config.stash:
         return
     kd_session = config.stash[SESSION]
-    baseline = config.getoption("kd_baseline")
-    records = _session_records(kd_session)
-    if baseline and records:
+    if kd_session.unsaved:  # a case whose record is not on disk is a failed run
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    records, _ = _session_records(kd_session)
+    if kd_session.baseline is not None and records:
         from kdbench.compare import Thresholds, compare
 
         try:
-            kd_session.comparison = compare(results.load_records([baseline]), records,
-                                            Thresholds.load())
+            kd_session.comparison = compare(
+                kd_session.baseline, records, Thresholds.load(config.rootpath),
+                allow_missing=config.getoption("kd_allow_missing"))
         except KdbenchError as exc:
             kd_session.comparison = exc
             session.exitstatus = pytest.ExitCode.USAGE_ERROR
             return
-        if kd_session.comparison.has_regression:
+        if kd_session.comparison.failed:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
@@ -348,31 +425,46 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if hasattr(config, "workerinput") or SESSION not in config.stash:
         return
     kd_session = config.stash[SESSION]
+    write = terminalreporter.write_line
     if kd_session.unsaved:
         terminalreporter.write_sep("=", "kdbench: records NOT saved", red=True)
-        terminalreporter.write_line(f"{len(kd_session.unsaved)} record(s) could not be written "
-                                    f"({kd_session.write_error}); they follow, one per line:")
+        write(f"{len(kd_session.unsaved)} record(s) could not be written "
+              f"({kd_session.write_error}); they follow, one per line; the session fails:")
         for record in kd_session.unsaved:
-            terminalreporter.write_line(json.dumps(record, sort_keys=True))
-    records = _session_records(kd_session)
+            write(json.dumps(record, sort_keys=True))
+    records, superseded = _session_records(kd_session)
     if not records:
         return
     from kdbench.report import session_report
 
-    text = session_report(results.records_frame(records))
-    leaderboard = kd_session.results_dir / "leaderboard.md"
-    leaderboard.write_text(text)
+    resumed = sum(r["case_id"] in kd_session.done for r in records)
+    notes = [f"{resumed} case(s) resumed from earlier runs under {kd_session.results_dir}"
+             ] if resumed else []
+    notes += [f"{superseded} older record(s) superseded by this session's"] if superseded else []
+    text = session_report(results.records_frame(records), notes)
     terminalreporter.write_sep("=", "kdbench leaderboard")
-    terminalreporter.write_line(text)
-    terminalreporter.write_line(f"records: {kd_session.run_file}  leaderboard: {leaderboard}")
-    comparison = kd_session.comparison
-    if comparison is not None:
-        terminalreporter.write_sep("=", "kdbench regression gate")
-        if isinstance(comparison, KdbenchError):
-            terminalreporter.write_line(f"ERROR: {comparison}", red=True)
-        else:
-            terminalreporter.write_line(comparison.to_markdown())
-            verdict = "REGRESSION" if comparison.has_regression else "no regression"
-            terminalreporter.write_line(f"baseline {config.getoption('kd_baseline')}: {verdict}",
-                                        red=comparison.has_regression,
-                                        green=not comparison.has_regression)
+    write(text)
+    where = [f"records: {kd_session.run_file}"] if kd_session.run_file.exists() else \
+        ["records: none new (every case resumed)"]
+    try:
+        kd_session.leaderboard_file.parent.mkdir(parents=True, exist_ok=True)
+        kd_session.leaderboard_file.write_text(text)
+        where.append(f"leaderboard: {kd_session.leaderboard_file}")
+    except OSError as exc:
+        where.append(f"leaderboard NOT written to {kd_session.leaderboard_file} "
+                     f"({exc.strerror or exc}): it is printed above")
+    write("  ".join(where))
+    _gate_summary(terminalreporter, config, kd_session.comparison)
+
+
+def _gate_summary(terminalreporter: Any, config: pytest.Config, comparison: Any) -> None:
+    if comparison is None:
+        return
+    terminalreporter.write_sep("=", "kdbench regression gate")
+    if isinstance(comparison, KdbenchError):
+        terminalreporter.write_line(f"ERROR: {comparison}", red=True)
+        return
+    terminalreporter.write_line(comparison.to_markdown())
+    terminalreporter.write_line(f"baseline {config.getoption('kd_baseline')}: "
+                                f"{comparison.verdict()}", red=comparison.failed,
+                                green=not comparison.failed)

@@ -11,7 +11,7 @@ from kdbench.engine import EVAL_BATCH
 from kdbench.models import build_model, count_params
 
 
-def test_inference(benchmark, kd_model, kd_session):
+def test_model_throughput(benchmark, kd_model, kd_session):
     data = kd_session.get_engine().data(kd_model)
     device = torch.device(kd_model.device)
     model = build_model(kd_model.model, data.num_classes, data.input_shape).to(device).eval()

@@ -21,7 +21,7 @@ from kdbench.spec import RunSpec, make_spec
 for _module in ("torchvision.datasets", "torchvision.models"):
     importlib.import_module(_module)
 
-SUITE = Path(__file__).resolve().parents[1] / "suites" / "test_distill.py"
+SUITE = Path(__file__).resolve().parents[1] / "suites" / "test_cases.py"
 TINY_DATA = (("num_test", 64), ("num_train", 256))  # synthetic: 10 classes, 1×8×8
 
 
@@ -80,9 +80,9 @@ def suite_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def kd_suite(pytester: pytest.Pytester, suite_cache: Path):
-    """``run(*args, cache=…, results=…, subprocess=False)``: the real ``suites/test_distill.py``
+    """``run(*args, cache=…, results=…, subprocess=False)``: the real ``suites/test_cases.py``
     under the kdbench plugin (loaded by its entry point) on the CPU with one thread."""
-    pytester.makepyfile(test_distill=SUITE.read_text())
+    pytester.makepyfile(test_cases=SUITE.read_text())
 
     def run(*args: str, cache: Path = suite_cache, results: Path | None = None,
             subprocess: bool = False) -> pytest.RunResult:

@@ -3,7 +3,9 @@ with no traceback and no record written."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +16,7 @@ from kdbench.recipes import Recipe
 from kdbench.models.cnn import DigitsCNN
 from kdbench.profiles import PROFILES
 from kdbench.registry import KdbenchError
+from kdbench.results import make_record
 from kdbench.spec import RunSpec
 
 USAGE_ERROR = int(pytest.ExitCode.USAGE_ERROR)
@@ -32,21 +35,34 @@ USAGE_ERROR = int(pytest.ExitCode.USAGE_ERROR)
     (("--kd-teacher-ckpt", "cnn_x=/w.pt"), ["'cnn_x=/w.pt'", "NAME=PATH", "cnn_t"]),
     (("--kd-teacher-ckpt", "cnn_t=/no/w.pt"), ["'cnn_t=/no/w.pt'", "no file at '/no/w.pt'"]),
     (("--kd-profile", "mnist", "--kd-data-root", "{old_record}.d"),
-     ["mnist: no data set files", "old.jsonl.d", "--kd-download", "KDBENCH_DATA"]),
+     ["mnist: no usable data set files", "old.jsonl.d", "--kd-download", "KDBENCH_DATA"]),
+    (("--kd-profile", "mnist", "--kd-data-root", "{damaged_mnist}"),
+     ["mnist: the data set files", "are damaged", "delete them"]),
+    (("--kd-cache", "{old_record}"), ["--kd-cache", "old.jsonl", "is a file", "KDBENCH_CACHE"]),
+    (("--kd-cache", "{old_record}/sub"), ["--kd-cache", "old.jsonl is a file"]),
+    (("--kd-baseline", "{empty}"), ["--kd-baseline", "empty.jsonl", "no records"]),
+    (("--kd-baseline", "{garbage}"), ["--kd-baseline", "garbage.bin", "1 corrupt", "cannot decide"]),
+    (("--kd-baseline", "{schema1}"), ["--kd-baseline", "schema [1]", "refresh the baseline"]),
+    (("--kd-teacher-ckpt", "cnn_t={garbage}"), ["teacher checkpoint", "garbage.bin"]),
+    (("--kd-teacher-ckpt", "cnn_t={student_weights}"),
+     ["does not fit model 'cnn_t'", "the file lacks", "the model lacks"]),
 ], ids=["profile", "seeds", "epochs", "threads", "device", "cuda-without-gpu",
         "results-under-a-file", "baseline-missing", "ckpt-unknown-teacher", "ckpt-missing-file",
-        "data-root-without-files"])
+        "data-root-without-files", "data-files-damaged", "cache-is-a-file", "cache-under-a-file",
+        "baseline-empty", "baseline-garbage", "baseline-old-schema", "ckpt-garbage",
+        "ckpt-wrong-architecture"])
 def test_bad_option_is_one_line_usage_error_before_training(kd_suite, pytester, args, names):
     results = pytester.path / "results"
     old_record = results / "runs" / "old.jsonl"
     old_record.parent.mkdir(parents=True)
     old_record.write_text('{"case_id": "old"}\n')
-    (results / "leaderboard.md").write_text("old leaderboard\n")
+    (results / "runs" / "old.md").write_text("old leaderboard\n")
     before = {p: p.read_bytes() if p.is_file() else None for p in results.rglob("*")}
     cache = pytester.path / "cache"
+    files = bad_files(pytester.path)
 
-    result = kd_suite("--kd-device", "cpu", *(a.format(old_record=old_record) for a in args),
-                      cache=cache, results=results)
+    result = kd_suite("--kd-device", "cpu", *(a.format(old_record=old_record, **files)
+                                              for a in args), cache=cache, results=results)
 
     assert result.ret == USAGE_ERROR
     lines = [line for line in result.outlines + result.errlines if names[0] in line]
@@ -55,6 +71,44 @@ def test_bad_option_is_one_line_usage_error_before_training(kd_suite, pytester, 
     assert "Traceback" not in str(result.stdout) + str(result.stderr)
     assert {p: p.read_bytes() if p.is_file() else None for p in results.rglob("*")} == before
     assert not cache.exists()
+
+
+def bad_files(folder: Path) -> dict[str, Path]:
+    """Files a user may pass by mistake: empty, garbage, a record of an old schema, weights of
+    another architecture (resnet8), an MNIST folder whose files are damaged."""
+    files = {name: folder / name for name in ("empty.jsonl", "garbage.bin", "schema1.jsonl",
+                                              "student_weights.pt")}
+    files["empty.jsonl"].write_text("")
+    files["garbage.bin"].write_bytes(b"\x80\x04garbage, not a record\n")
+    spec = RunSpec(**KD_CASE)
+    files["schema1.jsonl"].write_text(json.dumps({**make_record(spec, "ok", {"top1": 90.0}, {}),
+                                                  "schema": 1}) + "\n")
+    torch.save({"model": build_model("resnet8", 10, (1, 8, 8)).state_dict(), "epoch": 240},
+               files["student_weights.pt"])
+    raw = folder / "damaged_mnist" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        (raw / name).write_bytes(b"\x00\x00\x08\x03 truncated")
+    return {name.split(".")[0]: path for name, path in files.items()} | {
+        "damaged_mnist": raw.parents[1]}
+
+
+def test_download_without_a_network_is_one_line_before_training(kd_suite, pytester,
+                                                                monkeypatch):
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)  # no test touches the network
+    result = kd_suite("--kd-device", "cpu", "--kd-profile", "mnist", "--kd-download",
+                      "--kd-data-root", str(pytester.path / "data"))
+    assert result.ret == USAGE_ERROR
+    lines = [line for line in result.outlines + result.errlines if "could not download" in line]
+    assert len(lines) == 1 and "mnist" in lines[0] and "network" in lines[0], lines
+    assert "Traceback" not in str(result.stdout) + str(result.stderr)
+    assert not list((pytester.path / "results").rglob("*.jsonl"))
 
 
 NAN, INF = math.nan, math.inf

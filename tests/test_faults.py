@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,12 +17,17 @@ import pytest
 from kdbench.engine import Engine
 from kdbench.results import load_records
 
-SMOKE = ("--kd-profile", "smoke", "--kd-device", "cpu", "--kd-epochs", "3")
+SMOKE = ("--kd-profile", "smoke", "--kd-device", "cpu", "--kd-epochs", "5")
 TWO_CASES = ("-k", "cnn_m-ce- or cnn_m-kd-")
 
 
 def run_files(root: Path) -> list[Path]:
     return sorted((root / "results" / "runs").glob("*.jsonl"))
+
+
+def leaderboard(root: Path) -> str:
+    """The newest session's leaderboard, written next to its records."""
+    return sorted((root / "results" / "runs").glob("*.md"))[-1].read_text()
 
 
 def test_xdist_workers_train_the_teacher_once(kd_suite, pytester):
@@ -56,18 +62,20 @@ def test_a_diverging_case_is_recorded_and_the_session_goes_on(kd_suite, pytester
     assert diverged["status"] == "diverged" and diverged["metrics"]["diverged_epoch"] >= 1
     assert "last_finite_loss" in diverged["metrics"] and "top1" not in diverged["metrics"]
     assert records["cnn_m"]["status"] == "ok"
-    board = (pytester.path / "results" / "leaderboard.md").read_text()
-    assert "diverged" in board
+    assert "diverged" in leaderboard(pytester.path)
 
 
-def test_not_applicable_method_is_skipped_with_its_reason(kd_suite):
-    result = kd_suite(*SMOKE, "-rs", "-k", "cnn_m-fsp-")
-    result.assert_outcomes(skipped=1)
+def test_not_applicable_method_is_recorded_with_its_reason_and_shown(kd_suite, pytester):
+    result = kd_suite(*SMOKE, "-rs", "-k", "cnn_m-fsp- or cnn_m-ce-")
+    result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["*SKIPPED*N/A: FSP needs equal channels*"])
+    (na,) = [r for r in load_records(run_files(pytester.path)) if r["spec"]["loss"] == "fsp"]
+    assert na["status"] == "n/a" and "FSP needs equal channels" in na["reason"]
+    assert re.search(r"\| fsp +\| +N/A \|", leaderboard(pytester.path))
 
 
 def start_session(pytester, *args: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "pytest", "test_distill.py", *SMOKE, "--kd-threads", "1",
+    cmd = [sys.executable, "-m", "pytest", "test_cases.py", *SMOKE, "--kd-threads", "1",
            "--kd-cache", str(pytester.path / "cache"), "--kd-results", "results",
            "-p", "no:cacheprovider", *args]
     return subprocess.Popen(cmd, cwd=pytester.path, stdout=subprocess.PIPE,
@@ -108,11 +116,36 @@ def test_resume_skips_cases_already_recorded(kd_suite, pytester):
     (first,) = run_files(pytester.path)
     result = kd_suite(*SMOKE, "--kd-resume", "-rs", "-k", "cnn_m-ce- or cnn_m-kd- or cnn_m-dist-")
     result.assert_outcomes(passed=1, skipped=2)
-    result.stdout.fnmatch_lines(["*SKIPPED*resumed*already has an ok record*"])
+    result.stdout.fnmatch_lines(["*SKIPPED*resumed*already has a record (ok)*"])
+    result.stdout.fnmatch_lines(["*2 case(s) resumed from earlier runs*"])
     names = [r["name"] for f in run_files(pytester.path) for r in load_records([f])]
     assert len(names) == len(set(names)) == 3  # nothing trained twice
-    board = (pytester.path / "results" / "leaderboard.md").read_text()
-    assert all(f"| {loss} " in board for loss in ("ce", "kd", "dist"))
+    assert all(f"| {loss} " in leaderboard(pytester.path) for loss in ("ce", "kd", "dist"))
+
+
+def test_resume_with_nothing_left_names_no_missing_file(kd_suite, pytester):
+    kd_suite(*SMOKE, *TWO_CASES).assert_outcomes(passed=2)
+    result = kd_suite(*SMOKE, *TWO_CASES, "--kd-resume")
+    result.assert_outcomes(skipped=2)
+    out = result.stdout.str()
+    assert "records: none new (every case resumed)" in out
+    paths = re.findall(r"(?:leaderboard|records): (/\S+)", out)
+    assert paths and all(Path(p).exists() for p in paths), paths  # every path printed exists
+
+
+def test_a_rerun_into_the_same_folder_counts_each_case_once(kd_suite, pytester):
+    """Re-running cases into the same results folder: every aggregate takes the newest record
+    of a case, never both (a seed counted twice would shrink the std)."""
+    kd_suite(*SMOKE, "-k", "cnn_m-ce-", "--kd-seeds", "2").assert_outcomes(passed=2)
+    kd_suite(*SMOKE, "-k", "cnn_m-ce-", "--kd-seeds", "2").assert_outcomes(passed=2)
+    from kdbench.cli import main
+
+    assert len(run_files(pytester.path)) == 2
+    report = pytester.path / "report.md"
+    assert main(["report", str(pytester.path / "results" / "runs"), "--out", str(report)]) == 0
+    text = report.read_text()
+    assert "records**: 2 (2 ok)" in text and "2 older record(s) superseded" in text
+    assert re.search(r"\| ce +\| +[\d.]+ ± [\d.]+ \(2\)", text)  # n = 2 seeds, not 4
 
 
 def test_a_failed_write_keeps_the_record_and_reports_it(kd_suite, monkeypatch):
@@ -124,11 +157,35 @@ def test_a_failed_write_keeps_the_record_and_reports_it(kd_suite, monkeypatch):
     monkeypatch.setattr(kdbench.results, "append_record", full_disk)
     result = kd_suite(*SMOKE, "-k", "cnn_m-ce-")
     result.assert_outcomes(passed=1)
+    assert result.ret == int(pytest.ExitCode.TESTS_FAILED)  # a record not on disk fails the run
     out = result.stdout.str()
     assert "records NOT saved" in out and "No space left on device" in out
     saved = [json.loads(line) for line in result.outlines if line.startswith('{"')]
-    assert [r["name"] for r in saved] == ["digits-cnn_t>cnn_m-ce-cpu-s0"]
+    assert [r["name"] for r in saved] == ["digits-cnn_t/cnn_m-ce-cpu-s0"]
     assert "kdbench leaderboard" in out  # the unsaved case is still on the leaderboard
+
+
+def test_an_unwritable_leaderboard_loses_neither_summary_nor_gate(kd_suite, pytester,
+                                                                 monkeypatch):
+    from pathlib import Path as P
+
+    write_text = P.write_text
+
+    def read_only(self, *args, **kwargs):
+        if self.suffix == ".md":
+            raise PermissionError(13, "Permission denied")
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(P, "write_text", read_only)
+    pytester.makepyprojecttoml('[tool.kdbench.compare]\nmetrics = ["top1"]\n')
+    kd_suite(*SMOKE, "-k", "cnn_m-ce-").assert_outcomes(passed=1)
+    baseline = run_files(pytester.path)[0]
+    result = kd_suite(*SMOKE, "-k", "cnn_m-ce-", "--kd-baseline", str(baseline))
+    assert result.ret == 0, result.stdout.str()
+    out = result.stdout.str()
+    assert "kdbench leaderboard" in out and "| ce " in out
+    assert "leaderboard NOT written to" in out and "Permission denied" in out
+    assert f"baseline {baseline}: no regression" in out and "Traceback" not in out
 
 
 def test_a_corrupt_teacher_output_cache_is_rebuilt(cache_dir, tiny_spec, distill):

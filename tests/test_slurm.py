@@ -229,7 +229,7 @@ def test_merge_fails_on_a_regression(merge):
 
 def test_merge_fails_on_an_unusable_baseline(merge):
     status, err = merge(baseline_text="not json\n")
-    assert status == 2 and "no records in" in err, err
+    assert status == 2 and "corrupt or torn record line" in err, err
 
 
 # ---------------------------------------------------------------- a real one-node SLURM cluster
@@ -366,7 +366,7 @@ def test_sharded_smoke_run_on_slurm(slurm, tmp_path):
     merge = re.search(r"^merge: job (\d+)", submit.stdout, re.M).group(1)
     collect = subprocess.run(  # what the shards should have run, while they run
         [sys.executable, "-m", "pytest", "suites", "--kd-profile", "smoke", "--kd-device", "cpu",
-         "-m", "kd_case", "--collect-only", "-q", "-p", "no:cacheprovider"],
+         "-m", "pair_case", "--collect-only", "-q", "-p", "no:cacheprovider"],
         cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
     expected = re.findall(r"::\w+\[(.+)\]$", collect, re.M)
     assert len(expected) >= 20, collect

@@ -103,3 +103,13 @@ def test_torchvision_names_resolve_outside_the_registry() -> None:
         model_factory("tv:resnet9")
     with pytest.raises(KdbenchError, match="tv:squeezenet1_0 has no nn.Linear classifier"):
         build_model("tv:squeezenet1_0", 10, CIFAR)
+
+
+def test_torchvision_state_dict_loads_into_tv_models() -> None:
+    """A user's torchvision weights (no ``net.`` prefix) load as they are, e.g. as a teacher."""
+    net = torchvision.models.resnet18(num_classes=10)
+    model = build_model("tv:resnet18", 10, CIFAR)
+    model.load_state_dict(net.state_dict())
+    assert all(torch.equal(model.state_dict()[f"net.{key}"], value)
+               for key, value in net.state_dict().items())
+    model.load_state_dict(model.state_dict())  # kdbench's own (cached teachers) still loads

@@ -33,6 +33,8 @@ def resolve(model: nn.Module, tap: str) -> list[tuple[str, str]]:
     if tap in ("feats", "preacts"):
         kind = "feat" if tap == "feats" else "preact"
         n = len(model.stages if kind == "feat" else model.preact_stages)
+        if not n:  # an empty list would make a feature loss a silent zero
+            raise NotApplicable(f"{type(model).__name__} declares no {kind} stages")
         return [resolve(model, f"{kind}:{i}")[0] for i in range(n)]
     kind, _, index = tap.partition(":")
     if kind in ("feat", "preact") and index.lstrip("-").isdigit():

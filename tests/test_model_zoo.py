@@ -9,6 +9,7 @@ import torch
 import torchvision
 from torch import nn
 
+from kdbench.losses import NotApplicable
 from kdbench.models import MODELS, build_model, count_params
 from kdbench.models.base import model_factory
 from kdbench.registry import KdbenchError
@@ -103,3 +104,19 @@ def test_torchvision_names_resolve_outside_the_registry() -> None:
         model_factory("tv:resnet9")
     with pytest.raises(KdbenchError, match="tv:squeezenet1_0 has no nn.Linear classifier"):
         build_model("tv:squeezenet1_0", 10, CIFAR)
+
+
+def test_preact_losses_are_not_applicable_to_models_without_preacts() -> None:
+    """An empty ``preacts`` list would turn AB, OFD and ReviewKD into a silent zero term."""
+    with pytest.raises(NotApplicable, match="TorchvisionModel declares no preact stages"):
+        Tapper(build_model("tv:resnet18", 10, CIFAR), ["preacts"])
+
+
+def test_torchvision_state_dict_loads_into_tv_models() -> None:
+    """A user's torchvision weights (no ``net.`` prefix) load as they are, e.g. as a teacher."""
+    net = torchvision.models.resnet18(num_classes=10)
+    model = build_model("tv:resnet18", 10, CIFAR)
+    model.load_state_dict(net.state_dict())
+    assert all(torch.equal(model.state_dict()[f"net.{key}"], value)
+               for key, value in net.state_dict().items())
+    model.load_state_dict(model.state_dict())  # kdbench's own (cached teachers) still loads

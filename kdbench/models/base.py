@@ -21,11 +21,14 @@ Tap names a loss may ask for (see ``kdbench.taps``): ``logits``, ``embed`` (clas
 
 from __future__ import annotations
 
-from typing import Callable
+from contextlib import contextmanager
+from functools import partial
+from typing import Callable, Iterable, Iterator
 
+import torch
 from torch import nn
 
-from kdbench.registry import MODELS
+from kdbench.registry import MODELS, KdbenchError
 
 
 class StagedModel(nn.Module):
@@ -39,16 +42,69 @@ class StagedModel(nn.Module):
         return self.get_submodule(self.classifier_path)
 
 
+class WrappedModel(StagedModel):
+    """A model of another library (``net``) with the stage paths found for it. Its weights load
+    from that library's own state dict as well as from kdbench's (keys prefixed ``net.``)."""
+
+    def __init__(self, net: nn.Module, stages: tuple[str, ...], classifier: str,
+                 preact_stages: tuple[str | None, ...] = ()) -> None:
+        super().__init__()
+        self.net = net
+        self.stages = tuple(f"net.{path}" for path in stages)
+        self.preact_stages = tuple(path and f"net.{path}" for path in preact_stages)
+        self.classifier_path = f"net.{classifier}"
+        self.register_load_state_dict_pre_hook(_prefix_bare_keys)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) → (B, classes)
+        return self.net(x)
+
+
+def _prefix_bare_keys(module: nn.Module, state_dict: dict, prefix: str, *args: object) -> None:
+    """A state dict of the wrapped model itself (no ``net.`` keys) is read as the wrapper's."""
+    own = f"{prefix}net."
+    if not any(key.startswith(own) for key in state_dict):
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            state_dict[own + key[len(prefix):]] = state_dict.pop(key)
+
+
+def probe(net: nn.Module, input_shape: tuple[int, int, int], paths: Iterable[str],
+          record: Callable[[str, nn.Module, tuple, object], None]) -> None:
+    """One forward of a zero batch of one through ``net`` in eval mode without gradients, with
+    ``record(path, module, args, output)`` hooked on each submodule in ``paths``; the mode is
+    restored and the hooks removed afterwards."""
+    handles = [net.get_submodule(p).register_forward_hook(partial(record, p)) for p in paths]
+    training = net.training
+    try:
+        with torch.no_grad():
+            net.eval()(torch.zeros(1, *input_shape))
+    finally:
+        net.train(training)
+        for h in handles:
+            h.remove()
+
+
+@contextmanager
+def build_errors(name: str, input_shape: tuple[int, int, int]) -> Iterator[None]:
+    """A library's error while building or probing model ``name`` as a one-line ``KdbenchError``."""
+    try:
+        yield
+    except (RuntimeError, ValueError, AssertionError, TypeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise KdbenchError(f"{name} does not run on inputs of shape {input_shape}: {first}"
+                           ) from None
+
+
 Factory = Callable[..., StagedModel]
 
 PREFIXES: dict[str, Callable[[str], Factory]] = {}
 """Model-name prefixes resolved by a function instead of the registry: ``PREFIXES["tv"]`` turns
-``tv:<name>`` into a factory (set by ``kdbench.models.torchvision_models``)."""
+``tv:<name>`` into a factory (set by ``kdbench.models.torchvision_models``), ``PREFIXES["timm"]``
+``timm:<name>`` (``kdbench.models.timm_models``)."""
 
 
 def model_factory(name: str) -> Factory:
-    """The factory of a registered name or of a prefixed one (``tv:resnet18``); an unknown name
-    raises ``KdbenchError``."""
+    """The factory of a registered name or of a prefixed one (``tv:resnet18``,
+    ``timm:resnet50``); an unknown name raises ``KdbenchError``."""
     prefix, sep, rest = name.partition(":")
     if sep and prefix in PREFIXES:
         return PREFIXES[prefix](rest)

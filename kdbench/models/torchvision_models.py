@@ -21,7 +21,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from kdbench.models.base import PREFIXES, Factory, StagedModel
+from kdbench.models.base import PREFIXES, Factory, WrappedModel, build_errors, probe
 from kdbench.registry import KdbenchError
 
 PREFIX = "tv"
@@ -33,19 +33,8 @@ NOT_STAGES = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 TRUNK_RESOLUTIONS = 3  # a container is opened when its children run at this many resolutions
 
 
-class TorchvisionModel(StagedModel):
+class TorchvisionModel(WrappedModel):
     """A torchvision model (``net``) with the stage paths found for it."""
-
-    preact_stages = ()
-
-    def __init__(self, net: nn.Module, stages: tuple[str, ...], classifier: str) -> None:
-        super().__init__()
-        self.net = net
-        self.stages = tuple(f"net.{path}" for path in stages)
-        self.classifier_path = f"net.{classifier}"
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) → (B, classes)
-        return self.net(x)
 
 
 def classification_models() -> list[str]:
@@ -69,7 +58,7 @@ def torchvision_model(name: str, num_classes: int,
         options["image_size"] = input_shape[1]
     import torchvision
 
-    try:
+    with build_errors(f"{PREFIX}:{name}", input_shape):
         net = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **options)
         if input_shape[0] != 3:
             _set_in_channels(net, input_shape[0])
@@ -79,9 +68,6 @@ def torchvision_model(name: str, num_classes: int,
             raise KdbenchError(f"{PREFIX}:{name} has no nn.Linear classifier with {num_classes} "
                                f"outputs; kdbench needs one for the logits and embed taps")
         stages = find_stages(net, classifier[-1], input_shape)
-    except (RuntimeError, ValueError, AssertionError) as e:
-        raise KdbenchError(f"{PREFIX}:{name} does not run on inputs of shape {input_shape}: "
-                           f"{str(e).splitlines()[0]}") from None
     return TorchvisionModel(net, stages, classifier[-1])
 
 
@@ -112,15 +98,7 @@ def find_stages(net: nn.Module, classifier: str, input_shape: tuple[int, int, in
 
     head = classifier.rpartition(".")[0]  # the classifier's container (none when at the root)
     modules = dict(net.named_modules())
-    handles = [m.register_forward_hook(partial(record, p)) for p, m in modules.items() if p]
-    training = net.training
-    try:
-        with torch.no_grad():
-            net.eval()(torch.zeros(1, *input_shape))
-    finally:
-        net.train(training)
-        for h in handles:
-            h.remove()
+    probe(net, input_shape, [p for p in modules if p], record)
 
     def children(path: str) -> list[str]:  # candidate children in call order
         prefix = f"{path}." if path else ""

@@ -387,9 +387,12 @@ class Engine:
         }
         if spec.compile:
             metrics["compile_s"] = stats.compile_seconds()
-        return Outcome("ok", metrics, {"history": stats.history, "accel": accel.describe(),
-                                       "memory_scope": memory.scope,
-                                       "teacher_train_s": teacher_meta.get("train_s")})
+        info = {"history": stats.history, "accel": accel.describe(),
+                "memory_scope": memory.scope, "teacher_train_s": teacher_meta.get("train_s")}
+        if measure.near_chance(metrics["teacher_top1"], data.num_classes):
+            info["warnings"] = [f"teacher near chance: {metrics['teacher_top1']:.2f} % test "
+                                f"top-1 ({100 / data.num_classes:.2f} % is chance)"]
+        return Outcome("ok", metrics, info)
 
     def _training_speed(self, spec: RunSpec, stats: FitStats,
                         teacher_outputs: str | None) -> dict[str, Any]:

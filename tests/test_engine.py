@@ -265,3 +265,16 @@ def test_amp_precision_autocasts_training_and_is_recorded(cache_dir, tiny_spec, 
     assert outcome.info["accel"] == {"amp_dtype": "bfloat16", "channels_last": False}
     assert dtypes == {"fp32": {torch.float32}, "amp": {torch.bfloat16}}
     assert loss_inputs == {"fp32": {torch.float32}, "amp": {torch.float32}}  # the loss in fp32
+
+
+def test_a_teacher_near_chance_is_flagged_in_the_record(cache_dir, tiny_spec, tmp_path):
+    """A random-weight checkpoint (3.61 % on CIFAR-100 in the wild) must not pass silently."""
+    torch.manual_seed(0)
+    ckpt = tmp_path / "random.pt"
+    torch.save(build_model("cnn_t", 10, (1, 8, 8)).state_dict(), ckpt)
+    outcome = Engine(cache_dir).distill(tiny_spec("kd", teacher_ckpt=str(ckpt)))
+    assert outcome.metrics["teacher_top1"] < 19.0
+    (warning,) = outcome.info["warnings"]
+    assert warning.startswith("teacher near chance") and "10.00 % is chance" in warning
+    trained = Engine(cache_dir).distill(tiny_spec("kd"))
+    assert "warnings" not in trained.info

@@ -24,6 +24,12 @@ def _fmt_number(x: float) -> str:
     return f"{x:g}"
 
 
+def group_id_of(spec: dict[str, Any]) -> str:
+    """The group of a spec as a record holds it (``RunSpec.to_dict``): every field but the seed,
+    so the seeds of one configuration share it."""
+    return stable_hash({k: v for k, v in spec.items() if k != "seed"})
+
+
 PAIR_SEP = "/"  # every character of a case id is one `pytest -k` accepts
 
 
@@ -77,9 +83,7 @@ class RunSpec:
 
     @property
     def group_id(self) -> str:
-        d = self.to_dict()
-        del d["seed"]
-        return stable_hash(d)
+        return group_id_of(self.to_dict())
 
     @property
     def pair(self) -> str:

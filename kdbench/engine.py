@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -177,14 +177,16 @@ class TeacherStore:
         self._rates: dict[tuple, float] = {}
 
     def key(self, spec: RunSpec) -> str:
-        """Hash of what determines the teacher, the data's and checkpoint's bytes included;
-        computed once per session for each teacher (hashing a data set is not free)."""
+        """Hash of what determines the teacher, the recipe's settings and the data's and
+        checkpoint's bytes included; computed once per session for each teacher (hashing a data
+        set is not free)."""
         ckpt_stat = os.stat(spec.teacher_ckpt) if spec.teacher_ckpt else None
         named = (stable_hash(spec.teacher_key()),
                  ckpt_stat and (ckpt_stat.st_mtime_ns, ckpt_stat.st_size))
         if named not in self._keys:
             ckpt = sha256_file(Path(spec.teacher_ckpt)) if spec.teacher_ckpt else None
             self._keys[named] = stable_hash({**spec.teacher_key(),
+                                             "recipe": asdict(RECIPES.get(spec.recipe)),
                                              "data": self.data(spec).fingerprint(),
                                              "code": TRAIN_CODE_VERSION, "ckpt_sha256": ckpt})
         return self._keys[named]

@@ -278,3 +278,16 @@ def test_a_teacher_near_chance_is_flagged_in_the_record(cache_dir, tiny_spec, tm
     assert warning.startswith("teacher near chance") and "10.00 % is chance" in warning
     trained = Engine(cache_dir).distill(tiny_spec("kd"))
     assert "warnings" not in trained.info
+
+
+def test_the_teacher_key_follows_the_recipe_settings_not_only_its_name(cache_dir, tiny_spec,
+                                                                      monkeypatch):
+    import dataclasses
+
+    from kdbench.recipes import RECIPES
+
+    spec = tiny_spec("kd")
+    key = Engine(cache_dir).teachers.key(spec)
+    changed = dataclasses.replace(RECIPES.get(spec.recipe), lr=0.123)
+    monkeypatch.setitem(RECIPES._entries, spec.recipe, changed)
+    assert Engine(cache_dir).teachers.key(spec) != key  # a cached teacher is not reused

@@ -80,13 +80,21 @@ def _datasets() -> tuple[list[str], Callable[[str], dict]]:
 
 
 def _profiles() -> tuple[list[str], Callable[[str], dict]]:
+    """The shipped profiles and those of the nearest pyproject.toml with
+    ``[tool.kdbench.profiles]``, from the current folder upwards."""
     from kdbench.profiles import PROFILES
+    from kdbench.user_profiles import find_profiles, project_profiles
+
+    pyproject = find_profiles(Path.cwd())
+    profiles = project_profiles(pyproject)
 
     def details(name: str) -> dict:
-        p = PROFILES.get(name)
-        return {"dataset": p.dataset, "pairs": len(p.pairs), "description": p.description}
+        p = profiles.get(name)
+        return {"dataset": p.dataset, "pairs": len(p.pairs),
+                "from": "kdbench" if name in PROFILES else str(pyproject),
+                "description": p.description}
 
-    return PROFILES.names(), details
+    return profiles.names(), details
 
 
 def _recipes() -> tuple[list[str], Callable[[str], dict]]:

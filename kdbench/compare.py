@@ -56,6 +56,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from kdbench.config import find_pyproject, read_table
 from kdbench.registry import KdbenchError
 from kdbench.report import fmt_num, markdown
 from kdbench.results import records_frame
@@ -79,6 +80,7 @@ MIN_EFFECT = {"top1": 1.0, "top5": 1.0, "val_top1": 1.0, "best_top1": 1.0, "agre
               "fidelity_kl": 25.0, "train_throughput": 15.0, "train_throughput_online": 15.0,
               "infer_throughput": 15.0, "latency_ms": 15.0, "peak_mem_mb": 15.0, "train_s": 15.0,
               "student_params": 0.0, "extra_params": 0.0, "student_flops": 0.0}
+TABLE = "tool.kdbench.compare"
 DECISIONS = ("regression", "improvement", "unchanged", "new", "missing")
 BASELINE = "ce"
 
@@ -92,35 +94,6 @@ def _check_metrics(names: Iterable[str], what: str) -> None:
         if name not in DIRECTIONS:
             raise KdbenchError(f"unknown metric {name!r} in {what}: valid: "
                                f"{', '.join(DIRECTIONS)}")
-
-
-def _toml(path: Path) -> dict[str, Any]:
-    """``[tool.kdbench.compare]`` of a pyproject.toml (empty when it has none)."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10: tomli, needed only when the table is there
-        if "[tool.kdbench.compare" not in path.read_text(encoding="utf-8"):
-            return {}
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ModuleNotFoundError:
-            raise KdbenchError(f"reading [tool.kdbench.compare] of {str(path)!r} needs "
-                               "Python ≥ 3.11 or the tomli package") from None
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh).get("tool", {}).get("kdbench", {}).get("compare", {})
-    except tomllib.TOMLDecodeError as exc:
-        raise KdbenchError(f"cannot read {str(path)!r}: {exc}") from None
-
-
-def find_config(start: Path) -> Path | None:
-    """The nearest pyproject.toml with a ``[tool.kdbench.compare]`` table, from ``start``
-    upwards: the project root's, wherever inside the project a command runs."""
-    for folder in (start.resolve(), *start.resolve().parents):
-        candidate = folder / "pyproject.toml"
-        if candidate.is_file() and _toml(candidate):
-            return candidate
-    return None
 
 
 @dataclass(frozen=True)
@@ -155,13 +128,13 @@ class Thresholds:
         """Defaults, then ``[tool.kdbench.compare]`` of the project's pyproject.toml, then
         ``overrides`` (keyword arguments of ``updated``; the command line). ``where`` is a
         pyproject.toml, or a folder to look from (default: the current one): the nearest
-        pyproject.toml with that table in it or above it (``find_config``)."""
+        pyproject.toml with that table in it or above it (``find_pyproject``)."""
         start = Path(where or ".")
         if not start.exists():
             raise KdbenchError(f"no config file or folder at {str(start)!r}: give a "
                                f"pyproject.toml with [tool.kdbench.compare]")
-        path = start if start.is_file() else find_config(start)
-        config = _toml(path) if path else {}
+        path = start if start.is_file() else find_pyproject(start, TABLE)
+        config = read_table(path, TABLE) if path else {}
         unknown = sorted(set(config) - {"alpha", "metrics", "min_effect", "tolerance"})
         if unknown:
             raise KdbenchError(f"unknown key {unknown[0]!r} in [tool.kdbench.compare]: valid: "

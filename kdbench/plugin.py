@@ -25,9 +25,9 @@ from kdbench.checkpoints import load_checkpoint
 from kdbench.engine import Diverged, Engine
 from kdbench.losses import LOSSES, NotApplicable
 from kdbench.models import build_model
-from kdbench.profiles import PROFILES
 from kdbench.registry import KdbenchError
 from kdbench.spec import DEVICES, PRECISIONS, RunSpec
+from kdbench.user_profiles import find_profiles, project_profiles
 
 DEVICE_CHOICES = (*DEVICES, "all")
 # Markers. `pytest -k` matches marker names as substrings too, so none contains a loss name:
@@ -131,7 +131,10 @@ def _run_file_name() -> str:
 
 
 def _specs(config: pytest.Config) -> list[RunSpec]:
-    profile = PROFILES.get(config.getoption("kd_profile"))
+    # shipped + the project's; from where pytest ran too: an existing folder given as an option
+    # value (--kd-cache DIR) moves pytest's rootdir, as plugin options are unknown when it is set
+    pyproject = find_profiles(config.rootpath, config.invocation_params.dir)
+    profile = project_profiles(pyproject).get(config.getoption("kd_profile"))
     device = config.getoption("kd_device")
     devices = DEVICES if device == "all" else (device,)
     epochs = config.getoption("kd_epochs")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 
 class KdbenchError(Exception):
@@ -14,6 +14,12 @@ class KdbenchError(Exception):
 class UnknownNameError(KdbenchError, KeyError):
     def __str__(self) -> str:  # KeyError would quote the message
         return self.args[0]
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """``"did you mean a, b? "`` with up to three close matches of ``name``; empty when none."""
+    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
+    return f"did you mean {', '.join(close)}? " if close else ""
 
 
 class Registry:
@@ -37,10 +43,8 @@ class Registry:
         try:
             return self._entries[name]
         except KeyError:
-            close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
-            hint = f"did you mean {', '.join(close)}? " if close else ""
             raise UnknownNameError(
-                f"unknown {self.singular} {name!r}: {hint}"
+                f"unknown {self.singular} {name!r}: {did_you_mean(name, self._entries)}"
                 f"valid: {', '.join(self.names())} (`kdbench list {self.kind}`)"
             ) from None
 

@@ -85,9 +85,9 @@ class ShardedRun:
 
 def plan(args: argparse.Namespace) -> ShardedRun:
     """Check every input (one-line errors) before anything is written."""
-    from kdbench.profiles import PROFILES
+    from kdbench.user_profiles import find_profiles, project_profiles
 
-    PROFILES.get(args.kd_profile)
+    project_profiles(find_profiles(Path.cwd())).get(args.kd_profile)
     for name, value, least in (("--shards", args.shards, 1), ("--gpus", args.gpus, 0),
                                ("--cpus", args.cpus, 1), ("--kd-cases-per-gpu",
                                                           args.kd_cases_per_gpu, 1)):

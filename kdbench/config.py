@@ -43,3 +43,10 @@ def find_pyproject(start: Path, table: str) -> Path | None:
         if candidate.is_file() and read_table(candidate, table):
             return candidate
     return None
+
+
+def find_first(table: str, *starts: Path) -> Path | None:
+    """``find_pyproject`` from each of the folders ``starts`` in turn: the first found. (pytest's
+    rootdir can sit above the project when an option's value is an existing folder, so the
+    plugin also looks from where pytest was started.)"""
+    return next(filter(None, (find_pyproject(start, table) for start in starts)), None)

@@ -130,10 +130,15 @@ def _run_file_name() -> str:
     return f"{stamp}_{measure.git_sha()}_{os.getpid()}.jsonl"
 
 
+def _project_folders(config: pytest.Config) -> tuple[Path, Path]:
+    """Where the project's pyproject.toml is looked for: from pytest's rootdir, then from the
+    folder pytest ran in (an existing folder given as an option value, ``--kd-cache DIR``, can
+    move the rootdir above the project: plugin options are unknown when pytest sets it)."""
+    return config.rootpath, config.invocation_params.dir
+
+
 def _specs(config: pytest.Config) -> list[RunSpec]:
-    # shipped + the project's; from where pytest ran too: an existing folder given as an option
-    # value (--kd-cache DIR) moves pytest's rootdir, as plugin options are unknown when it is set
-    pyproject = find_profiles(config.rootpath, config.invocation_params.dir)
+    pyproject = find_profiles(*_project_folders(config))  # the shipped ones and the project's
     profile = project_profiles(pyproject).get(config.getoption("kd_profile"))
     device = config.getoption("kd_device")
     devices = DEVICES if device == "all" else (device,)
@@ -410,11 +415,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     records, _ = _session_records(kd_session)
     if kd_session.baseline is not None and records:
-        from kdbench.compare import Thresholds, compare
+        from kdbench.compare import TABLE, Thresholds, compare
+        from kdbench.config import find_first
 
         try:
             kd_session.comparison = compare(
-                kd_session.baseline, records, Thresholds.load(config.rootpath),
+                kd_session.baseline, records,
+                Thresholds.load(find_first(TABLE, *_project_folders(config)) or config.rootpath),
                 allow_missing=config.getoption("kd_allow_missing"))
         except KdbenchError as exc:
             kd_session.comparison = exc

@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from kdbench.config import find_pyproject, read_table
+from kdbench.config import find_first, read_table
 from kdbench.data import DATASETS
 from kdbench.losses import LOSSES
 from kdbench.models.base import model_factory
@@ -73,7 +73,7 @@ class _Key:
 def find_profiles(*starts: Path) -> Path | None:
     """The nearest pyproject.toml with ``[tool.kdbench.profiles]`` from the first of the folders
     ``starts`` that has one in it or above it."""
-    return next(filter(None, (find_pyproject(start, TABLE) for start in starts)), None)
+    return find_first(TABLE, *starts)
 
 
 def project_profiles(pyproject: Path | None) -> Registry:

@@ -51,7 +51,7 @@ def table_html(table: pd.DataFrame, table_id: str, links: dict[str, str] | None 
     links = links or {}
     headers = [inline(c) + (f' <a class="detail" href="#{links[c]}">detail</a>'
                             if c in links else "") for c in table.columns]
-    cells = table.map(inline).set_axis(headers, axis=1)
+    cells = table.apply(lambda column: column.map(inline)).set_axis(headers, axis=1)
     return cells.to_html(escape=False, index=False, border=0, table_id=table_id,
                          classes="sortable", justify="left")
 

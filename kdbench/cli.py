@@ -1,23 +1,29 @@
-"""``kdbench list | report | compare | slurm``.
+"""``kdbench list | report | compare | history | slurm``.
 
     kdbench list losses|models|datasets|profiles|recipes
-    kdbench report PATH... [--format md|csv|json] [--out FILE] [--plots DIR] [--baseline OUT]
+    kdbench report PATH... [--format md|csv|json|latex|html] [--out FILE] [--plots DIR]
+                   [--baseline OUT] [--benchmark-action DIR]
     kdbench compare BASELINE CURRENT [--format md|json] [--out FILE] [--alpha A]
                     [--metrics M,...] [--min-effect METRIC=VALUE ...] [--tolerance METRIC=VALUE ...]
                     [--allow-missing] [--config pyproject.toml]
+    kdbench history RUN... [--format md|csv] [--out DIR] [--alpha A] [--metrics M,...]
+                    [--min-effect ...] [--tolerance ...] [--config pyproject.toml]
     kdbench slurm [--kd-profile NAME] [--shards N] [--gpus G] [--kd-cases-per-gpu K] [--cpus C]
                   [--time LIMIT] [--partition P] [--results DIR] [--baseline JSONL] [--submit]
                   [-- PYTEST_ARGS...]
 
 ``list`` prints one name per line, then a details table. ``compare`` exits 0 without a
 regression, 1 with one or with baseline cases missing from CURRENT (unless ``--allow-missing``),
-2 on unusable input (corrupt lines included); ``slurm`` writes (and submits) a sharded run as
-a SLURM job array and a merge job (``kdbench.slurm``). Every error is one line on stderr.
+2 on unusable input (corrupt lines included); ``history`` orders runs by date and marks the
+steps ``compare`` decides between consecutive runs (``kdbench.history``); ``slurm`` writes (and
+submits) a sharded run as a SLURM job array and a merge job (``kdbench.slurm``). Every error is
+one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -145,14 +151,27 @@ def _emit(text: str, out: str | None) -> None:
         sys.stdout.write(text)
 
 
+REPORT_FORMATS = ("md", "csv", "json", "latex", "html")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from kdbench.report import build_report, load_published
     from kdbench.results import records_frame
 
     records, notes = _load(args.paths)
-    report = build_report(records_frame(records), load_published(), notes)
-    _emit({"md": report.to_markdown, "csv": report.to_csv, "json": report.to_json}[args.format](),
-          args.out)
+    frame, published = records_frame(records), load_published()
+    report = build_report(frame, published, notes)
+    if args.format in ("latex", "html"):
+        module = importlib.import_module(f"kdbench.{args.format}")
+        _emit(module.render(frame, published, notes), args.out)
+    else:
+        _emit({"md": report.to_markdown, "csv": report.to_csv,
+               "json": report.to_json}[args.format](), args.out)
+    if args.benchmark_action:
+        from kdbench.history import write_benchmark_action
+
+        for path in write_benchmark_action(report.summary, args.benchmark_action):
+            print(f"kdbench: wrote {path}", file=sys.stderr)
     if args.plots:
         from kdbench.plots import write_plots
 
@@ -166,14 +185,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
-    from kdbench.compare import Thresholds, compare, parse_assignments
+def _thresholds(args: argparse.Namespace):
+    from kdbench.compare import Thresholds, parse_assignments
 
-    thresholds = Thresholds.load(
+    return Thresholds.load(
         args.config, alpha=args.alpha,
         metrics=args.metrics.split(",") if args.metrics else None,
         min_effect=parse_assignments(args.min_effect, "--min-effect"),
         tolerance=parse_assignments(args.tolerance, "--tolerance"))
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from kdbench.compare import compare
+
+    thresholds = _thresholds(args)
     (baseline, _), (current, _) = (_load([path], strict=True)
                                    for path in (args.baseline, args.current))
     result = compare(baseline, current, thresholds, allow_missing=args.allow_missing)
@@ -181,10 +206,48 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+def cmd_history(args: argparse.Namespace) -> int:
+    from kdbench.history import history
+
+    result = history([(path, _load([path], strict=True)[0]) for path in args.runs],
+                     _thresholds(args))
+    for note in result.notes:
+        print(f"kdbench: note: {note}", file=sys.stderr)
+    if not args.out:
+        _emit(result.to_csv() if args.format == "csv" else result.to_markdown(), None)
+        return 0
+    out = Path(args.out)
+    _emit(result.to_markdown(), str(out / "history.md"))
+    _emit(result.to_csv(), str(out / "history.csv"))
+    written = [out / "history.md", out / "history.csv"]
+    from kdbench.plots import write_history_plots
+
+    try:
+        written += write_history_plots(result.trend, out)
+    except KdbenchError as exc:
+        print(f"kdbench: note: no plots: {exc}", file=sys.stderr)
+    for path in written:
+        print(f"kdbench: wrote {path}", file=sys.stderr)
+    return 0
+
+
 def cmd_slurm(args: argparse.Namespace) -> int:
     from kdbench import slurm
 
     return slurm.main(args)
+
+
+def _threshold_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--alpha", type=float, help="significance level of the t-test (0.01)")
+    p.add_argument("--metrics", metavar="M,...", help="gated metrics (default: top1, "
+                   "agreement, throughputs, latency, memory, params, FLOPs)")
+    p.add_argument("--min-effect", nargs="+", default=[], metavar="METRIC=VALUE",
+                   help="minimum effect: points for top1/agreement, percent for the others")
+    p.add_argument("--tolerance", nargs="+", default=[], metavar="METRIC=VALUE",
+                   help="one-seed tolerance (default: twice the minimum effect)")
+    p.add_argument("--config", default=None,
+                   help="pyproject.toml with [tool.kdbench.compare] (default: the nearest one "
+                        "with that table, from the current folder upwards)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -200,9 +263,14 @@ def parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="leaderboards from record files or folders")
     rp.add_argument("paths", nargs="+", metavar="PATH", help="*.jsonl files or folders of them")
-    rp.add_argument("--format", choices=("md", "csv", "json"), default="md")
+    rp.add_argument("--format", choices=REPORT_FORMATS, default="md",
+                    help="md, csv, json; latex: the paper table (booktabs); html: one "
+                         "self-contained page with sortable tables and the plots")
     rp.add_argument("--out", metavar="FILE", help="write here instead of stdout")
     rp.add_argument("--plots", metavar="DIR", help="write PNG plots here (needs matplotlib)")
+    rp.add_argument("--benchmark-action", metavar="DIR",
+                    help="also write bigger-is-better.json and smaller-is-better.json for "
+                         "github-action-benchmark (customBiggerIsBetter/customSmallerIsBetter)")
     rp.add_argument("--baseline", metavar="OUT",
                     help="also write these records (newest per case) as a refreshed baseline, "
                          "e.g. results/baseline.jsonl")
@@ -214,20 +282,22 @@ def parser() -> argparse.ArgumentParser:
     cp.add_argument("current", metavar="CURRENT", help="current records (file or folder)")
     cp.add_argument("--format", choices=("md", "json"), default="md")
     cp.add_argument("--out", metavar="FILE", help="write here instead of stdout")
-    cp.add_argument("--alpha", type=float, help="significance level of the t-test (0.01)")
-    cp.add_argument("--metrics", metavar="M,...", help="gated metrics (default: top1, "
-                    "agreement, throughputs, latency, memory, params, FLOPs)")
-    cp.add_argument("--min-effect", nargs="+", default=[], metavar="METRIC=VALUE",
-                    help="minimum effect: points for top1/agreement, percent for the others")
-    cp.add_argument("--tolerance", nargs="+", default=[], metavar="METRIC=VALUE",
-                    help="one-seed tolerance (default: twice the minimum effect)")
+    _threshold_options(cp)
     cp.add_argument("--allow-missing", action="store_true",
                     help="decide only on the cases CURRENT has (an intentional subset); by "
                          "default baseline cases missing from CURRENT fail the gate (exit 1)")
-    cp.add_argument("--config", default=None,
-                    help="pyproject.toml with [tool.kdbench.compare] (default: the nearest one "
-                         "with that table, from the current folder upwards)")
     cp.set_defaults(func=cmd_compare)
+
+    hi = sub.add_parser("history", help="trend of top-1 and training speed over runs, steps "
+                        "marked where kdbench compare decides one")
+    hi.add_argument("runs", nargs="+", metavar="RUN",
+                    help="the records of one run each (file or folder); ordered by date")
+    hi.add_argument("--format", choices=("md", "csv"), default="md",
+                    help="what goes to stdout without --out")
+    hi.add_argument("--out", metavar="DIR",
+                    help="write history.md, history.csv and <pair>-history.png plots here")
+    _threshold_options(hi)
+    hi.set_defaults(func=cmd_history)
 
     sl = sub.add_parser("slurm", help="a sharded run as a SLURM job array (one pytest-split "
                         "group per task) and a merge job: leaderboard, shard check, gate")

@@ -8,6 +8,11 @@ when a loss uses a temperature); and per section: test top-1 vs student params a
 inference throughput, the Pareto front (the best top-1 for its size / for its speed) marked
 (``pareto-params.png``, ``pareto-throughput.png``). Files of a section carry its title as a
 prefix (``epochs_8-…``) when there are several.
+
+``write_history_plots(trend, directory) -> list[Path]`` takes ``kdbench.history.History.trend``
+and writes per section and pair (``<pair>-history.png``): test top-1 over the runs with error
+bars (± std over seeds) per method, and training speed over the runs; the steps
+``kdbench compare`` decides are marked (red ▼ regression, green ▲ improvement).
 """
 
 from __future__ import annotations
@@ -49,9 +54,9 @@ def write_plots(summary: pd.DataFrame, directory: Path | str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for title, part in sections(summary):
-        prefix = f"{_safe(title.replace(' · ', '-').replace(' ', '_'))}-" if title else ""
         suffix = f" ({title})" if title else ""
-        written += _plot_section(part.dropna(subset=["top1_mean"]), out, prefix, suffix, plt)
+        written += _plot_section(part.dropna(subset=["top1_mean"]), out, _prefix(title), suffix,
+                                 plt)
     return written
 
 
@@ -82,6 +87,43 @@ def _plot_section(ok: pd.DataFrame, out: Path, prefix: str, suffix: str, plt) ->
                title=f"top-1 vs {label}{suffix}")
         ax.legend()
         written.append(_save(fig, out / f"{prefix}{name}", plt))
+    return written
+
+
+def _prefix(title: str) -> str:
+    return f"{_safe(title.replace(' · ', '-').replace(' ', '_'))}-" if title else ""
+
+
+STEP_MARKERS = {"regression": ("v", "red"), "improvement": ("^", "green")}
+
+
+def write_history_plots(trend: pd.DataFrame, directory: Path | str) -> list[Path]:
+    from kdbench.history import SPEED
+
+    plt = _pyplot()
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for (section, pair), rows in trend.groupby(["section", "pair"], sort=True):
+        runs = rows.drop_duplicates("run").sort_values("run")
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for (metric, label, step), ax in zip(
+                (("top1", "test top-1 %", "top1_step"),
+                 (SPEED, "train samples/s", "speed_step")), axes):
+            for method, curve in rows.groupby("method", sort=True):
+                ax.errorbar(curve["run"], curve[f"{metric}_mean"],
+                            yerr=curve[f"{metric}_std"].fillna(0), marker="o", capsize=3,
+                            label=method)
+                for decision, (marker, color) in STEP_MARKERS.items():
+                    hit = curve[curve[step].eq(decision)]
+                    ax.scatter(hit["run"], hit[f"{metric}_mean"], marker=marker, s=120,
+                               color=color, zorder=3)
+            ax.set_xticks(runs["run"], [f"{sha}\n{date:%Y-%m-%d}" for sha, date in
+                                        zip(runs["git_sha"], runs["date"])], fontsize=7)
+            ax.set(ylabel=label, title=f"{pair}: {label} over runs"
+                   + (f" ({section})" if section else ""))
+        axes[0].legend(fontsize=7)
+        written.append(_save(fig, out / f"{_prefix(section)}{_safe(pair)}-history.png", plt))
     return written
 
 

@@ -22,7 +22,10 @@ per case: the newest):
   ``mean ± std (n)`` of test top-1 at the temperature chosen on validation (shown), the best
   method per pair on validation in bold, teacher and ``ce`` rows on top, ``N/A`` where a method
   does not apply to a pair, a "published" column next to a pair the reference lists; a teacher
-  near chance is flagged.
+  near chance is flagged. ``leaderboard(summary, published, style)``: a ``CellStyle`` writes
+  the cells (Markdown by default; LaTeX for ``kdbench.latex``). ``leaderboards(frame, summary,
+  published, style)`` yields one per section (``sections``), published numbers only for
+  CIFAR-100; ``method_names(summary)`` are its rows.
 - ``detail_table(summary)``, ``temperature_table(summary)``: the per-pair detail (every metric,
   Δ vs ``ce``, rank by test top-1, notes) and loss × temperature (test top-1, the validation
   choice marked).
@@ -40,7 +43,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field, fields
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import pandas as pd
 
@@ -219,7 +222,7 @@ def session_report(frame: pd.DataFrame, notes: Sequence[str] = ()) -> str:
         return "No kdbench records.\n"
     summary = summarize(frame)
     blocks = [provenance_line(frame), *notes, markdown(session_table(summary))]
-    for heading, table, warnings in _leaderboards(frame, summary, load_published()):
+    for heading, table, warnings in leaderboards(frame, summary, load_published()):
         blocks += [f"#{heading} ({LEADERBOARD_NOTE})", markdown(table), *warnings]
     blocks.append(COLUMNS_NOTE)
     return "\n\n".join(blocks) + "\n"
@@ -239,8 +242,8 @@ COLUMNS_NOTE = (
     "the teacher's measured forward time where its outputs were cached).")
 
 
-def _method(summary: pd.DataFrame) -> pd.Series:
-    """The loss, with the method knobs (α, options) that vary appended."""
+def method_names(summary: pd.DataFrame) -> pd.Series:
+    """The loss, with the method knobs (α, options) that vary appended: a leaderboard's rows."""
     knobs = [c for c in METHOD_KEYS[2:] if c in summary]
     return summary["loss"].str.cat([c + "=" + summary[c].astype(str) for c in knobs], sep=" ")
 
@@ -265,19 +268,32 @@ def weak_teachers(summary: pd.DataFrame) -> dict[str, float]:
             if near_chance(r.teacher_top1_mean, int(r.num_classes))}
 
 
-def leaderboard(summary: pd.DataFrame, published: pd.DataFrame | None = None) -> pd.DataFrame:
+@dataclass(frozen=True)
+class CellStyle:
+    """How ``leaderboard`` writes a cell: Markdown by default; ``kdbench.latex`` passes its own.
+    ``top1``: a chosen configuration's test top-1 (a ``summarize`` row); ``temperature``: its
+    ``fmt_T`` text; ``best``: the marked cell; ``near_chance``: after a weak teacher's top-1."""
+
+    top1: Callable[[pd.Series], str] = fmt_top1
+    temperature: Callable[[str], str] = " T={}".format
+    best: Callable[[str], str] = "**{}**".format
+    near_chance: str = " ⚠ near chance"
+
+
+def leaderboard(summary: pd.DataFrame, published: pd.DataFrame | None = None,
+                style: CellStyle = CellStyle()) -> pd.DataFrame:
     """Methods × pairs of one setting (see the module docstring)."""
-    s = summary.assign(method=_method(summary))
+    s = summary.assign(method=method_names(summary))
     best = chosen(s, ["pair", "method"])
-    cells = best.apply(fmt_top1, axis=1) + best.apply(
-        lambda r: f" T={fmt_T(r)}" if fmt_T(r) else "", axis=1)
+    cells = best.apply(style.top1, axis=1) + best.apply(
+        lambda r: style.temperature(fmt_T(r)) if fmt_T(r) else "", axis=1)
     weak = weak_teachers(s)
     contenders = best[best["loss"].ne("ce") & best["n"].gt(0) & ~best["pair"].isin(weak)]
     winners = chosen(contenders.dropna(subset=["val_top1_mean"]), ["pair"])
-    cells[winners.index] = "**" + cells[winners.index] + "**"
+    cells[winners.index] = cells[winners.index].map(style.best)
     table = best.assign(cell=cells).pivot(index="method", columns="pair", values="cell")
     teacher = s.dropna(subset=["teacher_top1_mean"]).groupby("pair")["teacher_top1_mean"].first()
-    table.loc["teacher"] = [fmt_num(teacher.get(p)) + (" ⚠ near chance" if p in weak else "")
+    table.loc["teacher"] = [fmt_num(teacher.get(p)) + (style.near_chance if p in weak else "")
                             for p in table.columns]
     order = ["teacher", "ce"] + sorted(m for m in table.index if m not in ("teacher", "ce"))
     table = table.reindex([m for m in order if m in table.index])
@@ -316,7 +332,7 @@ DETAIL = (("val top-1 %", "val_top1_mean", fmt_num),
 def detail_table(summary: pd.DataFrame) -> pd.DataFrame:
     """One pair: loss × T with every metric, Δ vs ce, the rank by mean test top-1 and notes
     (teacher outputs cached or online; why a seed failed or the method is N/A)."""
-    s = summary.assign(method=_method(summary))
+    s = summary.assign(method=method_names(summary))
     rank = s["top1_mean"].rank(ascending=False, method="min")
     return pd.DataFrame({
         "rank": rank.map(lambda r: "" if pd.isna(r) else f"{r:.0f}"),
@@ -334,7 +350,7 @@ def temperature_table(summary: pd.DataFrame) -> pd.DataFrame:
     s = summary[summary["T"].notna()]
     if s.empty:
         return pd.DataFrame()
-    s = s.assign(method=_method(s))
+    s = s.assign(method=method_names(s))
     picked = chosen(s, ["pair", "method"]).index
     s = s.assign(cell=s.apply(fmt_top1, axis=1).where(~s.index.isin(picked),
                                                       s.apply(fmt_top1, axis=1) + " ✓"),
@@ -385,20 +401,22 @@ class Report:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
 
 
-def _leaderboards(frame: pd.DataFrame, summary: pd.DataFrame, published: pd.DataFrame | None):
-    """(heading, paper-style table, warnings) per setting; published numbers for CIFAR-100."""
+def leaderboards(frame: pd.DataFrame, summary: pd.DataFrame, published: pd.DataFrame | None,
+                 style: CellStyle = CellStyle()):
+    """(heading, paper-style table, warnings) per setting, in the order of ``sections``;
+    published numbers for CIFAR-100."""
     for title, part in sections(summary):
         suffix = f" ({title})" if title else ""
         datasets = set((part if "dataset" in part else frame)["dataset"])
         ref = published if datasets == {PUBLISHED_DATASET} else None
-        yield f"## Leaderboard{suffix}", leaderboard(part, ref), teacher_warnings(part)
+        yield f"## Leaderboard{suffix}", leaderboard(part, ref, style), teacher_warnings(part)
 
 
 def build_report(frame: pd.DataFrame, published: pd.DataFrame | None = None,
                  notes: Sequence[str] = ()) -> Report:
     summary = summarize(frame)
     report = Report(provenance=provenance(frame), summary=summary, notes=list(notes))
-    boards = _leaderboards(frame, summary, published)
+    boards = leaderboards(frame, summary, published)
     for (title, part), (heading, board, _) in zip(sections(summary), boards):
         suffix = f" ({title})" if title else ""
         report.tables.append((f"{heading} — {LEADERBOARD_NOTE}", board))

@@ -9,8 +9,8 @@ top-1 (mean ± std (n) over seeds) and training speed (``train_throughput_online
 with the teacher's forward pass included). A step between a run and the one before it is
 marked (▼ regression, ▲ improvement) exactly where ``kdbench compare`` would decide one —
 ``compare(previous, current, thresholds)`` per consecutive pair, thresholds from
-``Thresholds.load()`` (``[tool.kdbench.compare]``), on the gated metrics; the speed marker is
-compare's decision on ``train_throughput`` (the speed as run), the metric it gates.
+``Thresholds.load()`` (``[tool.kdbench.compare]``), on the gated metrics (speed is gated only
+when asked for: ``--metrics top1,train_throughput_online``).
 
 API::
 
@@ -47,8 +47,7 @@ from kdbench.report import (
 )
 from kdbench.results import records_frame
 
-SPEED = "train_throughput_online"  # the speed shown
-SPEED_GATE = "train_throughput"  # the speed compare decides on
+SPEED = "train_throughput_online"  # the speed shown and decided on
 MARKS = {"regression": "▼", "improvement": "▲"}
 
 
@@ -81,11 +80,8 @@ def _tracked(newest: pd.DataFrame) -> pd.DataFrame:
 
 
 def _step_text(row: pd.Series) -> str:
-    mark = MARKS[row["decision"]]
-    if row["unit"] == "ok seeds":
-        return f"{mark} status: {row['why']}"
-    p = "" if pd.isna(row["p"]) else f", p {row['p']:.2g}"
-    return f"{mark} {row['metric']} {row['effect']:+.2f} {row['unit']} ({row['why']}{p})"
+    """compare's decision in its own words (``why`` names the change, the test and its p)."""
+    return f"{MARKS[row['decision']]} {row['metric']}: {row['why']}"
 
 
 # ---------------------------------------------------------------- history
@@ -107,7 +103,7 @@ class History:
                 f"`kdbench compare` decides: Welch t-test at α = {th.alpha:g} and minimum "
                 f"effects on the gated metrics " + ", ".join(
                     f"{m} {th.min_effect[m]:g} {DIRECTIONS[m][1]}" for m in th.metrics)
-                + f"; the speed marker is compare's {SPEED_GATE} decision (only when gated).")
+                + f"; the speed marker is compare's {SPEED} decision (only when gated).")
 
     def table(self, rows: pd.DataFrame) -> pd.DataFrame:
         """The Markdown trend of one pair: method × run."""
@@ -186,7 +182,7 @@ def _with_steps(trend: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
     return trend.assign(
         T_text=trend.apply(fmt_T, axis=1), top1_text=trend.apply(fmt_top1, axis=1),
         top1_step=[decision(k, ("top1", "status")) for k in keys],
-        speed_step=[decision(k, (SPEED_GATE, "status")) for k in keys],
+        speed_step=[decision(k, (SPEED, "status")) for k in keys],
         steps=["; ".join(_step_text(row) for _, row in found.get(k, none).iterrows())
                for k in keys], _order=method_order,
     ).sort_values(["section", "pair", "_order", "run"], kind="stable").drop(

@@ -284,7 +284,7 @@ def run_records(run: int) -> list[dict]:
 @pytest.fixture(scope="module")
 def trend():
     runs = [(f"run{i}", run_records(i)) for i in (3, 1, 2)]  # not in date order
-    return history(runs, Thresholds())
+    return history(runs, Thresholds().updated(metrics=("top1", "train_throughput_online")))
 
 
 def test_history_orders_runs_by_date(trend):
@@ -306,7 +306,9 @@ def test_history_markdown_shows_steps_where_compare_decides(trend):
     s = trend.trend[trend.trend["pair"].eq("cnn_t/cnn_s")]
     table = trend.table(s).set_index(["method", "run"])
     assert table.loc[("kd", "3"), "test top-1 %"] == "88.60 ± 0.62 (3) ▼"
-    assert "▼ top1 -4.97 points (significant, p 0.00098)" in table.loc[("kd", "3"), "steps"]
+    steps = table.loc[("kd", "3"), "steps"]
+    assert "▼ top1: drop of 4.97 points, paired t-test p = 0.0011 < 0.01" in steps
+    assert "▼ top1: lost its gain: gain over ce +2.83 → -2.17 points" in steps
     assert table.loc[("kd", "2"), "test top-1 %"] == "93.57 ± 0.35 (3)"
     assert table.loc[("ce", "2"), "train samples/s"] == "18,000 ▼"
     assert table.loc[("ce", "3"), "train samples/s"] == "18,000"
@@ -325,7 +327,7 @@ def test_history_cli_writes_tables_and_plots(tmp_path):
         paths.append(str(path.parent))
     out = tmp_path / "history"
     assert cli.main(["history", *paths, "--out", str(out), "--metrics",
-                     "top1,train_throughput"]) == 0
+                     "top1,train_throughput_online"]) == 0
     csv = pd.read_csv(out / "history.csv")
     assert list(csv.loc[csv["top1_step"].eq("regression"), ["pair", "method", "run"]]
                 .itertuples(index=False, name=None)) == [("cnn_t/cnn_s", "kd", 3)]

@@ -84,6 +84,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="devices to run cases on; CUDA cases skip without a GPU; default: all")
     group.addoption("--kd-seeds", type=int, default=None, metavar="N",
                     help="seeds per case (0 … N−1); default: the profile's (3 for quick)")
+    group.addoption("--kd-first-seed", type=int, default=0, metavar="S",
+                    help="seeds S … S+N−1 instead of 0 … N−1: the same configurations on fresh "
+                         "seeds (a second run for the gate's false-alarm rate); default 0")
     group.addoption("--kd-epochs", type=int, default=None, metavar="N",
                     help="student epochs per case; default: the profile's")
     group.addoption("--kd-results", default="results", metavar="DIR",
@@ -148,10 +151,13 @@ def _specs(config: pytest.Config) -> list[RunSpec]:
     seeds = config.getoption("kd_seeds")
     if seeds is not None and seeds < 1:
         raise KdbenchError(f"invalid --kd-seeds {seeds}: must be an integer ≥ 1")
+    first_seed = config.getoption("kd_first_seed")
+    if first_seed < 0:
+        raise KdbenchError(f"invalid --kd-first-seed {first_seed}: must be an integer ≥ 0")
     if device == "cuda" and not torch.cuda.is_available():
         raise KdbenchError("--kd-device cuda, but no CUDA GPU is available: "
                            "use --kd-device cpu or all (CUDA cases then skip)")
-    return profile.specs(devices, seeds=seeds, epochs=epochs,
+    return profile.specs(devices, seeds=seeds, epochs=epochs, first_seed=first_seed,
                          precision=config.getoption("kd_precision"),
                          compile=config.getoption("kd_compile"),
                          teacher_ckpts=_teacher_ckpts(config.getoption("kd_teacher_ckpt"),

@@ -25,6 +25,7 @@ USAGE_ERROR = int(pytest.ExitCode.USAGE_ERROR)
 @pytest.mark.parametrize("args, names", [
     (("--kd-profile", "nope"), ["'nope'", *PROFILES.names()]),
     (("--kd-seeds", "0"), ["--kd-seeds 0", "≥ 1"]),
+    (("--kd-first-seed", "-1"), ["--kd-first-seed -1", "≥ 0"]),
     (("--kd-epochs", "0"), ["--kd-epochs 0", "≥ 1"]),
     (("--kd-threads", "0"), ["--kd-threads 0", "≥ 1"]),
     (("--kd-device", "gpu"), ["'gpu'", "'cpu'", "'cuda'", "'all'"]),
@@ -46,7 +47,7 @@ USAGE_ERROR = int(pytest.ExitCode.USAGE_ERROR)
     (("--kd-teacher-ckpt", "cnn_t={garbage}"), ["teacher checkpoint", "garbage.bin"]),
     (("--kd-teacher-ckpt", "cnn_t={student_weights}"),
      ["does not fit model 'cnn_t'", "the file lacks", "the model lacks"]),
-], ids=["profile", "seeds", "epochs", "threads", "device", "cuda-without-gpu",
+], ids=["profile", "seeds", "first-seed", "epochs", "threads", "device", "cuda-without-gpu",
         "results-under-a-file", "baseline-missing", "ckpt-unknown-teacher", "ckpt-missing-file",
         "data-root-without-files", "data-files-damaged", "cache-is-a-file", "cache-under-a-file",
         "baseline-empty", "baseline-garbage", "baseline-old-schema", "ckpt-garbage",

@@ -51,7 +51,8 @@ def test_profile_loss_options_override_only_their_loss():
     specs = PROFILES.get("quick").specs(("cpu",), seeds=1)
     assert {s.loss_options for s in specs if s.loss == "at"} == {(("beta", 100.0),)}
     assert {s.loss_options for s in specs if s.loss == "dkd"} == {(("warmup", 1 / 3),)}
-    assert all(s.loss_options == () for s in specs if s.loss not in ("at", "dkd"))
+    assert {s.loss_options for s in specs if s.loss == "crd"} == {(("beta", 0.1),)}
+    assert all(s.loss_options == () for s in specs if s.loss not in ("at", "dkd", "crd"))
 
 
 def test_a_newly_registered_loss_is_picked_up(monkeypatch):
@@ -113,3 +114,44 @@ def test_smoke_learns_with_the_digits_adapted_at_and_dkd(kd_suite):
     # AT 10.0 %); suites/test_distill.py fails a case at or below chance, so `make smoke` did.
     kd_suite("--kd-profile", "smoke", "--kd-device", "cpu", "-k", "cnn_m-at- or cnn_m-dkd-"
              ).assert_outcomes(passed=2)
+
+
+@pytest.mark.parametrize("name", PROFILES.names())
+def test_every_case_of_every_shipped_profile_is_valid_and_builds_its_loss(name):
+    """At collection, not mid-session: a spec validates its loss's own constraints when made
+    (the mnist profile once swept ctkd into T = 1, which CTKD.__init__ refused hours in)."""
+    specs = PROFILES.get(name).specs(("cpu", "cuda"), seeds=1)
+    assert {s.device for s in specs} == {"cpu", "cuda"}
+    assert len({s.name for s in specs}) == len(specs)  # ids are unique
+    for spec in {(s.loss, s.temperature, s.loss_options): s for s in specs}.values():
+        loss = LOSSES.get(spec.loss)(temperature=spec.temperature, **dict(spec.loss_options))
+        assert loss.temperature == (spec.temperature if loss.uses_temperature
+                                    else loss.default_temperature)
+
+
+def test_cifar100_crd_runs_every_published_pair_and_method_at_its_authors_settings():
+    from kdbench.paper_settings import CIFAR100_PAIR_SETTINGS
+    from kdbench.reference import published
+
+    specs = {(s.teacher, s.student, s.loss): s
+             for s in PROFILES.get("cifar100-crd").specs(("cuda",), seeds=1)}
+    ref = published()
+    rows = ref[ref["method"].isin(LOSSES.names()) & ref["top1"].notna()]
+    checked = 0
+    for row in rows.itertuples():
+        spec = specs.get((row.teacher, row.student, row.method))
+        if spec is None:  # a published pair the CRD table does not hold
+            continue
+        declared = CIFAR100_PAIR_SETTINGS[(row.teacher, row.student)][row.method]
+        ran = {**dict(spec.loss_options), "temperature": spec.temperature,
+               "alpha": spec.alpha, "ce_weight": spec.ce_weight}
+        assert {k: ran[k] for k in declared} == declared, (row.teacher, row.student, row.method)
+        checked += 1
+    assert checked >= 150
+
+
+def test_first_seed_runs_the_same_configurations_on_fresh_seeds():
+    smoke = PROFILES.get("smoke")
+    first, second = smoke.specs(("cpu",), seeds=2), smoke.specs(("cpu",), seeds=2, first_seed=2)
+    assert {s.seed for s in first} == {0, 1} and {s.seed for s in second} == {2, 3}
+    assert {s.group_id for s in first} == {s.group_id for s in second}  # compared as one case

@@ -6,7 +6,8 @@ The bare loop does the training kdbench does for a logit-only case: same data te
 (``RECIPES``), same seed, epochs, batch size and shuffling (a ``randperm`` per epoch from a CPU
 generator seeded with the case's seed), the same loss mix ``ce_weight·CE + alpha·term`` with the
 term written out here, and the same per-epoch evaluation (test-set logits at batch 1024, top-1,
-the epoch's mean loss read once). It has no hooks, records, caches, progress or measurements.
+the epoch's mean loss read once, validation and test logits at batch 1024 after every epoch, as
+kdbench's loop). It has no hooks, records, caches, progress or measurements.
 """
 
 from __future__ import annotations
@@ -108,8 +109,7 @@ class Bare:
 
     x_train: torch.Tensor
     y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
+    held_out: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # (validation, test)
     num_classes: int
     teacher: nn.Module
     teacher_logits: torch.Tensor  # (N, classes), train set, precomputed once
@@ -122,8 +122,8 @@ class Bare:
         teacher, _ = engine.teachers.get(spec)
         with torch.inference_mode():
             seconds, logits = timed(lambda: teacher(data.x_train))
-        return cls(data.x_train, data.y_train, data.x_test, data.y_test, data.num_classes, teacher,
-                   logits.clone(), seconds)
+        return cls(data.x_train, data.y_train, ((data.x_val, data.y_val), (data.x_test, data.y_test)),
+                   data.num_classes, teacher, logits.clone(), seconds)
 
     def train(self, spec: RunSpec, teacher: str = "cached") -> tuple[float, float]:
         """Train the spec's student; ``teacher`` is "cached" (precomputed logits) or "online"
@@ -132,7 +132,7 @@ class Bare:
         torch.manual_seed(spec.seed)
         model = build_model(spec.student, self.num_classes, tuple(self.x_train.shape[1:]))
         start = time.perf_counter()
-        top1 = train_loop(model, spec, self.x_train, self.y_train, self.x_test, self.y_test,
+        top1 = train_loop(model, spec, self.x_train, self.y_train, self.held_out,
                           self._teacher_logits(spec, teacher))
         return time.perf_counter() - start, top1
 
@@ -148,10 +148,11 @@ class Bare:
 
 
 def train_loop(model: nn.Module, spec: RunSpec, x_train: torch.Tensor, y_train: torch.Tensor,
-               x_test: torch.Tensor, y_test: torch.Tensor,
+               held_out: tuple[tuple[torch.Tensor, torch.Tensor], ...],
                teacher_logits: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None
                ) -> float:
-    """A plain PyTorch loop; returns the last epoch's test top-1 (%)."""
+    """A plain PyTorch loop; evaluates every held-out split after each epoch and returns the
+    last epoch's top-1 (%) on the last of them (the test split)."""
     recipe = RECIPES.get(spec.recipe)
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr_for(spec.student),
                                 momentum=recipe.momentum, weight_decay=recipe.weight_decay)
@@ -180,10 +181,11 @@ def train_loop(model: nn.Module, spec: RunSpec, x_train: torch.Tensor, y_train: 
         if not math.isfinite(epoch_loss):
             raise RuntimeError(f"bare loop diverged: {spec.name}")
         model.eval()
-        with torch.inference_mode():
-            logits = torch.cat([model(x_test[i:i + EVAL_BATCH])
-                                for i in range(0, len(y_test), EVAL_BATCH)])
-        top1 = 100.0 * (logits.argmax(1) == y_test).sum().item() / len(y_test)
+        for x_eval, y_eval in held_out:
+            with torch.inference_mode():
+                logits = torch.cat([model(x_eval[i:i + EVAL_BATCH])
+                                    for i in range(0, len(y_eval), EVAL_BATCH)])
+            top1 = 100.0 * (logits.argmax(1) == y_eval).sum().item() / len(y_eval)
     return top1
 
 

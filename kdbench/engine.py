@@ -296,8 +296,8 @@ class Outcome:
 class Engine:
     """Holds a session's caches: data sets, the teacher store, speed measurements. Students of
     compiled specs are compiled in ``compile_mode`` (one of ``COMPILE_MODES``), recorded with
-    each case: the mode changes speed, not what the student computes (up to the rounding of
-    the kernels it picks), so it is not part of the spec and its case id."""
+    each case's env: the mode changes speed, not what the student computes (up to the rounding
+    of the kernels it picks), so it is not part of the spec and its case id."""
 
     def __init__(self, cache_dir: Path | str = ".kdbench_cache", data_root: Path | str | None = None,
                  download: bool = False, progress: Progress | None = None,
@@ -342,7 +342,7 @@ class Engine:
             accel = Accel.for_spec(spec.precision, torch.device(spec.device))
             infer, latency = measure.inference_speed(
                 model, data.input_shape, min(EVAL_BATCH, data.num_test), accel,
-                self._compile_mode(spec))
+                self.compile_mode_for(spec))
             self._speed[key] = {
                 "student_flops": measure.flops_per_sample(model, data.input_shape, accel.device),
                 "infer_throughput": infer, "latency_ms": latency}
@@ -370,7 +370,7 @@ class Engine:
             torch.manual_seed(spec.seed)
             student = accel.prepare(
                 build_model(spec.student, data.num_classes, data.input_shape).to(device))
-            with Tapper(student, loss.taps, self._compile_mode(spec)) as tapper:
+            with Tapper(student, loss.taps, self.compile_mode_for(spec)) as tapper:
                 _setup(loss, tapper, teacher_fn, teacher, data, spec)
                 start = time.perf_counter()
                 pre = loss.pretrain_epochs(spec.epochs)
@@ -399,13 +399,11 @@ class Engine:
         }
         if spec.compile:
             metrics["compile_s"] = stats.compile_seconds()
-        return Outcome("ok", metrics, {"history": stats.history,
-                                       "accel": {**accel.describe(),
-                                                 "compile_mode": self._compile_mode(spec)},
+        return Outcome("ok", metrics, {"history": stats.history, "accel": accel.describe(),
                                        "memory_scope": memory.scope,
                                        "teacher_train_s": teacher_meta.get("train_s")})
 
-    def _compile_mode(self, spec: RunSpec) -> str | None:
+    def compile_mode_for(self, spec: RunSpec) -> str | None:
         """The torch.compile mode of the spec's student; None: not compiled."""
         return self.compile_mode if spec.compile else None
 

@@ -115,7 +115,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(compile_s) and left out of train_throughput")
     group.addoption("--kd-compile-mode", default="default", choices=COMPILE_MODES,
                     help="torch.compile mode with --kd-compile (recorded in each record's "
-                         "accel); reduce-overhead uses CUDA graphs; default: default")
+                         "env); reduce-overhead uses CUDA graphs; default: default")
     group.addoption("--kd-cases-per-gpu", type=int, default=None, metavar="K",
                     help="K xdist workers share each GPU (run with -n K×GPUs or -n auto), each "
                          "capped at 1/K of its memory; default: one worker per GPU, round robin")
@@ -388,7 +388,8 @@ def kd_case(request: pytest.FixtureRequest, kd_session: KdSession) -> Callable[[
             pytest.skip(f"resumed: {spec.name} already has a record "
                         f"({kd_session.done[spec.case_id]['status']})")
         engine = kd_session.get_engine()
-        env = {**measure.environment(torch.device(spec.device)), **kd_session.share(spec.device)}
+        env = {**measure.environment(torch.device(spec.device)), **kd_session.share(spec.device),
+               "compile_mode": engine.compile_mode_for(spec)}
         try:
             outcome = engine.distill(spec)
         except NotApplicable as exc:

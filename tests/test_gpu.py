@@ -136,6 +136,7 @@ def test_records_say_how_many_workers_shared_the_machine(kd_suite, pytester):
     kd_suite(*SMOKE, *ONE_CASE).assert_outcomes(passed=1)
     (record,) = load_records(list((pytester.path / "results" / "runs").glob("*.jsonl")))
     assert record["env"]["workers"] == 1 and record["env"]["threads"] == 1
+    assert record["env"]["compile_mode"] is None
     assert "gpu_index" not in record["env"]  # a CPU case
 
 
@@ -157,17 +158,17 @@ def test_the_compile_mode_reaches_torch_compile_and_the_record(kd_suite, pyteste
              ).assert_outcomes(passed=1)
     assert compiled == ["reduce-overhead", "reduce-overhead"]  # training student, speed timing
     (record,) = load_records(list((pytester.path / "results" / "runs").glob("*.jsonl")))
-    assert record["spec"]["compile"] is True
-    assert record["accel"]["compile_mode"] == "reduce-overhead"
+    assert record["spec"]["compile"] is True and record["env"]["compile_mode"] == "reduce-overhead"
 
 
-def test_uncompiled_cases_call_no_compile_and_record_none(cache_dir, tiny_spec, compiled):
-    outcome = Engine(cache_dir=cache_dir, compile_mode="max-autotune").distill(tiny_spec("at"))
-    assert compiled == [] and outcome.info["accel"]["compile_mode"] is None
-    outcome = Engine(cache_dir=cache_dir, compile_mode="max-autotune").distill(
-        tiny_spec("at", compile=True))
+def test_only_compiled_cases_call_torch_compile(cache_dir, tiny_spec, compiled):
+    engine = Engine(cache_dir=cache_dir, compile_mode="max-autotune")
+    plain, feature_taps = tiny_spec("at"), tiny_spec("at", compile=True)
+    engine.distill(plain)
+    assert compiled == [] and engine.compile_mode_for(plain) is None
+    engine.distill(feature_taps)
     assert compiled == ["max-autotune", "max-autotune"]
-    assert outcome.info["accel"]["compile_mode"] == "max-autotune"
+    assert engine.compile_mode_for(feature_taps) == "max-autotune"
 
 
 def test_a_failed_case_leaves_its_tensors_to_the_next_case(kd_suite, pytester, monkeypatch):

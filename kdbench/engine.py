@@ -37,6 +37,9 @@ from kdbench.taps import Tapper, map_taps, shapes
 EVAL_BATCH = 1024  # evaluation batch size (inference only, no activations kept)
 TEACHER_OUTPUT_BUDGET = 1 << 30  # bytes: larger teacher-output caches run the teacher online
 TRAIN_CODE_VERSION = 2  # bump when a change to the loop changes what a teacher learns
+# torch.compile modes for compiled cases (``--kd-compile-mode``); "reduce-overhead" adds CUDA
+# graphs, which replay a step's kernels with one launch where a small batch is launch-bound
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 Objective = Callable[[dict, dict, torch.Tensor], torch.Tensor]
 TeacherFn = Callable[[torch.Tensor, torch.Tensor], dict]
@@ -293,10 +296,18 @@ class Outcome:
 
 
 class Engine:
-    """Holds a session's caches: data sets, the teacher store, speed measurements."""
+    """Holds a session's caches: data sets, the teacher store, speed measurements. Students of
+    compiled specs are compiled in ``compile_mode`` (one of ``COMPILE_MODES``), recorded with
+    each case's env: the mode changes speed, not what the student computes (up to the rounding
+    of the kernels it picks), so it is not part of the spec and its case id."""
 
     def __init__(self, cache_dir: Path | str = ".kdbench_cache", data_root: Path | str | None = None,
-                 download: bool = False, progress: Progress | None = None) -> None:
+                 download: bool = False, progress: Progress | None = None,
+                 compile_mode: str = "default") -> None:
+        if compile_mode not in COMPILE_MODES:
+            raise KdbenchError(f"invalid compile mode {compile_mode!r}: valid: "
+                               f"{', '.join(COMPILE_MODES)}")
+        self.compile_mode = compile_mode
         self.data_root = data_root
         self.download = download
         self.progress = progress or (lambda message: None)
@@ -332,7 +343,8 @@ class Engine:
         if key not in self._speed:
             accel = Accel.for_spec(spec.precision, torch.device(spec.device))
             infer, latency = measure.inference_speed(
-                model, data.input_shape, min(EVAL_BATCH, data.num_test), accel, spec.compile)
+                model, data.input_shape, min(EVAL_BATCH, data.num_test), accel,
+                self.compile_mode_for(spec))
             self._speed[key] = {
                 "student_flops": measure.flops_per_sample(model, data.input_shape, accel.device),
                 "infer_throughput": infer, "latency_ms": latency}
@@ -360,7 +372,7 @@ class Engine:
             torch.manual_seed(spec.seed)
             student = accel.prepare(
                 build_model(spec.student, data.num_classes, data.input_shape).to(device))
-            with Tapper(student, loss.taps, compiled=spec.compile) as tapper:
+            with Tapper(student, loss.taps, self.compile_mode_for(spec)) as tapper:
                 _setup(loss, tapper, teacher_fn, teacher, data, spec)
                 start = time.perf_counter()
                 pre = loss.pretrain_epochs(spec.epochs)
@@ -395,6 +407,10 @@ class Engine:
             info["warnings"] = [f"teacher near chance: {metrics['teacher_top1']:.2f} % test "
                                 f"top-1 ({100 / data.num_classes:.2f} % is chance)"]
         return Outcome("ok", metrics, info)
+
+    def compile_mode_for(self, spec: RunSpec) -> str | None:
+        """The torch.compile mode of the spec's student; None: not compiled."""
+        return self.compile_mode if spec.compile else None
 
     def _training_speed(self, spec: RunSpec, stats: FitStats,
                         teacher_outputs: str | None) -> dict[str, Any]:

@@ -127,12 +127,13 @@ def forward_rate(forward: Callable[[torch.Tensor], Any], input_shape: tuple[int,
 
 
 def inference_speed(model: nn.Module, input_shape: tuple[int, ...], batch_size: int,
-                    accel: Accel, compiled: bool = False) -> tuple[float, float]:
+                    accel: Accel, compile_mode: str | None = None) -> tuple[float, float]:
     """(samples/s at ``batch_size``, latency in ms at batch 1) of ``model`` in eval mode, run
-    as the case runs it (``accel``'s precision and memory format; compiled if ``compiled``)."""
+    as the case runs it (``accel``'s precision and memory format; compiled in
+    ``compile_mode`` unless it is None)."""
     was_training = model.training
     model.eval()
-    forward = torch.compile(model) if compiled else model
+    forward = torch.compile(model, mode=compile_mode) if compile_mode else model
     throughput = forward_rate(forward, input_shape, batch_size, accel)
     latency_ms = 1000.0 / forward_rate(forward, input_shape, 1, accel)
     model.train(was_training)

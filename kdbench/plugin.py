@@ -22,7 +22,8 @@ import torch
 
 from kdbench import measure, results
 from kdbench.checkpoints import load_checkpoint
-from kdbench.engine import Diverged, Engine
+from kdbench.engine import COMPILE_MODES, Diverged, Engine
+from kdbench.gpu_share import check_cases_per_gpu, claim_gpu
 from kdbench.losses import LOSSES, NotApplicable
 from kdbench.models import build_model
 from kdbench.registry import KdbenchError
@@ -54,6 +55,8 @@ class KdSession:
     engine: Engine | None = None
     comparison: Any = None
     done: dict[str, dict[str, Any]] = field(default_factory=dict)  # --kd-resume: ok records
+    workers: int = 1  # processes running cases at once (xdist workers)
+    gpu_share: dict[str, Any] | None = None  # an xdist worker's GPU (kdbench.gpu_share)
     unsaved: list[dict[str, Any]] = field(default_factory=list)  # records a write failed for
     write_error: str | None = None
 
@@ -63,10 +66,18 @@ class KdSession:
             echo = self.config.getoption("capture") == "no"
             self.engine = Engine(
                 cache_dir=opt("kd_cache"), data_root=opt("kd_data_root"),
-                download=opt("kd_download"),
+                download=opt("kd_download"), compile_mode=opt("kd_compile_mode"),
                 progress=(lambda message: print(f"[kdbench] {message}", flush=True)) if echo
                 else None)
         return self.engine
+
+    def share(self, device: str) -> dict[str, Any]:
+        """The hardware share a case on ``device`` had, for its record's env."""
+        if device != "cuda":
+            return {"workers": self.workers}
+        return {"workers": self.workers, **(self.gpu_share or {
+            "gpu_index": torch.cuda.current_device(), "workers_per_gpu": 1,
+            "gpu_memory_fraction": None})}
 
     @property
     def leaderboard_file(self) -> Path:
@@ -105,6 +116,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--kd-compile", action="store_true",
                     help="torch.compile the student; compile time is reported apart "
                          "(compile_s) and left out of train_throughput")
+    group.addoption("--kd-compile-mode", default="default", choices=COMPILE_MODES,
+                    help="torch.compile mode with --kd-compile (recorded in each record's "
+                         "env); reduce-overhead uses CUDA graphs; default: default")
+    group.addoption("--kd-cases-per-gpu", type=int, default=None, metavar="K",
+                    help="K xdist workers share each GPU (run with -n K×GPUs or -n auto), each "
+                         "capped at 1/K of its memory; default: one worker per GPU, round robin")
     group.addoption("--kd-teacher-ckpt", action="append", default=[], metavar="NAME=PATH",
                     help="use this checkpoint for teacher NAME instead of training it "
                          "(repeatable)")
@@ -116,6 +133,32 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--kd-allow-missing", action="store_true",
                     help="with --kd-baseline: decide only on the cases that ran (a -k or shard "
                          "subset); baseline cases not run are listed, not failed")
+
+
+def _xdist_workers(config: pytest.Config) -> int:
+    """xdist workers of this session (0 without xdist), as the controller sees them."""
+    if config.getoption("dist", "no") == "no":
+        return 0
+    return len(config.getoption("tx", None) or [])
+
+
+def _check_gpu_options(config: pytest.Config) -> None:
+    per_gpu = config.getoption("kd_cases_per_gpu")
+    if per_gpu is not None and not hasattr(config, "workerinput"):
+        check_cases_per_gpu(per_gpu, _xdist_workers(config), torch.cuda.device_count())
+    mode = config.getoption("kd_compile_mode")
+    if mode != "default" and not config.getoption("kd_compile"):
+        raise KdbenchError(f"--kd-compile-mode {mode} applies to compiled students: add "
+                           f"--kd-compile")
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto`` with ``--kd-cases-per-gpu K`` starts K × GPUs workers."""
+    per_gpu = config.getoption("kd_cases_per_gpu")
+    if per_gpu is None or per_gpu < 1 or not torch.cuda.is_available():
+        return None  # xdist's own count; a bad K is reported at configure
+    return per_gpu * torch.cuda.device_count()
 
 
 def _threads(config: pytest.Config) -> int:
@@ -216,6 +259,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         specs = _specs(config)
         threads = _threads(config)
+        _check_gpu_options(config)
         _check_cache(config.getoption("kd_cache"))
         baseline = config.getoption("kd_baseline")
         baseline_records = load_baseline(baseline) if baseline else None
@@ -231,10 +275,14 @@ def pytest_configure(config: pytest.Config) -> None:
         kd_session.done = {r["case_id"]: r for r in results.load_records([results_dir / "runs"])
                            if r["status"] in ("ok", "n/a")}
     config.stash[SESSION] = kd_session
-    if worker and torch.cuda.is_available():  # one GPU per xdist worker, round robin
-        index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:])
-        torch.cuda.set_device(index % torch.cuda.device_count())
-    if not worker:
+    if worker:
+        kd_session.workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+        if torch.cuda.is_available():  # K workers per GPU (default 1: round robin)
+            per_gpu = config.getoption("kd_cases_per_gpu")
+            kd_session.gpu_share = claim_gpu(
+                int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]), kd_session.workers,
+                per_gpu or 1, cap_memory=per_gpu is not None)
+    else:
         signal.signal(signal.SIGTERM, _interrupt)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(), "kdbench-xdist")
@@ -354,7 +402,8 @@ def kd_case(request: pytest.FixtureRequest, kd_session: KdSession) -> Callable[[
             pytest.skip(f"resumed: {spec.name} already has a record "
                         f"({kd_session.done[spec.case_id]['status']})")
         engine = kd_session.get_engine()
-        env = measure.environment(torch.device(spec.device))
+        env = {**measure.environment(torch.device(spec.device)), **kd_session.share(spec.device),
+               "compile_mode": engine.compile_mode_for(spec)}
         try:
             outcome = engine.distill(spec)
         except NotApplicable as exc:
@@ -365,6 +414,9 @@ def kd_case(request: pytest.FixtureRequest, kd_session: KdSession) -> Callable[[
                 "diverged_epoch": exc.epoch, "last_finite_loss": exc.last_finite_loss}, env)
         except Exception as exc:  # CUDA out of memory included: recorded, the session goes on
             message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            # pytest keeps the failure's traceback (sys.last_traceback): drop its frames'
+            # locals, the failed case's models and tensors, so the next case gets the memory
+            traceback.clear_frames(exc.__traceback__)
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             _store(kd_session, results.make_record(spec, "error", {}, env, error=message))

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from kdbench.losses import LOSSES
 from kdbench.paper_settings import CIFAR100_PAIR_SETTINGS, REPDISTILLER_CROSS, REPDISTILLER_SAME
 from kdbench.registry import KdbenchError, Registry
-from kdbench.spec import DEVICES, RunSpec, make_spec
+from kdbench.spec import DEVICES, RunSpec, make_spec, stable_hash
 
 PROFILES = Registry("profiles")
 WEIGHTS = ("temperature", "alpha", "ce_weight")  # settings besides a loss's own options
@@ -160,4 +160,63 @@ register_profile(Profile(
     "at its authors' settings; GPU days",
     dataset="cifar100", pairs=REPDISTILLER_SAME + REPDISTILLER_CROSS, recipe="crd", epochs=240,
     teacher_epochs=240, sweep=(), pair_settings=CIFAR100_PAIR_SETTINGS,
+))
+
+
+@dataclass(frozen=True)
+class GpuEstimate:
+    """GPU time of a profile's cases run one after another (no gain from running several at
+    once is assumed): every epoch passes ``images`` (the training images, and the validation
+    and test images evaluated after it counted as if trained on) at ``case_rate`` samples/s in
+    a case, initialisation stages included, and at ``teacher_rate`` in the training of each
+    teacher not given as a checkpoint; each case adds ``case_overhead_s``."""
+
+    case_rate: float
+    teacher_rate: float
+    images: int
+    case_overhead_s: float
+
+    def hours(self, specs: Iterable[RunSpec]) -> float:
+        specs = list(specs)
+        seconds = 0.0
+        for s in specs:
+            loss = LOSSES.get(s.loss)(temperature=s.temperature, **dict(s.loss_options))
+            epochs = s.epochs + loss.pretrain_epochs(s.epochs)
+            seconds += epochs * self.images / self.case_rate + self.case_overhead_s
+        teachers = {stable_hash(s.teacher_key()): s.teacher_epochs
+                    for s in specs if s.teacher_ckpt is None}
+        seconds += sum(teachers.values()) * self.images / self.teacher_rate
+        return seconds / 3600
+
+
+# cifar100-nightly's GPU time on one H200, estimated (no GPU was lent to measure it) from the
+# figures measured on an H200 (README, "Performance → GPU"): kdbench trained resnet32x4 →
+# resnet8x4 under KD with the teacher online (CIFAR augmentation), AMP, batch 64, at 4,718
+# samples/s, one case alone.
+# - cases: 3,500 samples/s = 0.75 × 4,718, a margin for the feature losses' extra kernels
+#   (FitNet's regressor, AT's maps, CRD's embeddings and 16,384 negatives); vgg13 → vgg8 has
+#   fewer layers (kernel launches, which bound these nets at batch 64) and FLOPs than
+#   resnet32x4 → resnet8x4, so the same rate is a bound for it;
+# - teachers: 2,500 samples/s. A teacher's step is its forward and backward (≈ 3 forwards of
+#   launches), a KD step the teacher's forward plus the 4×-shallower student's forward and
+#   backward: (1 + 3/4) / 3 ≈ 0.58 × 4,718 ≈ 2,750, rounded down;
+# - 60,000 images an epoch: 45,000 training images after the 5,000-image validation split,
+#   plus the 15,000 validation and test images evaluated after every epoch;
+# - 30 s per case for start-up, data on the GPU, cuDNN warm-up, FLOPs and inference timing.
+# 12 cases × (24 × 60,000 / 3,500 + 30 s) + 2 teachers × 24 × 60,000 / 2,500 = 5,297 + 1,152 s
+# ≈ 1.8 h one case at a time. Teachers are cached: later nights with the same cache skip them
+# (≈ 1.5 h). Run with `-n K --kd-cases-per-gpu K`, the run takes that divided by the gain of
+# K concurrent cases (target ≥ 3× at K = 4, unmeasured).
+CIFAR100_NIGHTLY_GPU_HOURS = 1.8
+CIFAR100_NIGHTLY_ESTIMATE = GpuEstimate(case_rate=3_500, teacher_rate=2_500, images=60_000,
+                                        case_overhead_s=30)
+
+register_profile(Profile(
+    "cifar100-nightly", "CIFAR-100 nightly for a GPU runner: resnet32x4 → resnet8x4 and vgg13 → "
+    "vgg8, ce/kd/dkd/fitnet/at/crd at the authors' per-pair settings, CRD recipe scaled to 24 "
+    f"epochs, 1 seed; ≈ {CIFAR100_NIGHTLY_GPU_HOURS:g} GPU-hours on one H200, one case at a "
+    "time (estimated)",
+    dataset="cifar100", pairs=(("resnet32x4", "resnet8x4"), ("vgg13", "vgg8")), recipe="crd",
+    epochs=24, teacher_epochs=24, seeds=1, losses=("ce", "kd", "dkd", "fitnet", "at", "crd"),
+    sweep=(), pair_settings=CIFAR100_PAIR_SETTINGS,
 ))

@@ -44,11 +44,13 @@ def resolve(model: nn.Module, tap: str) -> list[tuple[str, str]]:
 
 
 class Tapper:
-    """Runs a model and returns the requested taps; hooks only the modules those taps need."""
+    """Runs a model and returns the requested taps; hooks only the modules those taps need.
+    With a ``compile_mode`` (a ``torch.compile`` mode) the model runs compiled, hooks inside."""
 
-    def __init__(self, model: nn.Module, taps: Iterable[str], compiled: bool = False) -> None:
+    def __init__(self, model: nn.Module, taps: Iterable[str],
+                 compile_mode: str | None = None) -> None:
         self.model = model
-        self._forward = torch.compile(model) if compiled else model
+        self._forward = torch.compile(model, mode=compile_mode) if compile_mode else model
         self.taps = tuple(t for t in taps if t not in ENGINE_TAPS)
         self._plan = {tap: resolve(model, tap) for tap in self.taps}
         self._seen: dict[tuple[str, str], torch.Tensor] = {}

@@ -86,6 +86,7 @@ def test_xdist_workers_write_every_case_once_to_one_run_file(kd_suite, pytester)
     assert len(lines) == len(records) == len(expected)
     assert sorted(r["name"] for r in records) == sorted(expected)
     assert len({r["case_id"] for r in records}) == len(expected)
+    assert {(r["env"]["workers"], r["env"]["threads"]) for r in records} == {(2, 1)}
 
 
 def test_kd_baseline_fails_the_session_on_a_regression_only(kd_suite, pytester):

@@ -46,11 +46,13 @@ def test_a_toml_copy_of_quick_makes_quicks_cases(tmp_path):
         'pairs = [["cnn_t", "cnn_s"], "cnn_t/cnn_m"]\n'
         'recipe = "digits"\n'
         "epochs = 15\n"
+        "batch_size = 32\n"
         'sweep = ["kd"]\n'
         "temperatures = [1, 2, 4, 8]\n"
         "[tool.kdbench.profiles.my-quick.loss_options]\n"
         "at = { beta = 100 }\n"
-        "dkd = { warmup = 0.3333333333333333 }\n")
+        "dkd = { warmup = 0.3333333333333333 }\n"
+        "crd = { beta = 0.1 }\n")
     (mine,) = user_profiles(pyproject)
     assert (mine.name, mine.teacher_epochs, mine.seeds) == ("my-quick", 15, 3)
     assert [s.case_id for s in mine.specs()] == [s.case_id for s in PROFILES.get("quick").specs()]

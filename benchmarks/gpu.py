@@ -73,39 +73,40 @@ def knobs(setting: Setting) -> tuple[bool, bool, bool]:
 
 
 def bare_run(setting: Setting, teacher: torch.nn.Module, data, epochs: int,
-             device: torch.device) -> FitStats:
+             device: torch.device) -> tuple[FitStats, float]:
     """A hand-written KD loop; the teacher runs on every (augmented) batch. Timed per epoch
-    like kdbench's loop (steps only, one sync at each end)."""
+    like kdbench's loop (steps only, one sync at each end). Returns the stats and the memory
+    the run added (MiB, ``measure.MemoryProbe``, as kdbench's ``peak_mem_mb``)."""
     base = Accel.for_spec("amp" if setting.amp else "fp32", device)
     accel = Accel(device, base.dtype, setting.channels_last, base.scaler)
-    measure.reset_peak_memory(device)
-    torch.manual_seed(0)
-    student = accel.prepare(build_model(STUDENT, CLASSES, data.input_shape).to(device))
-    teacher = accel.prepare(teacher)
-    forward = torch.compile(student) if setting.compile else student
-    recipe = RECIPES.get("crd")
-    optimizer = torch.optim.SGD(student.parameters(), lr=recipe.lr_for(STUDENT),
-                                momentum=recipe.momentum, weight_decay=recipe.weight_decay)
-    generator = torch.Generator().manual_seed(0)
-    stats = FitStats(epochs=epochs)
-    student.train()
-    for _ in range(epochs):
-        measure.synchronize(device)
-        start = time.perf_counter()
-        seen = 0
-        for x, y, _ in data.train_batches(BATCH, generator):
-            x = accel.batch(x)
-            with accel.autocast():
-                with torch.no_grad():
-                    t = teacher(x)
-                s = forward(x)
-                loss = CE_WEIGHT * F.cross_entropy(s, y) + ALPHA * kd_term(s, t, T)
-            accel.step(loss, optimizer)
-            seen += len(y)
-        measure.synchronize(device)
-        stats.epoch_seconds.append(time.perf_counter() - start)
-        stats.epoch_samples.append(seen)
-    return stats
+    with measure.MemoryProbe(device) as memory:
+        torch.manual_seed(0)
+        student = accel.prepare(build_model(STUDENT, CLASSES, data.input_shape).to(device))
+        teacher = accel.prepare(teacher)
+        forward = torch.compile(student) if setting.compile else student
+        recipe = RECIPES.get("crd")
+        optimizer = torch.optim.SGD(student.parameters(), lr=recipe.lr_for(STUDENT),
+                                    momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+        generator = torch.Generator().manual_seed(0)
+        stats = FitStats(epochs=epochs)
+        student.train()
+        for _ in range(epochs):
+            measure.synchronize(device)
+            start = time.perf_counter()
+            seen = 0
+            for x, y, _ in data.train_batches(BATCH, generator):
+                x = accel.batch(x)
+                with accel.autocast():
+                    with torch.no_grad():
+                        t = teacher(x)
+                    s = forward(x)
+                    loss = CE_WEIGHT * F.cross_entropy(s, y) + ALPHA * kd_term(s, t, T)
+                accel.step(loss, optimizer)
+                seen += len(y)
+            measure.synchronize(device)
+            stats.epoch_seconds.append(time.perf_counter() - start)
+            stats.epoch_samples.append(seen)
+    return stats, memory.peak_mb
 
 
 def kdbench_run(engine: Engine, setting: Setting, epochs: int, ckpt: str, options: tuple,
@@ -164,10 +165,10 @@ def main() -> int:
         engine = Engine(cache_dir=Path(tmp) / "cache")
         for setting, online in runs:
             if online is None:  # the bare loop
-                stats = bare_run(setting, teacher, data, args.epochs, device)
+                stats, peak_mb = bare_run(setting, teacher, data, args.epochs, device)
                 bare[knobs(setting)] = stats.throughput(skip_first=setting.compile)
-                rows.append([f"bare loop, {setting.name}", bare[knobs(setting)],
-                             measure.peak_memory_mb(device), stats.compile_seconds(), None])
+                rows.append([f"bare loop, {setting.name}", bare[knobs(setting)], peak_mb,
+                             stats.compile_seconds(), None])
             else:
                 m = kdbench_run(engine, setting, args.epochs, ckpt,
                                 options if online else cached, device)

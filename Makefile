@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 $(BIN)/kdbench: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -e ".[dev,plots]"
+	$(BIN)/python -m pip install -e ".[dev,plots,timm]"
 	touch $@
 
 bench: $(BIN)/kdbench

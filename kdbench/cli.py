@@ -77,10 +77,10 @@ def _datasets() -> tuple[list[str], Callable[[str], dict]]:
         try:
             data = load_dataset(name)
         except (KdbenchError, OSError, RuntimeError):
-            return {**row, "classes": "", "shape": "", "train / test": "not on disk"}
+            return {**row, "classes": "", "shape": "", "train / val / test": "not on disk"}
         return {**row, "classes": data.num_classes,
                 "shape": "×".join(map(str, data.input_shape)),
-                "train / test": f"{data.num_train} / {data.num_test}"}
+                "train / val / test": f"{data.num_train} / {data.num_val} / {data.num_test}"}
 
     return DATASETS.names(), details
 

@@ -1,4 +1,5 @@
 # The two quickstart commands: `make bench` (quick benchmark + leaderboard) and `make test`.
+# Cases run in one process per core (-n auto), one torch thread each (the plugin's default).
 # Each creates .venv from pyproject.toml when it is missing or older than pyproject.toml.
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,13 +14,13 @@ $(BIN)/kdbench: pyproject.toml
 	touch $@
 
 bench: $(BIN)/kdbench
-	$(BIN)/pytest suites $(PYTEST_ARGS)
+	$(BIN)/pytest suites -n auto $(PYTEST_ARGS)
 
 test: $(BIN)/kdbench
 	$(BIN)/pytest tests -n 2 $(PYTEST_ARGS)
 
 smoke: $(BIN)/kdbench
-	$(BIN)/pytest suites --kd-profile smoke --kd-device cpu $(PYTEST_ARGS)
+	$(BIN)/pytest suites --kd-profile smoke --kd-device cpu -n auto $(PYTEST_ARGS)
 
 clean-cache:
 	rm -rf .kdbench_cache

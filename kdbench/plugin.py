@@ -110,7 +110,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--kd-download", action="store_true",
                     help="allow downloading torchvision data sets into --kd-data-root")
     group.addoption("--kd-threads", type=int, default=None, metavar="N",
-                    help="torch threads per process; default: cores / xdist workers")
+                    help="torch threads per process; default 1 (use the cores with -n: a second "
+                         "thread was up to 5× slower on a shared machine)")
     group.addoption("--kd-precision", default="auto", choices=("auto", *PRECISIONS),
                     help="auto: AMP (bf16, else fp16 + grad scaler) on CUDA, fp32 on CPU")
     group.addoption("--kd-compile", action="store_true",
@@ -162,13 +163,14 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
 
 
 def _threads(config: pytest.Config) -> int:
+    """One torch thread per process unless asked (use the cores with ``-n``): measured on this
+    project's 2-core machine, a second intra-op thread was 5.3× slower while one other process
+    ran (quick cases, -n 0: 122 s vs 23 s; 2 threads in each of 2 workers: 7.9× slower than 1),
+    and gained nothing on the digits models when idle (benchmarks/xdist.py, README)."""
     requested = config.getoption("kd_threads")
-    if requested is not None:
-        if requested < 1:
-            raise KdbenchError(f"invalid --kd-threads {requested}: must be an integer ≥ 1")
-        return requested
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    return max(1, (os.cpu_count() or 1) // workers)
+    if requested is not None and requested < 1:
+        raise KdbenchError(f"invalid --kd-threads {requested}: must be an integer ≥ 1")
+    return requested or 1
 
 
 def _run_file_name() -> str:

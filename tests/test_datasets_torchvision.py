@@ -4,6 +4,7 @@ device-side CIFAR augmentation."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import pickle
 import struct
@@ -17,7 +18,9 @@ from torchvision import datasets
 
 from kdbench.data import load_dataset
 from kdbench.data.base import RandomCropFlip
-from kdbench.data.torchvision_sets import CIFAR10_STATS, CIFAR100_STATS, MNIST_STATS
+from kdbench.data import torchvision_sets
+from kdbench.data.torchvision_sets import (CIFAR10_STATS, CIFAR100_STATS, FASHION_MNIST_STATS,
+                                          MNIST_STATS)
 from kdbench.registry import KdbenchError
 
 PER_FILE = 3  # images per CIFAR batch file / MNIST split
@@ -51,18 +54,21 @@ def write_cifar(root: Path, cls: type, monkeypatch: pytest.MonkeyPatch) -> np.nd
     return first
 
 
-def write_mnist(root: Path, cls: type) -> np.ndarray:
-    """Uncompressed idx files in <root>/<MNIST|FashionMNIST>/raw; returns the training images."""
-    raw = root / cls.__name__ / "raw"
-    raw.mkdir(parents=True)
+def write_mnist(root: Path, cls: type, packed: bool = False) -> np.ndarray:
+    """Idx files in <root>/<MNIST|FashionMNIST>/raw, or gzipped straight in ``root`` (as Debian's
+    package installs them) if ``packed``; returns the training images."""
+    raw = root if packed else root / cls.__name__ / "raw"
+    raw.mkdir(parents=True, exist_ok=packed)
+    write = gzip.compress if packed else bytes
     rng = np.random.default_rng(0)
     train = rng.integers(0, 256, (PER_FILE, 28, 28), dtype=np.uint8)
     for prefix, images in (("train", train), ("t10k", train[:2])):
         n = len(images)
-        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(
-            struct.pack(">IIII", 0x803, n, 28, 28) + images.tobytes())
-        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(
-            struct.pack(">II", 0x801, n) + rng.integers(0, 10, n, dtype=np.uint8).tobytes())
+        suffix = ".gz" if packed else ""
+        (raw / f"{prefix}-images-idx3-ubyte{suffix}").write_bytes(
+            write(struct.pack(">IIII", 0x803, n, 28, 28) + images.tobytes()))
+        (raw / f"{prefix}-labels-idx1-ubyte{suffix}").write_bytes(
+            write(struct.pack(">II", 0x801, n) + rng.integers(0, 10, n, dtype=np.uint8).tobytes()))
     return train
 
 
@@ -108,13 +114,38 @@ def test_mnist_from_idx_files(tmp_path, monkeypatch, name, cls) -> None:
         assert sorted(map(_key, both)) == sorted(map(_key, expected))
 
 
+@pytest.fixture
+def system_copy(tmp_path, monkeypatch) -> Path:
+    """An empty stand-in for the folder Debian's dataset-fashion-mnist installs."""
+    folder = tmp_path / "usr-share-datasets-fashion-mnist"
+    folder.mkdir()
+    monkeypatch.setitem(torchvision_sets.SYSTEM_COPIES, "FashionMNIST",
+                        (folder, "apt-get install dataset-fashion-mnist"))
+    return folder
+
+
+def test_fashion_mnist_from_the_debian_package(tmp_path, system_copy) -> None:
+    train = write_mnist(system_copy, datasets.FashionMNIST, packed=True)
+    root = tmp_path / "root"
+    data = load_dataset("fashion_mnist", root, download=False)
+    assert (data.num_train, data.num_val, data.num_test) == (PER_FILE - 1, 1, 2)
+    both = torch.cat([data.x_train, data.x_val])
+    expected = _normalized(train[:, None], FASHION_MNIST_STATS)
+    assert sorted(map(_key, both)) == sorted(map(_key, expected))
+    unpacked = sorted(p.name for p in (root / "FashionMNIST" / "raw").iterdir())
+    assert unpacked == sorted(p.name[:-3] for p in system_copy.iterdir())  # once, no leftovers
+
+
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder"])
-def test_missing_files_is_one_line_error(tmp_path, name) -> None:
+def test_missing_files_is_one_line_error(tmp_path, system_copy, name) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
     with pytest.raises(KdbenchError) as error:
-        load_dataset(name, tmp_path, download=False)
+        load_dataset(name, root, download=False)
     message = str(error.value)
-    assert "\n" not in message and str(tmp_path) in message and "KDBENCH_DATA" in message
+    assert "\n" not in message and str(root) in message and "KDBENCH_DATA" in message
     assert name == "imagefolder" or "--kd-download" in message
+    assert (name == "fashion_mnist") == ("apt-get install dataset-fashion-mnist" in message)
 
 
 def write_image_folder(root: Path, classes=("cat", "dog", "eel"), per_class=2) -> None:

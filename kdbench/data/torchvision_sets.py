@@ -5,13 +5,17 @@ ImageNet-layout folder streamed through a DataLoader (``imagefolder``).
 Files are looked for under the data root: the ``root`` argument (the plugin passes
 ``--kd-data-root``), else ``$KDBENCH_DATA``, else ``~/.cache/kdbench/data``. They are downloaded
 only when ``download`` is true (``--kd-download``); otherwise missing files raise a one-line
-``KdbenchError`` that says where they were looked for and how to get them.
+``KdbenchError`` that says where they were looked for and how to get them. Fashion-MNIST is also
+found without a download where Debian's ``dataset-fashion-mnist`` package installed it: its
+gzipped IDX files are unpacked once into the data root, where torchvision reads them.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
@@ -38,6 +42,9 @@ IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 VAL_SIZE = 5000  # validation images carved from the training set of MNIST, Fashion-MNIST, CIFAR
                  # (a tenth of a smaller set, such as the tiny files of tests)
 IMAGEFOLDER_VAL_FRACTION = 0.1  # of train/: ImageNet-layout folders use val/ as the test split
+# gzipped IDX files installed by Debian's packages (`dpkg -L dataset-fashion-mnist`)
+SYSTEM_COPIES = {"FashionMNIST": (Path("/usr/share/datasets/fashion-mnist"),
+                                  "apt-get install dataset-fashion-mnist")}
 
 
 def data_root(root: Path | str | None) -> Path:
@@ -45,10 +52,39 @@ def data_root(root: Path | str | None) -> Path:
     return Path(root or os.environ.get(ENV) or DEFAULT_ROOT).expanduser()
 
 
+def _unpack_system_copy(cls: type, root: Path) -> None:
+    """Unpack the system's gzipped IDX files of ``cls`` (if a package installed them) into the
+    raw folder torchvision reads under ``root``, unless that folder already has every file."""
+    source = SYSTEM_COPIES.get(cls.__name__, (None, ""))[0]
+    files = [Path(url).name for url, _ in getattr(cls, "resources", ())]
+    if source is None or not all((source / f).is_file() for f in files):
+        return
+    raw = root / cls.__name__ / "raw"
+    if all((raw / f).with_suffix("").is_file() for f in files):
+        return
+    raw.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        target = (raw / f).with_suffix("")
+        partial = target.with_name(f"{target.name}.{os.getpid()}.part")
+        with gzip.open(source / f) as src, open(partial, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        partial.replace(target)  # atomic: concurrent workers never read half a file
+
+
 def _open(cls: type, name: str, root: Path, download: bool, train: bool):
     """The torchvision data set, or one line that says where its files were sought and why they
     could not be used: missing, damaged, or (with ``download``) not downloadable."""
     folder = root / getattr(cls, "base_folder", f"{cls.__name__}/raw")
+    how = HOW
+    if cls.__name__ in SYSTEM_COPIES:
+        source, install = SYSTEM_COPIES[cls.__name__]
+        how = f"{HOW}, or `{install}` (files in {source})"
+        try:
+            _unpack_system_copy(cls, root)
+        except OSError as exc:
+            raise KdbenchError(f"{name}: could not unpack {source} into {root} "
+                               f"({exc.strerror or exc}): point --kd-data-root or {ENV} at a "
+                               f"writable folder") from None
     try:
         return cls(str(root), train=train, download=download)
     except Exception as exc:  # torchvision raises many kinds (URLError, RuntimeError, EOF, …)
@@ -57,9 +93,9 @@ def _open(cls: type, name: str, root: Path, download: bool, train: bool):
             raise KdbenchError(f"{name}: could not download it into {root} ({reason}): check "
                                f"the network, or put the files there yourself") from None
         if isinstance(exc, RuntimeError) and "not found" in reason:  # torchvision's wording
-            raise KdbenchError(f"{name}: no usable data set files in {folder}: {HOW}") from None
+            raise KdbenchError(f"{name}: no usable data set files in {folder}: {how}") from None
         raise KdbenchError(f"{name}: the data set files in {folder} are damaged ({reason}): "
-                           f"delete them, then {HOW}") from None
+                           f"delete them, then {how}") from None
 
 
 def _images(dataset) -> tuple[torch.Tensor, torch.Tensor]:

@@ -61,6 +61,10 @@ register_recipe(Recipe(
 
 
 register_recipe(Recipe(
+    "fmnist", lr=0.05, milestones=(0.5, 0.75),
+    description="SGD momentum 0.9, wd 5e-4, lr 0.05, ×0.1 at 50 % and 75 % of the epochs",
+))
+register_recipe(Recipe(
     "crd", lr=0.05, milestones=(150 / 240, 180 / 240, 210 / 240),
     lr_by_model=(("mobilenetv2", 0.01), ("shufflenet", 0.01)),
     description="CRD/RepDistiller CIFAR-100: SGD momentum 0.9, wd 5e-4, batch 64, lr 0.05 "

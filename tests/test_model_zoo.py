@@ -120,3 +120,15 @@ def test_torchvision_state_dict_loads_into_tv_models() -> None:
     assert all(torch.equal(model.state_dict()[f"net.{key}"], value)
                for key, value in net.state_dict().items())
     model.load_state_dict(model.state_dict())  # kdbench's own (cached teachers) still loads
+
+
+def test_fashion_students_span_ten_to_a_hundred_times_fewer_params_and_flops() -> None:
+    from kdbench.measure import flops_per_sample
+
+    sizes = {}
+    for name in ("fmnist_t", "fmnist_m", "fmnist_s"):
+        model = build_model(name, 10, MNIST)
+        sizes[name] = count_params(model), flops_per_sample(model, MNIST, torch.device("cpu"))
+    assert [p for p, _ in sizes.values()] == [61_050, 6_274, 1_702]
+    (p_t, f_t), (p_m, f_m), (p_s, f_s) = sizes.values()
+    assert 7 < f_t / f_m < p_t / p_m < 12 and 20 < f_t / f_s < p_t / p_s < 40

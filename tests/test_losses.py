@@ -590,3 +590,25 @@ def test_every_loss_names_its_paper():
     for name in LOSSES.names():
         paper = LOSSES.get(name).paper()
         assert len(paper) > 20, name
+
+
+def test_crd_draws_distinct_other_class_negatives_uniformly():
+    from kdbench.losses.crd import CRD
+
+    targets = torch.arange(400) % 4  # 300 other-class samples a class: K = 20 is drawn, not top-K
+    loss = CRD(nce_k=20)
+    ctx = LossContext(student_shapes={"embed": (1, 8)}, teacher_shapes={"embed": (1, 8)},
+                      num_classes=4, num_train=400, epochs=1, train_targets=targets)
+    loss.setup(ctx)
+    torch.manual_seed(0)
+    index, target = torch.arange(8), targets[:8]
+    hits = torch.zeros(400)
+    for _ in range(300):
+        idx = loss.sample(index, target)
+        assert idx.shape == (8, 21) and torch.equal(idx[:, 0], index)
+        negatives = idx[:, 1:]
+        assert (targets[negatives] != target[:, None]).all()
+        assert all(len(set(row.tolist())) == 20 for row in negatives)
+        hits += torch.bincount(negatives[target == 0].flatten(), minlength=400)
+    other = hits[targets != 0]  # 300 samples, each expected 2 rows × 300 draws × 20 / 300 = 40
+    assert other.min() > 15 and other.max() < 70 and hits[targets == 0].sum() == 0

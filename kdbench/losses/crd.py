@@ -34,6 +34,10 @@ class CRD(DistillLoss):
         self.k = min(int(self.opts["nce_k"]), len(targets) - int(targets.bincount().max()))
         stdv = 1.0 / math.sqrt(dim / 3)
         self.register_buffer("targets", targets.clone())
+        counts = targets.bincount()
+        self.register_buffer("order", targets.argsort(stable=True))  # indices grouped by class
+        self.register_buffer("counts", counts)
+        self.register_buffer("starts", counts.cumsum(0) - counts)  # of each class in ``order``
         self.register_buffer("memory_s", torch.rand(len(targets), dim) * 2 * stdv - stdv)
         self.register_buffer("memory_t", torch.rand(len(targets), dim) * 2 * stdv - stdv)
         self.register_buffer("z", torch.full((2,), -1.0))  # Z of the student / teacher scores
@@ -44,10 +48,29 @@ class CRD(DistillLoss):
 
     def sample(self, index: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """(B, 1 + K) dataset indices: the sample itself, then K other-class samples drawn
-        uniformly without replacement (the top-K of random keys, same-class keys masked)."""
-        keys = torch.rand(len(index), len(self.targets), device=index.device)  # (B, N)
-        keys.masked_fill_(self.targets[None, :] == target[:, None], -1.0)
-        return torch.cat([index[:, None], keys.topk(self.k, dim=1).indices], dim=1)
+        uniformly without replacement. Where K is at most a quarter of the fewest other-class
+        samples (the common case), K positions among the sample's other-class samples are drawn
+        at random and a duplicate is redrawn until none is left: every K-subset equally likely,
+        at O(B·K) instead of the O(B·N) of the top-K of random keys (0.2 s a step on a CPU core
+        at N = 55,000), which serves the rest."""
+        n_other = len(self.targets) - self.counts[target]  # (B,)
+        if 4 * self.k > int(n_other.min()):
+            keys = torch.rand(len(index), len(self.targets), device=index.device)  # (B, N)
+            keys.masked_fill_(self.targets[None, :] == target[:, None], -1.0)
+            return torch.cat([index[:, None], keys.topk(self.k, dim=1).indices], dim=1)
+
+        def draw(columns: int) -> torch.Tensor:  # (B, columns) positions in [0, n_other)
+            u = torch.rand(len(index), columns, device=index.device)
+            return (u * n_other[:, None]).long().clamp_max_(n_other[:, None] - 1)
+
+        pos = draw(self.k).sort(dim=1).values
+        while (dup := pos[:, 1:] == pos[:, :-1]).any():
+            pos[:, 1:] = torch.where(dup, draw(self.k - 1), pos[:, 1:])
+            pos = pos.sort(dim=1).values
+        # the p-th other-class sample: skip the sample's own class in the class-grouped order
+        start, count = self.starts[target][:, None], self.counts[target][:, None]
+        negatives = self.order[pos + (pos >= start) * count]
+        return torch.cat([index[:, None], negatives], dim=1)
 
     def nce(self, scores: torch.Tensor) -> torch.Tensor:
         m, noise, eps = scores.shape[1] - 1, 1.0 / len(self.targets), 1e-7
@@ -67,6 +90,8 @@ class CRD(DistillLoss):
         v_t = F.normalize(self.embed_t(teacher["embed"].flatten(1)), dim=1)  # (B, 128)
         idx = self.sample(index, target)  # (B, 1 + K)
         # scores against the whole bank, then gathered: (B, N) instead of a (B, 1 + K, 128) copy
+        # (B·K exceeds N at K = 16,384 and at K = 1,024 on 55,000 images alike, and a matrix
+        # product beats a gather of as many rows)
         scores_s = torch.exp((v_s @ self.memory_t.T).gather(1, idx) / self.opts["nce_t"])
         scores_t = torch.exp((v_t @ self.memory_s.T).gather(1, idx) / self.opts["nce_t"])
         if self.z[0] < 0:

@@ -4,8 +4,9 @@ method that stopped working, and how often it cries wolf.
 Input: the records of several runs of one profile (the nightly gate's), each run on its own
 seeds (``--kd-first-seed``), and optionally a run on the first run's seeds at another thread
 count (a harmless numerical change). The seeds of a case group are pooled over the runs and
-split at random, ``--draws`` times, into a baseline and a current side of ``--seeds`` seeds
-each (disjoint: what a new run on fresh seeds gives):
+split into a baseline and a current side of ``--seeds`` seeds each (disjoint: what a new run
+on fresh seeds gives) — every such split where there are at most ``--draws`` of them, else
+``--draws`` random ones:
 
 - **false alarms**: ``compare(baseline, current)`` unchanged — the share of draws in which the
   gate fails (the nightly would turn red) and the share of case groups flagged a regression;
@@ -16,14 +17,16 @@ each (disjoint: what a new run on fresh seeds gives):
   a distillation term that became a no-op gives on the CPU (same seed, same initialisation and
   data order). Caught when the gate calls that method's case a regression.
 
-    python benchmarks/gate_power.py results/gate/seeds-0-4.jsonl results/gate/seeds-5-9.jsonl \\
-        results/gate/seeds-10-14.jsonl --threads-run results/gate/seeds-0-4-threads2.jsonl
+    python benchmarks/gate_power.py results/baseline-fashion-gate.jsonl \\
+        results/gate/seeds-3-5.jsonl --threads-run results/gate/seeds-0-2-threads2.jsonl \\
+        --config results/gate/gate.toml
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import math
 import random
 import sys
@@ -33,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from kdbench.compare import BASELINE, Thresholds, compare
+from kdbench.compare import BASELINE, Thresholds, compare, parse_assignments
 from kdbench.report import prepare
 from kdbench.results import load_records, records_frame
 
@@ -124,6 +127,22 @@ class Power:
         return self.caught / self.planted if self.planted else math.nan
 
 
+def splits(seeds: list[int], n: int, draws: int,
+           rng: random.Random) -> list[tuple[list[int], list[int]]]:
+    """(baseline seeds, current seeds), disjoint, ``n`` each: every ordered split when there are
+    at most ``draws`` of them (6 seeds pooled: 20), else ``draws`` random ones."""
+    every = [(list(base), sorted(set(both) - set(base)))
+             for both in itertools.combinations(seeds, 2 * n)
+             for base in itertools.combinations(both, n)]
+    if len(every) <= draws:
+        return every
+    out = []
+    for _ in range(draws):
+        drawn = rng.sample(seeds, 2 * n)
+        out.append((sorted(drawn[:n]), sorted(drawn[n:])))
+    return out
+
+
 def measure(pool: Pool, seeds_per_side: int, draws: int, thresholds: Thresholds,
             rng: random.Random) -> Power:
     seeds = pool.seeds()
@@ -131,10 +150,8 @@ def measure(pool: Pool, seeds_per_side: int, draws: int, thresholds: Thresholds,
         raise SystemExit(f"{len(seeds)} seeds pooled: need {2 * seeds_per_side} for two "
                          f"disjoint sides of {seeds_per_side}")
     power = Power()
-    for _ in range(draws):
-        drawn = rng.sample(seeds, 2 * seeds_per_side)
-        base, cur = pool.side(sorted(drawn[:seeds_per_side])), pool.side(
-            sorted(drawn[seeds_per_side:]))
+    for base_seeds, cur_seeds in splits(seeds, seeds_per_side, draws, rng):
+        base, cur = pool.side(base_seeds), pool.side(cur_seeds)
         result = compare(base, cur, thresholds)
         power.draws += 1
         power.failed_draws += result.failed
@@ -154,27 +171,36 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", help="records of runs of one profile on disjoint seeds")
     p.add_argument("--threads-run", help="records of a run on the first run's seeds at "
-                                         "another thread count")
+                                         "another thread count (all its cases or some)")
     p.add_argument("--seeds", type=int, default=None,
                    help="seeds a side (default: as many as the first run has)")
-    p.add_argument("--draws", type=int, default=200, help="random splits (default 200)")
+    p.add_argument("--draws", type=int, default=200, help="the most splits (default 200; random ones beyond)")
     p.add_argument("--seed", type=int, default=0, help="of the random splits (default 0)")
+    p.add_argument("--config", default=None,
+                   help="a TOML file with [tool.kdbench.compare] (the nightly's: "
+                        "results/gate/gate.toml; default: the project's, as compare)")
+    p.add_argument("--alpha", type=float, default=None, help="over the config's")
+    p.add_argument("--min-effect", action="append", default=[], metavar="METRIC=X",
+                   help="over the config's (repeatable)")
     args = p.parse_args()
     runs = [load_records([path], warn=False) for path in args.runs]
     n = args.seeds or len({r["spec"]["seed"] for r in runs[0]})
-    thresholds = Thresholds.load()
+    thresholds = Thresholds.load(args.config, alpha=args.alpha,
+                                 min_effect=parse_assignments(args.min_effect, "min effect"))
     pool = Pool.of([r for run in runs for r in run])
     print(f"command: {' '.join(['python', *sys.argv])}")
     print(f"{len(pool.records)} case groups, {len(pool.seeds())} seeds pooled from "
-          f"{len(runs)} run(s); {args.draws} draws of {n} + {n} disjoint seeds; gate: α = "
-          f"{thresholds.alpha:g}, metrics {', '.join(thresholds.metrics)}")
+          f"{len(runs)} run(s); up to {args.draws} splits into {n} + {n} disjoint seeds "
+          f"(every one where there are fewer); gate: α = "
+          f"{thresholds.alpha:g}, metrics {', '.join(thresholds.metrics)}, minimum effects "
+          f"{', '.join(f'{m} {thresholds.min_effect[m]:g}' for m in thresholds.metrics)}")
     power = measure(pool, n, args.draws, thresholds, random.Random(args.seed))
     print(f"false alarms, seeds only: the gate failed {power.failed_draws} of {power.draws} "
           f"runs ({power.false_alarm_run_rate:.1%}); {power.flagged_groups} of {power.groups} "
           f"case comparisons flagged ({power.false_alarm_group_rate:.2%})")
     if args.threads_run:
         other = load_records([args.threads_run], warn=False)
-        result = compare(runs[0], other, thresholds)
+        result = compare(runs[0], other, thresholds, allow_missing=True)  # may be a subset
         threads = sorted({r["env"]["threads"] for r in runs[0]}), \
             sorted({r["env"]["threads"] for r in other})
         identical = int((result.metrics["why"] == "identical on every seed").sum())

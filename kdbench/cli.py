@@ -239,8 +239,9 @@ def cmd_slurm(args: argparse.Namespace) -> int:
 
 def _threshold_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, help="significance level of the t-test (0.01)")
-    p.add_argument("--metrics", metavar="M,...", help="gated metrics (default: top1, "
-                   "agreement, throughputs, latency, memory, params, FLOPs)")
+    p.add_argument("--metrics", metavar="M,...", help="gated metrics (default: "
+                   "kdbench.compare.GATED, the machine-independent ones: accuracy, agreement, "
+                   "fidelity, sizes)")
     p.add_argument("--min-effect", nargs="+", default=[], metavar="METRIC=VALUE",
                    help="minimum effect: points for top1/agreement, percent for the others")
     p.add_argument("--tolerance", nargs="+", default=[], metavar="METRIC=VALUE",

@@ -158,6 +158,9 @@ register_profile(Profile(
 #   leaderboard).
 # DKD at its paper settings beat ce (84.65 %); its warm-up of 20/240 of the run and a third of
 # it act alike over 3 epochs (the weight ramps per epoch).
+# fashion-gate, the nightly gate, runs the fmnist_m pair: there the methods gain most over ce
+# (DKD +2.0 points, DKD-LS and KD +1.7; on fmnist_s no method beat ce by twice the pair's pooled
+# seed std at 2 epochs, so a collapse there would be no worse than noise; fashion run, 3 seeds).
 FASHION_PAIRS = (("fmnist_t", "fmnist_m"), ("fmnist_t", "fmnist_s"))
 FASHION_LOSS_OPTIONS: dict[str, Settings] = {
     "at": {"beta": 10.0}, "ft": {"beta": 20.0}, "fitnet": {"beta": 1.0},
@@ -173,9 +176,9 @@ register_profile(Profile(
     pairs=FASHION_PAIRS, sweep=("kd",), **FASHION,
 ))
 register_profile(Profile(
-    "fashion-gate", "the nightly regression gate: fashion's fmnist_t → fmnist_s cases (the "
-    "same settings, so the same case ids), 3 seeds; 20 minutes on 2 CPU cores",
-    pairs=FASHION_PAIRS[1:], sweep=("kd",), **FASHION,
+    "fashion-gate", "the nightly regression gate: fashion's fmnist_t → fmnist_m cases (the "
+    "same settings, so the same case ids), 3 seeds; half an hour on 2 CPU cores",
+    pairs=FASHION_PAIRS[:1], sweep=("kd",), **FASHION,
 ))
 register_profile(Profile(
     "mnist", "MNIST 28×28 (torchvision files): cnn_t → cnn_s, resnet20 → resnet8, kd swept "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import random
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,11 @@ from kdbench.compare import Thresholds, compare
 from kdbench.results import append_record, load_records
 
 REPO = Path(__file__).resolve().parents[1]
-GATE = REPO / "results" / "gate"
+# runs of the fashion-gate profile (benchmarks/README.md): its nightly baseline (seeds 0-2), a
+# run on seeds 3-5 and one on seeds 0-2 at two threads
+SEEDS_A = REPO / "results" / "baseline-fashion-gate.jsonl"
+SEEDS_B, THREADS, NIGHTLY = (REPO / "results" / "gate" / name for name in (
+    "seeds-3-5.jsonl", "seeds-0-2-threads2.jsonl", "gate.toml"))  # NIGHTLY: its thresholds
 ZERO_KD = """
 import kdbench.losses.kd as kd
 
@@ -29,6 +34,7 @@ def _power():
     spec = importlib.util.spec_from_file_location("gate_power",
                                                   REPO / "benchmarks" / "gate_power.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -42,3 +48,46 @@ def test_a_real_run_whose_kd_term_was_zeroed_fails_the_gate(kd_suite, pytester):
     status = main(["compare", str(pytester.path / "base" / "runs"),
                    str(pytester.path / "broken" / "runs")])
     assert status == 1
+
+
+def _gate_run(path: Path) -> list[dict]:
+    if not path.exists():
+        pytest.fail(f"{path} is missing: the gate's committed records (benchmarks/README.md)")
+    return load_records([path], warn=False)
+
+
+def _ok(records: list[dict]) -> list[dict]:
+    return [r for r in records if r["status"] == "ok"]
+
+
+def test_seeds_only_and_thread_changes_pass_the_gate():
+    base = _gate_run(SEEDS_A)
+    for other, subset in ((_gate_run(SEEDS_B), False), (_gate_run(THREADS), True)):
+        result = compare(base, other, Thresholds.load(NIGHTLY), allow_missing=subset)
+        assert not result.failed, result.cases[result.cases["decision"].ne("unchanged")]
+        assert result.cases["decision"].eq("unchanged").any()
+
+
+def test_every_qualifying_method_collapsed_to_ce_fails_the_gate():
+    power = _power()
+    base, current = _ok(_gate_run(SEEDS_A)), _ok(_gate_run(SEEDS_B))
+    qualifying = power.qualifying(base)
+    assert qualifying, "no method of the gate profile beats ce beyond seed noise: nothing to catch"
+    for group in qualifying:
+        result = compare(base, power.collapse(current, group), Thresholds.load(NIGHTLY))
+        decision = result.cases.set_index("group_id").loc[group, "decision"]
+        assert result.failed and decision == "regression", qualifying[group]
+
+
+def test_detection_and_false_alarm_rates_on_the_committed_records(capsys):
+    power = _power()
+    runs = [_gate_run(name) for name in (SEEDS_A, SEEDS_B)]
+    pool = power.Pool.of([r for run in runs for r in run])
+    rates = power.measure(pool, 3, 20, Thresholds.load(NIGHTLY), random.Random(0))
+    with capsys.disabled():
+        print(f"\ngate on {len(pool.records)} groups, every split of 6 seeds into 3 + 3: detection "
+              f"{rates.detection_rate:.1%} ({rates.caught}/{rates.planted}), false alarms "
+              f"{rates.false_alarm_run_rate:.1%} of runs, {rates.false_alarm_group_rate:.2%} of "
+              f"case comparisons")
+    assert rates.planted > 0 and rates.detection_rate >= 0.95, rates.missed
+    assert rates.false_alarm_run_rate <= 0.05

@@ -17,7 +17,7 @@ bench: $(BIN)/kdbench
 	$(BIN)/pytest suites -n auto $(PYTEST_ARGS)
 
 test: $(BIN)/kdbench
-	$(BIN)/pytest tests -n 2 $(PYTEST_ARGS)
+	$(BIN)/pytest tests -n 2 --durations=10 $(PYTEST_ARGS)
 
 smoke: $(BIN)/kdbench
 	$(BIN)/pytest suites --kd-profile smoke --kd-device cpu -n auto $(PYTEST_ARGS)

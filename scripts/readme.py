@@ -20,11 +20,12 @@ from typing import Callable
 
 import pandas as pd
 
+from kdbench import latex
 from kdbench.losses import LOSSES
 from kdbench.profiles import PROFILES
 from kdbench.report import (
-    COLUMNS_NOTE, LEADERBOARD_NOTE, leaderboards, load_published, markdown, provenance_line,
-    session_table, summarize,
+    COLUMNS_NOTE, LEADERBOARD_NOTE, chosen, leaderboards, load_published, markdown,
+    provenance_line, session_table, summarize,
 )
 from kdbench.results import read, records_frame
 
@@ -87,12 +88,85 @@ def per_case(paths: list[Path], rows: int) -> Callable[[], str]:
     return render
 
 
+def latex_table(paths: list[Path]) -> Callable[[], str]:
+    """``kdbench report --format latex`` of committed records, as the README shows it."""
+
+    def render() -> str:
+        frame = records_frame(read(paths).records)
+        return f"```latex\n{latex.render(frame, load_published())}```\n"
+
+    return render
+
+
+def findings(paths: list[Path]) -> Callable[[], str]:
+    """Per pair, in words: the teacher, ce, the best method chosen on validation, and how many
+    methods beat or fall below ce by more than twice ce's seed std (their chosen T each)."""
+
+    def render() -> str:
+        s = summarize(records_frame(read(paths).records))
+        s = s[s["n"].gt(0)]
+        lines = []
+        for pair, rows in s.groupby("pair"):
+            ce = rows[rows["loss"].eq("ce")].iloc[0]
+            methods = chosen(rows[rows["loss"].ne("ce")], ["loss"])
+            best = chosen(methods, ["pair"]).iloc[0]
+            margin = 2 * ce["top1_std"]
+            delta = methods["top1_mean"] - ce["top1_mean"]
+            above = sorted(methods.loc[delta > margin, "loss"])
+            below = sorted(methods.loc[delta < -margin, "loss"])
+            lines.append(
+                f"- **{pair}**: teacher {ce['teacher_top1_mean']:.2f} %, `ce` "
+                f"{ce['top1_mean']:.2f} ± {ce['top1_std']:.2f} %; best on validation: "
+                f"`{best['loss']}` at {best['top1_mean']:.2f} % test "
+                f"({best['top1_mean'] - ce['top1_mean']:+.2f} points). "
+                f"{len(above)} of {len(methods)} methods beat `ce` by more than twice its seed "
+                f"std ({', '.join(above) or 'none'}); {len(below)} fall below it by as much "
+                f"({', '.join(below) or 'none'}).")
+        return "\n".join(lines) + "\n"
+
+    return render
+
+
+def selection(paths: list[Path]) -> Callable[[], str]:
+    """Where choosing on the test set would have chosen otherwise: temperatures and bold."""
+
+    def render() -> str:
+        s = summarize(records_frame(read(paths).records))
+        s = s.assign(method=s["loss"])
+        lines = []
+        by_test = s.assign(val_top1_mean=s["top1_mean"])
+        for (pair, method), rows in s[s["T"].notna()].groupby(["pair", "method"]):
+            val_t = chosen(rows, ["pair", "method"])["T"].iloc[0]
+            test_t = chosen(by_test.loc[rows.index], ["pair", "method"])["T"].iloc[0]
+            if val_t != test_t:
+                lines.append(f"{method} on {pair}: T={val_t:g} on validation, T={test_t:g} "
+                             f"on test")
+        contenders = s[s["loss"].ne("ce") & s["n"].gt(0)]
+        for pair, rows in contenders.groupby("pair"):
+            val_best = chosen(rows, ["pair"])["method"].iloc[0]
+            test_best = chosen(by_test.loc[rows.index], ["pair"])["method"].iloc[0]
+            if val_best != test_best:
+                lines.append(f"the best method on {pair}: {val_best} on validation, "
+                             f"{test_best} on test")
+        if not lines:
+            return "Here validation and test happen to choose alike.\n"
+        return ("Where the test set would have chosen otherwise here: " + "; ".join(lines)
+                + ". The tables show the validation choice.\n")
+
+    return render
+
+
 SECTIONS: dict[str, Callable[[], str]] = {
     "profiles": profiles,
     "methods": methods,
     "method-count": method_count,
     "quick-leaderboard": leaderboard([REPO / "results" / "baseline.jsonl"]),
     "quick-cases": per_case([REPO / "results" / "baseline.jsonl"], 8),
+    "quick-selection": selection([REPO / "results" / "baseline.jsonl"]),
+    "fashion-leaderboard": leaderboard([REPO / "results" / "fashion"]),
+    "fashion-selection": selection([REPO / "results" / "fashion"]),
+    "fashion-latex": latex_table([REPO / "results" / "fashion"]),
+    "fashion-findings": findings([REPO / "results" / "fashion"]),
     "columns-note": lambda: COLUMNS_NOTE + "\n",
 }
 

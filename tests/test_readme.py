@@ -31,7 +31,7 @@ def test_generated_sections_are_up_to_date():
 def selections() -> list[list[str]]:
     """The arguments of every README command `pytest suites …` that selects with -k or -m."""
     commands = re.findall(r"^pytest suites (.*?)(?:\s+#.*)?$", README, re.M)
-    return [shlex.split(c) for c in commands if re.search(r"(^|\s)-[km]\s", c)]
+    return [shlex.split(c) for c in commands if re.search(r"(^|\s)-[km][\s=]", c)]
 
 
 def test_the_readme_shows_selections():

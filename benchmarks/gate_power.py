@@ -167,6 +167,42 @@ def measure(pool: Pool, seeds_per_side: int, draws: int, thresholds: Thresholds,
     return power
 
 
+def report(paths: list[str], threads_run: str | None, thresholds: Thresholds,
+           seeds: int | None = None, draws: int = 200, seed: int = 0) -> list[str]:
+    """The lines ``main`` prints after its command line (the README shows them)."""
+    runs = [load_records([path], warn=False) for path in paths]
+    n = seeds or len({r["spec"]["seed"] for r in runs[0]})
+    pool = Pool.of([r for run in runs for r in run])
+    lines = [f"{len(pool.records)} case groups, {len(pool.seeds())} seeds pooled from "
+             f"{len(runs)} run(s); up to {draws} splits into {n} + {n} disjoint seeds (every "
+             f"one where there are fewer); gate: α = {thresholds.alpha:g}, minimum effects "
+             + ", ".join(f"{m} {thresholds.min_effect[m]:g}" for m in thresholds.metrics)]
+    power = measure(pool, n, draws, thresholds, random.Random(seed))
+    lines.append(f"false alarms, seeds only: the gate failed {power.failed_draws} of "
+                 f"{power.draws} runs ({power.false_alarm_run_rate:.1%}); "
+                 f"{power.flagged_groups} of {power.groups} case comparisons flagged "
+                 f"({power.false_alarm_group_rate:.2%})")
+    if threads_run:
+        other = load_records([threads_run], warn=False)
+        result = compare(runs[0], other, thresholds, allow_missing=True)  # may be a subset
+        threads = sorted({r["env"]["threads"] for r in runs[0]}), \
+            sorted({r["env"]["threads"] for r in other})
+        compared = result.cases[result.cases["decision"].ne("missing")]
+        identical = int((result.metrics["why"] == "identical on every seed").sum())
+        lines.append(f"false alarms, threads {threads[0]} → {threads[1]} on the same seeds: "
+                     f"{'FAILED' if result.failed else 'passed'}, "
+                     f"{int(compared['decision'].eq('regression').sum())} of {len(compared)} "
+                     f"case groups run flagged; {identical} of {len(result.metrics)} metric "
+                     f"checks identical")
+    lines.append(f"detection: {power.caught} of {power.planted} planted collapses caught "
+                 f"({power.detection_rate:.1%}) — every method whose baseline gain over ce "
+                 f"exceeds 2 × the pooled seed std of its pair, collapsed to ce in the current "
+                 f"run")
+    lines += [f"  missed {name}: {count} time(s)"
+              for name, count in sorted(power.missed.items(), key=lambda kv: -kv[1])]
+    return lines
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", help="records of runs of one profile on disjoint seeds")
@@ -174,7 +210,8 @@ def main() -> None:
                                          "another thread count (all its cases or some)")
     p.add_argument("--seeds", type=int, default=None,
                    help="seeds a side (default: as many as the first run has)")
-    p.add_argument("--draws", type=int, default=200, help="the most splits (default 200; random ones beyond)")
+    p.add_argument("--draws", type=int, default=200,
+                   help="the most splits (default 200; random ones beyond)")
     p.add_argument("--seed", type=int, default=0, help="of the random splits (default 0)")
     p.add_argument("--config", default=None,
                    help="a TOML file with [tool.kdbench.compare] (the nightly's: "
@@ -183,36 +220,11 @@ def main() -> None:
     p.add_argument("--min-effect", action="append", default=[], metavar="METRIC=X",
                    help="over the config's (repeatable)")
     args = p.parse_args()
-    runs = [load_records([path], warn=False) for path in args.runs]
-    n = args.seeds or len({r["spec"]["seed"] for r in runs[0]})
     thresholds = Thresholds.load(args.config, alpha=args.alpha,
                                  min_effect=parse_assignments(args.min_effect, "min effect"))
-    pool = Pool.of([r for run in runs for r in run])
     print(f"command: {' '.join(['python', *sys.argv])}")
-    print(f"{len(pool.records)} case groups, {len(pool.seeds())} seeds pooled from "
-          f"{len(runs)} run(s); up to {args.draws} splits into {n} + {n} disjoint seeds "
-          f"(every one where there are fewer); gate: α = "
-          f"{thresholds.alpha:g}, metrics {', '.join(thresholds.metrics)}, minimum effects "
-          f"{', '.join(f'{m} {thresholds.min_effect[m]:g}' for m in thresholds.metrics)}")
-    power = measure(pool, n, args.draws, thresholds, random.Random(args.seed))
-    print(f"false alarms, seeds only: the gate failed {power.failed_draws} of {power.draws} "
-          f"runs ({power.false_alarm_run_rate:.1%}); {power.flagged_groups} of {power.groups} "
-          f"case comparisons flagged ({power.false_alarm_group_rate:.2%})")
-    if args.threads_run:
-        other = load_records([args.threads_run], warn=False)
-        result = compare(runs[0], other, thresholds, allow_missing=True)  # may be a subset
-        threads = sorted({r["env"]["threads"] for r in runs[0]}), \
-            sorted({r["env"]["threads"] for r in other})
-        identical = int((result.metrics["why"] == "identical on every seed").sum())
-        print(f"false alarms, threads {threads[0]} → {threads[1]} on the same seeds: "
-              f"{'FAILED' if result.failed else 'passed'}, "
-              f"{int(result.cases['decision'].eq('regression').sum())} of {len(result.cases)} "
-              f"cases flagged; {identical} of {len(result.metrics)} metric checks identical")
-    print(f"detection: {power.caught} of {power.planted} planted collapses caught "
-          f"({power.detection_rate:.1%}) — every method whose baseline gain over ce exceeds "
-          f"2 × the pooled seed std of its pair, collapsed to ce in the current run")
-    for name, count in sorted(power.missed.items(), key=lambda kv: -kv[1]):
-        print(f"  missed {name}: {count} time(s)")
+    print("\n".join(report(args.runs, args.threads_run, thresholds, args.seeds, args.draws,
+                           args.seed)))
     print(f"numpy {np.__version__}; splits seeded with {args.seed}")
 
 

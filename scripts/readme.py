@@ -13,6 +13,7 @@ disagree, so the README's tables and counts stay true.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Callable
 import pandas as pd
 
 from kdbench import latex
+from kdbench.compare import Thresholds
 from kdbench.losses import LOSSES
 from kdbench.profiles import PROFILES
 from kdbench.report import (
@@ -127,6 +129,19 @@ def findings(paths: list[Path]) -> Callable[[], str]:
     return render
 
 
+def gate_power() -> str:
+    """``benchmarks/gate_power.py`` on the committed records of the nightly gate's profile."""
+    spec = importlib.util.spec_from_file_location("gate_power", REPO / "benchmarks" / "gate_power.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    runs = [str(REPO / "results" / p) for p in ("baseline-fashion-gate.jsonl", "gate/seeds-3-5.jsonl")]
+    thresholds = Thresholds.load(REPO / "results" / "gate" / "gate.toml")
+    lines = module.report(runs, str(REPO / "results" / "gate" / "seeds-0-2-threads2.jsonl"),
+                          thresholds)
+    return "```\n" + "\n".join(lines) + "\n```\n"
+
+
 def selection(paths: list[Path]) -> Callable[[], str]:
     """Where choosing on the test set would have chosen otherwise: temperatures and bold."""
 
@@ -167,6 +182,7 @@ SECTIONS: dict[str, Callable[[], str]] = {
     "fashion-selection": selection([REPO / "results" / "fashion"]),
     "fashion-latex": latex_table([REPO / "results" / "fashion"]),
     "fashion-findings": findings([REPO / "results" / "fashion"]),
+    "gate-power": gate_power,
     "columns-note": lambda: COLUMNS_NOTE + "\n",
 }
 

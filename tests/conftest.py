@@ -4,7 +4,10 @@ engines on a temporary cache, and the real benchmark suite run inside ``pytester
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Callable
 
 import pytest
@@ -23,6 +26,24 @@ for _module in ("torchvision.datasets", "torchvision.models"):
 
 SUITE = Path(__file__).resolve().parents[1] / "suites" / "test_cases.py"
 TINY_DATA = (("num_test", 64), ("num_train", 256))  # synthetic: 10 classes, 1×8×8
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def script() -> Callable[[str], ModuleType]:
+    """A script of the repository (``scripts/readme.py``, ``benchmarks/gate_power.py``) imported
+    as a module, by its path from the repository root."""
+
+    def load(path: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(Path(path).stem, REPO / path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -5,9 +5,7 @@ committed records of the nightly gate's profile."""
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 from pathlib import Path
 
 import pytest
@@ -30,13 +28,9 @@ kd.KD.forward = lambda self, s, t, y: 0.0 * forward(self, s, t, y)  # the term s
 """
 
 
-def _power():
-    spec = importlib.util.spec_from_file_location("gate_power",
-                                                  REPO / "benchmarks" / "gate_power.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope="module")
+def power(script):
+    return script("benchmarks/gate_power.py")
 
 
 def test_a_real_run_whose_kd_term_was_zeroed_fails_the_gate(kd_suite, pytester):
@@ -68,8 +62,7 @@ def test_seeds_only_and_thread_changes_pass_the_gate():
         assert result.cases["decision"].eq("unchanged").any()
 
 
-def test_every_qualifying_method_collapsed_to_ce_fails_the_gate():
-    power = _power()
+def test_every_qualifying_method_collapsed_to_ce_fails_the_gate(power):
     base, current = _ok(_gate_run(SEEDS_A)), _ok(_gate_run(SEEDS_B))
     qualifying = power.qualifying(base)
     assert qualifying, "no method of the gate profile beats ce beyond seed noise: nothing to catch"
@@ -79,8 +72,7 @@ def test_every_qualifying_method_collapsed_to_ce_fails_the_gate():
         assert result.failed and decision == "regression", qualifying[group]
 
 
-def test_detection_and_false_alarm_rates_on_the_committed_records(capsys):
-    power = _power()
+def test_detection_and_false_alarm_rates_on_the_committed_records(power, capsys):
     runs = [_gate_run(name) for name in (SEEDS_A, SEEDS_B)]
     pool = power.Pool.of([r for run in runs for r in run])
     rates = power.measure(pool, 3, 20, Thresholds.load(NIGHTLY), random.Random(0))

@@ -3,7 +3,6 @@ selection it shows (`pytest suites … -k …` / `-m …`) selects at least one 
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shlex
 from pathlib import Path
@@ -14,15 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("readme_script", REPO / "scripts" / "readme.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_generated_sections_are_up_to_date():
-    script = _script()
+def test_generated_sections_are_up_to_date(script):
+    script = script("scripts/readme.py")
     names = {m["name"] for m in script.SECTION.finditer(README)}
     assert names == set(script.SECTIONS), "every generator has its section and vice versa"
     assert script.render(README) == README, "README.md is out of date: python scripts/readme.py"

@@ -31,10 +31,12 @@ class CRD(DistillLoss):
         dim, targets = int(self.opts["dim"]), ctx.train_targets.long()
         self.embed_s = nn.Linear(ctx.student_shapes["embed"][-1], dim)
         self.embed_t = nn.Linear(ctx.teacher_shapes["embed"][-1], dim)
-        self.k = min(int(self.opts["nce_k"]), len(targets) - int(targets.bincount().max()))
+        counts = targets.bincount()
+        fewest_others = len(targets) - int(counts.max())
+        self.k = min(int(self.opts["nce_k"]), fewest_others)
+        self.by_position = 4 * self.k <= fewest_others  # how ``sample`` draws, fixed per run
         stdv = 1.0 / math.sqrt(dim / 3)
         self.register_buffer("targets", targets.clone())
-        counts = targets.bincount()
         self.register_buffer("order", targets.argsort(stable=True))  # indices grouped by class
         self.register_buffer("counts", counts)
         self.register_buffer("starts", counts.cumsum(0) - counts)  # of each class in ``order``
@@ -53,11 +55,12 @@ class CRD(DistillLoss):
         at random and a duplicate is redrawn until none is left: every K-subset equally likely,
         at O(B·K) instead of the O(B·N) of the top-K of random keys (0.2 s a step on a CPU core
         at N = 55,000), which serves the rest."""
-        n_other = len(self.targets) - self.counts[target]  # (B,)
-        if 4 * self.k > int(n_other.min()):
+        if not self.by_position:
             keys = torch.rand(len(index), len(self.targets), device=index.device)  # (B, N)
             keys.masked_fill_(self.targets[None, :] == target[:, None], -1.0)
             return torch.cat([index[:, None], keys.topk(self.k, dim=1).indices], dim=1)
+
+        n_other = len(self.targets) - self.counts[target]  # (B,)
 
         def draw(columns: int) -> torch.Tensor:  # (B, columns) positions in [0, n_other)
             u = torch.rand(len(index), columns, device=index.device)

@@ -174,7 +174,9 @@ def _threads(config: pytest.Config) -> int:
 
 
 def _run_file_name() -> str:
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    """``<UTC time>_<git sha>_<pid>.jsonl``; the time to the microsecond, so that two sessions of
+    one process (pytester runs in-process) started within a second get files of their own."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     return f"{stamp}_{measure.git_sha()}_{os.getpid()}.jsonl"
 
 

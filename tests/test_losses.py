@@ -17,8 +17,8 @@ from torch import nn
 
 from kdbench.losses import LOSSES, LossContext, NotApplicable
 from kdbench.models import MODELS, build_model
-from kdbench.profiles import PROFILES
-from kdbench.taps import Tapper, shapes
+from kdbench.matrix.profiles import PROFILES
+from kdbench.run.taps import Tapper, shapes
 
 NUM_CLASSES = 10
 NUM_TRAIN = 64
@@ -538,13 +538,13 @@ def test_golden_variant(variant):
 def test_dkd_warmup_scales_with_the_run():
     loss = make("dkd")
     loss.set_progress(0, 240)
-    assert loss.weight == pytest.approx(1 / 20)
+    assert loss.warmup_weight == pytest.approx(1 / 20)
     loss.set_progress(19, 240)
-    assert loss.weight == 1.0
+    assert loss.warmup_weight == 1.0
     loss.set_progress(0, 24)  # 20/240 of 24 epochs = 2 epochs
-    assert loss.weight == pytest.approx(0.5)
+    assert loss.warmup_weight == pytest.approx(0.5)
     loss.set_progress(0.99, 24)  # per epoch, as mdistiller: the same weight all epoch long
-    assert loss.weight == pytest.approx(0.5)
+    assert loss.warmup_weight == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize("epochs", [240, 15, 8])

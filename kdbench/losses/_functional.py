@@ -96,3 +96,11 @@ class GradReverse(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         return grad * ctx.lam, None
+
+
+def transformed_teacher_kl(student: torch.Tensor, teacher: torch.Tensor, T) -> torch.Tensor:
+    """KL(softmax(t/T) ‖ softmax(s)) per sample (B,): the teacher's probabilities raised to the
+    power γ = 1/T and renormalised, the student's at temperature 1, no T² (Zheng & Yang 2024)."""
+    log_p_s = F.log_softmax(student, dim=1)  # (B, C)
+    log_q_t = F.log_softmax(teacher / T, dim=1)  # (B, C) = log(p_t^γ / Σ p_t^γ)
+    return F.kl_div(log_p_s, log_q_t, reduction="none", log_target=True).sum(1)

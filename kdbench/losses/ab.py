@@ -3,14 +3,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kdbench.losses._functional import scaled_epochs
 from kdbench.losses._modules import ConvReg
-from kdbench.losses.base import DistillLoss, LossContext
+from kdbench.losses.base import InitStageLoss, LossContext
 from kdbench.registry import LOSSES
 
 
 @LOSSES.register("ab")
-class AB(DistillLoss):
+class AB(InitStageLoss):
     """Heo, Lee, Yun & Choi, "Knowledge Transfer via Distillation of Activation Boundaries Formed by Hidden Neurons", AAAI 2019.
 
     Initialisation stage (30/240 of the run, ``init``): the student's feature layers and connectors
@@ -28,9 +27,6 @@ class AB(DistillLoss):
         self.connectors = nn.ModuleList(
             nn.Identity() if s[1:3] == t[1:3] else ConvReg(s, t, relu=False) for s, t in pairs)
 
-    def pretrain_epochs(self, epochs: int) -> int:
-        return scaled_epochs(self.opts["init"], epochs)
-
     def pretrain_loss(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
         m = self.opts["margin"]
         n = len(self.connectors)
@@ -42,8 +38,3 @@ class AB(DistillLoss):
             loss = ((s + m) ** 2 * ((s > -m) & ~on) + (s - m) ** 2 * ((s <= m) & on)).sum()
             total = total + 2.0 ** (j - n + 1) * loss
         return total / len(target) * 3 / 1000
-
-    def forward(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
-        if self.opts["main_stage"]:
-            return self.opts["beta"] * self.pretrain_loss(student, teacher, target)
-        return student["logits"].new_zeros(())

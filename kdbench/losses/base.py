@@ -8,12 +8,14 @@ of a paper (β of FitNet, AT, …) live inside the term as loss options.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from kdbench.losses._functional import ramp, scaled_epochs
 from kdbench.registry import KdbenchError
 
 
@@ -32,6 +34,7 @@ class LossContext:
     epochs: int
     teacher: nn.Module | None = None  # e.g. SRD sends student features through its classifier
     train_targets: torch.Tensor | None = field(default=None, repr=False)  # (N,) labels, CRD
+    student: nn.Module | None = None  # e.g. CAT-KD's class activation maps use its classifier
 
 
 class DistillLoss(nn.Module):
@@ -44,6 +47,10 @@ class DistillLoss(nn.Module):
     - ``alpha``: default weight of the term; ``ce_weight``: default CE weight, ``None`` meaning
       ``1 − alpha`` (Hinton's convex mix).
     - ``options``: default loss options (β, …), overridable from the spec's ``loss_options``.
+      Two have a shared meaning: ``warmup`` (a fraction of the run over which
+      ``warmup_weight`` ramps linearly to 1, per epoch, as mdistiller's DKD and ReviewKD) and
+      ``init`` (a fraction of the run spent in an initialisation stage, as RepDistiller's AB,
+      FT and FSP).
     """
 
     taps: ClassVar[tuple[str, ...]] = ("logits",)
@@ -63,6 +70,7 @@ class DistillLoss(nn.Module):
                 f"valid: {', '.join(sorted(self.options)) or 'none'}"
             )
         self.temperature, self.opts = self.resolve(temperature, options)
+        self.warmup_weight = 1.0
 
     @classmethod
     def weights(cls, alpha: float | None = None) -> tuple[float, float]:
@@ -94,6 +102,8 @@ class DistillLoss(nn.Module):
     def set_progress(self, progress: float, epochs: int) -> None:
         """Called before every training step with the epochs done so far, fractional
         (``epoch + step / steps``): warm-ups and curricula follow it."""
+        if "warmup" in self.opts:
+            self.warmup_weight = ramp(math.floor(progress), epochs, self.opts["warmup"])
 
     def trainable(self) -> list[nn.Parameter]:
         """The loss's own trainable parts (connectors, embeddings, a learned temperature)."""
@@ -105,9 +115,21 @@ class DistillLoss(nn.Module):
         return {}
 
     def pretrain_epochs(self, epochs: int) -> int:
-        """Epochs of an initialisation stage (AB, FT, FSP) run before distillation; 0 for none."""
-        return 0
+        """Epochs of an initialisation stage (the ``init`` option) run before distillation;
+        0 for none."""
+        return scaled_epochs(self.opts["init"], epochs) if "init" in self.opts else 0
 
     def pretrain_loss(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
         """Objective of the initialisation stage (only called when ``pretrain_epochs`` > 0)."""
         raise NotImplementedError
+
+
+class InitStageLoss(DistillLoss):
+    """A method whose transfer happens in its initialisation stage (AB, FSP, as RepDistiller):
+    afterwards the student trains with CE alone, unless ``main_stage=1`` keeps β·the
+    initialisation loss as the distillation term."""
+
+    def forward(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
+        if self.opts["main_stage"]:
+            return self.opts["beta"] * self.pretrain_loss(student, teacher, target)
+        return student["logits"].new_zeros(())

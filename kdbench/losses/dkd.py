@@ -1,10 +1,8 @@
 from __future__ import annotations
 
-import math
-
 import torch
 
-from kdbench.losses._functional import dkd, ramp, zscore
+from kdbench.losses._functional import dkd, zscore
 from kdbench.losses.base import DistillLoss
 from kdbench.registry import LOSSES
 
@@ -24,17 +22,10 @@ class DKD(DistillLoss):
     options = {"tckd_weight": 1.0, "nckd_weight": 8.0, "warmup": 20 / 240}
     standardize = False  # z-score the logits first (``dkd_ls``)
 
-    def __init__(self, temperature: float | None = None, **options) -> None:
-        super().__init__(temperature, **options)
-        self.weight = 1.0
-
-    def set_progress(self, progress: float, epochs: int) -> None:
-        self.weight = ramp(math.floor(progress), epochs, self.opts["warmup"])  # per epoch
-
     def forward(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
         s, t = student["logits"], teacher["logits"]  # (B, C) logits
         if self.standardize:
             s, t = zscore(s), zscore(t)
         term = dkd(s, t, target, self.temperature, self.opts["tckd_weight"],
                    self.opts["nckd_weight"])
-        return self.weight * term
+        return self.warmup_weight * term

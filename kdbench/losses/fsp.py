@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import torch
 
-from kdbench.losses._functional import pool_to_smaller, scaled_epochs
-from kdbench.losses.base import DistillLoss, LossContext, NotApplicable
+from kdbench.losses._functional import pool_to_smaller
+from kdbench.losses.base import InitStageLoss, LossContext, NotApplicable
 from kdbench.registry import LOSSES
 
 
 @LOSSES.register("fsp")
-class FSP(DistillLoss):
+class FSP(InitStageLoss):
     """Yim, Joo, Bae & Kim, "A Gift from Knowledge Distillation: Fast Optimization, Network Minimization and Transfer Learning", CVPR 2017.
 
     FSP matrix of consecutive stages (stem included; the larger map pooled): G = F_i·F_{i+1}ᵀ / (H·W).
@@ -35,14 +35,6 @@ class FSP(DistillLoss):
             out.append(top.flatten(2) @ bottom.flatten(2).transpose(1, 2) / bottom[0, 0].numel())
         return out  # (B, C_top, C_bottom) each
 
-    def pretrain_epochs(self, epochs: int) -> int:
-        return scaled_epochs(self.opts["init"], epochs)
-
     def pretrain_loss(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
         pairs = zip(self.matrices(student["feats"]), self.matrices(teacher["feats"]))
         return sum((g_s - g_t).pow(2).mean() for g_s, g_t in pairs)
-
-    def forward(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
-        if self.opts["main_stage"]:
-            return self.opts["beta"] * self.pretrain_loss(student, teacher, target)
-        return student["logits"].new_zeros(())

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdbench.losses._functional import pool_to_smaller, scaled_epochs
+from kdbench.losses._functional import pool_to_smaller
 from kdbench.losses.base import DistillLoss, LossContext
 from kdbench.registry import LOSSES
 
@@ -37,9 +37,6 @@ class FT(DistillLoss):
         self.encoder = _convs([t_c, t_c, f_c, f_c], nn.Conv2d, bn=False)
         self.decoder = _convs([f_c, f_c, t_c, t_c], nn.ConvTranspose2d, bn=False)
         self.translator = _convs([s_c, s_c, f_c, f_c], nn.Conv2d, bn=True)
-
-    def pretrain_epochs(self, epochs: int) -> int:
-        return scaled_epochs(self.opts["init"], epochs)
 
     def pretrain_loss(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
         f_t = teacher["feat:-1"]  # (B, Ct, H, W)

@@ -1,12 +1,9 @@
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdbench.losses._functional import ramp
 from kdbench.losses._modules import ABF
 from kdbench.losses.base import DistillLoss, LossContext
 from kdbench.registry import LOSSES
@@ -49,10 +46,6 @@ class ReviewKD(DistillLoss):
         self.out_sizes = [b[2:] for b in t][::-1]  # deep → shallow
         self.abfs = nn.ModuleList(
             ABF(a[1], mid, b[1], fuse=j < self.n) for j, (a, b) in enumerate(zip(s, t)))[::-1]
-        self.weight = 1.0
-
-    def set_progress(self, progress: float, epochs: int) -> None:
-        self.weight = ramp(math.floor(progress), epochs, self.opts["warmup"])  # per epoch
 
     def forward(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
         x = student["feats"][1:][-self.n:] + [student["embed"][:, :, None, None]]
@@ -62,4 +55,4 @@ class ReviewKD(DistillLoss):
             out, residual = abf(f, residual, size)
             outputs.append(out)
         total = sum(hcl(o, t) for o, t in zip(outputs, y[::-1]))
-        return self.opts["beta"] * self.weight * total
+        return self.opts["beta"] * self.warmup_weight * total

@@ -11,6 +11,9 @@ test split, on which the tables report.
 In-memory sets are ``TensorData``: tensors live on the device, batches are slices of a seeded
 permutation, augmentation (if any) runs on the device batch. Streaming sets (ImageFolder)
 implement the same methods over a DataLoader.
+
+The dataset option ``strong_view`` (``kdbench.data.views``), taken by ``load_dataset`` for every
+in-memory set, makes each training batch two views of its images, weak then strong (MLKD).
 """
 
 from __future__ import annotations
@@ -130,6 +133,7 @@ class TensorData:
     num_classes: int
     augment: Augment | None = field(default=None, compare=False)
     description: str = ""
+    strong: Augment | None = field(default=None, compare=False)  # a second, strong view
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -149,20 +153,31 @@ class TensorData:
 
     @property
     def augmented(self) -> bool:
-        return self.augment is not None
+        return self.augment is not None or self.strong is not None
+
+    @property
+    def views(self) -> int:
+        """Views of each image in a training batch: 2 (weak, then strong) with ``strong``."""
+        return 1 if self.strong is None else 2
 
     def to(self, device: torch.device | str) -> "TensorData":
         return replace(self, **{name: getattr(self, name).to(device) for name in TENSORS})
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
-        """Shuffled mini-batches; the permutation is drawn on the CPU generator (device-agnostic)."""
+        """Shuffled mini-batches; the permutation is drawn on the CPU generator (device-agnostic).
+        With ``strong``, a batch of B images has 2B rows: their weak views, then their strong
+        views (the own augmentation drawn again, then ``strong``), targets and indices twice."""
         order = torch.randperm(self.num_train, generator=generator).to(self.x_train.device)
         for start in range(0, self.num_train, batch_size):
             index = order[start:start + batch_size]
-            x = self.x_train[index]
-            if self.augment is not None:
-                x = self.augment(x, generator)
-            yield x, self.y_train[index], index
+            x, y = self.x_train[index], self.y_train[index]
+            weak = x if self.augment is None else self.augment(x, generator)
+            if self.strong is None:
+                yield weak, y, index
+                continue
+            strong = self.strong(x if self.augment is None else self.augment(x, generator),
+                                 generator)
+            yield torch.cat([weak, strong]), y.repeat(2), index.repeat(2)  # (2B, C, H, W)
 
     def val_batches(self, batch_size: int) -> Iterator[Batch]:
         return eval_batches(self.x_val, self.y_val, batch_size)
@@ -181,7 +196,8 @@ class TensorData:
 
     def fingerprint(self) -> str:
         """Identifies the exact tensors and augmentation (cache keys): a hash of the bytes."""
-        h = hashlib.sha256(f"{self.name}|{self.augmented}".encode())
+        views = "" if self.strong is None else f"|{self.strong}"
+        h = hashlib.sha256(f"{self.name}|{self.augmented}{views}".encode())
         for t in (getattr(self, name) for name in TENSORS):
             h.update(str(tuple(t.shape)).encode())
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
@@ -193,4 +209,10 @@ TENSORS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 
 def load_dataset(name: str, root: Path | str | None = None, download: bool = False,
                  **options) -> DataSource:
-    return DATASETS.get(name)(root=Path(root) if root else None, download=download, **options)
+    """The registered data set ``name`` built with ``options``; ``strong_view`` is every
+    in-memory set's option (``kdbench.data.views``), the others go to its factory."""
+    from kdbench.data.views import STRONG_VIEW, with_strong_view
+
+    strong = options.pop(STRONG_VIEW, None)
+    data = DATASETS.get(name)(root=Path(root) if root else None, download=download, **options)
+    return data if strong is None else with_strong_view(data, strong)

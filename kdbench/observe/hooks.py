@@ -1,0 +1,160 @@
+"""The pytest side of kdbench.observe: options, the events a process writes about its cases,
+the controller's display, the run's end marker, and the trackers a record goes to.
+
+kdbench's plugin adds the options (``add_options``), builds an ``Observer`` at configure time
+(``Observer.from_config``), registers it as a plugin, passes ``Observer.tick`` to the engine's
+training loop and hands every written record to ``Observer.record``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+import pytest
+
+from kdbench.observe import trackers
+from kdbench.observe.channel import EventLog, progress_dir, write_end
+from kdbench.observe.eta import load_durations
+from kdbench.observe.progress import MODES, Display
+from kdbench.observe.state import RunState
+
+
+def add_options(group: Any) -> None:
+    group.addoption("--kd-progress", default="auto", choices=MODES,
+                    help="live progress of the cases (done / running / left, ETA, a bar per "
+                         "running case): live on a terminal, a bounded line log otherwise "
+                         "(auto, the default), or off")
+    group.addoption("--kd-log", action="append", default=[], metavar="TRACKER",
+                    help="also log every case to mlflow, tensorboard and/or wandb (repeatable "
+                         "or comma separated; each an extra: pip install 'kdbench[mlflow]')")
+
+
+def _mode(requested: str, out: TextIO) -> str:
+    if requested != "auto":
+        return requested
+    terminal = out.isatty() and os.environ.get("TERM") != "dumb"
+    return "live" if terminal else "log"
+
+
+def _terminal_out() -> TextIO:
+    """The output the display writes to: a duplicate of stdout's descriptor (pytest's output
+    capture redirects descriptor 1 while a case runs in this process), else stdout itself."""
+    try:
+        return os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1, encoding="utf-8")
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return sys.stdout
+
+
+class Observer:
+    """One per pytest process. A process that runs cases writes their events; the process that
+    reports (the controller, or the only process) shows them and marks the run's end."""
+
+    def __init__(self, config: pytest.Config, run_file: Path, case_of: Callable[[Any], Any],
+                 logs: trackers.Trackers | None) -> None:
+        self.config = config
+        self.folder = progress_dir(run_file)
+        self.results_dir = run_file.parent
+        self.case_of = case_of  # pytest item → its RunSpec, or None
+        self.trackers = logs
+        self.worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        self.events: EventLog | None = None
+        self.cases: dict[str, tuple[str, str]] = {}  # nodeid → (case_id, name)
+        self.current: str | None = None  # case_id running in this process
+        self.display: Display | None = None
+        self._tw_file: Any = None
+
+    @classmethod
+    def from_config(cls, config: pytest.Config, run_file: Path, profile: str,
+                    case_of: Callable[[Any], Any]) -> Observer:
+        """Checks ``--kd-log`` (a ``KdbenchError`` names the extra to install); the controller
+        opens the MLflow store once, before workers share it."""
+        names = trackers.parse(config.getoption("kd_log"))
+        logs = trackers.Trackers(names, run_file.parent.parent, profile,
+                                 run_file.stem) if names else None
+        if logs and "mlflow" in names and not hasattr(config, "workerinput"):
+            logs.open("mlflow")
+        return cls(config, run_file, case_of, logs)
+
+    @property
+    def is_controller(self) -> bool:
+        return not hasattr(self.config, "workerinput")
+
+    # -------------------------------------------------------------- a process running cases
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        for item in session.items:
+            spec = self.case_of(item)
+            if spec is not None and hasattr(spec, "case_id"):
+                self.cases[item.nodeid] = (spec.case_id, spec.name)
+        if self.cases:
+            self.events = EventLog(self.folder, self.worker)
+            self.events.plan(list(dict.fromkeys(self.cases.values())))
+        if self.is_controller:
+            self._start_display()
+
+    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
+        if self.events is not None and nodeid in self.cases:
+            self.current, name = self.cases[nodeid]
+            self.events.emit("start", case_id=self.current, name=name)
+
+    def tick(self, stage: str, epoch: float, epochs: int) -> None:
+        """The training loop's progress: ``epoch`` of ``epochs`` done (fractional)."""
+        if self.events is not None and self.current is not None:
+            self.events.tick(self.current, stage, epoch, epochs)
+
+    def record(self, record: dict[str, Any]) -> None:
+        """A record was written: log it to the trackers."""
+        if self.trackers is not None:
+            self.trackers.log(record)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.events is not None and report.nodeid in self.cases and (
+                report.when == "call" or (report.when == "setup" and not report.passed)):
+            outcome = "xfailed" if hasattr(report, "wasxfail") else report.outcome
+            self.events.emit("end", case_id=self.cases[report.nodeid][0], outcome=outcome)
+            self.current = None
+        if self.display is not None:
+            self.display.poll()
+
+    # -------------------------------------------------------------- the controller
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        self._start_display()
+
+    def _start_display(self) -> None:
+        if self.display is not None or self.config.getoption("kd_progress") == "off":
+            return
+        if not RunState(self.folder).update().cases:
+            return  # no kdbench case in this session
+        out = _terminal_out()
+        mode = _mode(self.config.getoption("kd_progress"), out)
+        self.display = Display(self.folder, mode, load_durations([self.results_dir]), out)
+        self.display.start()
+        reporter = self.config.pluginmanager.getplugin("terminalreporter")
+        if self.display.live is not None and reporter is not None:
+            from rich.file_proxy import FileProxy
+
+            # pytest's own lines go above the live panel instead of through it
+            self._tw_file = reporter._tw._file
+            reporter._tw._file = FileProxy(self.display.live.console, self._tw_file)
+
+    @pytest.hookimpl(trylast=True)  # after kdbench's gate has set the session's exit status
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.events is not None:
+            self.events.emit("finish")
+        if not self.is_controller:
+            return
+        if self.display is not None:
+            self.display.stop()
+            if self._tw_file is not None:
+                reporter = self.config.pluginmanager.getplugin("terminalreporter")
+                reporter._tw._file.flush()
+                reporter._tw._file = self._tw_file
+        if self.folder.is_dir():
+            write_end(self.folder, session.exitstatus)

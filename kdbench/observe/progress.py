@@ -1,0 +1,144 @@
+"""Showing a run's progress: a live rich panel on a terminal (the session's counts and ETA, a
+bar per running case), or a bounded line log when the output is not a terminal (CI)."""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, TextIO
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from kdbench.observe.eta import format_seconds, remaining
+from kdbench.observe.state import CaseState, RunState
+
+MODES = ("auto", "live", "log", "off")
+REFRESH_PER_SECOND = 4
+LOG_LINES = 50  # a log line per case up to this many cases, else one per 1/LOG_LINES of them
+HEARTBEAT_S = 60.0  # the log's "still running" lines, at most this often
+
+
+def headline(state: RunState, eta: float | None) -> str:
+    failed = len(state.failed())
+    return (f"{len(state.done())}/{state.planned} done · {len(state.running())} running · "
+            f"{state.left()} left · {failed} failed · ETA {format_seconds(eta)}")
+
+
+def where(case: CaseState) -> str:
+    """The case's training progress in words: ``teacher cnn_t epoch 3.5/10``."""
+    if not case.epochs:
+        return "starting"
+    stage = "" if case.stage == case.name else f"{case.stage} "
+    return f"{stage}epoch {case.epoch:.4g}/{case.epochs}"
+
+
+def panel(state: RunState, known: dict[str, float], title: str = "kdbench",
+          now: float | None = None) -> RenderableType:
+    """The session's counts and ETA, then a bar per running case."""
+    now = time.time() if now is None else now
+    table = Table.grid(padding=(0, 1))
+    for case in state.running():
+        stage = "" if case.stage in ("", case.name) else case.stage
+        table.add_row(Text(case.worker or "", style="cyan"), Text(case.name), Text(stage),
+                      ProgressBar(total=case.epochs or 1, completed=case.epoch, width=24),
+                      f"epoch {case.epoch:.1f}/{case.epochs}",
+                      format_seconds(now - case.started if case.started is not None else None))
+    head = Text.assemble((f"{title} ", "bold"), headline(state, remaining(state, known, now)))
+    return Group(head, table) if state.running() else head
+
+
+class LineLog:
+    """A line per finished case (per ``1/LOG_LINES`` of the cases for large runs) and, while
+    cases run, a line per running case at most every ``heartbeat`` seconds: the output grows
+    with the run's length, never with its step count."""
+
+    def __init__(self, write: Callable[[str], None], heartbeat: float = HEARTBEAT_S) -> None:
+        self.write = write
+        self.heartbeat = heartbeat
+        self._reported: set[str] = set()
+        self._last_beat = time.monotonic()
+
+    def update(self, state: RunState, known: dict[str, float]) -> None:
+        step = max(1, math.ceil(state.planned / LOG_LINES))
+        for case in state.done():
+            if case.case_id in self._reported:
+                continue
+            self._reported.add(case.case_id)
+            count = len(self._reported)
+            if count % step == 0 or count == state.planned:
+                self.write(f"[kdbench] {headline(state, remaining(state, known))} · "
+                           f"{case.worker} {case.name} {case.outcome} after {where(case)} in "
+                           f"{format_seconds(case.seconds)}")
+
+    def beat(self, state: RunState, known: dict[str, float]) -> None:
+        if time.monotonic() - self._last_beat < self.heartbeat:
+            return
+        self._last_beat = time.monotonic()
+        for case in state.running():
+            self.write(f"[kdbench] {headline(state, remaining(state, known))} · running: "
+                       f"{case.worker} {case.name} {where(case)}")
+
+
+class Display:
+    """The controller's view of its own run: ``poll()`` from pytest's hooks (main thread); a
+    live panel refreshes itself, a log also beats from a thread while cases run."""
+
+    def __init__(self, folder: Path, mode: str, known: dict[str, float], out: TextIO) -> None:
+        self.state = RunState(folder)
+        self.known = known
+        self.mode = mode
+        self.out = out
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.live: Live | None = None
+        self.log: LineLog | None = None
+        self._beats: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.mode == "live":
+            console = Console(file=self.out, force_terminal=True)
+            self.live = Live(get_renderable=self._render, console=console,
+                             refresh_per_second=REFRESH_PER_SECOND, redirect_stdout=False,
+                             redirect_stderr=False)
+            self.live.start()
+        else:
+            self.log = LineLog(self._write)
+            self._beats = threading.Thread(target=self._beat, name="kdbench-progress",
+                                           daemon=True)
+            self._beats.start()
+
+    def poll(self) -> None:
+        with self._lock:
+            self.state.update()
+            if self.log is not None:
+                self.log.update(self.state, self.known)
+
+    def stop(self) -> None:
+        self.poll()
+        self._stop.set()
+        if self.live is not None:
+            self.live.stop()
+        if self._beats is not None:
+            self._beats.join()
+
+    def _render(self) -> RenderableType:
+        with self._lock:
+            self.state.update()
+            return panel(self.state, self.known)
+
+    def _write(self, line: str) -> None:
+        sys.stdout.flush()  # pytest's lines before ours where both share a pipe
+        self.out.write(line + "\n")
+        self.out.flush()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(1.0):
+            with self._lock:
+                self.log.beat(self.state.update(), self.known)

@@ -301,8 +301,7 @@ def kdbench_value(name: str, f_s, s_head, f_t, t_head, y, temperature=None, **op
 
 
 def head_taps(feat, head):
-    embed = feat.mean((2, 3))
-    return {"feat:-1": feat, "embed": embed, "logits": head.fc(embed)}
+    return {"feat:-1": feat, "logits": head.fc(feat.mean((2, 3)))}
 
 
 def close(value: torch.Tensor, expected: torch.Tensor) -> None:

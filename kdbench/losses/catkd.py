@@ -13,16 +13,17 @@ class ClassifierOnMapLoss(DistillLoss):
     """A loss that sends the last stage's map (B, C, H, W), or regions of it, through each
     network's own classifier. Applicable where that classifier is one ``nn.Linear`` on the global
     average of that map: checked from the shapes in ``setup`` and, on the first batch, by the
-    classifier's input (``embed``) being that average (a WRN's final BN + ReLU, or a 1×1 head
+    logits being the classifier on that average (a WRN's final BN + ReLU, or a 1×1 head
     convolution as MobileNetV2's and ShuffleNetV2's, lie between them)."""
 
-    taps = ("feat:-1", "embed")
+    taps = ("feat:-1",)  # the logits always come with the taps
     method = ""  # the paper's name in the reasons
 
     def setup(self, ctx: LossContext) -> None:
         self._classifiers = (  # a tuple: the networks' own layers, not parameters of the loss
             self._classifier(ctx.student, ctx.student_shapes["feat:-1"], "student"),
             self._classifier(ctx.teacher, ctx.teacher_shapes["feat:-1"], "teacher"))
+        self._models = (type(ctx.student).__name__, type(ctx.teacher).__name__)
         self._verified = False
 
     def _classifier(self, model: nn.Module | None, feat_shape: torch.Size, who: str) -> nn.Linear:
@@ -43,13 +44,20 @@ class ClassifierOnMapLoss(DistillLoss):
 
     def classifiers(self, student: dict, teacher: dict) -> tuple[nn.Linear, nn.Linear]:
         """(the student's, the teacher's) classifier; on the first batch, NotApplicable unless
-        each reads the global average of the last stage's map."""
+        each network's logits are its classifier on the global average of the last stage's map."""
         if not self._verified:
-            for who, taps in (("student", student), ("teacher", teacher)):
-                embed, pooled = taps["embed"].flatten(1).float(), taps["feat:-1"].float().mean((2, 3))
-                if (embed - pooled).norm() > 0.05 * embed.norm() + 1e-6:
+            for who, model, taps, classifier in zip(("student", "teacher"), self._models,
+                                                    (student, teacher), self._classifiers):
+                with torch.no_grad():
+                    logits = taps["logits"].float()  # (B, K)
+                    if classifier.bias is not None:
+                        logits = logits - classifier.bias.float()
+                    pooled = F.linear(taps["feat:-1"].float().mean((2, 3)),
+                                      classifier.weight.float())
+                if (logits - pooled).norm() > 0.05 * logits.norm() + 1e-6:
                     raise NotApplicable(f"{self.method} needs the {who}'s classifier on the "
-                                        f"average of its last stage's map; it reads another map")
+                                        f"average of its last stage's map; {model}'s reads "
+                                        f"another map (layers lie between)")
             self._verified = True
         return self._classifiers
 

@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from kdbench.data.views import STRONG_VIEW
+from kdbench.losses._functional import soft_kl
 from kdbench.losses.base import DistillLoss
 from kdbench.registry import LOSSES, KdbenchError
 
@@ -82,18 +83,13 @@ class MLKD(DistillLoss):
         if not self.opts["paper"]:
             keep, keep_class = keep.mean(), keep_class.mean()  # the kept fractions
         b, c = s_weak.shape
-        weak = torch.zeros((), device=s_weak.device)
-        for T in (self.temperature, *TEMPERATURES):
-            kl, batch, klass = _levels(s_weak, t_weak, T)
-            weak = weak + (kl * keep).mean() + (batch * keep.view(-1, 1)).sum() / b \
-                + (klass * keep_class).sum() / c
-        strong = sum(F.kl_div(F.log_softmax(s / T, dim=1), F.log_softmax(t / T, dim=1),
-                              reduction="batchmean", log_target=True) * T * T
-                     for s, t, T in ((s_strong, t_strong, self.temperature),
-                                     (s_strong, t_strong, TEMPERATURES[0]),
-                                     (s_strong, t_strong, TEMPERATURES[1]),
-                                     (s_weak, t_weak, TEMPERATURES[2]),
-                                     (s_weak, t_weak, TEMPERATURES[3])))
+        weak = sum((kl * keep).mean() + (batch * keep.view(-1, 1)).sum() / b
+                   + (klass * keep_class).sum() / c
+                   for kl, batch, klass in (_levels(s_weak, t_weak, T)
+                                            for T in (self.temperature, *TEMPERATURES)))
+        views = ((s_strong, t_strong),) * 3 + ((s_weak, t_weak),) * 2  # as KD_ours.py
+        strong = sum(soft_kl(s, t, T) for (s, t), T in zip(views, (self.temperature,
+                                                                  *TEMPERATURES)))
         return weak + strong
 
 

@@ -1,4 +1,10 @@
-"""Records: one JSON object per case per line; an append-safe store and a tolerant loader.
+"""Records: one JSON object per case per line; an append-safe store and the one checked loader.
+
+Every consumer (reports in every format, compare, history, the plugin's baseline and resume)
+reads records through ``read``, which holds them to one schema (``schema_problem``): a line
+that is not JSON, or a JSON value that is not a record of a schema this kdbench reads (a key
+missing, a value of the wrong type, an unknown schema version), is *unusable*: skipped, and
+named with its file, line and why. Reports note it, the gate refuses the input.
 
 One case (``case_id``) contributes one record to everything built from records: the newest
 (by ``created_at``, then by position: a later file or line wins a tie). Older records of the
@@ -9,6 +15,7 @@ twice).
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import fcntl
 import json
 import os
@@ -22,6 +29,7 @@ import pandas as pd
 from kdbench.registry import KdbenchError
 
 SCHEMA = 2  # 2: validation split (val_top1), fidelity_kl, status "n/a", per-case memory
+SCHEMAS_READ = (1, 2)  # the versions reports read (the gate compares one version only)
 STATUSES = ("ok", "diverged", "error", "n/a")
 METRICS = (  # the numeric metrics reports aggregate over seeds
     "top1", "top5", "val_top1", "best_top1", "teacher_top1", "student_params", "teacher_params",
@@ -29,6 +37,20 @@ METRICS = (  # the numeric metrics reports aggregate over seeds
     "infer_throughput", "latency_ms", "peak_mem_mb", "agreement", "fidelity_kl", "train_s",
     "final_temperature",
 )
+NONE = type(None)
+# the schema: key → the types its value may have; REQUIRED keys must be there, the others may
+REQUIRED = {"schema": (int,), "case_id": (str,), "group_id": (str,), "status": (str,),
+            "spec": (dict,), "metrics": (dict,), "created_at": (str,)}
+OPTIONAL = {"name": (str,), "env": (dict,), "reason": (str,), "error": (str,)}
+SPEC_REQUIRED = {"dataset": (str,), "teacher": (str,), "student": (str,), "loss": (str,),
+                 "seed": (int,)}
+SPEC_OPTIONAL = {"temperature": (float, NONE), "alpha": (float,), "ce_weight": (float,),
+                 "teacher_seed": (int,), "device": (str,), "epochs": (int,),
+                 "teacher_epochs": (int,), "batch_size": (int,), "recipe": (str,),
+                 "precision": (str,), "compile": (bool,), "teacher_ckpt": (str, NONE),
+                 "loss_options": (dict,), "dataset_options": (dict,)}
+KINDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+         dict: "an object", NONE: "null"}
 
 
 def utc_now() -> str:
@@ -60,17 +82,23 @@ def check_writable(directory: Path) -> None:
 
 
 def append_record(path: Path, record: dict[str, Any]) -> None:
-    """Append one record as one whole line, under an exclusive lock (safe across xdist workers)."""
+    """Append one record as one whole line, under an exclusive lock (safe across xdist workers).
+    The line goes in one ``write``; a write that fails or falls short (a full disk) is undone,
+    the file cut back to its size before, so it never ends in part of a line."""
     line = (json.dumps(record, sort_keys=True, allow_nan=False) + "\n").encode()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            view = memoryview(line)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
+            size = os.fstat(fd).st_size
+            try:
+                if os.write(fd, line) != len(line):
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, size)
+                raise
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
@@ -89,14 +117,78 @@ def _record_files(paths: Iterable[Path | str]) -> list[Path]:
     return files
 
 
+@dataclass(frozen=True)
+class Unusable:
+    """A line ``read`` skipped: where it is and why it is no record."""
+
+    file: Path
+    line: int
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line} ({self.why})"
+
+
 @dataclass
 class Loaded:
     """Records as read: the newest of every case, and what was left out."""
 
     records: list[dict[str, Any]]
     superseded: int = 0  # older records of a case that has a newer one
-    bad_lines: int = 0  # torn or corrupt lines skipped
+    unusable: list[Unusable] = field(default_factory=list)  # lines skipped, each with why
     files: list[Path] = field(default_factory=list)
+
+    @property
+    def bad_lines(self) -> int:
+        return len(self.unusable)
+
+    def skipped(self, shown: int = 3) -> str:
+        """The unusable lines in one line: how many, and the first ``shown`` with why."""
+        named = "; ".join(map(str, self.unusable[:shown]))
+        more = len(self.unusable) - shown
+        return (f"{self.bad_lines} corrupt or torn record line(s): {named}"
+                + (f"; and {more} more" if more > 0 else ""))
+
+
+def _show(value: Any) -> str:
+    text = repr(value)  # one line: repr escapes newlines
+    return text if len(text) <= 40 else f"{text[:37]}…"
+
+
+def _is(value: Any, kinds: tuple[type, ...]) -> bool:
+    """Whether ``value`` is of one of ``kinds``, where true/false is no integer and an integer
+    is a number (``float``)."""
+    if isinstance(value, bool):
+        return bool in kinds
+    return isinstance(value, kinds + ((int,) if float in kinds else ()))
+
+
+def _keys_problem(table: dict, required: dict, optional: dict, prefix: str = "") -> str | None:
+    for key, kinds in (*required.items(), *optional.items()):
+        if key not in table:
+            if key in required:
+                return f"{prefix}{key} missing"
+        elif not _is(table[key], kinds):
+            return (f"{prefix}{key} is {_show(table[key])}, not "
+                    f"{' or '.join(KINDS[k] for k in kinds)}")
+    return None
+
+
+def schema_problem(rec: Any) -> str | None:
+    """Why ``rec`` (a parsed JSON line) is not a record of a schema this kdbench reads, in a
+    few words on one line; None when it is one."""
+    if not isinstance(rec, dict):
+        return "not a JSON object"
+    problem = _keys_problem(rec, REQUIRED, OPTIONAL)
+    if problem:
+        return problem
+    if rec["schema"] not in SCHEMAS_READ:
+        return (f"schema mismatch: schema {rec['schema']}, this kdbench reads schema "
+                f"{', '.join(map(str, SCHEMAS_READ))}")
+    if rec["status"] not in STATUSES:
+        return f"status {_show(rec['status'])} is not one of {', '.join(STATUSES)}"
+    return (_keys_problem(rec["spec"], SPEC_REQUIRED, SPEC_OPTIONAL, "spec.")
+            or _keys_problem(rec["metrics"], {}, {m: (float,) for m in METRICS}, "metrics."))
 
 
 def newest(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
@@ -113,30 +205,32 @@ def newest(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], int
 
 
 def read(paths: Iterable[Path | str]) -> Loaded:
-    """Read record files/folders: torn or corrupt lines are skipped and counted; the same record
-    seen twice (same case_id and created_at, e.g. a run file copied into two shard folders)
-    counts once; of several records of a case the newest is kept and the others counted as
-    superseded."""
+    """Read record files/folders: lines that are no record (``schema_problem``) are skipped and
+    named; the same record seen twice (same case_id and created_at, e.g. a run file copied into
+    two shard folders) counts once; of several records of a case the newest is kept and the
+    others counted as superseded."""
     seen: dict[tuple[str, str], dict[str, Any]] = {}
-    bad = 0
+    unusable: list[Unusable] = []
     files = _record_files(paths)
     for f in files:
         with open(f, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
+            for number, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
                 try:
                     rec = json.loads(line)
-                    key = (rec["case_id"], rec["created_at"])
-                    if not isinstance(rec["spec"], dict) or not isinstance(rec["metrics"], dict):
-                        raise TypeError
-                except (ValueError, KeyError, TypeError):
-                    bad += 1
+                except ValueError:
+                    unusable.append(Unusable(f, number, "not JSON: torn or corrupt"))
                     continue
+                problem = schema_problem(rec)
+                if problem:
+                    unusable.append(Unusable(f, number, problem))
+                    continue
+                key = (rec["case_id"], rec["created_at"])
                 seen.pop(key, None)  # a duplicate takes the later position
                 seen[key] = rec
     records, superseded = newest(seen.values())
-    return Loaded(records, superseded, bad, files)
+    return Loaded(records, superseded, unusable, files)
 
 
 def load_records(paths: Iterable[Path | str], *, warn: bool = True) -> list[dict[str, Any]]:
@@ -151,8 +245,8 @@ def load_records(paths: Iterable[Path | str], *, warn: bool = True) -> list[dict
 def notes(loaded: Loaded) -> list[str]:
     """What ``read`` left out, in words."""
     out = []
-    if loaded.bad_lines:
-        out.append(f"skipped {loaded.bad_lines} corrupt or torn record line(s)")
+    if loaded.unusable:
+        out.append(f"skipped {loaded.skipped()}")
     if loaded.superseded:
         out.append(f"{loaded.superseded} older record(s) superseded by a newer record of the "
                    f"same case (one value per case: the newest)")

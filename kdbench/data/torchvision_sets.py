@@ -5,7 +5,9 @@ ImageNet-layout folder streamed through a DataLoader (``imagefolder``).
 Files are looked for under the data root: the ``root`` argument (the plugin passes
 ``--kd-data-root``), else ``$KDBENCH_DATA``, else ``~/.cache/kdbench/data``. They are downloaded
 only when ``download`` is true (``--kd-download``); otherwise missing files raise a one-line
-``KdbenchError`` that says where they were looked for and how to get them. Fashion-MNIST is also
+``KdbenchError`` that says where they were looked for and how to get them. An image folder is
+checked when it is opened, before any training: a class folder without images, or a file that
+does not decode as training would decode it, is one line naming it. Fashion-MNIST is also
 found without a download where Debian's ``dataset-fashion-mnist`` package installed it: its
 gzipped IDX files are unpacked once into the data root, where torchvision reads them.
 """
@@ -16,6 +18,8 @@ import gzip
 import hashlib
 import os
 import shutil
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
@@ -45,6 +49,7 @@ IMAGEFOLDER_VAL_FRACTION = 0.1  # of train/: ImageNet-layout folders use val/ as
 # gzipped IDX files installed by Debian's packages (`dpkg -L dataset-fashion-mnist`)
 SYSTEM_COPIES = {"FashionMNIST": (Path("/usr/share/datasets/fashion-mnist"),
                                   "apt-get install dataset-fashion-mnist")}
+CHECKED = ".kdbench-checked"  # an image folder's stamp: the hash of the files found sound
 
 
 def data_root(root: Path | str | None) -> Path:
@@ -264,6 +269,62 @@ class FolderData:
         return h.hexdigest()[:16]
 
 
+def _image_folder(path: Path, transform) -> datasets.ImageFolder:
+    """torchvision's ImageFolder of ``path``, every class folder of it holding an image, and
+    every image decoded once (``_check_images``); else one line naming what is wrong."""
+    from torchvision import datasets
+
+    try:
+        found = datasets.ImageFolder(str(path), transform, allow_empty=True)
+    except FileNotFoundError as exc:  # no class folder at all
+        raise KdbenchError(f"imagefolder: {str(exc).splitlines()[0]}: ImageNet layout is "
+                           f"{path}/<class>/<image>") from None
+    counts = Counter(found.targets)
+    for target, name in enumerate(found.classes):
+        if not counts[target]:
+            raise KdbenchError(
+                f"imagefolder: class folder {path / name} has no images "
+                f"({', '.join(datasets.folder.IMG_EXTENSIONS)}): add some or remove it")
+    return found
+
+
+def _check_images(found: datasets.ImageFolder, workers: int) -> None:
+    """Decode every image of ``found`` with its own loader, as training will, in ``workers``
+    threads; the first that fails is one line naming the file. A stamp in the folder (where it
+    is writable) holds the hash of the paths, sizes and modification times of the files found
+    sound, so the next opening of the same files decodes none."""
+    root = Path(found.root)
+    listing = hashlib.sha256()
+    for path, _ in found.samples:
+        stat = os.stat(path)
+        listing.update(f"{Path(path).relative_to(root)}|{stat.st_size}|{stat.st_mtime_ns}\n"
+                       .encode())
+    stamp = root / CHECKED
+    if stamp.is_file() and stamp.read_text() == listing.hexdigest():
+        return
+
+    def problem(path: str) -> str | None:
+        from PIL import UnidentifiedImageError
+
+        try:
+            found.loader(path)
+        except UnidentifiedImageError:
+            return "not an image"
+        except (OSError, ValueError, SyntaxError) as exc:  # PIL's errors for damaged files
+            return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return None
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for (path, _), why in zip(found.samples, pool.map(problem, [p for p, _ in found.samples])):
+            if why:
+                raise KdbenchError(f"imagefolder: cannot read image {path} ({why}): delete or "
+                                   f"replace it")
+    try:
+        stamp.write_text(listing.hexdigest())
+    except OSError:
+        pass  # a read-only folder is checked at every opening
+
+
 @DATASETS.register("imagefolder")
 def imagefolder(root: Path | None = None, download: bool = False, *, path: str | None = None,
                 size: int = 224, workers: int | None = None) -> FolderData:
@@ -275,20 +336,22 @@ def imagefolder(root: Path | None = None, download: bool = False, *, path: str |
         raise KdbenchError(f"imagefolder: no train/ and val/ folders in {folder}: point "
                            f"--kd-data-root or {ENV} (or the path option) at an ImageNet-layout "
                            f"folder; it cannot be downloaded")
-    from torchvision import datasets, transforms
+    from torchvision import transforms
 
+    workers = min(8, os.cpu_count() or 1) if workers is None else workers
     mean, std = IMAGENET_STATS
     normalize = [transforms.ToTensor(), transforms.Normalize(mean, std)]
     evaluate = transforms.Compose(
         [transforms.Resize(round(size / 0.875)), transforms.CenterCrop(size), *normalize])
-    train = datasets.ImageFolder(str(folder / "train"), transforms.Compose(
+    train = _image_folder(folder / "train", transforms.Compose(
         [transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(), *normalize]))
-    test = datasets.ImageFolder(str(folder / "val"), evaluate)
+    test = _image_folder(folder / "val", evaluate)
     if test.classes != train.classes:
         raise KdbenchError(f"imagefolder: val/ classes differ from train/ classes in {folder}: "
                            f"{len(test.classes)} vs {len(train.classes)}")
+    for found in (train, test):
+        _check_images(found, workers)
     n_val = max(1, round(IMAGEFOLDER_VAL_FRACTION * len(train)))
     train_idx, val_idx = validation_indices(train.targets, n_val)
-    val = Subset(datasets.ImageFolder(str(folder / "train"), evaluate), val_idx.tolist())
-    return FolderData("imagefolder", Subset(train, train_idx.tolist()), val, test, size,
-                      min(8, os.cpu_count() or 1) if workers is None else workers)
+    val = Subset(_image_folder(folder / "train", evaluate), val_idx.tolist())
+    return FolderData("imagefolder", Subset(train, train_idx.tolist()), val, test, size, workers)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdbench.losses import LOSSES, LossContext, NotApplicable
+from kdbench.losses.catkd import LAST_MAP
 from kdbench.models import build_model
 from kdbench.models.base import StagedModel, WrappedModel
 from kdbench.registry import KdbenchError
@@ -301,7 +302,7 @@ def kdbench_value(name: str, f_s, s_head, f_t, t_head, y, temperature=None, **op
 
 
 def head_taps(feat, head):
-    return {"feat:-1": feat, "logits": head.fc(feat.mean((2, 3)))}
+    return {LAST_MAP: feat, "logits": head.fc(feat.mean((2, 3)))}
 
 
 def close(value: torch.Tensor, expected: torch.Tensor) -> None:
@@ -474,13 +475,13 @@ def real_case(name: str, teacher_name: str, student_name: str, input_shape):
 @pytest.mark.parametrize("name", ["catkd", "sdd"])
 def test_real_models_train_through_their_own_classifier(name, pair):
     loss, student, teacher, s_out, t_out = real_case(name, *pair)
-    s_out["feat:-1"].retain_grad()
+    s_out[LAST_MAP].retain_grad()
     value = loss(s_out, t_out, torch.tensor([0, 1, 2, 3]))
     assert value.dim() == 0 and torch.isfinite(value)
     value.backward()
     grad = student.classifier_module().weight.grad
     assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
-    assert torch.isfinite(s_out["feat:-1"].grad).all() and s_out["feat:-1"].grad.abs().sum() > 0
+    assert torch.isfinite(s_out[LAST_MAP].grad).all() and s_out[LAST_MAP].grad.abs().sum() > 0
     assert all(p.grad is None for p in teacher.parameters())
     assert list(loss.parameters()) == []
 

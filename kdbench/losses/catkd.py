@@ -8,6 +8,8 @@ from kdbench.losses.base import DistillLoss, LossContext, NotApplicable
 from kdbench.models.base import StagedModel, WrappedModel
 from kdbench.registry import LOSSES, KdbenchError
 
+LAST_MAP = "feat:-1"  # the tap of the map (B, C, H, W) whose global average the classifier reads
+
 
 class ClassifierOnMapLoss(DistillLoss):
     """A loss that sends the last stage's map (B, C, H, W), or regions of it, through each
@@ -16,13 +18,13 @@ class ClassifierOnMapLoss(DistillLoss):
     logits being the classifier on that average (a WRN's final BN + ReLU, or a 1×1 head
     convolution as MobileNetV2's and ShuffleNetV2's, lie between them)."""
 
-    taps = ("feat:-1",)  # the logits always come with the taps
+    taps = (LAST_MAP,)  # the logits always come with the taps
     method = ""  # the paper's name in the reasons
 
     def setup(self, ctx: LossContext) -> None:
         self._classifiers = (  # a tuple: the networks' own layers, not parameters of the loss
-            self._classifier(ctx.student, ctx.student_shapes["feat:-1"], "student"),
-            self._classifier(ctx.teacher, ctx.teacher_shapes["feat:-1"], "teacher"))
+            self._classifier(ctx.student, ctx.student_shapes[LAST_MAP], "student"),
+            self._classifier(ctx.teacher, ctx.teacher_shapes[LAST_MAP], "teacher"))
         self._models = (type(ctx.student).__name__, type(ctx.teacher).__name__)
         self._verified = False
 
@@ -52,7 +54,7 @@ class ClassifierOnMapLoss(DistillLoss):
                     logits = taps["logits"].float()  # (B, K)
                     if classifier.bias is not None:
                         logits = logits - classifier.bias.float()
-                    pooled = F.linear(taps["feat:-1"].float().mean((2, 3)),
+                    pooled = F.linear(taps[LAST_MAP].float().mean((2, 3)),
                                       classifier.weight.float())
                 if (logits - pooled).norm() > 0.05 * logits.norm() + 1e-6:
                     raise NotApplicable(f"{self.method} needs the {who}'s classifier on the "
@@ -103,9 +105,9 @@ class CATKD(ClassifierOnMapLoss):
 
     def forward(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
         s_classifier, t_classifier = self.classifiers(student, teacher)
-        cam_s = class_activation_maps(student["feat:-1"], s_classifier)  # (B, K, Hs, Ws)
+        cam_s = class_activation_maps(student[LAST_MAP], s_classifier)  # (B, K, Hs, Ws)
         with torch.no_grad():
-            cam_t = class_activation_maps(teacher["feat:-1"], t_classifier)  # (B, K, Ht, Wt)
+            cam_t = class_activation_maps(teacher[LAST_MAP], t_classifier)  # (B, K, Ht, Wt)
             if self.opts["binarize"]:
                 threshold = cam_t.abs().mean(dim=(2, 3), keepdim=True)  # (B, K, 1, 1)
                 cam_t = (cam_t > threshold).to(cam_t.dtype)

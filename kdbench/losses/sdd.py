@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdbench.losses.catkd import ClassifierOnMapLoss
+from kdbench.losses.catkd import LAST_MAP, ClassifierOnMapLoss
 from kdbench.registry import LOSSES, KdbenchError
 
 FINEST = 4  # SDD's SPP pools the last map to 4×4 first and the coarser scales from that
@@ -82,9 +82,9 @@ class SDD(ClassifierOnMapLoss):
         if scales == 1:  # the authors' M = [1]: the networks' logits, no regions
             s, t = student["logits"], teacher["logits"]  # (B, K)
         else:
-            s = local_logits(student["feat:-1"], s_classifier, scales)  # (N·B, K)
+            s = local_logits(student[LAST_MAP], s_classifier, scales)  # (N·B, K)
             with torch.no_grad():
-                t = local_logits(teacher["feat:-1"], t_classifier, scales)
+                t = local_logits(teacher[LAST_MAP], t_classifier, scales)
         y = target.repeat(len(s) // len(target))  # (N·B,) region-major, as s and t
         T = self.temperature
         if self.opts["dkd"]:

@@ -130,19 +130,28 @@ class Observer:
     def _start_display(self) -> None:
         if self.display is not None or self.config.getoption("kd_progress") == "off":
             return
-        if not RunState(self.folder).update().cases:
-            return  # no kdbench case in this session
+        reporter = self.config.pluginmanager.getplugin("terminalreporter")
+        if reporter is None or not RunState(self.folder).update().cases:
+            return  # no terminal, or no kdbench case in this session
         out = _terminal_out()
         mode = _mode(self.config.getoption("kd_progress"), out)
-        self.display = Display(self.folder, mode, load_durations([self.results_dir]), out)
+
+        writer = self.config.get_terminal_writer()
+
+        def write_line(line: str) -> None:
+            if writer.width_of_current_line:  # after pytest's progress dots
+                writer.line()
+            writer.line(line)
+
+        self.display = Display(self.folder, mode, load_durations([self.results_dir]), out,
+                               write_line)
         self.display.start()
-        reporter = self.config.pluginmanager.getplugin("terminalreporter")
         if self.display.live is not None and reporter is not None:
             from rich.file_proxy import FileProxy
 
             # pytest's own lines go above the live panel instead of through it
-            self._tw_file = reporter._tw._file
-            reporter._tw._file = FileProxy(self.display.live.console, self._tw_file)
+            self._tw_file = writer._file
+            writer._file = FileProxy(self.display.live.console, self._tw_file)
 
     @pytest.hookimpl(trylast=True)  # after kdbench's gate has set the session's exit status
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -153,8 +162,10 @@ class Observer:
         if self.display is not None:
             self.display.stop()
             if self._tw_file is not None:
-                reporter = self.config.pluginmanager.getplugin("terminalreporter")
-                reporter._tw._file.flush()
-                reporter._tw._file = self._tw_file
+                writer = self.config.get_terminal_writer()
+                writer._file.flush()
+                writer._file = self._tw_file
+            if self.display.out is not sys.stdout:
+                self.display.out.close()
         if self.folder.is_dir():
             write_end(self.folder, session.exitstatus)

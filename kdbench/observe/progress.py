@@ -47,8 +47,8 @@ def panel(state: RunState, known: dict[str, float], title: str = "kdbench",
     for case in state.running():
         stage = "" if case.stage in ("", case.name) else case.stage
         table.add_row(Text(case.worker or "", style="cyan"), Text(case.name), Text(stage),
-                      ProgressBar(total=case.epochs or 1, completed=case.epoch, width=24),
-                      f"epoch {case.epoch:.1f}/{case.epochs}",
+                      ProgressBar(total=case.epochs or None, completed=case.epoch, width=24),
+                      f"epoch {case.epoch:.1f}/{case.epochs}" if case.epochs else "starting",
                       format_seconds(now - case.started if case.started is not None else None))
     head = Text.assemble((f"{title} ", "bold"), headline(state, remaining(state, known, now)))
     return Group(head, table) if state.running() else head
@@ -77,24 +77,28 @@ class LineLog:
                            f"{case.worker} {case.name} {case.outcome} after {where(case)} in "
                            f"{format_seconds(case.seconds)}")
 
-    def beat(self, state: RunState, known: dict[str, float]) -> None:
+    def beat(self, state: RunState, known: dict[str, float],
+             write: Callable[[str], None]) -> None:
         if time.monotonic() - self._last_beat < self.heartbeat:
             return
         self._last_beat = time.monotonic()
         for case in state.running():
-            self.write(f"[kdbench] {headline(state, remaining(state, known))} · running: "
+            write(f"[kdbench] {headline(state, remaining(state, known))} · running: "
                        f"{case.worker} {case.name} {where(case)}")
 
 
 class Display:
     """The controller's view of its own run: ``poll()`` from pytest's hooks (main thread); a
-    live panel refreshes itself, a log also beats from a thread while cases run."""
+    live panel refreshes itself on ``out``; a log writes its lines with ``write_line`` (pytest's
+    terminal, from the main thread) and beats on ``out`` from a thread while cases run."""
 
-    def __init__(self, folder: Path, mode: str, known: dict[str, float], out: TextIO) -> None:
+    def __init__(self, folder: Path, mode: str, known: dict[str, float], out: TextIO,
+                 write_line: Callable[[str], None]) -> None:
         self.state = RunState(folder)
         self.known = known
         self.mode = mode
         self.out = out
+        self.write_line = write_line
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.live: Live | None = None
@@ -109,7 +113,7 @@ class Display:
                              redirect_stderr=False)
             self.live.start()
         else:
-            self.log = LineLog(self._write)
+            self.log = LineLog(self.write_line)
             self._beats = threading.Thread(target=self._beat, name="kdbench-progress",
                                            daemon=True)
             self._beats.start()
@@ -133,12 +137,12 @@ class Display:
             self.state.update()
             return panel(self.state, self.known)
 
-    def _write(self, line: str) -> None:
-        sys.stdout.flush()  # pytest's lines before ours where both share a pipe
-        self.out.write(line + "\n")
-        self.out.flush()
-
     def _beat(self) -> None:
+        def write(line: str) -> None:
+            sys.stdout.flush()  # pytest's lines first where both share a pipe
+            self.out.write(line + "\n")
+            self.out.flush()
+
         while not self._stop.wait(1.0):
             with self._lock:
-                self.log.beat(self.state.update(), self.known)
+                self.log.beat(self.state.update(), self.known, write)

@@ -71,15 +71,24 @@ class Watch:
         return out
 
     def ended(self, shards: dict[str, RunState | None]) -> bool:
+        """Every shard's session has ended (a folder of records without progress: a run from
+        before kdbench kept progress, ended)."""
         return all(s is not None and s.ended for s in shards.values()) and (
-            bool(shards) or self._has_records())
+            bool(shards) or bool(self.record_files()))
 
-    def _has_records(self) -> bool:
-        return any(self.folder.rglob("*.jsonl"))
+    def record_files(self) -> list[Path]:
+        """The run's records: every shard's of a SLURM job (a requeued task's earlier sessions
+        included), else the newest session's (a results folder keeps earlier runs too)."""
+        if self.expected():
+            return sorted(self.folder.rglob("*.jsonl"))
+        runs = {run.parent: run for run in find_runs(self.folder)}  # the newest per folder
+        files = [run.with_suffix(".jsonl") for run in runs.values()]
+        return [f for f in files if f.is_file()] if files else \
+            sorted(self.folder.rglob("*.jsonl"))
 
     def leaderboard(self) -> str:
-        """The leaderboard of the records written so far (recomputed when they change)."""
-        files = sorted(self.folder.rglob("*.jsonl"))
+        """The leaderboard of the run's records so far (recomputed when they change)."""
+        files = self.record_files()
         seen = tuple((f, f.stat().st_size) for f in files)
         if seen != self._records_seen:
             self._records_seen = seen

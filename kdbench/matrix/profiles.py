@@ -1,0 +1,306 @@
+"""Named matrices: a profile expands into the RunSpecs a suite runs.
+
+Every registered loss is picked up automatically (``losses`` are name patterns over the LOSSES
+registry); losses with a temperature are swept over ``temperatures`` when they match
+``sweep``, the others run at their paper's default temperature.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from kdbench.losses import LOSSES
+from kdbench.matrix.paper_settings import (
+    CIFAR100_PAIR_SETTINGS,
+    REPDISTILLER_CROSS,
+    REPDISTILLER_SAME,
+)
+from kdbench.registry import KdbenchError, Registry
+from kdbench.spec import DEVICES, RunSpec, make_spec, stable_hash
+
+PROFILES = Registry("profiles")
+WEIGHTS = ("temperature", "alpha", "ce_weight")  # settings besides a loss's own options
+WARN_CASES = 10_000  # a matrix this large is announced: its count and its time
+MAX_CASES = 100_000  # and one larger is refused unless the user raises the limit
+
+Pair = tuple[str, str]
+Settings = Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A matrix of cases. ``loss_options`` (loss → options) apply to every pair;
+    ``pair_settings`` ((teacher, student) → loss → settings) override them for one pair, where a
+    setting is ``temperature`` (then not swept), ``alpha``, ``ce_weight`` or a loss option."""
+
+    name: str
+    description: str
+    dataset: str
+    pairs: tuple[Pair, ...]
+    recipe: str
+    epochs: int
+    teacher_epochs: int
+    batch_size: int = 64
+    seeds: int = 3
+    losses: tuple[str, ...] = ("*",)
+    temperatures: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
+    sweep: tuple[str, ...] = ("*",)
+    dataset_options: tuple[tuple[str, Any], ...] = ()
+    loss_options: Mapping[str, Settings] = field(default_factory=dict)
+    pair_settings: Mapping[Pair, Mapping[str, Settings]] = field(default_factory=dict)
+
+    def loss_names(self) -> list[str]:
+        return [n for n in LOSSES.names() if any(fnmatch.fnmatchcase(n, p) for p in self.losses)]
+
+    def settings(self, pair: Pair, loss: str) -> dict[str, float]:
+        """The loss's options and weights for one pair: the profile's, then the pair's."""
+        return {**self.loss_options.get(loss, {}), **self.pair_settings.get(pair, {}).get(loss, {})}
+
+    def temperatures_for(self, loss: str, settings: Settings) -> tuple[float | None, ...]:
+        cls = LOSSES.get(loss)
+        if not cls.uses_temperature:
+            return (None,)
+        if "temperature" in settings:
+            return (settings["temperature"],)
+        if any(fnmatch.fnmatchcase(loss, p) for p in self.sweep):
+            return self.temperatures
+        return (cls.default_temperature,)
+
+    def size(self, devices: tuple[str, ...] = DEVICES, seeds: int | None = None) -> int:
+        """How many cases ``specs`` makes, counted without making them."""
+        configurations = sum(len(self.temperatures_for(loss, self.settings(pair, loss)))
+                             for pair in self.pairs for loss in self.loss_names())
+        return configurations * len(devices) * (self.seeds if seeds is None else seeds)
+
+    def specs(self, devices: tuple[str, ...] = DEVICES, seeds: int | None = None,
+              epochs: int | None = None, precision: str = "auto", first_seed: int = 0,
+              compile: bool = False, teacher_ckpts: dict[str, str] | None = None
+              ) -> list[RunSpec]:
+        """Every case: pair × loss × temperature × device × seed (ids readable, order stable).
+
+        Seeds are ``first_seed`` … ``first_seed + seeds − 1`` (another run of the same
+        configuration on fresh seeds: ``first_seed=seeds``).
+        ``precision="auto"`` runs CUDA cases with AMP and CPU cases in fp32; ``teacher_ckpts``
+        maps teacher names to checkpoints that replace training them. Each spec is validated as
+        it is made (``RunSpec``), the loss's own constraints included: a profile that cannot
+        run fails here, before any training."""
+        ckpts = teacher_ckpts or {}
+        n_seeds = self.seeds if seeds is None else seeds
+        if not isinstance(n_seeds, int) or n_seeds < 1:
+            raise KdbenchError(f"invalid number of seeds {n_seeds!r}: must be an integer ≥ 1")
+        specs = []
+        for pair in self.pairs:
+            for loss in self.loss_names():
+                settings = self.settings(pair, loss)
+                options = {k: v for k, v in settings.items() if k not in WEIGHTS}
+                for t in self.temperatures_for(loss, settings):
+                    specs += [
+                        make_spec(self.dataset, *pair, loss, temperature=t, seed=seed,
+                                  device=device, recipe=self.recipe, batch_size=self.batch_size,
+                                  epochs=self.epochs if epochs is None else epochs,
+                                  teacher_epochs=self.teacher_epochs,
+                                  dataset_options=self.dataset_options,
+                                  precision=_precision(precision, device), compile=compile,
+                                  loss_options=tuple(sorted(options.items())),
+                                  teacher_ckpt=ckpts.get(pair[0]), alpha=settings.get("alpha"),
+                                  ce_weight=settings.get("ce_weight"))
+                        for device in devices
+                        for seed in range(first_seed, first_seed + n_seeds)]
+        return specs
+
+
+def size_check(profile: Profile, devices: tuple[str, ...], seeds: int | None = None,
+               records: Iterable[dict[str, Any]] = (), max_cases: int = MAX_CASES,
+               **expand: Any) -> str | None:
+    """Refuse a profile of more than ``max_cases`` cases (a one-line ``KdbenchError``, counted
+    before any case is made); above ``WARN_CASES``, the line to warn with: the count and the
+    training time estimated from ``records`` (earlier runs' ``train_s``: the median of each
+    configuration's records, else the median of all); None for a smaller profile. ``expand``:
+    ``specs``' other arguments (epochs, precision, …), which make a configuration."""
+    n = profile.size(devices, seeds)
+    if n > max_cases:
+        raise KdbenchError(f"profile {profile.name!r} makes {n:,} cases, more than the limit of "
+                           f"{max_cases:,}: pass --kd-max-cases {n} to run them all, or fewer "
+                           f"seeds (--kd-seeds) or devices")
+    if n <= WARN_CASES:
+        return None
+    configurations = profile.specs(devices, seeds=1, **expand)  # a group_id is seed-free
+    durations: dict[str, list[float]] = {}
+    for r in records:
+        train_s = r.get("metrics", {}).get("train_s")
+        if r.get("status") == "ok" and isinstance(train_s, (int, float)):
+            durations.setdefault(r["group_id"], []).append(train_s)
+    head = f"profile {profile.name!r} makes {n:,} cases"
+    if not durations:
+        return f"{head}; no recorded durations to estimate their time from"
+    every = statistics.median(t for ts in durations.values() for t in ts)
+    seconds = n // len(configurations) * sum(
+        statistics.median(durations.get(c.group_id, [every])) for c in configurations)
+    time = f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+    return (f"{head}: about {time} of training one after another, from the train_s of "
+            f"{sum(map(len, durations.values())):,} recorded case(s) (a configuration without "
+            f"records at their median)")
+
+
+def _precision(precision: str, device: str) -> str:
+    if precision == "auto":
+        return "amp" if device == "cuda" else "fp32"
+    return precision
+
+
+def register_profile(profile: Profile) -> Profile:
+    PROFILES.register(profile.name)(profile)
+    return profile
+
+
+# The digits profiles (quick, smoke) train at batch 32: with the 1,077 training images left after
+# the validation split, batch 64 gave 17 steps an epoch, and after 15 epochs the ce students were
+# undertrained (cnn_s 79.5 ± 6.4 %, cnn_m 92.8 ± 2.2 %; 3 seeds), which flattered every method.
+# At batch 32: ce 95.3 ± 1.8 / 96.7 ± 0.7; lr 0.02–0.03 at batch 64 instead made dkd, dist,
+# fitnet and ctkd diverge or collapse on several seeds (measured, 3 seeds each).
+# Three paper defaults are adapted to short runs of the BN-free 8×8 digits CNNs, measured:
+# AT's β = 1000 is tuned for CIFAR's 32×32 → 8×8 maps; on the 4×4 maps of the digits CNNs it
+# collapsed every cnn_s seed to chance (10.3 / 10.0 / 10.3 % top-1, 15 epochs; cnn_m 10.0 % at
+# 8 epochs); β = 100: 88.6–94.2 %.
+# DKD's warm-up is 20 of 240 epochs; scaled to 15 epochs that is 1.25, and β = 8 then
+# collapsed cnn_m seeds 0 and 3 to chance (9.7 %); over 5 epochs: 92.5–96.9 % on 12 runs.
+# CRD at its paper settings (β 0.8, NCE T 0.07, K = 16,384, clipped to the 968 other-class
+# samples there are) was 89.1 ± 2.4 / 95.0 ± 1.2 (cnn_s / cnn_m; ce 95.3 / 96.7); β 0.2: 93.9 /
+# 96.4; NCE T 0.2: 94.3 / 96.2; both: 94.2 / 96.4; K 256: 87.2 / 95.1; β 0.1: 94.5 / 96.7, the
+# least harmful — no setting tried made CRD beat ce on 1,077 images.
+DIGITS_LOSS_OPTIONS = {"at": {"beta": 100.0}, "dkd": {"warmup": 1 / 3}, "crd": {"beta": 0.1}}
+DIGITS_BATCH = 32
+
+register_profile(Profile(
+    "quick", "digits (bundled, no download): cnn_t (151k) → cnn_s (2.6k) and cnn_m (9.8k), "
+    "every loss, kd swept over T, 3 seeds; CPU minutes",
+    dataset="digits", pairs=(("cnn_t", "cnn_s"), ("cnn_t", "cnn_m")), recipe="digits",
+    epochs=15, teacher_epochs=15, batch_size=DIGITS_BATCH, sweep=("kd",),
+    loss_options=DIGITS_LOSS_OPTIONS,
+))
+register_profile(Profile(
+    "smoke", "digits, one pair, every loss at its paper temperature, 1 seed, 8 epochs: "
+    "checks an installation in under a minute",
+    dataset="digits", pairs=(("cnn_t", "cnn_m"),), recipe="digits", epochs=8,
+    teacher_epochs=8, batch_size=DIGITS_BATCH, seeds=1, sweep=(),
+    loss_options=DIGITS_LOSS_OPTIONS,
+))
+# Fashion-MNIST on 2 CPU cores: fmnist_t trains 15 epochs (92.09 % test top-1, 423 s beside one
+# other busy process; 12 epochs gave 91.91 %), the students 2 epochs at batch 128 (a case with the
+# teacher online takes about a minute at 3 epochs, which put the profile past an hour).
+# Paper defaults adapted, measured on fmnist_t → fmnist_s at 3 epochs, seed 0 (ce: 82.46 % test,
+# 82.54 % validation), chosen on validation top-1:
+# - AT's β = 1000 cost 9 points (73.51 %); β 100: 80.55, β 10: 82.23 (val 82.60), β 1: 82.82
+#   (val 82.40);
+# - FT's β = 200 cost 7 points (75.45 %); β 20: 83.24 (val 83.54);
+# - DKD-LS at its CIFAR weights (TCKD 9, NCKD 81): 78.33 %; at DKD's (1, 8): 83.21 (val 83.84);
+# - FitNet's β = 100 cost 4.8 points (77.65 %); β 10: 78.15; β 1: 81.78
+#   (val 81.66), the least harmful tried;
+# - CRD's K = 16,384 negatives: drawing them (top-K of 55,000 random keys a sample) took 0.2 s a
+#   step; K = 1,024 is drawn in 0.01 s (its accuracy: the
+#   leaderboard).
+# DKD at its paper settings beat ce (84.65 %); its warm-up of 20/240 of the run and a third of
+# it act alike over 3 epochs (the weight ramps per epoch).
+# fashion-gate, the nightly gate, runs the fmnist_m pair: there the methods gain most over ce
+# (DKD +2.0 points, DKD-LS and KD +1.7; on fmnist_s no method beat ce by twice the pair's pooled
+# seed std at 2 epochs, so a collapse there would be no worse than noise; fashion run, 3 seeds).
+FASHION_PAIRS = (("fmnist_t", "fmnist_m"), ("fmnist_t", "fmnist_s"))
+FASHION_LOSS_OPTIONS: dict[str, Settings] = {
+    "at": {"beta": 10.0}, "ft": {"beta": 20.0}, "fitnet": {"beta": 1.0},
+    "dkd_ls": {"tckd_weight": 1.0, "nckd_weight": 8.0}, "crd": {"nce_k": 1024},
+}
+FASHION = dict(dataset="fashion_mnist", recipe="fmnist", epochs=2, teacher_epochs=15,
+               batch_size=128, loss_options=FASHION_LOSS_OPTIONS)
+
+register_profile(Profile(
+    "fashion", "Fashion-MNIST (Debian's dataset-fashion-mnist or torchvision files): fmnist_t "
+    "(61k) → fmnist_m (6.3k) and fmnist_s (1.7k), every loss, kd swept over T, 3 seeds; "
+    "an hour on 2 CPU cores",
+    pairs=FASHION_PAIRS, sweep=("kd",), **FASHION,
+))
+register_profile(Profile(
+    "fashion-gate", "the nightly regression gate: fashion's fmnist_t → fmnist_m cases (the "
+    "same settings, so the same case ids), 3 seeds; half an hour on 2 CPU cores",
+    pairs=FASHION_PAIRS[:1], sweep=("kd",), **FASHION,
+))
+register_profile(Profile(
+    "mnist", "MNIST 28×28 (torchvision files): cnn_t → cnn_s, resnet20 → resnet8, kd swept "
+    "over T",
+    dataset="mnist", pairs=(("cnn_t", "cnn_s"), ("resnet20", "resnet8")), recipe="digits",
+    epochs=10, teacher_epochs=10, batch_size=128, sweep=("kd",),
+))
+register_profile(Profile(
+    "cifar10", "CIFAR-10 (torchvision files), CRD recipe: resnet56 → resnet20, "
+    "resnet32x4 → resnet8x4; GPU hours",
+    dataset="cifar10", pairs=(("resnet56", "resnet20"), ("resnet32x4", "resnet8x4")),
+    recipe="crd", epochs=240, teacher_epochs=240, sweep=("kd",),
+))
+register_profile(Profile(
+    "cifar100-crd", "CIFAR-100, the CRD/DKD tables: 7 same- and 6 cross-architecture pairs, "
+    "CRD recipe (240 epochs), every loss at its paper temperature, each published (pair, method) "
+    "at its authors' settings; GPU days",
+    dataset="cifar100", pairs=REPDISTILLER_SAME + REPDISTILLER_CROSS, recipe="crd", epochs=240,
+    teacher_epochs=240, sweep=(), pair_settings=CIFAR100_PAIR_SETTINGS,
+))
+
+
+@dataclass(frozen=True)
+class GpuEstimate:
+    """GPU time of a profile's cases run one after another (no gain from running several at
+    once is assumed): every epoch passes ``images`` (the training images, and the validation
+    and test images evaluated after it counted as if trained on) at ``case_rate`` samples/s in
+    a case, initialisation stages included, and at ``teacher_rate`` in the training of each
+    teacher not given as a checkpoint; each case adds ``case_overhead_s``."""
+
+    case_rate: float
+    teacher_rate: float
+    images: int
+    case_overhead_s: float
+
+    def hours(self, specs: Iterable[RunSpec]) -> float:
+        specs = list(specs)
+        seconds = 0.0
+        for s in specs:
+            loss = LOSSES.get(s.loss)(temperature=s.temperature, **dict(s.loss_options))
+            epochs = s.epochs + loss.pretrain_epochs(s.epochs)
+            seconds += epochs * self.images / self.case_rate + self.case_overhead_s
+        teachers = {stable_hash(s.teacher_key()): s.teacher_epochs
+                    for s in specs if s.teacher_ckpt is None}
+        seconds += sum(teachers.values()) * self.images / self.teacher_rate
+        return seconds / 3600
+
+
+# cifar100-nightly's GPU time on one H200, estimated (no GPU was lent to measure it) from the
+# figures measured on an H200 (README, "Performance → GPU"): kdbench trained resnet32x4 →
+# resnet8x4 under KD with the teacher online (CIFAR augmentation), AMP, batch 64, at 4,718
+# samples/s, one case alone.
+# - cases: 3,500 samples/s = 0.75 × 4,718, a margin for the feature losses' extra kernels
+#   (FitNet's regressor, AT's maps, CRD's embeddings and 16,384 negatives); vgg13 → vgg8 has
+#   fewer layers (kernel launches, which bound these nets at batch 64) and FLOPs than
+#   resnet32x4 → resnet8x4, so the same rate is a bound for it;
+# - teachers: 2,500 samples/s. A teacher's step is its forward and backward (≈ 3 forwards of
+#   launches), a KD step the teacher's forward plus the 4×-shallower student's forward and
+#   backward: (1 + 3/4) / 3 ≈ 0.58 × 4,718 ≈ 2,750, rounded down;
+# - 60,000 images an epoch: 45,000 training images after the 5,000-image validation split,
+#   plus the 15,000 validation and test images evaluated after every epoch;
+# - 30 s per case for start-up, data on the GPU, cuDNN warm-up, FLOPs and inference timing.
+# 12 cases × (24 × 60,000 / 3,500 + 30 s) + 2 teachers × 24 × 60,000 / 2,500 = 5,297 + 1,152 s
+# ≈ 1.8 h one case at a time. Teachers are cached: later nights with the same cache skip them
+# (≈ 1.5 h). Run with `-n K --kd-cases-per-gpu K`, the run takes that divided by the gain of
+# K concurrent cases (target ≥ 3× at K = 4, unmeasured).
+CIFAR100_NIGHTLY_GPU_HOURS = 1.8
+CIFAR100_NIGHTLY_ESTIMATE = GpuEstimate(case_rate=3_500, teacher_rate=2_500, images=60_000,
+                                        case_overhead_s=30)
+
+register_profile(Profile(
+    "cifar100-nightly", "CIFAR-100 nightly for a GPU runner: resnet32x4 → resnet8x4 and vgg13 → "
+    "vgg8, ce/kd/dkd/fitnet/at/crd at the authors' per-pair settings, CRD recipe scaled to 24 "
+    f"epochs, 1 seed; ≈ {CIFAR100_NIGHTLY_GPU_HOURS:g} GPU-hours on one H200, one case at a "
+    "time (estimated)",
+    dataset="cifar100", pairs=(("resnet32x4", "resnet8x4"), ("vgg13", "vgg8")), recipe="crd",
+    epochs=24, teacher_epochs=24, seeds=1, losses=("ce", "kd", "dkd", "fitnet", "at", "crd"),
+    sweep=(), pair_settings=CIFAR100_PAIR_SETTINGS,
+))

@@ -1,0 +1,260 @@
+"""Profiles users write themselves: ``[tool.kdbench.profiles.<name>]`` tables of their own
+project's pyproject.toml, run with ``--kd-profile <name>`` like the shipped ones::
+
+    [tool.kdbench.profiles.my-digits]
+    description = "digits: cnn_t → cnn_s with three losses"
+    dataset = "digits"
+    pairs = ["cnn_t/cnn_s"]               # or [["cnn_t", "cnn_s"]]
+    recipe = "digits"
+    epochs = 15
+    losses = ["ce", "kd", "dkd*"]         # name patterns over the LOSSES registry
+    [tool.kdbench.profiles.my-digits.loss_options]
+    dkd = { warmup = 0.333 }
+    [tool.kdbench.profiles.my-digits.pair_settings."cnn_t/cnn_s"]
+    kd = { temperature = 2.0, alpha = 0.5 }
+
+The keys are ``Profile``'s fields (``KEYS``), with its defaults but for these: ``REQUIRED``
+ones have none, ``teacher_epochs`` defaults to ``epochs`` and ``sweep`` to no loss (each at its
+paper's temperature; sweeping every loss would take ctkd to T = 1, which it refuses). Everything is checked when the table is read: keys,
+types, registered names, loss patterns, the pair of each pair setting, the name (no shipped
+profile's), and every configuration the profile expands to (its specs at one seed: a seed
+changes no check), its losses' own constraints included. A mistake is a one-line
+``KdbenchError`` naming the file, the key and the valid choices, before any training.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+import json
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from kdbench.data import DATASETS
+from kdbench.losses import LOSSES
+from kdbench.matrix.config import find_first, read_table
+from kdbench.matrix.profiles import PROFILES, Pair, Profile
+from kdbench.models.base import model_factory
+from kdbench.recipes import RECIPES
+from kdbench.registry import KdbenchError, Registry, did_you_mean
+from kdbench.spec import PAIR_SEP, pair_name
+
+TABLE = "tool.kdbench.profiles"
+REQUIRED = ("dataset", "pairs", "recipe", "epochs")
+KEYS = ("description", "dataset", "dataset_options", "pairs", "recipe", "epochs",
+        "teacher_epochs", "batch_size", "seeds", "losses", "temperatures", "sweep",
+        "loss_options", "pair_settings")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a word for --kd-profile and job names
+BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")  # TOML keys written without quotes
+KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+@dataclass(frozen=True)
+class _Key:
+    """Where a value sits: the file and the dotted key path TOML would write."""
+
+    path: Path
+    keys: tuple[str | int, ...]
+
+    def __truediv__(self, key: str | int) -> "_Key":
+        return _Key(self.path, (*self.keys, key))
+
+    def __str__(self) -> str:
+        return "".join(f"[{k}]" if isinstance(k, int) else
+                       ("." if i else "") + (k if BARE_KEY.fullmatch(k) else json.dumps(k))
+                       for i, k in enumerate(self.keys))
+
+    def error(self, message: str) -> KdbenchError:
+        return KdbenchError(f"{self.path}: {self}: {message}")
+
+
+def find_profiles(*starts: Path) -> Path | None:
+    """The nearest pyproject.toml with ``[tool.kdbench.profiles]`` from the first of the folders
+    ``starts`` that has one in it or above it."""
+    return find_first(TABLE, *starts)
+
+
+def project_profiles(pyproject: Path | None) -> Registry:
+    """The shipped profiles and the user's of ``pyproject`` (``None``: the shipped only), in
+    one registry: ``get`` names them all when a name is unknown."""
+    registry = Registry("profiles")
+    for name in PROFILES:
+        registry.register(name)(PROFILES.get(name))
+    for profile in user_profiles(pyproject) if pyproject else ():
+        registry.register(profile.name)(profile)
+    return registry
+
+
+def user_profiles(pyproject: Path) -> list[Profile]:
+    """The profiles of ``[tool.kdbench.profiles]`` in ``pyproject``, each checked in full."""
+    table = _Key(pyproject, tuple(TABLE.split(".")))
+    return [_profile(table / name, name, entry)
+            for name, entry in read_table(pyproject, TABLE).items()]
+
+
+def _profile(at: _Key, name: str, entry: Any) -> Profile:
+    if not NAME.fullmatch(name):
+        raise at.error(f"invalid profile name {name!r}: use letters, digits, '-', '_' and '.'")
+    if name in PROFILES:
+        raise at.error(f"the name {name!r} is taken by kdbench's shipped profile {name!r}: "
+                       f"rename yours; shipped: {', '.join(PROFILES.names())}")
+    entry = _table(at, entry)
+    _check_keys(at, entry, KEYS, "unknown key {}")
+    missing = [key for key in REQUIRED if key not in entry]
+    if missing:
+        raise at.error(f"missing key {missing[0]!r}: required: {', '.join(REQUIRED)}")
+    dataset = _registered(at / "dataset", DATASETS.get, entry["dataset"])
+    fields: dict[str, Any] = {
+        "description": _like(at / "description", entry.get("description", ""), ""),
+        "dataset": dataset,
+        "pairs": _pairs(at / "pairs", entry["pairs"]),
+        "recipe": _registered(at / "recipe", RECIPES.get, entry["recipe"]),
+        "dataset_options": _dataset_options(at / "dataset_options", dataset,
+                                            entry.get("dataset_options", {})),
+    }
+    for key in ("epochs", "teacher_epochs", "batch_size", "seeds"):
+        if key in entry:
+            fields[key] = _count(at / key, entry[key])
+    fields.setdefault("teacher_epochs", fields["epochs"])
+    if "losses" in entry:
+        fields["losses"] = _patterns(at / "losses", entry["losses"], LOSSES.names(), "loss")
+    if "temperatures" in entry:
+        fields["temperatures"] = _temperatures(at / "temperatures", entry["temperatures"])
+    profile = Profile(name, **fields, sweep=())
+    losses = profile.loss_names()
+    if "sweep" in entry:
+        profile = replace(profile, sweep=_patterns(at / "sweep", entry["sweep"], losses,
+                                                   "loss of this profile", empty=True))
+    pairs = {pair_name(*pair): pair for pair in profile.pairs}
+    settings = _table(at / "pair_settings", entry.get("pair_settings", {}))
+    _check_keys(at / "pair_settings", settings, pairs, "pair {} is not in pairs")
+    profile = replace(
+        profile, loss_options=_loss_settings(at / "loss_options", entry.get("loss_options", {}),
+                                             losses),
+        pair_settings={pairs[key]: _loss_settings(at / "pair_settings" / key, value, losses)
+                       for key, value in settings.items()})
+    try:
+        profile.specs(("cpu",), seeds=1)
+    except KdbenchError as exc:
+        raise at.error(str(exc)) from None
+    return profile
+
+
+def _check_keys(at: _Key, table: dict, valid: Iterable[str], problem: str) -> None:
+    """Every key of ``table`` is one of ``valid``; ``problem`` says what another one is."""
+    valid = list(valid)
+    for key in table:
+        if key not in valid:
+            raise at.error(f"{problem.format(repr(key))}: {did_you_mean(key, valid)}valid: "
+                           f"{', '.join(valid) or 'none'}")
+
+
+def _registered(at: _Key, lookup: Callable[[str], Any], name: Any) -> str:
+    """``name`` when it is a string ``lookup`` (a registry's ``get``) knows; its one-line
+    error otherwise."""
+    name = _like(at, name, "")
+    try:
+        lookup(name)
+    except KdbenchError as exc:
+        raise at.error(str(exc)) from None
+    return name
+
+
+def _like(at: _Key, value: Any, default: Any) -> Any:
+    """``value`` as the kind of ``default`` (a float for a float, given an int or a float); any
+    scalar where the default is none of ``KINDS`` (``None``)."""
+    kind = type(default)
+    if kind not in KINDS:
+        if isinstance(value, (dict, list)):
+            raise at.error(f"must be a string, a number or true/false, got {value!r}")
+        return value
+    if isinstance(value, bool) != (kind is bool) or not isinstance(
+            value, (int, float) if kind is float else kind):
+        raise at.error(f"must be {KINDS[kind]}, got {value!r}")
+    return float(value) if kind is float else value
+
+
+def _count(at: _Key, value: Any) -> int:
+    if _like(at, value, 0) < 1:
+        raise at.error(f"must be an integer ≥ 1, got {value!r}")
+    return value
+
+
+def _table(at: _Key, value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise at.error(f"must be a table, got {value!r}")
+    return value
+
+
+def _list(at: _Key, value: Any, empty: bool = False) -> list:
+    if not isinstance(value, list) or not (value or empty):
+        raise at.error(f"must be a {'' if empty else 'non-empty '}list, got {value!r}")
+    return value
+
+
+def _pairs(at: _Key, value: Any) -> tuple[Pair, ...]:
+    """``["teacher/student", …]`` or ``[["teacher", "student"], …]``, registered models."""
+    pairs: list[Pair] = []
+    for i, item in enumerate(_list(at, value)):
+        if isinstance(item, str) and item.count(PAIR_SEP) == 1:
+            pair = tuple(item.split(PAIR_SEP))
+        elif isinstance(item, list) and len(item) == 2 and all(isinstance(n, str) for n in item):
+            pair = tuple(item)
+        else:
+            raise (at / i).error(f'a pair is "teacher{PAIR_SEP}student" or ["teacher", '
+                                 f'"student"], got {item!r}')
+        for model in pair:
+            _registered(at / i, model_factory, model)
+        if pair in pairs:
+            raise (at / i).error(f"pair {pair_name(*pair)!r} is listed twice")
+        pairs.append(pair)  # type: ignore[arg-type]
+    return tuple(pairs)
+
+
+def _temperatures(at: _Key, value: Any) -> tuple[float, ...]:
+    temperatures: list[float] = []
+    for i, t in enumerate(_list(at, value)):
+        if _like(at / i, t, 1.0) in temperatures:
+            raise (at / i).error(f"temperature {t!r} is listed twice")
+        temperatures.append(float(t))
+    return tuple(temperatures)
+
+
+def _patterns(at: _Key, value: Any, names: list[str], what: str, empty: bool = False
+              ) -> tuple[str, ...]:
+    """Name patterns (``fnmatch``), each matching one of ``names`` at least."""
+    patterns = _list(at, value, empty)
+    for i, pattern in enumerate(patterns):
+        if not fnmatch.filter(names, _like(at / i, pattern, "")):
+            raise (at / i).error(f"pattern {pattern!r} matches no {what}: "
+                                 f"{did_you_mean(pattern, names)}valid: {', '.join(names)}")
+    return tuple(patterns)
+
+
+def _dataset_options(at: _Key, dataset: str, value: Any) -> tuple[tuple[str, Any], ...]:
+    """The data set's keyword-only parameters, each of its default's kind."""
+    params = {p.name: p.default for p in inspect.signature(DATASETS.get(dataset)).parameters
+              .values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    options = _table(at, value)
+    _check_keys(at, options, params, f"unknown option {{}} of data set {dataset!r}")
+    return tuple(sorted((k, _like(at / k, v, params[k])) for k, v in options.items()))
+
+
+def _loss_settings(at: _Key, value: Any, losses: list[str]) -> dict[str, dict[str, Any]]:
+    """loss → settings (its options, ``temperature`` where it has one, ``alpha``,
+    ``ce_weight``) for losses of the profile, each value of its default's kind."""
+    out = {}
+    for loss, table in _table(at, value).items():
+        if loss not in losses:
+            _registered(at / loss, LOSSES.get, loss)
+            raise (at / loss).error(f"loss {loss!r} is not among this profile's losses: "
+                                    f"valid: {', '.join(losses)}")
+        cls = LOSSES.get(loss)
+        defaults = {**cls.options, **({"temperature": 1.0} if cls.uses_temperature else {}),
+                    "alpha": 1.0, "ce_weight": 1.0}
+        settings = _table(at / loss, table)
+        _check_keys(at / loss, settings, defaults, f"unknown setting {{}} of loss {loss!r}")
+        out[loss] = {k: _like(at / loss / k, v, defaults[k]) for k, v in settings.items()}
+    return out

@@ -31,10 +31,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdbench.data import load_dataset
-from kdbench.engine import EVAL_BATCH, Engine
-from kdbench.measure import cpu_name
+from kdbench.run.loop import EVAL_BATCH
+from kdbench.run.engine import Engine
+from kdbench.run.measure import cpu_name
 from kdbench.models import build_model
-from kdbench.profiles import PROFILES
+from kdbench.matrix.profiles import PROFILES
 from kdbench.recipes import RECIPES
 from kdbench.spec import RunSpec
 

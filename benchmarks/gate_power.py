@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from kdbench.compare import BASELINE, Thresholds, compare, parse_assignments
-from kdbench.report import prepare
+from kdbench.gate.compare import BASELINE, Thresholds, compare, parse_assignments
+from kdbench.publish.summary import prepare
 from kdbench.results import load_records, records_frame
 
 Record = dict[str, Any]

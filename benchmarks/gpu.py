@@ -39,10 +39,11 @@ import torch.nn.functional as F
 from tabulate import tabulate
 
 from _common import kd_term
-from kdbench import measure
-from kdbench.accel import Accel
+from kdbench.run import measure
+from kdbench.run.accel import Accel
 from kdbench.data import load_dataset
-from kdbench.engine import Engine, FitStats
+from kdbench.run.engine import Engine
+from kdbench.run.loop import FitStats
 from kdbench.models import build_model
 from kdbench.recipes import RECIPES
 from kdbench.spec import RunSpec

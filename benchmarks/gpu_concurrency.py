@@ -1,6 +1,6 @@
 """Several cases at once on one device (issue 14): aggregate training samples/s and peak memory
 of K = 1, 2, 4, 8 concurrent cases, each in its own process as ``pytest -n K
---kd-cases-per-gpu K`` runs them (on CUDA: the GPU claimed by ``kdbench.gpu_share.claim_gpu``,
+--kd-cases-per-gpu K`` runs them (on CUDA: the GPU claimed by ``kdbench.scale.gpu_share.claim_gpu``,
 allocator capped at 1/K of its memory; torch threads per process: cores / K, the plugin's
 rule), and whether every case still gets the top-1 it gets alone.
 
@@ -45,11 +45,11 @@ from tabulate import tabulate
 from _common import load
 from gpu import ALPHA, BATCH, CE_WEIGHT, CLASSES, STUDENT, T, TEACHER
 from kdbench.data import load_dataset
-from kdbench.engine import Engine
-from kdbench.gpu_share import claim_gpu
-from kdbench.measure import cpu_name
+from kdbench.run.engine import Engine
+from kdbench.scale.gpu_share import claim_gpu
+from kdbench.run.measure import cpu_name
 from kdbench.models import build_model
-from kdbench.profiles import PROFILES
+from kdbench.matrix.profiles import PROFILES
 from kdbench.spec import RunSpec
 
 ROUND_TIMEOUT_S = 3600

@@ -9,7 +9,7 @@ credits kdbench with no overhead on them and measures only its per-case setup an
 the pytest session and the suite's inference benchmarks (``suites/test_throughput.py``).
 """
 
-from kdbench.engine import Engine
+from kdbench.run.engine import Engine
 from kdbench.results import load_records
 from kdbench.spec import RunSpec
 

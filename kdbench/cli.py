@@ -15,15 +15,14 @@
 ``list`` prints one name per line, then a details table. ``compare`` exits 0 without a
 regression, 1 with one or with baseline cases missing from CURRENT (unless ``--allow-missing``),
 2 on unusable input (corrupt lines included); ``history`` orders runs by date and marks the
-steps ``compare`` decides between consecutive runs (``kdbench.history``); ``slurm`` writes (and
-submits) a sharded run as a SLURM job array and a merge job (``kdbench.slurm``). Every error is
+steps ``compare`` decides between consecutive runs (``kdbench.gate.history``); ``slurm`` writes (and
+submits) a sharded run as a SLURM job array and a merge job (``kdbench.scale.slurm``). Every error is
 one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from pathlib import Path
@@ -88,8 +87,8 @@ def _datasets() -> tuple[list[str], Callable[[str], dict]]:
 def _profiles() -> tuple[list[str], Callable[[str], dict]]:
     """The shipped profiles and those of the nearest pyproject.toml with
     ``[tool.kdbench.profiles]``, from the current folder upwards."""
-    from kdbench.profiles import PROFILES
-    from kdbench.user_profiles import find_profiles, project_profiles
+    from kdbench.matrix.profiles import PROFILES
+    from kdbench.matrix.user_profiles import find_profiles, project_profiles
 
     pyproject = find_profiles(Path.cwd())
     profiles = project_profiles(pyproject)
@@ -151,34 +150,27 @@ def _emit(text: str, out: str | None) -> None:
         sys.stdout.write(text)
 
 
-REPORT_FORMATS = ("md", "csv", "json", "latex", "html")
-
-
 def cmd_report(args: argparse.Namespace) -> int:
-    from kdbench.report import build_report, load_published
+    from kdbench.publish.formats import render
+    from kdbench.publish.summary import load_published, summarize
     from kdbench.results import records_frame
 
     records, notes = _load(args.paths)
     frame, published = records_frame(records), load_published()
-    report = build_report(frame, published, notes)
-    if args.format in ("latex", "html"):
-        module = importlib.import_module(f"kdbench.{args.format}")
-        _emit(module.render(frame, published, notes), args.out)
-    else:
-        _emit({"md": report.to_markdown, "csv": report.to_csv,
-               "json": report.to_json}[args.format](), args.out)
+    _emit(render(frame, args.format, published, notes), args.out)
+    summary = summarize(frame) if args.benchmark_action or args.plots else None
     if args.benchmark_action:
-        from kdbench.history import write_benchmark_action
+        from kdbench.gate.history import write_benchmark_action
 
-        for path in write_benchmark_action(report.summary, args.benchmark_action):
+        for path in write_benchmark_action(summary, args.benchmark_action):
             print(f"kdbench: wrote {path}", file=sys.stderr)
     if args.plots:
-        from kdbench.plots import write_plots
+        from kdbench.publish.plots import write_plots
 
-        for path in write_plots(report.summary, args.plots):
+        for path in write_plots(summary, args.plots):
             print(f"kdbench: wrote {path}", file=sys.stderr)
     if args.baseline:
-        from kdbench.compare import write_baseline
+        from kdbench.gate.compare import write_baseline
 
         count = write_baseline(records, args.baseline)
         print(f"kdbench: wrote baseline {args.baseline} ({count} records)", file=sys.stderr)
@@ -186,7 +178,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _thresholds(args: argparse.Namespace):
-    from kdbench.compare import Thresholds, parse_assignments
+    from kdbench.gate.compare import Thresholds, parse_assignments
 
     return Thresholds.load(
         args.config, alpha=args.alpha,
@@ -196,7 +188,7 @@ def _thresholds(args: argparse.Namespace):
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from kdbench.compare import compare
+    from kdbench.gate.compare import compare
 
     thresholds = _thresholds(args)
     (baseline, _), (current, _) = (_load([path], strict=True)
@@ -207,7 +199,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from kdbench.history import history
+    from kdbench.gate.history import history
 
     result = history([(path, _load([path], strict=True)[0]) for path in args.runs],
                      _thresholds(args))
@@ -220,7 +212,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     _emit(result.to_markdown(), str(out / "history.md"))
     _emit(result.to_csv(), str(out / "history.csv"))
     written = [out / "history.md", out / "history.csv"]
-    from kdbench.plots import write_history_plots
+    from kdbench.publish.plots import write_history_plots
 
     try:
         written += write_history_plots(result.trend, out)
@@ -232,7 +224,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_slurm(args: argparse.Namespace) -> int:
-    from kdbench import slurm
+    from kdbench.scale import slurm
 
     return slurm.main(args)
 
@@ -240,7 +232,7 @@ def cmd_slurm(args: argparse.Namespace) -> int:
 def _threshold_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, help="significance level of the t-test (0.01)")
     p.add_argument("--metrics", metavar="M,...", help="gated metrics (default: "
-                   "kdbench.compare.GATED, the machine-independent ones: accuracy, agreement, "
+                   "kdbench.gate.compare.GATED, the machine-independent ones: accuracy, agreement, "
                    "fidelity, sizes)")
     p.add_argument("--min-effect", nargs="+", default=[], metavar="METRIC=VALUE",
                    help="minimum effect: points for top1/agreement, percent for the others")
@@ -252,6 +244,8 @@ def _threshold_options(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
+    from kdbench.publish.formats import FORMATS
+
     p = argparse.ArgumentParser(prog="kdbench", description="Knowledge-distillation benchmark: "
                                 "list registries, report records, compare against a baseline, "
                                 "run sharded on SLURM.")
@@ -264,7 +258,7 @@ def parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="leaderboards from record files or folders")
     rp.add_argument("paths", nargs="+", metavar="PATH", help="*.jsonl files or folders of them")
-    rp.add_argument("--format", choices=REPORT_FORMATS, default="md",
+    rp.add_argument("--format", choices=list(FORMATS), default="md",
                     help="md, csv, json; latex: the paper table (booktabs); html: one "
                          "self-contained page with sortable tables and the plots")
     rp.add_argument("--out", metavar="FILE", help="write here instead of stdout")

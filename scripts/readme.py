@@ -20,14 +20,13 @@ from typing import Callable
 
 import pandas as pd
 
-from kdbench import latex
-from kdbench.compare import Thresholds
+from kdbench.publish import latex
+from kdbench.gate.compare import Thresholds
 from kdbench.losses import LOSSES
-from kdbench.profiles import PROFILES
-from kdbench.report import (
-    COLUMNS_NOTE, LEADERBOARD_NOTE, chosen, leaderboards, load_published, markdown,
-    provenance_line, session_table, summarize,
-)
+from kdbench.matrix.profiles import PROFILES
+from kdbench.publish.tables import COLUMNS_NOTE, LEADERBOARD_NOTE, session_table
+from kdbench.publish.summary import chosen, load_published, provenance_line, summarize
+from kdbench.publish.markdown import leaderboards, markdown
 from kdbench.results import read, records_frame
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,8 +6,8 @@ params, FLOPs and batch size are in each benchmark's ``extra_info``.
 
 import torch
 
-from kdbench import measure
-from kdbench.engine import EVAL_BATCH
+from kdbench.run import measure
+from kdbench.run.loop import EVAL_BATCH
 from kdbench.models import build_model, count_params
 
 

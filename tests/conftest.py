@@ -13,8 +13,8 @@ from typing import Callable
 import pytest
 import torch
 
-import kdbench.engine
-from kdbench.engine import Engine
+import kdbench.run.engine
+from kdbench.run.engine import Engine
 from kdbench.losses import LOSSES
 from kdbench.spec import RunSpec, make_spec
 
@@ -77,13 +77,13 @@ def cache_dir(tmp_path: Path) -> Path:
 def distill(monkeypatch: pytest.MonkeyPatch) -> Callable[[Engine, RunSpec], dict]:
     """``distill(engine, spec)``: the case's metrics, history and its trained student's weights."""
     built: list[torch.nn.Module] = []
-    build = kdbench.engine.build_model
+    build = kdbench.run.engine.build_model
 
     def recording(*args, **kwargs) -> torch.nn.Module:
         built.append(build(*args, **kwargs))
         return built[-1]
 
-    monkeypatch.setattr(kdbench.engine, "build_model", recording)
+    monkeypatch.setattr(kdbench.run.engine, "build_model", recording)
 
     def run(engine: Engine, spec: RunSpec) -> dict:
         outcome = engine.distill(spec)  # the student is the last model it builds

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdbench.engine import Engine
+from kdbench.run.engine import Engine
 from kdbench.models import MODELS, build_model
 from kdbench.recipes import Recipe
 from kdbench.models.cnn import DigitsCNN
-from kdbench.profiles import PROFILES
+from kdbench.matrix.profiles import PROFILES
 from kdbench.registry import KdbenchError
 from kdbench.results import make_record
 from kdbench.spec import RunSpec

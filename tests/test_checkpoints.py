@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from kdbench.checkpoints import load_checkpoint, load_into, read_state_dict
+from kdbench.run.checkpoints import load_checkpoint, load_into, read_state_dict
 from kdbench.models import build_model
-from kdbench.profiles import PROFILES
+from kdbench.matrix.profiles import PROFILES
 from kdbench.registry import KdbenchError
 
 CIFAR = (3, 32, 32)

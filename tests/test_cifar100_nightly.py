@@ -8,12 +8,12 @@ import dataclasses
 import pytest
 import torch
 
-from kdbench.paper_settings import CIFAR100_PAIR_SETTINGS
-from kdbench.profiles import (CIFAR100_NIGHTLY_ESTIMATE, CIFAR100_NIGHTLY_GPU_HOURS, PROFILES,
+from kdbench.matrix.paper_settings import CIFAR100_PAIR_SETTINGS
+from kdbench.matrix.profiles import (CIFAR100_NIGHTLY_ESTIMATE, CIFAR100_NIGHTLY_GPU_HOURS, PROFILES,
                               GpuEstimate)
 from kdbench.recipes import RECIPES
 from kdbench.reference import published
-from kdbench.report import PUBLISHED_METHOD
+from kdbench.publish.summary import PUBLISHED_METHOD
 
 NIGHTLY = PROFILES.get("cifar100-nightly")
 

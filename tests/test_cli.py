@@ -42,7 +42,7 @@ def test_list_models_counts_params_for_10_and_100_classes(capsys):
 
 
 def test_list_profiles(capsys):
-    pytest.importorskip("kdbench.profiles")
+    pytest.importorskip("kdbench.matrix.profiles")
     assert main(["list", "profiles", "--names-only"]) == 0
     assert "quick" in capsys.readouterr().out.split()
 

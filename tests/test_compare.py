@@ -1,4 +1,4 @@
-"""kdbench.compare: planted regressions are caught, seed noise is not flagged."""
+"""kdbench.gate.compare: planted regressions are caught, seed noise is not flagged."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from kdbench.compare import Thresholds, compare, t_test, write_baseline
+from kdbench.gate.compare import Thresholds, compare, t_test, write_baseline
 from kdbench.registry import KdbenchError
 from kdbench.results import load_records, make_record
 from kdbench.spec import make_spec

@@ -9,14 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import kdbench.engine
-from kdbench.cache import TensorCache
+import kdbench.run.engine
+from kdbench.run.cache import TensorCache
 from kdbench.data import load_dataset
-from kdbench.engine import Engine
+from kdbench.run.engine import Engine
 from kdbench.losses import LOSSES
 from kdbench.models import build_model, count_params
 from kdbench.spec import make_spec
-from kdbench.taps import Tapper
+from kdbench.run.taps import Tapper
 
 DIGITS = (1, 8, 8)
 # same-spec runs must agree on everything but timings and process memory
@@ -190,7 +190,7 @@ def test_cached_teacher_outputs_equal_the_online_teacher(cache_dir, tiny_spec, d
     spec = tiny_spec("kd")
     cached_engine = Engine(cache_dir)
     cached = distill(cached_engine, spec)
-    monkeypatch.setattr(kdbench.engine, "TEACHER_OUTPUT_BUDGET", 0)
+    monkeypatch.setattr(kdbench.run.engine, "TEACHER_OUTPUT_BUDGET", 0)
     online_engine = Engine(cache_dir)
     online = distill(online_engine, spec)
     assert online_engine.teachers_trained == 0
@@ -239,7 +239,7 @@ def test_amp_precision_autocasts_training_and_is_recorded(cache_dir, tiny_spec, 
     """--kd-precision amp: the student's forward runs under bf16 autocast on the CPU (fp16 + grad
     scaler on GPUs without bf16) and the loss gets its outputs in fp32; fp32 cases do not cast."""
     dtypes: dict[str, set] = {"fp32": set(), "amp": set()}
-    build = kdbench.engine.build_model
+    build = kdbench.run.engine.build_model
 
     def spy(*args, **kwargs):
         model = build(*args, **kwargs)
@@ -247,7 +247,7 @@ def test_amp_precision_autocasts_training_and_is_recorded(cache_dir, tiny_spec, 
             lambda m, a, out: dtypes[current].add(out.dtype) if m.training else None)
         return model
 
-    monkeypatch.setattr(kdbench.engine, "build_model", spy)
+    monkeypatch.setattr(kdbench.run.engine, "build_model", spy)
     kd = LOSSES.get("kd")
     term = kd.forward
     loss_inputs: dict[str, set] = {"fp32": set(), "amp": set()}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kdbench.engine import Engine
+from kdbench.run.engine import Engine
 from kdbench.results import load_records
 
 SMOKE = ("--kd-profile", "smoke", "--kd-device", "cpu", "--kd-epochs", "5")
@@ -42,7 +42,7 @@ def test_xdist_workers_train_the_teacher_once(kd_suite, pytester):
 
 
 PLANTED = """
-from kdbench.profiles import PROFILES, Profile, register_profile
+from kdbench.matrix.profiles import PROFILES, Profile, register_profile
 from kdbench.recipes import Recipe, register_recipe
 
 register_recipe(Recipe("explode", lr=0.01, lr_by_model=(("cnn_s", 1e9),)))  # student only

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from kdbench.cli import main
-from kdbench.compare import Thresholds, compare
+from kdbench.gate.compare import Thresholds, compare
 from kdbench.results import append_record, load_records
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import kdbench.plugin
-from kdbench.engine import Engine
-from kdbench.gpu_share import check_cases_per_gpu, claim_gpu, gpu_for_worker, workers_on_gpu
+from kdbench.run.engine import Engine
+from kdbench.scale.gpu_share import check_cases_per_gpu, claim_gpu, gpu_for_worker, workers_on_gpu
 from kdbench.registry import KdbenchError
 from kdbench.results import load_records
 
@@ -91,7 +91,7 @@ def test_without_the_option_workers_go_round_robin_uncapped(fake_gpus):
 
 def test_a_cuda_record_says_which_gpu_and_how_many_shared_it(fake_gpus):
     fake_gpus(1)
-    session = kdbench.plugin.KdSession(None, [], None, None)
+    session = kdbench.session.state.KdSession(None, [], None, None)
     assert session.share("cpu") == {"workers": 1}
     assert session.share("cuda") == {"workers": 1, "gpu_index": 0, "workers_per_gpu": 1,
                                      "gpu_memory_fraction": None}

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from kdbench import measure
+from kdbench.run import measure
 
 
 def test_fidelity_kl_is_the_mean_kl_from_teacher_to_student_at_t1():

@@ -13,7 +13,7 @@ from kdbench.losses import NotApplicable
 from kdbench.models import MODELS, build_model, count_params
 from kdbench.models.base import model_factory
 from kdbench.registry import KdbenchError
-from kdbench.taps import Tapper
+from kdbench.run.taps import Tapper
 
 CIFAR = (3, 32, 32)
 MNIST = (1, 28, 28)
@@ -123,7 +123,7 @@ def test_torchvision_state_dict_loads_into_tv_models() -> None:
 
 
 def test_fashion_students_span_ten_to_a_hundred_times_fewer_params_and_flops() -> None:
-    from kdbench.measure import flops_per_sample
+    from kdbench.run.measure import flops_per_sample
 
     sizes = {}
     for name in ("fmnist_t", "fmnist_m", "fmnist_s"):

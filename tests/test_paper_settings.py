@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from kdbench.losses import LOSSES
-from kdbench.paper_settings import CIFAR100_PAIR_SETTINGS
+from kdbench.matrix.paper_settings import CIFAR100_PAIR_SETTINGS
 from kdbench.reference import published
-from kdbench.report import PUBLISHED_METHOD
+from kdbench.publish.summary import PUBLISHED_METHOD
 from kdbench.spec import RunSpec
 
 WEIGHTS = {"alpha", "ce_weight"}

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from kdbench.losses import LOSSES
-from kdbench.profiles import PROFILES
+from kdbench.matrix.profiles import PROFILES
 from kdbench.results import load_records
 
 EPOCHS = 5  # with 3 (17 steps of 64 of digits' 1,077 training images) kd stayed at chance

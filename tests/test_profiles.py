@@ -7,11 +7,11 @@ import dataclasses
 import pytest
 import torch
 
-import kdbench.engine
+import kdbench.run.engine
 from kdbench.data.base import TensorData
-from kdbench.engine import Engine
+from kdbench.run.engine import Engine
 from kdbench.losses import LOSSES
-from kdbench.profiles import PROFILES
+from kdbench.matrix.profiles import PROFILES
 from kdbench.registry import KdbenchError
 
 CRD_PAIRS = {
@@ -92,7 +92,7 @@ def test_teacher_sees_the_students_augmented_batch(tiny_spec, cache_dir, monkeyp
     teacher, _ = engine.teachers.get(spec)
     seen = {"student": [], "teacher": []}
     teacher.register_forward_pre_hook(lambda m, args: seen["teacher"].append(args[0].clone()))
-    build = kdbench.engine.build_model
+    build = kdbench.run.engine.build_model
 
     def spy(*args, **kwargs):
         model = build(*args, **kwargs)
@@ -100,7 +100,7 @@ def test_teacher_sees_the_students_augmented_batch(tiny_spec, cache_dir, monkeyp
             lambda m, a: seen["student"].append(a[0].clone()) if m.training else None)
         return model
 
-    monkeypatch.setattr(kdbench.engine, "build_model", spy)
+    monkeypatch.setattr(kdbench.run.engine, "build_model", spy)
     engine.distill(spec)
     train_batches = len(seen["student"])
     assert train_batches == spec.epochs * -(-augmented.num_train // spec.batch_size)
@@ -130,7 +130,7 @@ def test_every_case_of_every_shipped_profile_is_valid_and_builds_its_loss(name):
 
 
 def test_cifar100_crd_runs_every_published_pair_and_method_at_its_authors_settings():
-    from kdbench.paper_settings import CIFAR100_PAIR_SETTINGS
+    from kdbench.matrix.paper_settings import CIFAR100_PAIR_SETTINGS
     from kdbench.reference import published
 
     specs = {(s.teacher, s.student, s.loss): s

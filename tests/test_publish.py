@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 
 from kdbench import cli
-from kdbench.compare import Thresholds
-from kdbench.history import benchmark_action, history
-from kdbench.html import render as render_html
-from kdbench.latex import render as render_latex
+from kdbench.gate.compare import Thresholds
+from kdbench.gate.history import benchmark_action, history
+from kdbench.publish.page import render as render_html
+from kdbench.publish.latex import render as render_latex
 from kdbench.reference import published
-from kdbench.report import summarize
+from kdbench.publish.summary import summarize
 from kdbench.results import make_record, records_frame
 from kdbench.spec import make_spec
 

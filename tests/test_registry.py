@@ -7,7 +7,7 @@ import pytest
 from kdbench.data import DATASETS
 from kdbench.losses import LOSSES
 from kdbench.models import MODELS
-from kdbench.profiles import PROFILES
+from kdbench.matrix.profiles import PROFILES
 from kdbench.registry import KdbenchError, Registry, UnknownNameError
 
 

@@ -1,4 +1,4 @@
-"""kdbench.report: tables on a small fixed record set match the expected Markdown."""
+"""kdbench.publish (summary, tables, markdown): tables on a small fixed record set match the expected Markdown."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import json
 import pandas as pd
 import pytest
 
-from kdbench.report import (
-    COLUMNS_NOTE, FORMATS, LEADERBOARD_NOTE, build_report, leaderboard, render, session_report,
-    summarize,
-)
+from kdbench.publish.tables import COLUMNS_NOTE, LEADERBOARD_NOTE, leaderboard
+from kdbench.publish.formats import FORMATS, render
+from kdbench.publish.markdown import build_report, session_report
+from kdbench.publish.summary import summarize
 from kdbench.results import make_record, records_frame
 from kdbench.spec import make_spec
 
@@ -96,7 +96,7 @@ TEMPERATURE = """\
 
 
 def tables() -> dict[str, str]:
-    from kdbench.report import markdown
+    from kdbench.publish.markdown import markdown
 
     return {heading: markdown(table) for heading, table in build_report(FRAME).tables}
 
@@ -212,7 +212,7 @@ def test_empty_frame():
 
 def test_plots_are_written_and_not_empty(tmp_path):
     pytest.importorskip("matplotlib")
-    from kdbench.plots import pareto_front, write_plots
+    from kdbench.publish.plots import pareto_front, write_plots
 
     paths = write_plots(summarize(FRAME), tmp_path)
     assert {p.name for p in paths} == {"cnn_t_cnn_m-temperature.png",
@@ -227,7 +227,7 @@ def test_plots_group_exactly_as_tables_do(tmp_path):
     """A folder mixing 8- and 15-epoch runs: tables keep them apart, and so do the plots (one
     set per setting, never one curve or front across the two)."""
     pytest.importorskip("matplotlib")
-    from kdbench.plots import write_plots
+    from kdbench.publish.plots import write_plots
 
     longer = FRAME.assign(epochs=15, case_id=FRAME["case_id"] + "x",
                           group_id=FRAME["group_id"] + "x")

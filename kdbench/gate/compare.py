@@ -56,9 +56,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from kdbench.config import find_pyproject, read_table
+from kdbench.matrix.config import find_pyproject, read_table
+from kdbench.publish.markdown import markdown
+from kdbench.publish.tables import fmt_num
 from kdbench.registry import KdbenchError
-from kdbench.report import fmt_num, markdown
 from kdbench.results import records_frame
 from kdbench.spec import group_id_of
 

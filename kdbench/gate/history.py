@@ -3,7 +3,7 @@
 Each RUN is the records of one run (a file or a folder); runs are ordered by date (the first
 ``created_at`` of their records) and named by their ``env.git_sha``. The trend follows, per
 setting, pair and method, the configuration that the **newest** run's leaderboard shows (the
-temperature chosen on validation top-1, ``kdbench.report.chosen``), held fixed across the runs,
+temperature chosen on validation top-1, ``kdbench.publish.summary.chosen``), held fixed across the runs,
 so that each row is one case group and each step is decided on like data: per run its test
 top-1 (mean ± std (n) over seeds) and training speed (``train_throughput_online``: samples/s
 with the teacher's forward pass included). A step between a run and the one before it is
@@ -19,7 +19,7 @@ API::
     h.trend     # one row per (tracked configuration, run) with its numbers and steps
     h.steps     # compare's regressions/improvements of the tracked configurations
     h.to_markdown(); h.to_csv()
-    kdbench.plots.write_history_plots(h.trend, directory)   # top-1 and speed over runs per pair
+    kdbench.publish.plots.write_history_plots(h.trend, directory)   # top-1 and speed over runs per pair
 
     benchmark_action(summary)        # {"customBiggerIsBetter": [...], "customSmallerIsBetter": [...]}
     write_benchmark_action(summary, directory)  # bigger-is-better.json, smaller-is-better.json
@@ -39,12 +39,18 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from kdbench.compare import DIRECTIONS, Thresholds, compare
-from kdbench.registry import KdbenchError
-from kdbench.report import (
-    SELECTION, chosen, fmt_count, fmt_T, fmt_top1, markdown, method_names, prepare,
-    sections, summarize,
+from kdbench.gate.compare import DIRECTIONS, Thresholds, compare
+from kdbench.publish.markdown import markdown
+from kdbench.publish.summary import (
+    SELECTION,
+    chosen,
+    method_names,
+    prepare,
+    sections,
+    summarize,
 )
+from kdbench.publish.tables import fmt_count, fmt_T, fmt_top1
+from kdbench.registry import KdbenchError
 from kdbench.results import records_frame
 
 SPEED = "train_throughput_online"  # the speed shown and decided on

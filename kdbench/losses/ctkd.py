@@ -7,7 +7,7 @@ from torch import nn
 
 from kdbench.losses._functional import REFERENCE_EPOCHS, GradReverse, soft_kl
 from kdbench.losses.base import DistillLoss
-from kdbench.registry import KdbenchError, LOSSES
+from kdbench.registry import LOSSES, KdbenchError
 
 
 @LOSSES.register("ctkd")

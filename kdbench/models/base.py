@@ -14,7 +14,7 @@ declares, in one place:
   embedding ``(B, D)`` and its output the logits. (A path, not ``classifier``: RepDistiller names
   the VGG and MobileNetV2 heads ``classifier``, and the models keep its parameter names.)
 
-Tap names a loss may ask for (see ``kdbench.taps``): ``logits``, ``embed`` (classifier input),
+Tap names a loss may ask for (see ``kdbench.run.taps``): ``logits``, ``embed`` (classifier input),
 ``feat:i`` and ``preact:i`` (stage ``i``, negative indices allowed), ``feats`` and ``preacts``
 (lists over all stages), ``index`` (the batch's dataset indices).
 """

@@ -1,10 +1,10 @@
 """The leaderboard as a paper prints it, in LaTeX (``kdbench report --format latex``).
 
-One ``table`` float per setting (``kdbench.report.sections``): methods × pairs, booktabs
+One ``table`` float per setting (``kdbench.publish.summary.sections``): methods × pairs, booktabs
 rules, the teacher and ``ce`` (the student trained alone) on top with a ``\\midrule`` after
 them, cells "mean $\\pm$ std" of **test** top-1 over seeds, and, as in every kdbench table, the
 temperature of a cell (its subscript) and the bold best method per pair chosen on
-**validation** top-1 (``kdbench.report``), never on test. Where the reference lists a pair
+**validation** top-1 (``kdbench.publish.summary``), never on test. Where the reference lists a pair
 (CIFAR-100, ``kdbench.reference``), its published number stands beside ours. The caption names
 the data set, recipe, epochs, seeds, the selection rule and the published sources; the label is
 ``tab:kdbench`` (``tab:kdbench-<setting>`` per setting when several).
@@ -20,9 +20,9 @@ from typing import Sequence
 
 import pandas as pd
 
-from kdbench.report import (
-    SELECTION, CellStyle, fmt_top1, leaderboards, provenance_line, sections, summarize,
-)
+from kdbench.publish.markdown import leaderboards
+from kdbench.publish.summary import SELECTION, provenance_line, sections, summarize
+from kdbench.publish.tables import CellStyle, fmt_top1
 from kdbench.spec import pair_name
 
 SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",

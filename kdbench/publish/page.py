@@ -4,14 +4,14 @@ One HTML file that needs nothing at view time (no network: CSS and JavaScript in
 base64 PNG data URIs when matplotlib is installed): the provenance header, the selection rule
 (every choice — the temperature of a cell, the bold best method — made on **validation**
 top-1; cells show **test** top-1), a table of contents, and per setting
-(``kdbench.report.sections``) the leaderboard, each pair's detail table and the temperature
+(``kdbench.publish.summary.sections``) the leaderboard, each pair's detail table and the temperature
 table, then the plots. A leaderboard's pair header links to that pair's detail table, and each
 detail table back to its leaderboard. Clicking a column header sorts its table (again: the
 other way); a cell sorts by its leading number ("96.50 ± 0.71 (3) T=4" by 96.50, "1.50M" by
 1.5e6), cells without one last.
 
 ``render(frame, published=None, notes=(), plots=True) -> str``; the page is a jinja2 template,
-``kdbench/templates/report.html``.
+``kdbench/publish/templates/report.html``.
 """
 
 from __future__ import annotations
@@ -26,11 +26,15 @@ from typing import Sequence
 
 import pandas as pd
 
-from kdbench.registry import KdbenchError
-from kdbench.report import (
-    COLUMNS_NOTE, LEADERBOARD_NOTE, SELECTION, detail_table, leaderboards, provenance,
-    sections, summarize, temperature_table,
+from kdbench.publish.markdown import leaderboards
+from kdbench.publish.summary import SELECTION, provenance, sections, summarize
+from kdbench.publish.tables import (
+    COLUMNS_NOTE,
+    LEADERBOARD_NOTE,
+    detail_table,
+    temperature_table,
 )
+from kdbench.registry import KdbenchError
 
 TEMPLATE = "report.html"
 BOLD = re.compile(r"\*\*(.+?)\*\*")
@@ -72,8 +76,8 @@ def _blocks(part: pd.DataFrame, prefix: str, suffix: str) -> list[dict[str, str]
 
 
 def _plots(summary: pd.DataFrame) -> tuple[list[tuple[str, str]], str]:
-    """(name, base64 PNG) of every plot of ``kdbench.plots``; or why there are none."""
-    from kdbench.plots import write_plots
+    """(name, base64 PNG) of every plot of ``kdbench.publish.plots``; or why there are none."""
+    from kdbench.publish.plots import write_plots
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
@@ -105,7 +109,7 @@ def render(frame: pd.DataFrame, published: pd.DataFrame | None = None,
             "blocks": [{**b, "table": Markup(b["table"])} for b in blocks]})
     images, plots_note = _plots(summary) if plots else ([], "")
     datasets = ", ".join(sorted(map(str, frame["dataset"].unique())))
-    template = files("kdbench").joinpath("templates", TEMPLATE).read_text(encoding="utf-8")
+    template = files("kdbench.publish").joinpath("templates", TEMPLATE).read_text(encoding="utf-8")
     return Environment(autoescape=True).from_string(template).render(
         title=f"kdbench leaderboard: {datasets}", provenance=provenance(frame),
         rule=Markup(inline(COLUMNS_NOTE)), notes=list(notes), sections=page_sections,

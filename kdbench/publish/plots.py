@@ -1,7 +1,7 @@
 """PNG plots of a report (``kdbench report --plots DIR``); needs the ``plots`` extra (matplotlib).
 
-``write_plots(summary, directory) -> list[Path]`` takes ``kdbench.report.summarize(frame)`` and
-writes, for every section of the report (``kdbench.report.sections``: one per setting that
+``write_plots(summary, directory) -> list[Path]`` takes ``kdbench.publish.summary.summarize(frame)`` and
+writes, for every section of the report (``kdbench.publish.summary.sections``: one per setting that
 varies, such as epochs or device — plots group exactly as tables do, never across two
 settings) and every pair: test top-1 vs temperature per loss (``<pair>-temperature.png``, only
 when a loss uses a temperature); and per section: test top-1 vs student params and vs
@@ -9,7 +9,7 @@ inference throughput, the Pareto front (the best top-1 for its size / for its sp
 (``pareto-params.png``, ``pareto-throughput.png``). Files of a section carry its title as a
 prefix (``epochs_8-…``) when there are several.
 
-``write_history_plots(trend, directory) -> list[Path]`` takes ``kdbench.history.History.trend``
+``write_history_plots(trend, directory) -> list[Path]`` takes ``kdbench.gate.history.History.trend``
 and writes per section and pair (``<pair>-history.png``): test top-1 over the runs with error
 bars (± std over seeds) per method, and training speed over the runs; the steps
 ``kdbench compare`` decides are marked (red ▼ regression, green ▲ improvement).
@@ -47,7 +47,7 @@ def _safe(name: str) -> str:
 
 
 def write_plots(summary: pd.DataFrame, directory: Path | str) -> list[Path]:
-    from kdbench.report import sections
+    from kdbench.publish.summary import sections
 
     plt = _pyplot()
     out = Path(directory)
@@ -98,7 +98,7 @@ STEP_MARKERS = {"regression": ("v", "red"), "improvement": ("^", "green")}
 
 
 def write_history_plots(trend: pd.DataFrame, directory: Path | str) -> list[Path]:
-    from kdbench.history import SPEED
+    from kdbench.gate.history import SPEED
 
     plt = _pyplot()
     out = Path(directory)

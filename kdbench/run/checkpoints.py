@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdbench.cache import sha256_file
 from kdbench.registry import KdbenchError
+from kdbench.run.cache import sha256_file
 
 NESTED_UNDER = ("model", "state_dict")  # keys under which trainers save the state dict
 SAFE_GLOBALS = [argparse.Namespace]  # RepDistiller's `_last.pth` keeps its options as one

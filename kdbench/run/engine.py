@@ -1,296 +1,50 @@
-"""The conductor: ``Engine.distill(spec)`` = get the teacher → build the student and its loss →
-fit → measure. The teacher store (train, load, cache, outputs) sits beside it; the metrics come
-from ``kdbench.run.measure``.
-
-One training loop (``fit``) serves the teacher, the ``ce`` baseline and every distillation loss:
-the loss declares its taps and hooks (``kdbench.losses.base``), the loop never asks which loss it
-runs.
-"""
+"""The conductor: ``Engine.distill(spec)`` = get the teacher (``kdbench.run.teachers``) → build
+the student and its loss → fit (``kdbench.run.loop``) → measure (``kdbench.run.measure``).
+Which status a case ends with is decided by ``kdbench.run.case``."""
 
 from __future__ import annotations
 
-import math
-import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdbench.run import measure
-from kdbench.run.accel import Accel
-from kdbench.run.cache import TensorCache, sha256_file
-from kdbench.run.checkpoints import load_checkpoint
 from kdbench.data import load_dataset
 from kdbench.data.base import DataSource
 from kdbench.losses import LOSSES, DistillLoss, LossContext
-from kdbench.models import build_model, count_params
-from kdbench.recipes import RECIPES
+from kdbench.models import build_model
 from kdbench.registry import KdbenchError
-from kdbench.results import append_record, utc_now
-from kdbench.spec import RunSpec, stable_hash
-from kdbench.run.taps import Tapper, map_taps, shapes
+from kdbench.run import measure
+from kdbench.run.accel import Accel
+from kdbench.run.loop import (
+    EVAL_BATCH,
+    FitStats,
+    Objective,
+    Progress,
+    Stage,
+    TeacherFn,
+    evaluate,
+    fit,
+    no_teacher,
+)
+from kdbench.run.taps import Tapper, shapes
+from kdbench.run.teachers import TeacherStore
+from kdbench.spec import RunSpec
 
-EVAL_BATCH = 1024  # evaluation batch size (inference only, no activations kept)
-TEACHER_OUTPUT_BUDGET = 1 << 30  # bytes: larger teacher-output caches run the teacher online
-TRAIN_CODE_VERSION = 2  # bump when a change to the loop changes what a teacher learns
 # torch.compile modes for compiled cases (``--kd-compile-mode``); "reduce-overhead" adds CUDA
 # graphs, which replay a step's kernels with one launch where a small batch is launch-bound
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
-Objective = Callable[[dict, dict, torch.Tensor], torch.Tensor]
-TeacherFn = Callable[[torch.Tensor, torch.Tensor], dict]
-Progress = Callable[[str], None]
-
-
-class Diverged(Exception):
-    """The training loss became NaN or infinite."""
-
-    def __init__(self, epoch: int, last_finite_loss: float | None) -> None:
-        super().__init__(f"loss is not finite at epoch {epoch}")
-        self.epoch = epoch
-        self.last_finite_loss = last_finite_loss
-
-
-@dataclass
-class FitStats:
-    epochs: int = 0
-    epoch_samples: list[int] = field(default_factory=list)
-    epoch_seconds: list[float] = field(default_factory=list)  # training steps only, no eval
-    last_loss: float | None = None
-    best_top1: float = 0.0
-    history: list[dict[str, float]] = field(default_factory=list)
-
-    def throughput(self, skip_first: bool = False) -> float:
-        """Training samples/s; with ``skip_first`` the first epoch (compilation) is left out."""
-        start = 1 if skip_first and self.epochs > 1 else 0
-        return sum(self.epoch_samples[start:]) / sum(self.epoch_seconds[start:])
-
-    def compile_seconds(self) -> float:
-        """First-epoch time beyond the later epochs' median: the cost of torch.compile."""
-        if self.epochs < 2:
-            return float("nan")
-        rest = sorted(self.epoch_seconds[1:])
-        return max(0.0, self.epoch_seconds[0] - rest[len(rest) // 2])
-
-
-def _no_teacher(x: torch.Tensor, index: torch.Tensor) -> dict:
-    return {}
-
-
-def _cross_entropy(s: dict, t: dict, y: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(s["logits"], y)
-
-
-@dataclass
-class Stage:
-    """One run of the training loop: the model behind ``tapper`` (and ``extra`` parameters, a
-    loss's connectors) learns ``objective`` for ``epochs`` with the recipe's optimizer for
-    ``model_name``; ``on_step(progress, epochs)`` sees the fractional epoch before every step."""
-
-    tapper: Tapper
-    objective: Objective
-    model_name: str
-    epochs: int
-    seed: int
-    label: str
-    extra: Sequence[nn.Parameter] = ()
-    teacher: TeacherFn = _no_teacher
-    on_step: Callable[[float, int], None] | None = None
-
-
-def evaluate(model: nn.Module, data: DataSource) -> tuple[torch.Tensor, torch.Tensor]:
-    """(validation logits, test logits) of ``model``."""
-    return (measure.predict(model, data.val_batches(EVAL_BATCH)),
-            measure.predict(model, data.test_batches(EVAL_BATCH)))
-
-
-def fit(stage: Stage, spec: RunSpec, data: DataSource, progress: Progress) -> FitStats:
-    """Train ``stage.tapper.model`` to minimise ``stage.objective``; validation and test top-1
-    after every epoch, one host sync per epoch."""
-    model = stage.tapper.model
-    device = torch.device(spec.device)
-    accel = Accel.for_spec(spec.precision, device)
-    recipe = RECIPES.get(spec.recipe)
-    optimizer = recipe.optimizer([*model.parameters(), *stage.extra], stage.model_name)
-    scheduler = recipe.scheduler(optimizer, stage.epochs)
-    generator = torch.Generator().manual_seed(stage.seed)
-    steps = math.ceil(data.num_train / spec.batch_size)
-    stats = FitStats()
-    for epoch in range(stage.epochs):
-        model.train()
-        total = torch.zeros((), device=device)
-        seen = 0
-        measure.synchronize(device)
-        start = time.perf_counter()
-        for step, (x, y, index) in enumerate(data.train_batches(spec.batch_size, generator)):
-            if stage.on_step is not None:
-                stage.on_step(epoch + step / steps, stage.epochs)
-            x = accel.batch(x)
-            with accel.autocast():
-                student, teacher = stage.tapper(x), stage.teacher(x, index)
-            student["index"] = index
-            loss = stage.objective(map_taps(accel.for_loss, student),
-                                   map_taps(accel.for_loss, teacher), y)
-            accel.step(loss, optimizer)
-            total += loss.detach().float() * len(y)
-            seen += len(y)
-        measure.synchronize(device)
-        stats.epoch_seconds.append(time.perf_counter() - start)
-        stats.epoch_samples.append(seen)
-        scheduler.step()
-        epoch_loss = (total / seen).item()  # the one host sync per epoch
-        if not math.isfinite(epoch_loss):
-            raise Diverged(epoch + 1, stats.last_loss)
-        stats.last_loss = epoch_loss
-        val_logits, test_logits = evaluate(model, data)
-        val_top1 = measure.topk_accuracy(val_logits, data.val_targets(), 1)
-        top1 = measure.topk_accuracy(test_logits, data.test_targets(), 1)
-        stats.best_top1 = max(stats.best_top1, top1)
-        stats.epochs = epoch + 1
-        stats.history.append({"epoch": epoch + 1, "loss": epoch_loss, "val_top1": val_top1,
-                              "top1": top1})
-        progress(f"{stage.label}: epoch {epoch + 1}/{stage.epochs} loss {epoch_loss:.4f} "
-                 f"val top1 {val_top1:.2f} test top1 {top1:.2f}")
-    return stats
-
-
-class TeacherStore:
-    """The teachers of a session. One per teacher key (data, architecture, recipe, epochs, seed,
-    device, precision, checkpoint), trained once (or read from a user's checkpoint), cached on
-    disk across sessions and processes, and shared by every student case of it; with its test
-    logits, its outputs on the training set (cached when the data are not augmented: a frozen
-    teacher gives each sample the same output) and its forward speed."""
-
-    def __init__(self, cache_dir: Path, data: Callable[[RunSpec], DataSource],
-                 progress: Progress) -> None:
-        self.cache = TensorCache(cache_dir, "teachers")
-        self.output_cache = TensorCache(cache_dir, "teacher_outputs")
-        self.data = data
-        self.progress = progress
-        self.trained = 0
-        self._keys: dict[tuple, str] = {}  # (teacher spec, checkpoint file stat) → teacher key
-        self._models: dict[str, tuple[nn.Module, dict]] = {}
-        self._test_logits: dict[str, torch.Tensor] = {}
-        self._tappers: dict[tuple, Tapper] = {}
-        self._outputs: dict[str, dict[str, Any]] = {}
-        self._rates: dict[tuple, float] = {}
-
-    def key(self, spec: RunSpec) -> str:
-        """Hash of what determines the teacher, the recipe's settings and the data's and
-        checkpoint's bytes included; computed once per session for each teacher (hashing a data
-        set is not free)."""
-        ckpt_stat = os.stat(spec.teacher_ckpt) if spec.teacher_ckpt else None
-        named = (stable_hash(spec.teacher_key()),
-                 ckpt_stat and (ckpt_stat.st_mtime_ns, ckpt_stat.st_size))
-        if named not in self._keys:
-            ckpt = sha256_file(Path(spec.teacher_ckpt)) if spec.teacher_ckpt else None
-            self._keys[named] = stable_hash({**spec.teacher_key(),
-                                             "recipe": asdict(RECIPES.get(spec.recipe)),
-                                             "data": self.data(spec).fingerprint(),
-                                             "code": TRAIN_CODE_VERSION, "ckpt_sha256": ckpt})
-        return self._keys[named]
-
-    def get(self, spec: RunSpec) -> tuple[nn.Module, dict]:
-        """The teacher of ``spec`` (eval mode, frozen) and its metadata."""
-        key = self.key(spec)
-        if key not in self._models:
-            data = self.data(spec)
-            torch.manual_seed(spec.teacher_seed)  # the teacher's init depends on its spec only
-            model = build_model(spec.teacher, data.num_classes, data.input_shape)
-
-            def build() -> tuple[dict, dict]:
-                if spec.teacher_ckpt:
-                    return load_checkpoint(spec.teacher_ckpt, spec.teacher, model)
-                self.trained += 1
-                return self._train(spec, model, data)
-
-            state, meta, _ = self.cache.get_or_build(key, build)
-            model.load_state_dict(state)
-            model.to(spec.device).eval().requires_grad_(False)
-            Accel.for_spec(spec.precision, torch.device(spec.device)).prepare(model)
-            self._models[key] = (model, meta)
-        return self._models[key]
-
-    def _train(self, spec: RunSpec, model: nn.Module, data: DataSource) -> tuple[dict, dict]:
-        self.progress(f"training teacher {spec.teacher} on {spec.dataset} "
-                      f"({spec.teacher_epochs} epochs, seed {spec.teacher_seed})")
-        model.to(spec.device)
-        start = time.perf_counter()
-        with Tapper(model, ()) as tapper:
-            stats = fit(Stage(tapper, _cross_entropy, spec.teacher, spec.teacher_epochs,
-                              spec.teacher_seed, label=f"teacher {spec.teacher}"),
-                        spec, data, self.progress)
-        meta = {"key": spec.teacher_key(), "top1": stats.history[-1]["top1"],
-                "val_top1": stats.history[-1]["val_top1"],
-                "train_s": time.perf_counter() - start, "params": count_params(model),
-                "trained_at": utc_now(), "pid": os.getpid()}
-        append_record(self.cache.dir / "trained.jsonl", meta)  # audit: a line a training
-        return {k: v.cpu() for k, v in model.state_dict().items()}, meta
-
-    def test_logits(self, spec: RunSpec) -> torch.Tensor:
-        key = self.key(spec)
-        if key not in self._test_logits:
-            model, _ = self.get(spec)
-            self._test_logits[key] = measure.predict(model, self.data(spec).test_batches(EVAL_BATCH))
-        return self._test_logits[key]
-
-    def outputs(self, spec: RunSpec, taps: tuple[str, ...]) -> tuple[TeacherFn, str]:
-        """The teacher's taps for a batch and how they are had: ``"cached"`` from a train-set
-        cache when the data are not augmented and the cache fits the budget, else ``"online"``
-        (the teacher runs on the batch)."""
-        model, _ = self.get(spec)
-        hooked = (self.key(spec), taps)
-        if hooked not in self._tappers:  # one set of hooks per teacher and tap set
-            self._tappers[hooked] = Tapper(model, taps)
-        tapper = self._tappers[hooked]
-        data = self.data(spec)
-
-        def online(x: torch.Tensor, index: torch.Tensor) -> dict:
-            with torch.no_grad():
-                return tapper(x)
-
-        if data.augmented:
-            return online, "online"
-        key = stable_hash([self.key(spec), taps])  # the teacher key covers the data
-        if key not in self._outputs:
-            x, _, index = next(iter(data.test_batches(1)))
-            probe = online(x, index)
-            per_sample = sum(t.numel() * t.element_size()
-                             for v in probe.values() for t in (v if isinstance(v, list) else [v]))
-            if per_sample * data.num_train > TEACHER_OUTPUT_BUDGET:
-                return online, "online"
-            outputs, _, _ = self.output_cache.get_or_build(
-                key, lambda: (_collect(online, data), {"taps": list(taps)}),
-                map_location=spec.device)
-            self._outputs[key] = outputs
-        outputs = self._outputs[key]
-
-        def cached(x: torch.Tensor, index: torch.Tensor) -> dict:
-            return map_taps(lambda t: t[index], outputs)
-
-        return cached, "cached"
-
-    def forward_rate(self, spec: RunSpec) -> float:
-        """Samples/s of the teacher's forward pass at the training batch size, in the case's
-        precision: what a training step pays when the teacher runs online."""
-        key = (self.key(spec), spec.batch_size, torch.get_num_threads())
-        if key not in self._rates:
-            model, _ = self.get(spec)
-            accel = Accel.for_spec(spec.precision, torch.device(spec.device))
-            self._rates[key] = measure.forward_rate(model, self.data(spec).input_shape,
-                                                    spec.batch_size, accel)
-        return self._rates[key]
-
 
 @dataclass
 class Outcome:
-    """What ``distill`` returns: status, metrics and extra fields for the record."""
+    """What ``distill`` returns: metrics and extra fields for the record (the status is decided
+    by ``kdbench.run.case``)."""
 
-    status: str
     metrics: dict[str, Any]
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -366,7 +120,7 @@ class Engine:
                                                   **dict(spec.loss_options))
         teacher_fn, teacher_outputs = (
             self.teachers.outputs(spec, tuple(t for t in loss.taps if t != "index"))
-            if loss.needs_teacher else (_no_teacher, None))
+            if loss.needs_teacher else (no_teacher, None))
         accel = Accel.for_spec(spec.precision, device)
         with measure.MemoryProbe(device) as memory:  # what the case adds to the session's data
             torch.manual_seed(spec.seed)
@@ -406,7 +160,7 @@ class Engine:
         if measure.near_chance(metrics["teacher_top1"], data.num_classes):
             info["warnings"] = [f"teacher near chance: {metrics['teacher_top1']:.2f} % test "
                                 f"top-1 ({100 / data.num_classes:.2f} % is chance)"]
-        return Outcome("ok", metrics, info)
+        return Outcome(metrics, info)
 
     def compile_mode_for(self, spec: RunSpec) -> str | None:
         """The torch.compile mode of the spec's student; None: not compiled."""
@@ -447,23 +201,6 @@ def _setup(loss: DistillLoss, tapper: Tapper, teacher_fn: TeacherFn, teacher: nn
     loss.setup(LossContext(s_shapes, t_shapes, data.num_classes, data.num_train,
                            spec.epochs, teacher, data.train_targets(), student))
     loss.to(spec.device)
-
-
-@torch.no_grad()
-def _collect(teacher_fn: TeacherFn, data: DataSource) -> dict[str, Any]:
-    """Teacher taps for the whole training set, row i belonging to training sample i."""
-    indices, batches = [], []
-    for x, _, index in data.train_batches(EVAL_BATCH, torch.Generator().manual_seed(0)):
-        indices.append(index)
-        batches.append(teacher_fn(x, index))
-    order = torch.cat(indices).argsort()
-
-    def gather(parts: list[torch.Tensor]) -> torch.Tensor:
-        return torch.cat(parts)[order]
-
-    return {k: ([gather([b[k][j] for b in batches]).cpu() for j in range(len(v))]
-                if isinstance(v, list) else gather([b[k] for b in batches]).cpu())
-            for k, v in batches[0].items()}
 
 
 def _check_classes(spec: RunSpec, data: DataSource) -> None:

@@ -25,8 +25,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import kdbench
-from kdbench.accel import Accel
 from kdbench.models.base import count_params
+from kdbench.run.accel import Accel
 
 
 def synchronize(device: torch.device) -> None:

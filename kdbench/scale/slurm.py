@@ -85,7 +85,7 @@ class ShardedRun:
 
 def plan(args: argparse.Namespace) -> ShardedRun:
     """Check every input (one-line errors) before anything is written."""
-    from kdbench.user_profiles import find_profiles, project_profiles
+    from kdbench.matrix.user_profiles import find_profiles, project_profiles
 
     project_profiles(find_profiles(Path.cwd())).get(args.kd_profile)
     for name, value, least in (("--shards", args.shards, 1), ("--gpus", args.gpus, 0),

@@ -1,0 +1,1 @@
+"""The regression gate: noise-aware comparison of two record sets, and runs over time."""

@@ -1,0 +1,110 @@
+"""Markdown, CSV and JSON reports: ``build_report(frame, published, notes) -> Report`` with
+``to_markdown()``, ``to_csv()`` (the tidy ``summarize`` frame) and ``to_json()``;
+``session_report(frame)`` is the leaderboard a pytest session prints and writes next to its
+records."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import pandas as pd
+
+from kdbench.publish.summary import (
+    LABELS,
+    PUBLISHED_DATASET,
+    SELECTION,
+    load_published,
+    provenance,
+    provenance_line,
+    sections,
+    summarize,
+    teacher_warnings,
+)
+from kdbench.publish.tables import (
+    COLUMNS_NOTE,
+    LEADERBOARD_NOTE,
+    CellStyle,
+    detail_table,
+    leaderboard,
+    session_table,
+    temperature_table,
+)
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """Render preformatted cells with tabulate: label columns left, value columns right."""
+    align = ["left" if c in LABELS else "right" for c in table.columns]
+    return table.to_markdown(index=False, disable_numparse=True, colalign=align)
+
+
+def session_report(frame: pd.DataFrame, notes: Sequence[str] = ()) -> str:
+    """The Markdown leaderboard printed at the end of a pytest session: one row per case group,
+    then the paper-style methods × pairs table(s), with published numbers where they exist."""
+    if frame.empty:
+        return "No kdbench records.\n"
+    summary = summarize(frame)
+    blocks = [provenance_line(frame), *notes, markdown(session_table(summary))]
+    for heading, table, warnings in leaderboards(frame, summary, load_published()):
+        blocks += [f"#{heading} ({LEADERBOARD_NOTE})", markdown(table), *warnings]
+    blocks.append(COLUMNS_NOTE)
+    return "\n\n".join(blocks) + "\n"
+
+
+@dataclass
+class Report:
+    provenance: dict[str, str]
+    summary: pd.DataFrame  # summarize(frame)
+    tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)  # (heading, cells)
+    notes: list[str] = field(default_factory=list)  # lines under the provenance
+
+    def to_markdown(self) -> str:
+        lines = ["# kdbench report", "",
+                 *(f"- **{k}**: {v}" for k, v in self.provenance.items()), ""]
+        lines += [*(f"{note}\n" for note in self.notes)]
+        for heading, table in self.tables:
+            lines += [heading, "", markdown(table), ""]
+        lines += [*(f"{w}\n" for w in teacher_warnings(self.summary)), COLUMNS_NOTE]
+        return "\n".join(lines) + "\n"
+
+    def to_csv(self) -> str:
+        return self.summary.to_csv(index=False)
+
+    def to_dict(self) -> dict:
+        return {"provenance": self.provenance, "notes": self.notes,
+                "groups": json.loads(self.summary.to_json(orient="records")),
+                "tables": [{"title": h.lstrip("# "), "rows": t.to_dict(orient="records")}
+                           for h, t in self.tables]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+
+
+def leaderboards(frame: pd.DataFrame, summary: pd.DataFrame, published: pd.DataFrame | None,
+                 style: CellStyle = CellStyle()):
+    """(heading, paper-style table, warnings) per setting, in the order of ``sections``;
+    published numbers for CIFAR-100."""
+    for title, part in sections(summary):
+        suffix = f" ({title})" if title else ""
+        datasets = set((part if "dataset" in part else frame)["dataset"])
+        ref = published if datasets == {PUBLISHED_DATASET} else None
+        yield f"## Leaderboard{suffix}", leaderboard(part, ref, style), teacher_warnings(part)
+
+
+def build_report(frame: pd.DataFrame, published: pd.DataFrame | None = None,
+                 notes: Sequence[str] = ()) -> Report:
+    summary = summarize(frame)
+    report = Report(provenance=provenance(frame), summary=summary, notes=list(notes))
+    boards = leaderboards(frame, summary, published)
+    for (title, part), (heading, board, _) in zip(sections(summary), boards):
+        suffix = f" ({title})" if title else ""
+        report.tables.append((f"{heading} — {LEADERBOARD_NOTE}", board))
+        for pair, rows in part.groupby("pair", sort=True):
+            report.tables.append((f"### {pair}{suffix}", detail_table(rows)))
+        temps = temperature_table(part)
+        if not temps.empty:
+            report.tables.append((f"## Temperature{suffix} — test top-1; ✓ chosen on "
+                                  f"{SELECTION}", temps))
+    return report
+

@@ -1,0 +1,176 @@
+"""The teacher store: one teacher per (data set, architecture, recipe, teacher seed), trained
+once or loaded from a checkpoint, cached on disk, and its outputs (logits and the taps a loss
+asks for) served from a cache or computed online."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from kdbench.data.base import DataSource
+from kdbench.models import build_model, count_params
+from kdbench.recipes import RECIPES
+from kdbench.results import append_record, utc_now
+from kdbench.run import measure
+from kdbench.run.accel import Accel
+from kdbench.run.cache import TensorCache, sha256_file
+from kdbench.run.checkpoints import load_checkpoint
+from kdbench.run.loop import EVAL_BATCH, Progress, Stage, TeacherFn, cross_entropy, fit
+from kdbench.run.taps import Tapper, map_taps
+from kdbench.spec import RunSpec, stable_hash
+
+TEACHER_OUTPUT_BUDGET = 1 << 30  # bytes: larger teacher-output caches run the teacher online
+
+
+TRAIN_CODE_VERSION = 2  # bump when a change to the loop changes what a teacher learns
+
+
+class TeacherStore:
+    """The teachers of a session. One per teacher key (data, architecture, recipe, epochs, seed,
+    device, precision, checkpoint), trained once (or read from a user's checkpoint), cached on
+    disk across sessions and processes, and shared by every student case of it; with its test
+    logits, its outputs on the training set (cached when the data are not augmented: a frozen
+    teacher gives each sample the same output) and its forward speed."""
+
+    def __init__(self, cache_dir: Path, data: Callable[[RunSpec], DataSource],
+                 progress: Progress) -> None:
+        self.cache = TensorCache(cache_dir, "teachers")
+        self.output_cache = TensorCache(cache_dir, "teacher_outputs")
+        self.data = data
+        self.progress = progress
+        self.trained = 0
+        self._keys: dict[tuple, str] = {}  # (teacher spec, checkpoint file stat) → teacher key
+        self._models: dict[str, tuple[nn.Module, dict]] = {}
+        self._test_logits: dict[str, torch.Tensor] = {}
+        self._tappers: dict[tuple, Tapper] = {}
+        self._outputs: dict[str, dict[str, Any]] = {}
+        self._rates: dict[tuple, float] = {}
+
+    def key(self, spec: RunSpec) -> str:
+        """Hash of what determines the teacher, the recipe's settings and the data's and
+        checkpoint's bytes included; computed once per session for each teacher (hashing a data
+        set is not free)."""
+        ckpt_stat = os.stat(spec.teacher_ckpt) if spec.teacher_ckpt else None
+        named = (stable_hash(spec.teacher_key()),
+                 ckpt_stat and (ckpt_stat.st_mtime_ns, ckpt_stat.st_size))
+        if named not in self._keys:
+            ckpt = sha256_file(Path(spec.teacher_ckpt)) if spec.teacher_ckpt else None
+            self._keys[named] = stable_hash({**spec.teacher_key(),
+                                             "recipe": asdict(RECIPES.get(spec.recipe)),
+                                             "data": self.data(spec).fingerprint(),
+                                             "code": TRAIN_CODE_VERSION, "ckpt_sha256": ckpt})
+        return self._keys[named]
+
+    def get(self, spec: RunSpec) -> tuple[nn.Module, dict]:
+        """The teacher of ``spec`` (eval mode, frozen) and its metadata."""
+        key = self.key(spec)
+        if key not in self._models:
+            data = self.data(spec)
+            torch.manual_seed(spec.teacher_seed)  # the teacher's init depends on its spec only
+            model = build_model(spec.teacher, data.num_classes, data.input_shape)
+
+            def build() -> tuple[dict, dict]:
+                if spec.teacher_ckpt:
+                    return load_checkpoint(spec.teacher_ckpt, spec.teacher, model)
+                self.trained += 1
+                return self._train(spec, model, data)
+
+            state, meta, _ = self.cache.get_or_build(key, build)
+            model.load_state_dict(state)
+            model.to(spec.device).eval().requires_grad_(False)
+            Accel.for_spec(spec.precision, torch.device(spec.device)).prepare(model)
+            self._models[key] = (model, meta)
+        return self._models[key]
+
+    def _train(self, spec: RunSpec, model: nn.Module, data: DataSource) -> tuple[dict, dict]:
+        self.progress(f"training teacher {spec.teacher} on {spec.dataset} "
+                      f"({spec.teacher_epochs} epochs, seed {spec.teacher_seed})")
+        model.to(spec.device)
+        start = time.perf_counter()
+        with Tapper(model, ()) as tapper:
+            stats = fit(Stage(tapper, cross_entropy, spec.teacher, spec.teacher_epochs,
+                              spec.teacher_seed, label=f"teacher {spec.teacher}"),
+                        spec, data, self.progress)
+        meta = {"key": spec.teacher_key(), "top1": stats.history[-1]["top1"],
+                "val_top1": stats.history[-1]["val_top1"],
+                "train_s": time.perf_counter() - start, "params": count_params(model),
+                "trained_at": utc_now(), "pid": os.getpid()}
+        append_record(self.cache.dir / "trained.jsonl", meta)  # audit: a line a training
+        return {k: v.cpu() for k, v in model.state_dict().items()}, meta
+
+    def test_logits(self, spec: RunSpec) -> torch.Tensor:
+        key = self.key(spec)
+        if key not in self._test_logits:
+            model, _ = self.get(spec)
+            self._test_logits[key] = measure.predict(model, self.data(spec).test_batches(EVAL_BATCH))
+        return self._test_logits[key]
+
+    def outputs(self, spec: RunSpec, taps: tuple[str, ...]) -> tuple[TeacherFn, str]:
+        """The teacher's taps for a batch and how they are had: ``"cached"`` from a train-set
+        cache when the data are not augmented and the cache fits the budget, else ``"online"``
+        (the teacher runs on the batch)."""
+        model, _ = self.get(spec)
+        hooked = (self.key(spec), taps)
+        if hooked not in self._tappers:  # one set of hooks per teacher and tap set
+            self._tappers[hooked] = Tapper(model, taps)
+        tapper = self._tappers[hooked]
+        data = self.data(spec)
+
+        def online(x: torch.Tensor, index: torch.Tensor) -> dict:
+            with torch.no_grad():
+                return tapper(x)
+
+        if data.augmented:
+            return online, "online"
+        key = stable_hash([self.key(spec), taps])  # the teacher key covers the data
+        if key not in self._outputs:
+            x, _, index = next(iter(data.test_batches(1)))
+            probe = online(x, index)
+            per_sample = sum(t.numel() * t.element_size()
+                             for v in probe.values() for t in (v if isinstance(v, list) else [v]))
+            if per_sample * data.num_train > TEACHER_OUTPUT_BUDGET:
+                return online, "online"
+            outputs, _, _ = self.output_cache.get_or_build(
+                key, lambda: (_collect(online, data), {"taps": list(taps)}),
+                map_location=spec.device)
+            self._outputs[key] = outputs
+        outputs = self._outputs[key]
+
+        def cached(x: torch.Tensor, index: torch.Tensor) -> dict:
+            return map_taps(lambda t: t[index], outputs)
+
+        return cached, "cached"
+
+    def forward_rate(self, spec: RunSpec) -> float:
+        """Samples/s of the teacher's forward pass at the training batch size, in the case's
+        precision: what a training step pays when the teacher runs online."""
+        key = (self.key(spec), spec.batch_size, torch.get_num_threads())
+        if key not in self._rates:
+            model, _ = self.get(spec)
+            accel = Accel.for_spec(spec.precision, torch.device(spec.device))
+            self._rates[key] = measure.forward_rate(model, self.data(spec).input_shape,
+                                                    spec.batch_size, accel)
+        return self._rates[key]
+
+
+@torch.no_grad()
+def _collect(teacher_fn: TeacherFn, data: DataSource) -> dict[str, Any]:
+    """Teacher taps for the whole training set, row i belonging to training sample i."""
+    indices, batches = [], []
+    for x, _, index in data.train_batches(EVAL_BATCH, torch.Generator().manual_seed(0)):
+        indices.append(index)
+        batches.append(teacher_fn(x, index))
+    order = torch.cat(indices).argsort()
+
+    def gather(parts: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(parts)[order]
+
+    return {k: ([gather([b[k][j] for b in batches]).cpu() for j in range(len(v))]
+                if isinstance(v, list) else gather([b[k] for b in batches]).cpu())
+            for k, v in batches[0].items()}

@@ -1,0 +1,1 @@
+"""Scaling out: SLURM job arrays and several cases per GPU."""

@@ -1,0 +1,105 @@
+"""The test items of a profile: ``kd_spec`` / ``kd_model`` parametrization with readable ids
+and markers, and the checks run on the selected items before any training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import torch
+
+from kdbench import results
+from kdbench.losses import LOSSES
+from kdbench.models import build_model
+from kdbench.run.checkpoints import load_checkpoint
+from kdbench.session.state import KdSession
+from kdbench.spec import RunSpec
+
+# Markers. `pytest -k` matches marker names as substrings too, so none contains a loss name:
+# `-k crd` selects the crd cases and nothing else.
+MARKERS = (
+    "pair_case: a teacher/student case generated from --kd-profile",
+    "cpu: a case that runs on the CPU",
+    "cuda: a case that needs a CUDA GPU (skipped without one)",
+    "logits_only: a distillation case whose loss uses only logits",
+    "hidden_layers: a distillation case whose loss uses intermediate features",
+    "student_alone: the ce baseline (the student trained without a teacher)",
+)
+
+
+def marks_of(spec: RunSpec) -> list[pytest.MarkDecorator]:
+    loss = LOSSES.get(spec.loss)
+    kind = (pytest.mark.student_alone if not loss.needs_teacher else
+            pytest.mark.logits_only if set(loss.taps) <= {"logits"} else
+            pytest.mark.hidden_layers)
+    return [pytest.mark.pair_case, kind, *device_marks(spec.device)]
+
+
+def device_marks(device: str) -> list[pytest.MarkDecorator]:
+    marks = [getattr(pytest.mark, device)]
+    if device == "cuda":
+        marks.append(pytest.mark.skipif(not torch.cuda.is_available(),
+                                        reason="CUDA case: no CUDA GPU on this machine"))
+    return marks
+
+
+@dataclass(frozen=True)
+class ModelCase:
+    """One model of a profile on one device, for the inference benchmarks."""
+
+    dataset: str
+    dataset_options: tuple
+    model: str
+    device: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}-{self.model}-{self.device}"
+
+
+def model_cases(specs: list[RunSpec]) -> list[ModelCase]:
+    seen = {ModelCase(s.dataset, s.dataset_options, m, s.device): None
+            for s in specs for m in (s.teacher, s.student)}
+    return list(seen)
+
+
+def case_spec(item: pytest.Item) -> Any:
+    params = getattr(item, "callspec", None)
+    params = params.params if params else {}
+    return params.get("kd_spec", params.get("kd_model"))
+
+
+def parametrize(metafunc: pytest.Metafunc, specs: list[RunSpec]) -> None:
+    if "kd_spec" in metafunc.fixturenames:
+        metafunc.parametrize(
+            "kd_spec", [pytest.param(s, id=s.name, marks=marks_of(s)) for s in specs])
+    if "kd_model" in metafunc.fixturenames:
+        metafunc.parametrize("kd_model", [
+            pytest.param(m, id=m.name, marks=device_marks(m.device)) for m in model_cases(specs)])
+
+
+def check_before_training(kd_session: KdSession, specs: list[Any]) -> None:
+    """Raise ``KdbenchError`` when records could not be written, data are missing or
+    unreadable, or a teacher checkpoint does not fit its architecture."""
+    results.check_writable(kd_session.results_dir / "runs")
+    engine = kd_session.get_engine()
+    for dataset, options in {(s.dataset, s.dataset_options) for s in specs}:
+        engine.host_data(dataset, options)
+    for spec in {(s.teacher, s.teacher_ckpt, s.dataset, s.dataset_options): s
+                 for s in specs if isinstance(s, RunSpec) and s.teacher_ckpt}.values():
+        data = engine.host_data(spec.dataset, spec.dataset_options)
+        with torch.device("meta"):
+            model = build_model(spec.teacher, data.num_classes, data.input_shape)
+        load_checkpoint(spec.teacher_ckpt, spec.teacher, model.to_empty(device="cpu"))
+
+
+def group_by_teacher(items: list[pytest.Item]) -> None:
+    """With ``--dist loadgroup``, keep a teacher's cases on one worker: the group goes after "@"
+    in the node id, which is what xdist itself does with ``xdist_group`` marks on its workers.
+    A mark is not used because marker names are ``-k`` keywords: ``-k dist`` would select every
+    case through "xdist_group"."""
+    for item in items:
+        spec = case_spec(item)
+        if isinstance(spec, RunSpec):
+            item._nodeid = f"{item.nodeid}@{spec.dataset}-{spec.teacher}-{spec.device}"

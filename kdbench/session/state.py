@@ -1,0 +1,90 @@
+"""The state of one pytest process's benchmark run (``config.stash[SESSION]``): its cases, where
+its records go, the engine, the baseline and what the gate decided, the records a write failed
+for."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from kdbench import results
+from kdbench.gate.compare import Comparison
+from kdbench.registry import KdbenchError
+from kdbench.run import measure
+from kdbench.run.engine import Engine
+from kdbench.spec import RunSpec
+
+
+@dataclass
+class KdSession:
+    """What one pytest process knows about the benchmark run."""
+
+    config: pytest.Config
+    specs: list[RunSpec]
+    results_dir: Path
+    run_file: Path
+    baseline: list[dict[str, Any]] | None = None
+    engine: Engine | None = None
+    comparison: Comparison | KdbenchError | None = None  # the gate's decision, or why it could not decide
+    done: dict[str, dict[str, Any]] = field(default_factory=dict)  # --kd-resume: ok records
+    workers: int = 1  # processes running cases at once (xdist workers)
+    gpu_share: dict[str, Any] | None = None  # an xdist worker's GPU (kdbench.scale.gpu_share)
+    unsaved: list[dict[str, Any]] = field(default_factory=list)  # records a write failed for
+    write_error: str | None = None
+
+    def get_engine(self) -> Engine:
+        if self.engine is None:
+            opt = self.config.getoption
+            echo = self.config.getoption("capture") == "no"
+            self.engine = Engine(
+                cache_dir=opt("kd_cache"), data_root=opt("kd_data_root"),
+                download=opt("kd_download"), compile_mode=opt("kd_compile_mode"),
+                progress=(lambda message: print(f"[kdbench] {message}", flush=True)) if echo
+                else None)
+        return self.engine
+
+    def share(self, device: str) -> dict[str, Any]:
+        """The hardware share a case on ``device`` had, for its record's env."""
+        if device != "cuda":
+            return {"workers": self.workers}
+        return {"workers": self.workers, **(self.gpu_share or {
+            "gpu_index": torch.cuda.current_device(), "workers_per_gpu": 1,
+            "gpu_memory_fraction": None})}
+
+    def store(self, record: dict[str, Any]) -> None:
+        """Append the record; if the write fails (disk full, folder removed), keep it in memory,
+        report it at the end of the session and fail the session instead of losing the case."""
+        try:
+            results.append_record(self.run_file, record)
+        except OSError as exc:
+            self.unsaved.append(record)
+            self.write_error = f"{self.run_file}: {exc.strerror or exc}"
+
+    def records(self) -> tuple[list[dict[str, Any]], int]:
+        """This session's records (all workers), the unsaved ones and the resumed ones: the
+        newest of each case; and how many older records they superseded."""
+        saved = results.read([self.run_file]).records if self.run_file.exists() else []
+        wanted = {s.case_id for s in self.specs}
+        resumed = [r for cid, r in self.done.items() if cid in wanted]
+        return results.newest([*resumed, *saved, *self.unsaved])
+
+    @property
+    def leaderboard_file(self) -> Path:
+        return self.run_file.with_suffix(".md")
+
+
+SESSION = pytest.StashKey[KdSession]()
+
+
+def run_file_name() -> str:
+    """``<UTC time>_<git sha>_<pid>.jsonl``; the time to the microsecond, so that two sessions of
+    one process (pytester runs in-process) started within a second get files of their own."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    return f"{stamp}_{measure.git_sha()}_{os.getpid()}.jsonl"
+

@@ -31,12 +31,13 @@ import math
 import random
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kdbench.gate.compare import BASELINE, Thresholds, compare, parse_assignments
+from kdbench.gate.compare import compare
+from kdbench.gate.decide import BASELINE
+from kdbench.gate.thresholds import Thresholds, parse_assignments
 from kdbench.publish.summary import prepare
 from kdbench.results import load_records, records_frame
 

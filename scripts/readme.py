@@ -20,13 +20,13 @@ from typing import Callable
 
 import pandas as pd
 
-from kdbench.publish import latex
-from kdbench.gate.compare import Thresholds
+from kdbench.gate.thresholds import Thresholds
 from kdbench.losses import LOSSES
 from kdbench.matrix.profiles import PROFILES
-from kdbench.publish.tables import COLUMNS_NOTE, LEADERBOARD_NOTE, session_table
-from kdbench.publish.summary import chosen, load_published, provenance_line, summarize
+from kdbench.publish import latex
 from kdbench.publish.markdown import leaderboards, markdown
+from kdbench.publish.summary import chosen, load_published, provenance_line, summarize
+from kdbench.publish.tables import COLUMNS_NOTE, LEADERBOARD_NOTE, session_table
 from kdbench.results import read, records_frame
 
 REPO = Path(__file__).resolve().parents[1]

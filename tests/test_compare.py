@@ -9,7 +9,9 @@ import math
 import numpy as np
 import pytest
 
-from kdbench.gate.compare import Thresholds, compare, t_test, write_baseline
+from kdbench.gate.compare import compare, write_baseline
+from kdbench.gate.decide import t_test
+from kdbench.gate.thresholds import Thresholds
 from kdbench.registry import KdbenchError
 from kdbench.results import load_records, make_record
 from kdbench.spec import make_spec

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from kdbench.cli import main
-from kdbench.gate.compare import Thresholds, compare
-from kdbench.results import append_record, load_records
+from kdbench.gate.compare import compare
+from kdbench.gate.thresholds import Thresholds
+from kdbench.results import load_records
 
 REPO = Path(__file__).resolve().parents[1]
 # runs of the fashion-gate profile (benchmarks/README.md): its nightly baseline (seeds 0-2), a

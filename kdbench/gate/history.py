@@ -39,7 +39,8 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from kdbench.gate.compare import DIRECTIONS, Thresholds, compare
+from kdbench.gate.compare import compare
+from kdbench.gate.thresholds import DIRECTIONS, Thresholds
 from kdbench.publish.markdown import markdown
 from kdbench.publish.summary import (
     SELECTION,

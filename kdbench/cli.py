@@ -1,4 +1,4 @@
-"""``kdbench list | report | compare | history | slurm``.
+"""``kdbench list | report | compare | history | slurm | watch``.
 
     kdbench list losses|models|datasets|profiles|recipes
     kdbench report PATH... [--format md|csv|json|latex|html] [--out FILE] [--plots DIR]
@@ -11,13 +11,14 @@
     kdbench slurm [--kd-profile NAME] [--shards N] [--gpus G] [--kd-cases-per-gpu K] [--cpus C]
                   [--time LIMIT] [--partition P] [--results DIR] [--baseline JSONL] [--submit]
                   [-- PYTEST_ARGS...]
+    kdbench watch RESULTS [--interval S] [--once]
 
 ``list`` prints one name per line, then a details table. ``compare`` exits 0 without a
 regression, 1 with one or with baseline cases missing from CURRENT (unless ``--allow-missing``),
 2 on unusable input (corrupt lines included); ``history`` orders runs by date and marks the
 steps ``compare`` decides between consecutive runs (``kdbench.gate.history``); ``slurm`` writes (and
-submits) a sharded run as a SLURM job array and a merge job (``kdbench.scale.slurm``). Every error is
-one line on stderr.
+submits) a sharded run as a SLURM job array and a merge job (``kdbench.scale.slurm``); ``watch``
+follows a run until it ends (``kdbench.observe.watch``). Every error is one line on stderr.
 """
 
 from __future__ import annotations
@@ -229,6 +230,12 @@ def cmd_slurm(args: argparse.Namespace) -> int:
     return slurm.main(args)
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    from kdbench.observe import watch
+
+    return watch.main(args)
+
+
 def _threshold_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, help="significance level of the t-test (0.01)")
     p.add_argument("--metrics", metavar="M,...", help="gated metrics (default: "
@@ -316,6 +323,14 @@ def parser() -> argparse.ArgumentParser:
     sl.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS",
                     help="more pytest options for every shard, e.g. -- --kd-epochs 2 -k kd")
     sl.set_defaults(func=cmd_slurm)
+
+    wa = sub.add_parser("watch", help="follow a run going on elsewhere (a terminal, a SLURM "
+                        "array): cases done per shard, failures, ETA, the leaderboard; exits "
+                        "when the run ends (0: every session passed, 1: one failed)")
+    from kdbench.observe.watch import add_arguments
+
+    add_arguments(wa)
+    wa.set_defaults(func=cmd_watch)
     return p
 
 

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from kdbench import results
+from kdbench.observe.hooks import Observer
 from kdbench.registry import KdbenchError
 from kdbench.run import case, measure
 from kdbench.scale.gpu_share import claim_gpu
@@ -51,14 +52,17 @@ def pytest_configure(config: pytest.Config) -> None:
         options.check_cache(config.getoption("kd_cache"))
         baseline = config.getoption("kd_baseline")
         baseline_records = options.load_baseline(baseline) if baseline else None
+        results_dir = Path(config.getoption("kd_results"))
+        worker = getattr(config, "workerinput", None)
+        run_file = results_dir / "runs" / (worker["kd_run_file"] if worker else run_file_name())
+        observer = Observer.from_config(config, run_file, config.getoption("kd_profile"),
+                                        items_module.case_spec)
     except KdbenchError as exc:
         raise pytest.UsageError(str(exc)) from None
     torch.set_num_threads(threads)
-    results_dir = Path(config.getoption("kd_results"))
-    worker = getattr(config, "workerinput", None)
-    name = worker["kd_run_file"] if worker else run_file_name()
-    kd_session = KdSession(config, specs, results_dir, results_dir / "runs" / name,
-                           baseline_records)
+    kd_session = KdSession(config, specs, results_dir, run_file, baseline_records,
+                           observer=observer)
+    config.pluginmanager.register(observer, "kdbench-observe")
     if config.getoption("kd_resume") and (results_dir / "runs").is_dir():
         kd_session.done = {r["case_id"]: r for r in results.load_records([results_dir / "runs"])
                            if r["status"] in ("ok", "n/a")}

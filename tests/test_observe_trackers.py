@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdbench import results
 from kdbench.observe import trackers
 from kdbench.registry import KdbenchError
-from kdbench.run import measure
+from kdbench.run import case, measure
 from kdbench.run.engine import Engine
 
 WANDB_BLOCK = 32768  # the .wandb file: LevelDB's log format in 32 KiB blocks
@@ -28,10 +27,10 @@ def record(tmp_path_factory) -> dict:
     spec = make_spec(dataset="synthetic", teacher="cnn_t", student="cnn_s", loss="kd",
                      temperature=4.0, epochs=3, teacher_epochs=2,
                      dataset_options=(("num_test", 64), ("num_train", 256)))
-    outcome = Engine(cache_dir=tmp_path_factory.mktemp("cache")).distill(spec)
-    return json.loads(json.dumps(results.make_record(
-        spec, outcome.status, outcome.metrics, measure.environment(torch.device("cpu")),
-        **outcome.info)))
+    written: list[dict] = []
+    case.run(Engine(cache_dir=tmp_path_factory.mktemp("cache")), spec,
+             measure.environment(torch.device("cpu")), written.append)
+    return json.loads(json.dumps(written[0]))
 
 
 def finite(metrics: dict) -> dict:

@@ -19,7 +19,7 @@ import pytest
 from kdbench.observe import trackers
 from kdbench.observe.channel import EventLog, progress_dir, write_end
 from kdbench.observe.eta import load_durations
-from kdbench.observe.progress import MODES, Display
+from kdbench.observe.progress import MODES, Above, Display
 from kdbench.observe.state import RunState
 
 
@@ -85,7 +85,7 @@ class Observer:
 
     # -------------------------------------------------------------- a process running cases
 
-    @pytest.hookimpl(tryfirst=True)
+    @pytest.hookimpl(tryfirst=True)  # the plan is on disk before xdist's worker reports
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         for item in session.items:
             spec = self.case_of(item)
@@ -97,10 +97,13 @@ class Observer:
         if self.is_controller:
             self._start_display()
 
+    @pytest.hookimpl(tryfirst=True)  # the event is on disk before xdist tells the controller
     def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
         if self.events is not None and nodeid in self.cases:
             self.current, name = self.cases[nodeid]
             self.events.emit("start", case_id=self.current, name=name)
+        if self.display is not None:
+            self.display.poll()
 
     def tick(self, stage: str, epoch: float, epochs: int) -> None:
         """The training loop's progress: ``epoch`` of ``epochs`` done (fractional)."""
@@ -112,6 +115,7 @@ class Observer:
         if self.trackers is not None:
             self.trackers.log(record)
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.events is not None and report.nodeid in self.cases and (
                 report.when == "call" or (report.when == "setup" and not report.passed)):
@@ -146,12 +150,9 @@ class Observer:
         self.display = Display(self.folder, mode, load_durations([self.results_dir]), out,
                                write_line)
         self.display.start()
-        if self.display.live is not None and reporter is not None:
-            from rich.file_proxy import FileProxy
-
-            # pytest's own lines go above the live panel instead of through it
+        if self.display.live is not None:  # pytest's own lines go above the live panel
             self._tw_file = writer._file
-            writer._file = FileProxy(self.display.live.console, self._tw_file)
+            writer._file = Above(self.display.live.console, self._tw_file)
 
     @pytest.hookimpl(trylast=True)  # after kdbench's gate has set the session's exit status
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -163,7 +164,7 @@ class Observer:
             self.display.stop()
             if self._tw_file is not None:
                 writer = self.config.get_terminal_writer()
-                writer._file.flush()
+                self._tw_file.write(writer._file.partial)
                 writer._file = self._tw_file
             if self.display.out is not sys.stdout:
                 self.display.out.close()

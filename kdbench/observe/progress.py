@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable, TextIO
 
+from rich.ansi import AnsiDecoder
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.progress_bar import ProgressBar
@@ -87,6 +88,30 @@ class LineLog:
                        f"{case.worker} {case.name} {where(case)}")
 
 
+class Above:
+    """A file whose text goes above a live panel a whole line at a time: a partial line (pytest's
+    progress dots) waits for its end, a carriage return keeps what follows it, colours stay."""
+
+    def __init__(self, console: Console, file: TextIO) -> None:
+        self.console = console
+        self.file = file
+        self.partial = ""
+        self._decoder = AnsiDecoder()
+
+    def write(self, text: str) -> int:
+        *lines, self.partial = (self.partial + text).split("\n")
+        if lines:
+            self.console.print(Text("\n").join(self._decoder.decode_line(line.rsplit("\r")[-1])
+                                               for line in lines))
+        return len(text)
+
+    def flush(self) -> None:
+        """Nothing: a line is printed when it ends."""
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.file, name)
+
+
 class Display:
     """The controller's view of its own run: ``poll()`` from pytest's hooks (main thread); a
     live panel refreshes itself on ``out``; a log writes its lines with ``write_line`` (pytest's
@@ -119,10 +144,14 @@ class Display:
             self._beats.start()
 
     def poll(self) -> None:
+        """Read the new events; a log writes its lines, a panel redraws (every case's start and
+        end shows, however short the case)."""
         with self._lock:
             self.state.update()
             if self.log is not None:
                 self.log.update(self.state, self.known)
+        if self.live is not None:
+            self.live.refresh()
 
     def stop(self) -> None:
         self.poll()

@@ -24,6 +24,7 @@ from kdbench.registry import KdbenchError
 # tracker → the modules it needs (the extra of the same name installs them)
 TRACKERS = {"mlflow": ("mlflow",), "tensorboard": ("tensorboard",), "wandb": ("wandb",)}
 EXPERIMENT = "kdbench"  # MLflow experiment, wandb project
+KIND = {"mlflow.experimentKind": "custom_model_development"}  # MLflow 3's UI: runs and charts
 HISTORY_PREFIX = "epoch/"  # per-epoch curves: epoch/loss, epoch/val_top1, epoch/top1
 
 
@@ -95,7 +96,7 @@ class MLflowTracker:
         experiment = self.client.get_experiment_by_name(EXPERIMENT)
         if experiment is None:
             try:
-                self.experiment_id = self.client.create_experiment(EXPERIMENT)
+                self.experiment_id = self.client.create_experiment(EXPERIMENT, tags=KIND)
             except MlflowException:  # another worker created it first
                 self.experiment_id = self.client.get_experiment_by_name(EXPERIMENT).experiment_id
         else:
@@ -183,14 +184,19 @@ class Trackers:
 
     def open(self, name: str) -> Any:
         if name not in self._open:
-            self._open[name] = CLASSES[name](*self.args)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # a tracker's dependencies'
+                self._open[name] = CLASSES[name](*self.args)
         return self._open[name]
 
     def log(self, record: dict[str, Any]) -> None:
         """Log a record (already written) to every tracker; a failure is a warning."""
         for name in self.names:
             try:
-                self.open(name).log(record)
+                tracker = self.open(name)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    tracker.log(record)
             except Exception as exc:  # a tracker never costs a record or the session
                 warnings.warn(f"--kd-log {name}: {record['name']} not logged "
                               f"({type(exc).__name__}: {exc}); its record is written",

@@ -27,6 +27,7 @@ from kdbench.run.loop import (
     Progress,
     Stage,
     TeacherFn,
+    Tick,
     evaluate,
     fit,
     no_teacher,
@@ -57,7 +58,7 @@ class Engine:
 
     def __init__(self, cache_dir: Path | str = ".kdbench_cache", data_root: Path | str | None = None,
                  download: bool = False, progress: Progress | None = None,
-                 compile_mode: str = "default") -> None:
+                 compile_mode: str = "default", tick: Tick | None = None) -> None:
         if compile_mode not in COMPILE_MODES:
             raise KdbenchError(f"invalid compile mode {compile_mode!r}: valid: "
                                f"{', '.join(COMPILE_MODES)}")
@@ -65,7 +66,8 @@ class Engine:
         self.data_root = data_root
         self.download = download
         self.progress = progress or (lambda message: None)
-        self.teachers = TeacherStore(Path(cache_dir), self.data, self.progress)
+        self.tick = tick
+        self.teachers = TeacherStore(Path(cache_dir), self.data, self.progress, tick)
         self._data: dict[tuple, DataSource] = {}
         self._speed: dict[tuple, dict[str, float]] = {}
         self._checked: set[tuple] = set()  # (teacher, student, data set) class counts that match
@@ -133,10 +135,10 @@ class Engine:
                 if pre:
                     fit(Stage(tapper, loss.pretrain_loss, spec.student, pre, spec.seed,
                               f"{spec.name} (init stage)", loss.trainable(), teacher_fn),
-                        spec, data, self.progress)
+                        spec, data, self.progress, self.tick)
                 stats = fit(Stage(tapper, _objective(spec, loss), spec.student, spec.epochs,
                                   spec.seed, spec.name, loss.trainable(), teacher_fn,
-                                  loss.set_progress), spec, data, self.progress)
+                                  loss.set_progress), spec, data, self.progress, self.tick)
                 train_s = time.perf_counter() - start
             val_logits, logits = evaluate(student, data)
         metrics = {

@@ -31,6 +31,7 @@ TeacherFn = Callable[[torch.Tensor, torch.Tensor], dict]
 
 
 Progress = Callable[[str], None]
+Tick = Callable[[str, float, int], None]  # (stage label, epochs done, epochs)
 
 
 class Diverged(Exception):
@@ -95,9 +96,11 @@ def evaluate(model: nn.Module, data: DataSource) -> tuple[torch.Tensor, torch.Te
             measure.predict(model, data.test_batches(EVAL_BATCH)))
 
 
-def fit(stage: Stage, spec: RunSpec, data: DataSource, progress: Progress) -> FitStats:
+def fit(stage: Stage, spec: RunSpec, data: DataSource, progress: Progress,
+        tick: Tick | None = None) -> FitStats:
     """Train ``stage.tapper.model`` to minimise ``stage.objective``; validation and test top-1
-    after every epoch, one host sync per epoch."""
+    after every epoch, one host sync per epoch; ``tick(label, epochs done, epochs)`` before every
+    step and after every epoch (kdbench.observe's live progress)."""
     model = stage.tapper.model
     device = torch.device(spec.device)
     accel = Accel.for_spec(spec.precision, device)
@@ -116,6 +119,8 @@ def fit(stage: Stage, spec: RunSpec, data: DataSource, progress: Progress) -> Fi
         for step, (x, y, index) in enumerate(data.train_batches(spec.batch_size, generator)):
             if stage.on_step is not None:
                 stage.on_step(epoch + step / steps, stage.epochs)
+            if tick is not None:
+                tick(stage.label, epoch + step / steps, stage.epochs)
             x = accel.batch(x)
             with accel.autocast():
                 student, teacher = stage.tapper(x), stage.teacher(x, index)
@@ -142,4 +147,6 @@ def fit(stage: Stage, spec: RunSpec, data: DataSource, progress: Progress) -> Fi
                               "top1": top1})
         progress(f"{stage.label}: epoch {epoch + 1}/{stage.epochs} loss {epoch_loss:.4f} "
                  f"val top1 {val_top1:.2f} test top1 {top1:.2f}")
+        if tick is not None:
+            tick(stage.label, epoch + 1, stage.epochs)
     return stats

@@ -21,7 +21,8 @@ from kdbench.run import measure
 from kdbench.run.accel import Accel
 from kdbench.run.cache import TensorCache, sha256_file
 from kdbench.run.checkpoints import load_checkpoint
-from kdbench.run.loop import EVAL_BATCH, Progress, Stage, TeacherFn, cross_entropy, fit
+from kdbench.run.loop import (EVAL_BATCH, Progress, Stage, TeacherFn, Tick, cross_entropy,
+                              fit)
 from kdbench.run.taps import Tapper, map_taps
 from kdbench.spec import RunSpec, stable_hash
 
@@ -39,11 +40,12 @@ class TeacherStore:
     teacher gives each sample the same output) and its forward speed."""
 
     def __init__(self, cache_dir: Path, data: Callable[[RunSpec], DataSource],
-                 progress: Progress) -> None:
+                 progress: Progress, tick: Tick | None = None) -> None:
         self.cache = TensorCache(cache_dir, "teachers")
         self.output_cache = TensorCache(cache_dir, "teacher_outputs")
         self.data = data
         self.progress = progress
+        self.tick = tick
         self.trained = 0
         self._keys: dict[tuple, str] = {}  # (teacher spec, checkpoint file stat) → teacher key
         self._models: dict[str, tuple[nn.Module, dict]] = {}
@@ -96,7 +98,7 @@ class TeacherStore:
         with Tapper(model, ()) as tapper:
             stats = fit(Stage(tapper, cross_entropy, spec.teacher, spec.teacher_epochs,
                               spec.teacher_seed, label=f"teacher {spec.teacher}"),
-                        spec, data, self.progress)
+                        spec, data, self.progress, self.tick)
         meta = {"key": spec.teacher_key(), "top1": stats.history[-1]["top1"],
                 "val_top1": stats.history[-1]["val_top1"],
                 "train_s": time.perf_counter() - start, "params": count_params(model),

@@ -13,6 +13,7 @@ import torch
 
 from kdbench import results
 from kdbench.matrix.user_profiles import find_profiles, project_profiles
+from kdbench.observe import hooks as observe
 from kdbench.registry import KdbenchError
 from kdbench.run.engine import COMPILE_MODES
 from kdbench.scale.gpu_share import check_cases_per_gpu
@@ -68,6 +69,7 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--kd-allow-missing", action="store_true",
                     help="with --kd-baseline: decide only on the cases that ran (a -k or shard "
                          "subset); baseline cases not run are listed, not failed")
+    observe.add_options(group)  # --kd-progress, --kd-log
 
 
 def xdist_workers(config: pytest.Config) -> int:

@@ -15,6 +15,7 @@ import torch
 
 from kdbench import results
 from kdbench.gate.compare import Comparison
+from kdbench.observe.hooks import Observer
 from kdbench.registry import KdbenchError
 from kdbench.run import measure
 from kdbench.run.engine import Engine
@@ -37,6 +38,7 @@ class KdSession:
     gpu_share: dict[str, Any] | None = None  # an xdist worker's GPU (kdbench.scale.gpu_share)
     unsaved: list[dict[str, Any]] = field(default_factory=list)  # records a write failed for
     write_error: str | None = None
+    observer: Observer | None = None  # progress events and trackers (kdbench.observe)
 
     def get_engine(self) -> Engine:
         if self.engine is None:
@@ -46,7 +48,7 @@ class KdSession:
                 cache_dir=opt("kd_cache"), data_root=opt("kd_data_root"),
                 download=opt("kd_download"), compile_mode=opt("kd_compile_mode"),
                 progress=(lambda message: print(f"[kdbench] {message}", flush=True)) if echo
-                else None)
+                else None, tick=self.observer.tick if self.observer else None)
         return self.engine
 
     def share(self, device: str) -> dict[str, Any]:
@@ -65,6 +67,8 @@ class KdSession:
         except OSError as exc:
             self.unsaved.append(record)
             self.write_error = f"{self.run_file}: {exc.strerror or exc}"
+        if self.observer is not None:
+            self.observer.record(record)  # to the trackers, once the record is written
 
     def records(self) -> tuple[list[dict[str, Any]], int]:
         """This session's records (all workers), the unsaved ones and the resumed ones: the

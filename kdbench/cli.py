@@ -134,8 +134,7 @@ def _load(paths: Sequence[str], *, strict: bool = False) -> tuple[list[dict], li
 
     loaded = read(paths)
     if strict and loaded.bad_lines:
-        raise KdbenchError(f"{loaded.bad_lines} corrupt or torn record line(s) in "
-                           f"{', '.join(paths)}: unusable input")
+        raise KdbenchError(f"{loaded.skipped()}: unusable input")
     if not loaded.records:
         raise KdbenchError(f"no records in {', '.join(paths)}")
     for note in notes(loaded):
@@ -145,8 +144,12 @@ def _load(paths: Sequence[str], *, strict: bool = False) -> tuple[list[dict], li
 
 def _emit(text: str, out: str | None) -> None:
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text, encoding="utf-8")
+        try:
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            Path(out).write_text(text, encoding="utf-8")
+        except OSError as exc:  # a folder, a path under a file, no permission, a full disk
+            raise KdbenchError(f"cannot write {out} ({exc.strerror or exc}): choose another "
+                               f"--out") from None
     else:
         sys.stdout.write(text)
 

@@ -106,6 +106,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     teacher's cases on one worker."""
     specs = [s for s in map(items_module.case_spec, items) if s is not None]
     if not specs:
+        line = items_module.nothing_selected(config, config.stash[SESSION].specs)
+        if line:
+            config.get_terminal_writer().line(line)
         return
     try:
         items_module.check_before_training(config.stash[SESSION], specs)
@@ -113,6 +116,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         raise pytest.UsageError(str(exc)) from None
     if getattr(config.option, "loadgroup", False):  # set on xdist workers by --dist loadgroup
         items_module.group_by_teacher(items)
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    items_module.count_deselected(items)
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ the data set, recipe, epochs, seeds, the selection rule and the published source
 ``tab:kdbench`` (``tab:kdbench-<setting>`` per setting when several).
 
 pandas' ``Styler.to_latex`` writes the tables (with jinja2); the paper's
-preamble needs ``\\usepackage{booktabs}``. ``escape(text)`` escapes names and notes.
+preamble needs ``\\usepackage{booktabs}``. ``escape(text)`` escapes names and notes; a comment
+line holds what comes from records on that one line.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ from kdbench.spec import pair_name
 SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
            "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
            "^": r"\textasciicircum{}", "±": r"$\pm$", "→": r"$\to$", "Δ": r"$\Delta$",
-           "α": r"$\alpha$", "β": r"$\beta$", "·": r"$\cdot$", "×": r"$\times$"}
+           "α": r"$\alpha$", "β": r"$\beta$", "·": r"$\cdot$", "×": r"$\times$",
+           "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}", "\n": " ", "\r": " "}
 TOP_ROWS = ("teacher", "ce")
 
 
 def escape(text: object) -> str:
-    """Plain text → LaTeX: special characters escaped, the report's symbols as math."""
+    """Plain text → LaTeX: special characters escaped, the report's symbols as math, on one
+    line (values from records are data, never markup)."""
     return "".join(SPECIAL.get(c, c) for c in str(text))
 
 
@@ -120,7 +123,7 @@ def render(frame: pd.DataFrame, published: pd.DataFrame | None = None,
     boards = leaderboards(frame, summary, published, style(frame["seed"].nunique()))
     comments = ["kdbench report --format latex: needs \\usepackage{booktabs}",
                 provenance_line(frame), *notes]
-    blocks = ["".join(f"% {line}\n" for line in comments)]
+    blocks = ["".join(f"% {' '.join(str(line).splitlines())}\n" for line in comments)]
     for (title, part), (_, board, _) in zip(sections(summary), boards):
         slug = re.sub(r"[^A-Za-z0-9]+", "-", title).strip("-").lower()
         has_ref = any(c.endswith(" published") for c in board.columns)

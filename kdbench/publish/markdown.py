@@ -1,7 +1,12 @@
 """Markdown, CSV and JSON reports: ``build_report(frame, published, notes) -> Report`` with
 ``to_markdown()``, ``to_csv()`` (the tidy ``summarize`` frame) and ``to_json()``;
 ``session_report(frame)`` is the leaderboard a pytest session prints and writes next to its
-records."""
+records.
+
+Values that come from records are data, never markup (records come from anyone: a fork's CI,
+a colleague's folder): in Markdown each is put on one line, with ``<`` and ``>`` as entities
+(no raw HTML for the viewers that render it) and, in tables, ``|`` escaped; a CSV cell that
+would start a spreadsheet formula (``=``, ``+``, ``-``, ``@``) gets a leading ``'``."""
 
 from __future__ import annotations
 
@@ -33,10 +38,32 @@ from kdbench.publish.tables import (
 )
 
 
+FORMULA = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as a formula's start
+
+
+def md_text(text: object) -> str:
+    """Text from a record as Markdown: one line, no raw HTML."""
+    return " ".join(str(text).splitlines()).replace("<", "&lt;").replace(">", "&gt;")
+
+
+def md_cell(value: object) -> object:
+    """A table cell: text as ``md_text`` with ``|`` escaped (it would start a new column)."""
+    return md_text(value).replace("|", "\\|") if isinstance(value, str) else value
+
+
+def csv_cell(value: object) -> object:
+    """A CSV cell: text on one line, never the start of a formula."""
+    if not isinstance(value, str):
+        return value
+    text = " ".join(value.splitlines())
+    return f"'{text}" if text.startswith(FORMULA) else text
+
+
 def markdown(table: pd.DataFrame) -> str:
     """Render preformatted cells with tabulate: label columns left, value columns right."""
     align = ["left" if c in LABELS else "right" for c in table.columns]
-    return table.to_markdown(index=False, disable_numparse=True, colalign=align)
+    return table.rename(columns=md_cell).map(md_cell).to_markdown(
+        index=False, disable_numparse=True, colalign=align)
 
 
 def session_report(frame: pd.DataFrame, notes: Sequence[str] = ()) -> str:
@@ -45,9 +72,10 @@ def session_report(frame: pd.DataFrame, notes: Sequence[str] = ()) -> str:
     if frame.empty:
         return "No kdbench records.\n"
     summary = summarize(frame)
-    blocks = [provenance_line(frame), *notes, markdown(session_table(summary))]
+    blocks = [*map(md_text, (provenance_line(frame), *notes)), markdown(session_table(summary))]
     for heading, table, warnings in leaderboards(frame, summary, load_published()):
-        blocks += [f"#{heading} ({LEADERBOARD_NOTE})", markdown(table), *warnings]
+        blocks += [md_text(f"#{heading} ({LEADERBOARD_NOTE})"), markdown(table),
+                   *map(md_text, warnings)]
     blocks.append(COLUMNS_NOTE)
     return "\n\n".join(blocks) + "\n"
 
@@ -61,15 +89,15 @@ class Report:
 
     def to_markdown(self) -> str:
         lines = ["# kdbench report", "",
-                 *(f"- **{k}**: {v}" for k, v in self.provenance.items()), ""]
-        lines += [*(f"{note}\n" for note in self.notes)]
+                 *(f"- **{k}**: {md_text(v)}" for k, v in self.provenance.items()), ""]
+        lines += [*(f"{md_text(note)}\n" for note in self.notes)]
         for heading, table in self.tables:
-            lines += [heading, "", markdown(table), ""]
-        lines += [*(f"{w}\n" for w in teacher_warnings(self.summary)), COLUMNS_NOTE]
+            lines += [md_text(heading), "", markdown(table), ""]
+        lines += [*(f"{md_text(w)}\n" for w in teacher_warnings(self.summary)), COLUMNS_NOTE]
         return "\n".join(lines) + "\n"
 
     def to_csv(self) -> str:
-        return self.summary.to_csv(index=False)
+        return self.summary.map(csv_cell).to_csv(index=False)
 
     def to_dict(self) -> dict:
         return {"provenance": self.provenance, "notes": self.notes,

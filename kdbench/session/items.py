@@ -79,6 +79,34 @@ def parametrize(metafunc: pytest.Metafunc, specs: list[RunSpec]) -> None:
             pytest.param(m, id=m.name, marks=device_marks(m.device)) for m in model_cases(specs)])
 
 
+DESELECTED = pytest.StashKey[int]()  # the profile's items that -k / -m deselected
+
+
+def count_deselected(items: list[pytest.Item]) -> None:
+    cases = sum(case_spec(item) is not None for item in items)
+    if cases:
+        stash = items[0].config.stash
+        stash[DESELECTED] = stash.get(DESELECTED, 0) + cases
+
+
+def nothing_selected(config: pytest.Config, specs: list[RunSpec]) -> str | None:
+    """When ``-k`` left none of the profile's items, the line that says what its ids offer;
+    else None."""
+    keyword, deselected = config.option.keyword, config.stash.get(DESELECTED, 0)
+    if not (keyword and deselected and specs):
+        return None
+
+    def offered(values) -> str:
+        return ", ".join(dict.fromkeys(map(str, values)))
+
+    return (f"kdbench: -k {keyword!r} selects none of the {deselected} tests of profile "
+            f"{config.getoption('kd_profile')!r}; their ids name pairs: "
+            f"{offered(s.pair for s in specs)}; losses: {offered(s.loss for s in specs)}; "
+            f"devices: {offered(s.device for s in specs)}; seeds: "
+            f"{offered(f's{s.seed}' for s in specs)} (`kdbench list profiles`; ids as "
+            f"`pytest --collect-only -q` lists them)")
+
+
 def check_before_training(kd_session: KdSession, specs: list[Any]) -> None:
     """Raise ``KdbenchError`` when records could not be written, data are missing or
     unreadable, or a teacher checkpoint does not fit its architecture."""

@@ -5,16 +5,19 @@ the profile's cases follow from them (``specs_of``)."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 import torch
 
 from kdbench import results
+from kdbench.matrix.profiles import MAX_CASES, size_check
 from kdbench.matrix.user_profiles import find_profiles, project_profiles
 from kdbench.observe import hooks as observe
 from kdbench.registry import KdbenchError
+from kdbench.run.cache import writable
 from kdbench.run.engine import COMPILE_MODES
 from kdbench.scale.gpu_share import check_cases_per_gpu
 from kdbench.spec import DEVICES, PRECISIONS, RunSpec
@@ -33,6 +36,9 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--kd-first-seed", type=int, default=0, metavar="S",
                     help="seeds S … S+N−1 instead of 0 … N−1: the same configurations on fresh "
                          "seeds (a second run for the gate's false-alarm rate); default 0")
+    group.addoption("--kd-max-cases", type=int, default=MAX_CASES, metavar="N",
+                    help=f"refuse a profile of more than N cases (counted before they are "
+                         f"made); default {MAX_CASES:,}")
     group.addoption("--kd-epochs", type=int, default=None, metavar="N",
                     help="student epochs per case; default: the profile's")
     group.addoption("--kd-results", default="results", metavar="DIR",
@@ -124,11 +130,23 @@ def specs_of(config: pytest.Config) -> list[RunSpec]:
     if device == "cuda" and not torch.cuda.is_available():
         raise KdbenchError("--kd-device cuda, but no CUDA GPU is available: "
                            "use --kd-device cpu or all (CUDA cases then skip)")
-    return profile.specs(devices, seeds=seeds, epochs=epochs, first_seed=first_seed,
-                         precision=config.getoption("kd_precision"),
-                         compile=config.getoption("kd_compile"),
-                         teacher_ckpts=_teacher_ckpts(config.getoption("kd_teacher_ckpt"),
-                                                      profile))
+    max_cases = config.getoption("kd_max_cases")
+    if max_cases < 1:
+        raise KdbenchError(f"invalid --kd-max-cases {max_cases}: must be an integer ≥ 1")
+    expand = {"epochs": epochs, "precision": config.getoption("kd_precision"),
+              "compile": config.getoption("kd_compile"),
+              "teacher_ckpts": _teacher_ckpts(config.getoption("kd_teacher_ckpt"), profile)}
+    size = size_check(profile, devices, seeds, _recorded(Path(config.getoption("kd_results"))),
+                      max_cases, **expand)
+    if size and not hasattr(config, "workerinput"):  # said once, by the controller
+        print(f"kdbench: warning: {size}", file=sys.stderr, flush=True)
+    return profile.specs(devices, seeds=seeds, first_seed=first_seed, **expand)
+
+
+def _recorded(results_dir: Path) -> Iterator[dict[str, Any]]:
+    """The records of earlier runs under ``--kd-results``, read when first asked for."""
+    if (results_dir / "runs").is_dir():
+        yield from results.read([results_dir / "runs"]).records
 
 
 def _teacher_ckpts(items: list[str], profile: Any) -> dict[str, str]:
@@ -146,14 +164,16 @@ def _teacher_ckpts(items: list[str], profile: Any) -> dict[str, str]:
 
 
 def check_cache(path: str) -> None:
-    """The cache must be a folder or creatable as one (nothing is created here)."""
-    existing = next(p for p in (Path(path).absolute(), *Path(path).absolute().parents)
-                    if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise KdbenchError(f"--kd-cache {path!r}: {existing} is "
-                           f"{'not writable' if existing.is_dir() else 'a file'}: choose a "
-                           f"writable folder with --kd-cache or KDBENCH_CACHE (it holds teacher "
-                           f"checkpoints and teacher outputs)")
+    """The cache must be a folder or creatable as one (nothing is created here). A folder that
+    is there but read-only is read: an entry it lacks is built for the session only."""
+    folder = Path(path).absolute()
+    if folder.is_dir() or writable(folder):
+        return
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    raise KdbenchError(f"--kd-cache {path!r}: {existing} is "
+                       f"{'not writable' if existing.is_dir() else 'a file'}: choose a "
+                       f"writable folder with --kd-cache or KDBENCH_CACHE (it holds teacher "
+                       f"checkpoints and teacher outputs)")
 
 
 def load_baseline(path: str) -> list[dict[str, Any]]:
@@ -166,8 +186,8 @@ def load_baseline(path: str) -> list[dict[str, Any]]:
     except OSError as exc:
         raise KdbenchError(f"--kd-baseline {path!r}: cannot read it ({exc.strerror})") from None
     if loaded.bad_lines:
-        raise KdbenchError(f"--kd-baseline {path!r}: {loaded.bad_lines} corrupt or torn record "
-                           f"line(s): the gate cannot decide on a damaged baseline")
+        raise KdbenchError(f"--kd-baseline {path!r}: {loaded.skipped()}: the gate cannot decide "
+                           f"on a damaged baseline")
     if not loaded.records:
         raise KdbenchError(f"--kd-baseline {path!r}: no records in it")
     schemas = sorted({r.get("schema") for r in loaded.records}, key=str)

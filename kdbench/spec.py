@@ -105,11 +105,19 @@ class RunSpec:
     def teacher_key(self) -> dict[str, Any]:
         """What determines the teacher: shared by every student case of it."""
         return {
-            "dataset": self.dataset, "dataset_options": dict(self.dataset_options),
+            "dataset": self.dataset, "dataset_options": dict(teacher_options(self.dataset_options)),
             "teacher": self.teacher, "recipe": self.recipe, "epochs": self.teacher_epochs,
             "batch_size": self.batch_size, "seed": self.teacher_seed, "device": self.device,
             "precision": self.precision, "ckpt": self.teacher_ckpt,
         }
+
+
+def teacher_options(options: tuple[tuple[str, Any], ...]) -> tuple[tuple[str, Any], ...]:
+    """The dataset options a teacher sees: a student's training views (``strong_view``) are
+    not the teacher's data, which every student case of the data set shares."""
+    from kdbench.data.views import STRONG_VIEW
+
+    return tuple(kv for kv in options if kv[0] != STRONG_VIEW)
 
 
 def _check(ok: bool, message: str) -> None:
@@ -151,6 +159,9 @@ def validate_spec(spec: RunSpec) -> None:
         _check(isinstance(value, (int, float)) and math.isfinite(value) and value >= 0,
                f"invalid {spec.loss} option {key}={value!r}: must be a finite number ≥ 0")
     loss_cls.resolve(spec.temperature, dict(spec.loss_options))
+    for key, value in loss_cls.dataset_options.items():
+        _check(dict(spec.dataset_options).get(key) == value,
+               f"loss {spec.loss!r} trains on the dataset option {key}={value!r}: add it")
     for name in ("seed", "teacher_seed"):
         value = getattr(spec, name)
         _check(isinstance(value, int) and value >= 0, f"invalid {name} {value!r}: must be an integer ≥ 0")
@@ -164,6 +175,9 @@ def make_spec(dataset: str, teacher: str, student: str, loss: str, *,
     """A RunSpec with the loss's default weights (``ce_weight``, ``alpha``) where not given."""
     from kdbench.losses import LOSSES
 
-    default_ce, alpha = LOSSES.get(loss).weights(alpha)
+    cls = LOSSES.get(loss)
+    default_ce, alpha = cls.weights(alpha)
+    options = {**cls.dataset_options, **dict(kw.pop("dataset_options", ()))}
     return RunSpec(dataset=dataset, teacher=teacher, student=student, loss=loss, alpha=alpha,
-                   ce_weight=default_ce if ce_weight is None else ce_weight, **kw)
+                   ce_weight=default_ce if ce_weight is None else ce_weight,
+                   dataset_options=tuple(sorted(options.items())), **kw)

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdbench.losses import LOSSES, LossContext, NotApplicable
-from kdbench.models import MODELS, build_model
 from kdbench.matrix.profiles import PROFILES
+from kdbench.models import MODELS, build_model
 from kdbench.run.taps import Tapper, shapes
 
 NUM_CLASSES = 10
@@ -35,10 +35,11 @@ def make(name: str, temperature: float | None = None, **options):
     return LOSSES.get(name)(temperature=temperature, **options)
 
 
-def context(student: dict, teacher: dict, teacher_model: nn.Module | None = None) -> LossContext:
+def context(student: dict, teacher: dict, teacher_model: nn.Module | None = None,
+            student_model: nn.Module | None = None) -> LossContext:
     targets = torch.arange(NUM_TRAIN) % NUM_CLASSES
     return LossContext(shapes(student), shapes(teacher), NUM_CLASSES, NUM_TRAIN, 240,
-                       teacher_model, targets)
+                       teacher_model, targets, student_model)
 
 
 def objective(loss, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
@@ -66,7 +67,7 @@ _teacher_taps: dict[tuple, dict] = {}
 
 def teacher_taps(name: str, input_shape, taps: tuple, x: torch.Tensor) -> dict:
     """The teacher's taps on the test batch, computed once per teacher and tap set."""
-    key = (name, input_shape, taps)
+    key = (name, input_shape, taps, len(x))
     if key not in _teacher_taps:
         teacher = model(name, input_shape, 0).eval()
         with Tapper(teacher, taps) as tapper, torch.no_grad():
@@ -87,24 +88,25 @@ def test_pair(name, teacher_name, student_name, input_shape):
     loss = make(name)
     student = model(student_name, input_shape, 1).train()
     batch = 3  # RKD's relations need three samples
+    views = 2 if "strong_view" in loss.dataset_options else 1  # MLKD trains on two views
     torch.manual_seed(1)
-    x = torch.randn(batch, *input_shape)
-    target = torch.randint(NUM_CLASSES, (batch,))
-    index = torch.randperm(NUM_TRAIN)[:batch]
+    x = torch.randn(batch, *input_shape).repeat(views, 1, 1, 1)
+    target = torch.randint(NUM_CLASSES, (batch,)).repeat(views)
+    index = torch.randperm(NUM_TRAIN)[:batch].repeat(views)
     try:
         t_out = teacher_taps(teacher_name, input_shape, loss.taps, x)
         with Tapper(student, loss.taps) as s_tap:
             student.zero_grad(set_to_none=True)
             s_out = {**s_tap(x), "index": index}
-        loss.setup(context(s_out, t_out, model(teacher_name, input_shape, 0)))
+        loss.setup(context(s_out, t_out, model(teacher_name, input_shape, 0), student))
+        tapped = {tap: tensors for tap in loss.taps if (tensors := float_tensors(s_out[tap]))}
+        for tensors in tapped.values():
+            for t in tensors:
+                t.retain_grad()
+        value = objective(loss, s_out, t_out, target)  # CAT-KD, SDD check their map here
     except NotApplicable as reason:
         assert str(reason)
         pytest.skip(str(reason))
-    tapped = {tap: tensors for tap in loss.taps if (tensors := float_tensors(s_out[tap]))}
-    for tensors in tapped.values():
-        for t in tensors:
-            t.retain_grad()
-    value = objective(loss, s_out, t_out, target)
     assert value.dim() == 0 and torch.isfinite(value)
     if not loss.needs_teacher:
         return
@@ -515,6 +517,68 @@ def g_srd():
     assert not any(p is teacher.fc.weight for p in loss.parameters())
     h = loss.connector(S["embed"])
     return value, ((h - T["embed"]) ** 2).mean() + ((teacher.fc(h) - T["logits"]) ** 2).mean()
+
+
+def g_mlkd():
+    """Three images, weak views then strong views (S's six rows as two views of three)."""
+    two = {"logits": S["logits"], "index": torch.arange(3).repeat(2)}
+    value, _ = run("mlkd", two, T, Y)
+    (sw, ss), (tw, ts) = S["logits"].chunk(2), T["logits"].chunk(2)
+    conf, mass = F.softmax(tw, 1).max(1).values, F.softmax(tw, 1).sum(0)
+    frac = (conf <= conf.median()).float().mean()  # 3 samples: the median is the middle one
+    cfrac = (mass <= mass.quantile(0.5)).float().mean()
+
+    def levels(s, t, T):
+        p, q = F.softmax(s / T, 1), F.softmax(t / T, 1)
+        return (T * T * kl(q, p), ((q @ q.T - p @ p.T) ** 2).sum() / 3,
+                ((q.T @ q - p.T @ p) ** 2).sum() / 5)
+
+    weak = sum(frac * (i + b) + cfrac * c for i, b, c in (levels(sw, tw, T) for T in (4, 3, 5, 2, 6)))
+    strong = sum(levels(s, t, T)[0] for s, t, T in ((ss, ts, 4), (ss, ts, 3), (ss, ts, 5), (sw, tw, 2), (sw, tw, 6)))
+    return value, weak + strong
+
+
+def g_ttm():
+    value, _ = run("ttm", S, T, Y)
+    p_t = F.softmax(T["logits"], 1) ** 0.1
+    return value, 45 * kl(p_t / p_t.sum(1, keepdim=True), F.softmax(S["logits"], 1))
+
+
+def g_wttm():
+    value, _ = run("wttm", S, T, Y)
+    p_t = F.softmax(T["logits"], 1) ** 0.2
+    q_t, q_s = p_t / p_t.sum(1, keepdim=True), F.softmax(S["logits"], 1)
+    return value, 4 * (p_t.sum(1) * (q_t * (q_t.log() - q_s.log())).sum(1)).mean()
+
+
+def g_nkd():
+    value, _ = run("nkd", S, T, Y)
+    s, t, rows = S["logits"], T["logits"], range(len(Y))
+    keep = torch.ones_like(s, dtype=torch.bool)
+    keep[rows, Y] = False
+    rest_s, rest_t = s[keep].view(len(Y), -1), t[keep].view(len(Y), -1)
+    cross = (F.softmax(rest_t / 3, 1) * F.log_softmax(rest_s / 3, 1)).sum(1).mean()
+    target_term = -(F.softmax(t, 1)[rows, Y] * F.log_softmax(s, 1)[rows, Y]).mean()
+    return value, target_term - 3.5 * 9 * cross
+
+
+def g_rld():
+    value, _ = run("rld", S, T, Y)
+    s, t, rows = S["logits"], T["logits"], range(len(Y))
+    p_s, p_t = F.softmax(s / 4, 1), F.softmax(t / 4, 1)
+    top = t.argmax(1)
+    b_s = torch.stack([p_s[rows, Y], 1 - p_s[rows, Y]], 1)
+    b_t = torch.stack([p_t[rows, top], 1 - p_t[rows, top]], 1)
+    below = t < t[rows, Y][:, None]  # classes the teacher ranks under the true class
+    mcd = torch.stack([kl(F.softmax(t[i, below[i]][None] / 4, 1),
+                          F.softmax(s[i, below[i]][None] / 4, 1))
+                       if below[i].any() else torch.tensor(0.0) for i in rows]).mean()
+    return value, 16 * (kl(b_t, b_s) + 8 * mcd)
+
+
+# CAT-KD's and SDD's golden values are the authors' code transcribed in tests/test_losses_cam.py
+# (they need the networks' classifiers, which features() here does not have).
+from test_losses_cam import golden_catkd as g_catkd, golden_sdd as g_sdd  # noqa: E402, F401
 
 
 GOLDEN = {name[2:]: fn for name, fn in dict(globals()).items() if name.startswith("g_")}

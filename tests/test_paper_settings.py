@@ -7,9 +7,9 @@ import pytest
 
 from kdbench.losses import LOSSES
 from kdbench.matrix.paper_settings import CIFAR100_PAIR_SETTINGS
-from kdbench.reference import published
 from kdbench.publish.summary import PUBLISHED_METHOD
-from kdbench.spec import RunSpec
+from kdbench.reference import published
+from kdbench.spec import RunSpec, make_spec
 
 WEIGHTS = {"alpha", "ce_weight"}
 DECLARED = sorted((t, s, loss) for (t, s), losses in CIFAR100_PAIR_SETTINGS.items()
@@ -43,10 +43,10 @@ def test_declared_settings_are_valid_for_the_loss(teacher, student, loss):
     options = {k: v for k, v in settings.items() if k in cls.options}
     ce_weight, alpha = cls.weights(settings.get("alpha"))
     # RunSpec validates names and ranges: temperature > 0, alpha in [0, 1], ce_weight ≥ 0,
-    # options finite ≥ 0, models and loss registered
-    RunSpec("cifar100", teacher, student, loss, temperature=settings.get("temperature"),
-            alpha=alpha, ce_weight=settings.get("ce_weight", ce_weight),
-            loss_options=tuple(sorted(options.items())), recipe="crd", epochs=240)
+    # options finite ≥ 0, models and loss registered, the data options the loss trains on
+    make_spec("cifar100", teacher, student, loss, temperature=settings.get("temperature"),
+              alpha=alpha, ce_weight=settings.get("ce_weight", ce_weight),
+              loss_options=tuple(sorted(options.items())), recipe="crd", epochs=240)
     cls(temperature=settings.get("temperature"), **options)
 
 

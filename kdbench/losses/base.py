@@ -60,6 +60,7 @@ class DistillLoss(nn.Module):
     alpha: ClassVar[float] = 1.0
     ce_weight: ClassVar[float | None] = 1.0
     options: ClassVar[dict[str, float]] = {}
+    dataset_options: ClassVar[dict[str, Any]] = {}  # data it trains on (MLKD: strong_view)
 
     def __init__(self, temperature: float | None = None, **options: Any) -> None:
         super().__init__()

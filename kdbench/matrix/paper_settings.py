@@ -30,6 +30,27 @@ How each source's knobs map onto kdbench's:
   ``alpha`` is a weight in [0, 1], so the factor 2 goes into the options: ``beta`` = ``gamma``
   = 2, ``alpha`` 1.
 
+    for pair, (beta, resolution, normalize) in CATKD.items():
+        put(pair, "catkd", _catkd(beta, resolution, normalize))
+    for pair, beta in SDD_BETA.items():
+        put(pair, "sdd", _sdd(beta))
+- CAT-KD (GzyAftermath/CAT-KD @ 4467073, configs/cifar100/CAT_KD/<file>, run by
+  tools/train.py): CE_WEIGHT·CE + CAT_loss_weight·CAT: ``ce_weight`` = CE_WEIGHT (onlyCAT
+  False in every CAT_KD config), ``alpha`` 1, ``beta`` = CAT_loss_weight, ``resolution`` =
+  CAM_RESOLUTION, ``normalize`` = IF_NORMALIZE, ``binarize`` 0 (IF_BINARIZE unset: cfg.py False).
+- SDD (shicaiwei123/SDD-CVPR2024 @ e412036): the README table is SD-DKD, run as
+  ``train_origin.py --cfg configs/cifar100/sdd_dkd/<file> --M [1,2,4]`` (the M of each pair in
+  teacher_*.sh): cfg.py CFG.DKD (CE_WEIGHT 1, ALPHA 1, T 4), BETA per file (cfg.py 8.0 where a
+  file sets none), ``--warmup`` 20 (default) epochs of 240.
+- TTM (zkxufo/TTM @ fe457b3, README): ``train_student.py --distill ttm --ttm_l 0.1 -r 1 -a 0
+  -b 45`` for vgg13 → vgg8: ``temperature`` 1/l = 10, ``ce_weight`` 1, ``alpha`` 1, ``beta`` 45.
+  The paper's appendix lists the other pairs' settings; not read here, so only this pair's
+  number is printed.
+- MLKD (Jin-Ying/Multi-Level-Logit-Distillation @ 5ee473f, mdistiller/engine/cfg.py CFG.KD):
+  T 4, CE_WEIGHT 0.1 on each view (``ce_weight`` 0.2 over the two views the engine averages),
+  KD_WEIGHT 0.9 (``alpha``); the two views are the ``strong_view`` data option its loss adds.
+  Its numbers come from its own recipe (240–960 epochs, lr 0.01–0.025), not kdbench's ``crd``.
+
 Declared: the weights, the temperature of a loss that has one, and every option the source
 sets on its command line or in its config (``--hint_layer``, ``--init_epochs``, ``--nce_*``,
 ``--feat_dim``, DKD's ``WARMUP``, …), also where it equals kdbench's default. Constants the
@@ -167,6 +188,53 @@ DIST_PAIRS: tuple[Pair, ...] = (
 )
 
 
+def _catkd(beta: float, resolution: int, normalize: int) -> Settings:
+    """CAT-KD configs/cifar100/CAT_KD/<file>: CE_WEIGHT 1, onlyCAT False; CAT_loss_weight,
+    CAM_RESOLUTION, IF_NORMALIZE per pair."""
+    return {"alpha": 1.0, "ce_weight": 1.0, "beta": beta, "resolution": resolution,
+            "normalize": normalize, "binarize": 0}
+
+
+# (CAT_loss_weight, CAM_RESOLUTION, IF_NORMALIZE) of configs/cifar100/CAT_KD/<file>, for the
+# pairs whose number is printed (configs exist for 11 of the 13 pairs).
+CATKD: dict[Pair, tuple[float, int, int]] = {
+    ("resnet32x4", "resnet8x4"): (15.0, 2, 0),  # res32x4_res8x4.yaml
+    ("resnet32x4", "shufflenetv2"): (600.0, 4, 1),  # res32x4_shuv2.yaml
+    ("vgg13", "mobilenetv2"): (15.0, 2, 1),  # vgg13_mv2.yaml
+    ("resnet50", "mobilenetv2"): (40.0, 2, 1),  # res50_mv2.yaml
+}
+
+
+def _sdd(beta: float) -> Settings:
+    """SD-DKD, SDD-CVPR2024 train_origin.py --M [1,2,4]: cfg.py CFG.DKD (CE_WEIGHT 1, ALPHA 1,
+    T 4), --warmup 20; BETA per config; the complementary weight 2 is a constant of multi_dkd."""
+    return {"temperature": 4.0, "alpha": 1.0, "ce_weight": 1.0, "dkd": 1, "scales": 3,
+            "complementary": 2.0, "tckd_weight": 1.0, "nckd_weight": beta, "warmup": 20 / EPOCHS}
+
+
+# DKD.BETA of configs/cifar100/sdd_dkd/<file> (cfg.py 8.0 where none); --M [1,2,4] for all six
+# in teacher_resnet32x4.sh, teacher_wrn.sh, teacher_vgg.sh, teacher_unpair.sh.
+SDD_BETA: dict[Pair, float] = {
+    ("resnet32x4", "shufflenetv1"): 8.0,  # res32x4_shuv1.yaml (default)
+    ("wrn_40_2", "shufflenetv1"): 8.0,  # wrn40_2_shuv1.yaml (default)
+    ("resnet50", "mobilenetv2"): 8.0,  # res50_mv2.yaml (default)
+    ("vgg13", "mobilenetv2"): 6.0,  # vgg13_mv2.yaml
+    ("resnet32x4", "shufflenetv2"): 8.0,  # res32x4_shuv2.yaml (default)
+    ("resnet50", "vgg8"): 8.0,  # res50_vgg8.yaml (default)
+}
+
+# TTM README, vgg13 → vgg8 (`--ttm_l 0.1 -r 1 -b 45 -a 0`)
+TTM: dict[Pair, Settings] = {("vgg13", "vgg8"): {"temperature": 10.0, "alpha": 1.0,
+                                                  "ce_weight": 1.0, "beta": 45.0}}
+# MLKD cfg.py CFG.KD for every pair it reports
+MLKD: Settings = {"temperature": 4.0, "alpha": 0.9, "ce_weight": 0.2, "paper": 0.0}
+MLKD_PAIRS: tuple[Pair, ...] = (
+    ("resnet56", "resnet20"), ("resnet110", "resnet32"), ("resnet32x4", "resnet8x4"),
+    ("wrn_40_2", "wrn_16_2"), ("wrn_40_2", "wrn_40_1"), ("vgg13", "vgg8"),
+    ("vgg13", "mobilenetv2"), ("resnet50", "mobilenetv2"), ("resnet32x4", "shufflenetv2"),
+)
+
+
 def _pair_settings() -> dict[Pair, dict[str, Settings]]:
     table: dict[Pair, dict[str, Settings]] = {}
 
@@ -186,6 +254,14 @@ def _pair_settings() -> dict[Pair, dict[str, Settings]]:
         put(pair, "dkd_ls", _dkd_ls(base_temp, kd_weight, beta))
     for pair in DIST_PAIRS:
         put(pair, "dist", DIST)
+    for pair, (beta, resolution, normalize) in CATKD.items():
+        put(pair, "catkd", _catkd(beta, resolution, normalize))
+    for pair, beta in SDD_BETA.items():
+        put(pair, "sdd", _sdd(beta))
+    for pair, settings in TTM.items():
+        put(pair, "ttm", settings)
+    for pair in MLKD_PAIRS:
+        put(pair, "mlkd", MLKD)
     return table
 
 

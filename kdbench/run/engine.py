@@ -34,7 +34,7 @@ from kdbench.run.loop import (
 )
 from kdbench.run.taps import Tapper, shapes
 from kdbench.run.teachers import TeacherStore
-from kdbench.spec import RunSpec
+from kdbench.spec import RunSpec, teacher_options
 
 # torch.compile modes for compiled cases (``--kd-compile-mode``); "reduce-overhead" adds CUDA
 # graphs, which replay a step's kernels with one launch where a small batch is launch-bound
@@ -67,7 +67,7 @@ class Engine:
         self.download = download
         self.progress = progress or (lambda message: None)
         self.tick = tick
-        self.teachers = TeacherStore(Path(cache_dir), self.data, self.progress, tick)
+        self.teachers = TeacherStore(Path(cache_dir), self.teacher_data, self.progress, tick)
         self._data: dict[tuple, DataSource] = {}
         self._speed: dict[tuple, dict[str, float]] = {}
         self._checked: set[tuple] = set()  # (teacher, student, data set) class counts that match
@@ -88,6 +88,13 @@ class Engine:
         key = (spec.dataset, spec.dataset_options, spec.device)
         if key not in self._data:
             self._data[key] = self.host_data(spec.dataset, spec.dataset_options).to(spec.device)
+        return self._data[key]
+
+    def teacher_data(self, spec: RunSpec) -> DataSource:
+        """The data the teacher trains and is evaluated on: the case's, without training views."""
+        key = (spec.dataset, teacher_options(spec.dataset_options), spec.device)
+        if key not in self._data:
+            self._data[key] = self.host_data(*key[:2]).to(spec.device)
         return self._data[key]
 
     def speed(self, spec: RunSpec, model: nn.Module, data: DataSource) -> dict[str, float]:
@@ -121,7 +128,7 @@ class Engine:
         loss: DistillLoss = LOSSES.get(spec.loss)(temperature=spec.temperature,
                                                   **dict(spec.loss_options))
         teacher_fn, teacher_outputs = (
-            self.teachers.outputs(spec, tuple(t for t in loss.taps if t != "index"))
+            self.teachers.outputs(spec, tuple(t for t in loss.taps if t != "index"), data)
             if loss.needs_teacher else (no_teacher, None))
         accel = Accel.for_spec(spec.precision, device)
         with measure.MemoryProbe(device) as memory:  # what the case adds to the session's data

@@ -96,6 +96,14 @@ def evaluate(model: nn.Module, data: DataSource) -> tuple[torch.Tensor, torch.Te
             measure.predict(model, data.test_batches(EVAL_BATCH)))
 
 
+def cat_taps(parts: list[dict]) -> dict:
+    """The taps of several forward passes (one per view) as those of one batch."""
+    if len(parts) == 1:
+        return parts[0]
+    return {k: ([torch.cat(z) for z in zip(*(p[k] for p in parts))] if isinstance(v, list)
+                else torch.cat([p[k] for p in parts])) for k, v in parts[0].items()}
+
+
 def fit(stage: Stage, spec: RunSpec, data: DataSource, progress: Progress,
         tick: Tick | None = None) -> FitStats:
     """Train ``stage.tapper.model`` to minimise ``stage.objective``; validation and test top-1
@@ -123,7 +131,8 @@ def fit(stage: Stage, spec: RunSpec, data: DataSource, progress: Progress,
                 tick(stage.label, epoch + step / steps, stage.epochs)
             x = accel.batch(x)
             with accel.autocast():
-                student, teacher = stage.tapper(x), stage.teacher(x, index)
+                student = cat_taps([stage.tapper(v) for v in x.chunk(getattr(data, "views", 1))])
+                teacher = stage.teacher(x, index)
             student["index"] = index
             loss = stage.objective(map_taps(accel.for_loss, student),
                                    map_taps(accel.for_loss, teacher), y)

@@ -113,7 +113,8 @@ class TeacherStore:
             self._test_logits[key] = measure.predict(model, self.data(spec).test_batches(EVAL_BATCH))
         return self._test_logits[key]
 
-    def outputs(self, spec: RunSpec, taps: tuple[str, ...]) -> tuple[TeacherFn, str]:
+    def outputs(self, spec: RunSpec, taps: tuple[str, ...], data: DataSource
+                ) -> tuple[TeacherFn, str]:
         """The teacher's taps for a batch and how they are had: ``"cached"`` from a train-set
         cache when the data are not augmented and the cache fits the budget, else ``"online"``
         (the teacher runs on the batch)."""
@@ -122,7 +123,6 @@ class TeacherStore:
         if hooked not in self._tappers:  # one set of hooks per teacher and tap set
             self._tappers[hooked] = Tapper(model, taps)
         tapper = self._tappers[hooked]
-        data = self.data(spec)
 
         def online(x: torch.Tensor, index: torch.Tensor) -> dict:
             with torch.no_grad():

@@ -9,7 +9,7 @@ from kdbench.losses import LOSSES
 from kdbench.matrix.paper_settings import CIFAR100_PAIR_SETTINGS
 from kdbench.publish.summary import PUBLISHED_METHOD
 from kdbench.reference import published
-from kdbench.spec import RunSpec, make_spec
+from kdbench.spec import make_spec
 
 WEIGHTS = {"alpha", "ce_weight"}
 DECLARED = sorted((t, s, loss) for (t, s), losses in CIFAR100_PAIR_SETTINGS.items()

@@ -31,12 +31,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdbench.data import load_dataset
-from kdbench.run.loop import EVAL_BATCH
-from kdbench.run.engine import Engine
-from kdbench.run.measure import cpu_name
-from kdbench.models import build_model
 from kdbench.matrix.profiles import PROFILES
+from kdbench.models import build_model
 from kdbench.recipes import RECIPES
+from kdbench.run.engine import Engine
+from kdbench.run.loop import EVAL_BATCH
+from kdbench.run.measure import cpu_name
 from kdbench.spec import RunSpec
 
 REPO = Path(__file__).resolve().parents[1]

@@ -36,16 +36,16 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _common import kd_term
 from tabulate import tabulate
 
-from _common import kd_term
-from kdbench.run import measure
-from kdbench.run.accel import Accel
 from kdbench.data import load_dataset
-from kdbench.run.engine import Engine
-from kdbench.run.loop import FitStats
 from kdbench.models import build_model
 from kdbench.recipes import RECIPES
+from kdbench.run import measure
+from kdbench.run.accel import Accel
+from kdbench.run.engine import Engine
+from kdbench.run.loop import FitStats
 from kdbench.spec import RunSpec
 
 TEACHER, STUDENT, CLASSES, BATCH = "resnet32x4", "resnet8x4", 100, 64

@@ -40,16 +40,16 @@ import traceback
 from pathlib import Path
 
 import torch
+from _common import load
+from gpu import ALPHA, BATCH, CE_WEIGHT, CLASSES, STUDENT, TEACHER, T
 from tabulate import tabulate
 
-from _common import load
-from gpu import ALPHA, BATCH, CE_WEIGHT, CLASSES, STUDENT, T, TEACHER
 from kdbench.data import load_dataset
-from kdbench.run.engine import Engine
-from kdbench.scale.gpu_share import claim_gpu
-from kdbench.run.measure import cpu_name
-from kdbench.models import build_model
 from kdbench.matrix.profiles import PROFILES
+from kdbench.models import build_model
+from kdbench.run.engine import Engine
+from kdbench.run.measure import cpu_name
+from kdbench.scale.gpu_share import claim_gpu
 from kdbench.spec import RunSpec
 
 ROUND_TIMEOUT_S = 3600

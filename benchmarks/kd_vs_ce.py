@@ -3,7 +3,7 @@
 its logits precomputed. Target: kdbench kd/ce ≤ 1.15 (the naive loop: ≈ 2.3).
 """
 
-from _common import footer, header, median, measure_pair, pair_arguments, parser
+from _common import footer, header, measure_pair, median, pair_arguments, parser
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ does) and with the teacher run every step ("online", the naive loop).
 Targets: issue 2 ≤ 1.10, issue 6 ≤ 1.05.
 """
 
-from _common import footer, header, median, measure_pair, pair_arguments, parser
+from _common import footer, header, measure_pair, median, pair_arguments, parser
 
 
 def main() -> None:

@@ -9,12 +9,20 @@ credits kdbench with no overhead on them and measures only its per-case setup an
 the pytest session and the suite's inference benchmarks (``suites/test_throughput.py``).
 """
 
-from kdbench.run.engine import Engine
-from kdbench.results import load_records
-from kdbench.spec import RunSpec
+from _common import (
+    BARE_LOSSES,
+    Bare,
+    bare_teacher_seconds,
+    footer,
+    header,
+    parser,
+    run_suites,
+    scratch,
+)
 
-from _common import (BARE_LOSSES, Bare, bare_teacher_seconds, footer, header, parser,
-                     run_suites, scratch)
+from kdbench.results import load_records
+from kdbench.run.engine import Engine
+from kdbench.spec import RunSpec
 
 
 def main() -> None:

@@ -182,7 +182,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _thresholds(args: argparse.Namespace):
-    from kdbench.gate.compare import Thresholds, parse_assignments
+    from kdbench.gate.thresholds import Thresholds, parse_assignments
 
     return Thresholds.load(
         args.config, alpha=args.alpha,

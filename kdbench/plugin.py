@@ -172,7 +172,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     records, _ = kd_session.records()
     if kd_session.baseline is not None and records:
-        from kdbench.gate.compare import TABLE, Thresholds, compare
+        from kdbench.gate.compare import compare
+        from kdbench.gate.thresholds import TABLE, Thresholds
         from kdbench.matrix.config import find_first
 
         try:

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 import kdbench.run.engine
-from kdbench.run.engine import Engine
 from kdbench.losses import LOSSES
+from kdbench.run.engine import Engine
 from kdbench.spec import RunSpec, make_spec
 
 # kdbench imports torchvision on first use. pytester's in-process runs drop the modules they

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdbench.run.engine import Engine
-from kdbench.models import MODELS, build_model
-from kdbench.recipes import Recipe
-from kdbench.models.cnn import DigitsCNN
 from kdbench.matrix.profiles import PROFILES
+from kdbench.models import MODELS, build_model
+from kdbench.models.cnn import DigitsCNN
+from kdbench.recipes import Recipe
 from kdbench.registry import KdbenchError
 from kdbench.results import make_record
+from kdbench.run.engine import Engine
 from kdbench.spec import RunSpec
 
 USAGE_ERROR = int(pytest.ExitCode.USAGE_ERROR)

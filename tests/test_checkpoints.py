@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from kdbench.run.checkpoints import load_checkpoint, load_into, read_state_dict
-from kdbench.models import build_model
 from kdbench.matrix.profiles import PROFILES
+from kdbench.models import build_model
 from kdbench.registry import KdbenchError
+from kdbench.run.checkpoints import load_checkpoint, load_into, read_state_dict
 
 CIFAR = (3, 32, 32)
 # RepDistiller's state-dict names and shapes at 100 classes, from instantiating its models/*.py

@@ -9,11 +9,15 @@ import pytest
 import torch
 
 from kdbench.matrix.paper_settings import CIFAR100_PAIR_SETTINGS
-from kdbench.matrix.profiles import (CIFAR100_NIGHTLY_ESTIMATE, CIFAR100_NIGHTLY_GPU_HOURS, PROFILES,
-                              GpuEstimate)
+from kdbench.matrix.profiles import (
+    CIFAR100_NIGHTLY_ESTIMATE,
+    CIFAR100_NIGHTLY_GPU_HOURS,
+    PROFILES,
+    GpuEstimate,
+)
+from kdbench.publish.summary import PUBLISHED_METHOD
 from kdbench.recipes import RECIPES
 from kdbench.reference import published
-from kdbench.publish.summary import PUBLISHED_METHOD
 
 NIGHTLY = PROFILES.get("cifar100-nightly")
 

@@ -16,11 +16,14 @@ import torch
 from PIL import Image
 from torchvision import datasets
 
-from kdbench.data import load_dataset
+from kdbench.data import load_dataset, torchvision_sets
 from kdbench.data.base import RandomCropFlip
-from kdbench.data import torchvision_sets
-from kdbench.data.torchvision_sets import (CIFAR10_STATS, CIFAR100_STATS, FASHION_MNIST_STATS,
-                                          MNIST_STATS)
+from kdbench.data.torchvision_sets import (
+    CIFAR10_STATS,
+    CIFAR100_STATS,
+    FASHION_MNIST_STATS,
+    MNIST_STATS,
+)
 from kdbench.registry import KdbenchError
 
 PER_FILE = 3  # images per CIFAR batch file / MNIST split

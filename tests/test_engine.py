@@ -10,13 +10,13 @@ import torch
 import torch.nn.functional as F
 
 import kdbench.run.engine
-from kdbench.run.cache import TensorCache
 from kdbench.data import load_dataset
-from kdbench.run.engine import Engine
 from kdbench.losses import LOSSES
 from kdbench.models import build_model, count_params
-from kdbench.spec import make_spec
+from kdbench.run.cache import TensorCache
+from kdbench.run.engine import Engine
 from kdbench.run.taps import Tapper
+from kdbench.spec import make_spec
 
 DIGITS = (1, 8, 8)
 # same-spec runs must agree on everything but timings and process memory

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from kdbench.run.engine import Engine
 from kdbench.results import load_records
+from kdbench.run.engine import Engine
 
 SMOKE = ("--kd-profile", "smoke", "--kd-device", "cpu", "--kd-epochs", "5")
 TWO_CASES = ("-k", "cnn_m-ce- or cnn_m-kd-")

@@ -12,10 +12,15 @@ import pytest
 import torch
 
 import kdbench.plugin
-from kdbench.run.engine import Engine
-from kdbench.scale.gpu_share import check_cases_per_gpu, claim_gpu, gpu_for_worker, workers_on_gpu
 from kdbench.registry import KdbenchError
 from kdbench.results import load_records
+from kdbench.run.engine import Engine
+from kdbench.scale.gpu_share import (
+    check_cases_per_gpu,
+    claim_gpu,
+    gpu_for_worker,
+    workers_on_gpu,
+)
 
 SMOKE = ("--kd-profile", "smoke", "--kd-device", "cpu", "--kd-epochs", "2")
 ONE_CASE = ("-k", "cnn_m-ce-")

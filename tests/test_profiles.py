@@ -9,10 +9,10 @@ import torch
 
 import kdbench.run.engine
 from kdbench.data.base import TensorData
-from kdbench.run.engine import Engine
 from kdbench.losses import LOSSES
 from kdbench.matrix.profiles import PROFILES
 from kdbench.registry import KdbenchError
+from kdbench.run.engine import Engine
 
 CRD_PAIRS = {
     ("wrn_40_2", "wrn_16_2"), ("wrn_40_2", "wrn_40_1"), ("resnet56", "resnet20"),

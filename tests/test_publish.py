@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 
 from kdbench import cli
-from kdbench.gate.compare import Thresholds
 from kdbench.gate.history import benchmark_action, history
-from kdbench.publish.page import render as render_html
+from kdbench.gate.thresholds import Thresholds
 from kdbench.publish.latex import render as render_latex
-from kdbench.reference import published
+from kdbench.publish.page import render as render_html
 from kdbench.publish.summary import summarize
+from kdbench.reference import published
 from kdbench.results import make_record, records_frame
 from kdbench.spec import make_spec
 
@@ -188,7 +188,8 @@ def test_page_embeds_the_plots_as_data_uris():
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    from scripts.screenshot import browser as start, missing
+    from scripts.screenshot import browser as start
+    from scripts.screenshot import missing
 
     why = missing()
     if why:

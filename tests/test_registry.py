@@ -6,8 +6,8 @@ import pytest
 
 from kdbench.data import DATASETS
 from kdbench.losses import LOSSES
-from kdbench.models import MODELS
 from kdbench.matrix.profiles import PROFILES
+from kdbench.models import MODELS
 from kdbench.registry import KdbenchError, Registry, UnknownNameError
 
 

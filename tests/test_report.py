@@ -7,10 +7,10 @@ import json
 import pandas as pd
 import pytest
 
-from kdbench.publish.tables import COLUMNS_NOTE, LEADERBOARD_NOTE, leaderboard
 from kdbench.publish.formats import FORMATS, render
 from kdbench.publish.markdown import build_report, session_report
 from kdbench.publish.summary import summarize
+from kdbench.publish.tables import COLUMNS_NOTE, LEADERBOARD_NOTE, leaderboard
 from kdbench.results import make_record, records_frame
 from kdbench.spec import make_spec
 

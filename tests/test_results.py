@@ -11,7 +11,13 @@ import pytest
 
 from kdbench.registry import KdbenchError
 from kdbench.results import (
-    SCHEMA, append_record, check_writable, load_records, make_record, newest, read,
+    SCHEMA,
+    append_record,
+    check_writable,
+    load_records,
+    make_record,
+    newest,
+    read,
     records_frame,
 )
 from kdbench.spec import make_spec

@@ -16,15 +16,16 @@ from torch import nn
 
 timm = pytest.importorskip("timm", reason="timm is an optional extra: pip install 'kdbench[timm]'")
 
-from kdbench.run.engine import Engine
-from kdbench.run.checkpoints import load_checkpoint
+from test_datasets_torchvision import write_image_folder  # noqa: E402
+from test_model_zoo import _calls  # noqa: E402
+
 from kdbench.losses import NotApplicable  # noqa: E402
 from kdbench.models.base import build_model, model_factory  # noqa: E402
 from kdbench.registry import KdbenchError  # noqa: E402
-from kdbench.spec import make_spec  # noqa: E402
+from kdbench.run.checkpoints import load_checkpoint
+from kdbench.run.engine import Engine
 from kdbench.run.taps import Tapper  # noqa: E402
-from test_datasets_torchvision import write_image_folder  # noqa: E402
-from test_model_zoo import _calls  # noqa: E402
+from kdbench.spec import make_spec  # noqa: E402
 
 CIFAR = (3, 32, 32)
 # (channels, height) of each stage on 3×32×32 inputs: timm's feature_info (reductions 2 … 32;

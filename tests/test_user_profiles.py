@@ -12,9 +12,9 @@ import pytest
 from kdbench.cli import main
 from kdbench.losses import LOSSES
 from kdbench.matrix.profiles import PROFILES
+from kdbench.matrix.user_profiles import user_profiles
 from kdbench.registry import KdbenchError
 from kdbench.results import load_records
-from kdbench.matrix.user_profiles import user_profiles
 
 USAGE_ERROR = int(pytest.ExitCode.USAGE_ERROR)
 TINY = {"description": '"digits, one pair, ce and kd"', "dataset": '"digits"',

@@ -6,11 +6,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: bench test smoke clean-cache
+.PHONY: bench test smoke lint clean-cache
 
 $(BIN)/kdbench: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -e ".[dev,plots,timm,mlflow,tensorboard,wandb]"
+	$(BIN)/python -m pip install -e ".[dev,lint,plots,timm,mlflow,tensorboard,wandb]"
 	touch $@
 
 bench: $(BIN)/kdbench
@@ -21,6 +21,15 @@ test: $(BIN)/kdbench
 
 smoke: $(BIN)/kdbench
 	$(BIN)/pytest suites --kd-profile smoke --kd-device cpu -n auto $(PYTEST_ARGS)
+
+# ruff (lint + format check) and mypy on the code; actionlint checks the workflows and runs
+# shellcheck (Debian's shellcheck package) on their scripts; shellcheck on .ci/run
+lint: $(BIN)/kdbench
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/actionlint .github/workflows/*.yml
+	shellcheck .ci/run scripts/*.sh
 
 clean-cache:
 	rm -rf .kdbench_cache

@@ -40,6 +40,14 @@ def pair_name(teacher: str, student: str) -> str:
 
 @dataclass(frozen=True)
 class RunSpec:
+    """Everything that determines one case, frozen: data set, teacher and student, the loss with
+    its temperature, weights and options, seed, device, epochs, recipe, precision, compile,
+    teacher checkpoint, data options. Two equal specs on the same machine give the same record
+    (on the CPU bit for bit). ``case_id`` is a stable hash of all of it, ``group_id`` of all
+    but the seed (the seeds of one configuration); ``name`` is the readable test id
+    (``digits-cnn_t/cnn_s-kd-T4-cpu-s0``, every part selectable with ``-k``). Checked on
+    construction (``validate_spec``): a bad value is a one-line ``KdbenchError``."""
+
     dataset: str
     teacher: str
     student: str

@@ -94,6 +94,12 @@ class RandomCropFlip:
 
 
 class DataSource(Protocol):
+    """The data contract the engine trains on: a fixed train / validation / test split (the
+    validation split carved once out of the training set, never trained on), batches as
+    ``(x, y, index)`` with ``index`` the sample's position in the training set (teacher caches
+    are keyed by it), augmentation (if any) applied to the device batch from the batch's
+    generator, and a ``fingerprint`` of the exact tensors for cache keys."""
+
     name: str
     num_classes: int
     input_shape: tuple[int, int, int]

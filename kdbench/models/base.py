@@ -32,6 +32,12 @@ from kdbench.registry import MODELS, KdbenchError
 
 
 class StagedModel(nn.Module):
+    """The model contract every loss relies on: a classifier whose feature stages are named
+    module paths (``stages``: each stage's output; ``preact_stages``: its input before the last
+    ReLU, ``None`` where a stage has none) and whose head is ``classifier_path`` (its input is
+    the embedding, its output the logits). Paths, not modules, so that published checkpoints
+    load with their own parameter names; ``kdbench.run.taps`` reads the stages through hooks."""
+
     stages: tuple[str, ...] = ()
     preact_stages: tuple[str | None, ...] = ()
     classifier_path: str

@@ -33,9 +33,10 @@ gives, so that a series stays one pair × method).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -44,6 +45,7 @@ from kdbench.gate.thresholds import DIRECTIONS, Thresholds
 from kdbench.publish.markdown import markdown
 from kdbench.publish.summary import (
     SELECTION,
+    SPEED,
     chosen,
     method_names,
     prepare,
@@ -54,7 +56,6 @@ from kdbench.publish.tables import fmt_count, fmt_T, fmt_top1
 from kdbench.registry import KdbenchError
 from kdbench.results import records_frame
 
-SPEED = "train_throughput_online"  # the speed shown and decided on
 MARKS = {"regression": "▼", "improvement": "▲"}
 
 

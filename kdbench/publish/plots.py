@@ -9,7 +9,8 @@ inference throughput, the Pareto front (the best top-1 for its size / for its sp
 (``pareto-params.png``, ``pareto-throughput.png``). Files of a section carry its title as a
 prefix (``epochs_8-…``) when there are several.
 
-``write_history_plots(trend, directory) -> list[Path]`` takes ``kdbench.gate.history.History.trend``
+``write_history_plots(trend, directory) -> list[Path]`` takes a history's trend
+(``kdbench.gate.history.History.trend``)
 and writes per section and pair (``<pair>-history.png``): test top-1 over the runs with error
 bars (± std over seeds) per method, and training speed over the runs; the steps
 ``kdbench compare`` decides are marked (red ▼ regression, green ▲ improvement).
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from kdbench.publish.summary import SPEED
 from kdbench.registry import KdbenchError
 
 
@@ -98,8 +100,6 @@ STEP_MARKERS = {"regression": ("v", "red"), "improvement": ("^", "green")}
 
 
 def write_history_plots(trend: pd.DataFrame, directory: Path | str) -> list[Path]:
-    from kdbench.gate.history import SPEED
-
     plt = _pyplot()
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)

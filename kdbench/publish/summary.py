@@ -44,6 +44,7 @@ LABELS = {*SETTING_KEYS, *METHOD_KEYS, "pair", "method", "case", "metric", "deci
           "note"}
 
 
+SPEED = "train_throughput_online"  # the speed tables show and the history decides on
 SELECTION = "validation top-1"  # what every choice of a table is made on
 
 

@@ -91,7 +91,7 @@ class Observer:
             spec = self.case_of(item)
             if spec is not None and hasattr(spec, "case_id"):
                 self.cases[item.nodeid] = (spec.case_id, spec.name)
-        if self.cases:
+        if self.cases and not self.config.option.collectonly:
             self.events = EventLog(self.folder, self.worker)
             self.events.plan(list(dict.fromkeys(self.cases.values())))
         if self.is_controller:
@@ -149,6 +149,8 @@ class Observer:
 
         self.display = Display(self.folder, mode, load_durations([self.results_dir]), out,
                                write_line)
+        if mode == "live" and writer.width_of_current_line:  # a status line pytest rewrites
+            writer.write("\r" + " " * writer.width_of_current_line + "\r", flush=True)
         self.display.start()
         if self.display.live is not None:  # pytest's own lines go above the live panel
             self._tw_file = writer._file

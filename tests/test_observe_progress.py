@@ -9,6 +9,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 from rich.console import Console
@@ -161,3 +163,24 @@ def test_watch_follows_shards_of_a_slurm_job_until_each_ends(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"{job}: 2/5 done · 1 failed · ended" in out
     assert "  shard-3: 1/1 done · 0 running · 0 left · 0 failed · ETA 0s · ended (exit 0)" in out
+
+
+def test_watch_follows_a_run_going_on_and_ends_when_it_ends(tmp_path, capsys):
+    folder = tmp_path / "results" / "runs" / "20261201T000000.000000Z_x_1.progress"
+    events(folder, "gw0", (0, "plan", plan("ab")))
+
+    def run() -> None:  # the run, in another process as far as watch can tell
+        for event, case_id in (("start", "a"), ("end", "a"), ("start", "b"), ("end", "b")):
+            time.sleep(0.3)
+            channel.EventLog(folder, "gw0").emit(event, case_id=case_id, outcome="passed")
+        channel.write_end(folder, 0)
+
+    other = threading.Thread(target=run)
+    other.start()
+    args = argparse.Namespace(results=str(tmp_path / "results"), interval=0.05, once=False)
+    assert watch.main(args) == 0
+    other.join()
+    out = capsys.readouterr().out
+    for done in ("0/2 done · 0 failed · ETA unknown", "1/2 done · 0 failed · ETA",
+                 "2/2 done · 0 failed · ended"):
+        assert f"{tmp_path / 'results'}: {done}" in out

@@ -65,7 +65,8 @@ class Observer:
         self.cases: dict[str, tuple[str, str]] = {}  # nodeid → (case_id, name)
         self.current: str | None = None  # case_id running in this process
         self.display: Display | None = None
-        self._tw_file: Any = None
+        self._tw_file: Any = None  # pytest's terminal file while the live panel has it
+        self._above: Above | None = None
 
     @classmethod
     def from_config(cls, config: pytest.Config, run_file: Path, profile: str,
@@ -154,7 +155,7 @@ class Observer:
         self.display.start()
         if self.display.live is not None:  # pytest's own lines go above the live panel
             self._tw_file = writer._file
-            writer._file = Above(self.display.live.console, self._tw_file)
+            self._above = writer._file = Above(self.display.live.console, self._tw_file)
 
     @pytest.hookimpl(trylast=True)  # after kdbench's gate has set the session's exit status
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -164,10 +165,9 @@ class Observer:
             return
         if self.display is not None:
             self.display.stop()
-            if self._tw_file is not None:
-                writer = self.config.get_terminal_writer()
-                self._tw_file.write(writer._file.partial)
-                writer._file = self._tw_file
+            if self._above is not None:
+                self._tw_file.write(self._above.partial)
+                self.config.get_terminal_writer()._file = self._tw_file
             if self.display.out is not sys.stdout:
                 self.display.out.close()
         if self.folder.is_dir():

@@ -139,7 +139,8 @@ class Display:
             self.live.start()
         else:
             self.log = LineLog(self.write_line)
-            self._beats = threading.Thread(target=self._beat, name="kdbench-progress",
+            self._beats = threading.Thread(target=self._beat, args=(self.log,),
+                                           name="kdbench-progress",
                                            daemon=True)
             self._beats.start()
 
@@ -166,7 +167,7 @@ class Display:
             self.state.update()
             return panel(self.state, self.known)
 
-    def _beat(self) -> None:
+    def _beat(self, log: LineLog) -> None:
         def write(line: str) -> None:
             sys.stdout.flush()  # pytest's lines first where both share a pipe
             self.out.write(line + "\n")
@@ -174,4 +175,4 @@ class Display:
 
         while not self._stop.wait(1.0):
             with self._lock:
-                self.log.beat(self.state.update(), self.known, write)
+                log.beat(self.state.update(), self.known, write)

@@ -98,7 +98,7 @@ class RunState:
 
     def done(self) -> list[CaseState]:
         return sorted((c for c in self.cases.values() if c.ended is not None),
-                      key=lambda c: c.ended)
+                      key=lambda c: c.ended or 0.0)
 
     def running(self) -> list[CaseState]:
         return sorted((c for c in self.cases.values() if c.started is not None and c.ended is None),

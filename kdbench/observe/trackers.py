@@ -17,7 +17,7 @@ import re
 import warnings
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
 from kdbench.registry import KdbenchError
 
@@ -94,13 +94,12 @@ class MLflowTracker:
         self.profile = profile
         self.run = run
         experiment = self.client.get_experiment_by_name(EXPERIMENT)
-        if experiment is None:
-            try:
-                self.experiment_id = self.client.create_experiment(EXPERIMENT, tags=KIND)
-            except MlflowException:  # another worker created it first
-                self.experiment_id = self.client.get_experiment_by_name(EXPERIMENT).experiment_id
-        else:
-            self.experiment_id = experiment.experiment_id
+        try:
+            self.experiment_id: str = experiment.experiment_id if experiment else \
+                self.client.create_experiment(EXPERIMENT, tags=KIND)
+        except MlflowException:  # another worker created it first
+            self.experiment_id = self.client.get_experiment_by_name(  # type: ignore[union-attr]
+                EXPERIMENT).experiment_id
 
     def log(self, record: dict[str, Any]) -> None:
         from mlflow.entities import Metric, Param
@@ -150,8 +149,9 @@ class WandbTracker:
         self.dir = results_dir
         self.profile = profile
         self.run = run
-        self.mode = os.environ.get("WANDB_MODE") or \
-            ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+        self.mode: Literal["online", "offline"] | None = (  # None: wandb reads WANDB_MODE
+            None if os.environ.get("WANDB_MODE") else
+            "online" if os.environ.get("WANDB_API_KEY") else "offline")
 
     def log(self, record: dict[str, Any]) -> None:
         import wandb

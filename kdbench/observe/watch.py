@@ -104,8 +104,8 @@ class Watch:
     def summary(self, shards: dict[str, RunState | None], now: float) -> list[str]:
         """A line for the run, then a line per shard."""
         states = [s for s in shards.values() if s is not None]
-        etas = [remaining(s, self.known, now) for s in states]
-        eta = None if not states or None in etas or len(states) < len(shards) else max(etas)
+        etas = [e for e in (remaining(s, self.known, now) for s in states) if e is not None]
+        eta = max(etas) if states and len(etas) == len(states) == len(shards) else None
         done = sum(len(s.done()) for s in states)
         planned = sum(s.planned for s in states)
         failed = sum(len(s.failed()) for s in states)

@@ -44,10 +44,14 @@ def _first_line(obj: Any) -> str:
 
 def _losses() -> tuple[list[str], Callable[[str], dict]]:
     from kdbench.losses import LOSSES
+    from kdbench.publish.findings import citation
 
-    return LOSSES.names(), lambda n: {"paper": LOSSES.get(n).paper(),
-                                      "temperature": "yes" if LOSSES.get(n).uses_temperature
-                                      else ""}
+    def details(name: str) -> dict:
+        c = citation(LOSSES.get(name))
+        return {"paper": c["paper"], "venue": c["venue"], "year": c["year"],
+                "temperature": "yes" if LOSSES.get(name).uses_temperature else ""}
+
+    return LOSSES.names(), details
 
 
 def _models() -> tuple[list[str], Callable[[str], dict]]:

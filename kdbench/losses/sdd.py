@@ -42,7 +42,7 @@ def dkd_rows(student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor,
 
 @LOSSES.register("sdd")
 class SDD(ClassifierOnMapLoss):
-    """Wei, Luo & Luo, "Scale Decoupled Distillation", CVPR 2024: SD-DKD (``dkd`` 0: SD-KD).
+    """Wei, Luo & Luo, "Scale Decoupled Distillation", CVPR 2024: SD-DKD, SD-KD at dkd=0.
 
     The last stage's map is average-pooled on 1×1, 2×2 and 4×4 grids (``scales`` 3, the
     authors' ``--M [1,2,4]``; 2: [1,2]; 1: the global logits only) and every region goes through

@@ -16,6 +16,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from kdbench.publish import findings
 from kdbench.publish.summary import (
     LABELS,
     PUBLISHED_DATASET,
@@ -86,11 +87,14 @@ class Report:
     summary: pd.DataFrame  # summarize(frame)
     tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)  # (heading, cells)
     notes: list[str] = field(default_factory=list)  # lines under the provenance
+    findings: list[str] = field(default_factory=list)  # findings.lines(summary)
 
     def to_markdown(self) -> str:
         lines = ["# kdbench report", "",
                  *(f"- **{k}**: {md_text(v)}" for k, v in self.provenance.items()), ""]
         lines += [*(f"{md_text(note)}\n" for note in self.notes)]
+        if self.findings:
+            lines += ["## Findings", "", *map(md_text, self.findings)]
         for heading, table in self.tables:
             lines += [md_text(heading), "", markdown(table), ""]
         lines += [*(f"{md_text(w)}\n" for w in teacher_warnings(self.summary)), COLUMNS_NOTE]
@@ -123,7 +127,8 @@ def leaderboards(frame: pd.DataFrame, summary: pd.DataFrame, published: pd.DataF
 def build_report(frame: pd.DataFrame, published: pd.DataFrame | None = None,
                  notes: Sequence[str] = ()) -> Report:
     summary = summarize(frame)
-    report = Report(provenance=provenance(frame), summary=summary, notes=list(notes))
+    report = Report(provenance=provenance(frame), summary=summary, notes=list(notes),
+                    findings=findings.lines(summary))
     boards = leaderboards(frame, summary, published)
     for (title, part), (heading, board, _) in zip(sections(summary), boards):
         suffix = f" ({title})" if title else ""

@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 $(BIN)/kdbench: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -e ".[dev,lint,plots,timm,mlflow,tensorboard,wandb]"
+	$(BIN)/python -m pip install -e ".[dev,docs,lint,plots,timm,mlflow,tensorboard,wandb]"
 	touch $@
 
 bench: $(BIN)/kdbench

@@ -1,13 +1,16 @@
-"""Regenerate the README's generated sections from the code and the committed records.
+"""Regenerate the generated sections of README.md and of the pages in docs/ from the code, the
+committed records and the committed measurements.
 
 Each section sits between ``<!-- kdbench:NAME -->`` and ``<!-- /kdbench:NAME -->`` and is
-rewritten from what it describes: the profile and method tables from the registries, the
-leaderboards from the committed records (``kdbench report``'s own tables), the count of
-methods from the loss registry. ``tests/test_readme.py`` fails when the README and this script
-disagree, so the README's tables and counts stay true.
+rewritten from what it describes: the profile and method tables from the registries (a
+method's paper, venue and year from its loss class's docstring), the leaderboards, findings and
+selection notes from the committed records (``kdbench report``'s own tables and words), the gate's
+measured power from ``benchmarks/gate_power.py``, the dated measurements from
+``benchmarks/measurements.csv``. This script only places them. ``tests/test_readme.py`` fails
+when a page and this script disagree, so the tables and counts stay true.
 
-    python scripts/readme.py            # rewrite README.md
-    python scripts/readme.py --check    # exit 1 when README.md is out of date
+    python scripts/readme.py            # rewrite README.md and docs/*.md
+    python scripts/readme.py --check    # exit 1 when a page is out of date
 """
 
 from __future__ import annotations
@@ -15,24 +18,29 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
 from kdbench.gate.thresholds import Thresholds
 from kdbench.losses import LOSSES
 from kdbench.matrix.profiles import PROFILES
+from kdbench.publish import findings as words
 from kdbench.publish import latex
+from kdbench.publish.findings import citation
 from kdbench.publish.markdown import leaderboards, markdown
-from kdbench.publish.summary import chosen, load_published, provenance_line, summarize
+from kdbench.publish.summary import load_published, provenance_line, summarize
 from kdbench.publish.tables import COLUMNS_NOTE, LEADERBOARD_NOTE, session_table
 from kdbench.results import read, records_frame
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
-SECTION = re.compile(r"(<!-- kdbench:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /kdbench:(?P=name) -->)",
-                     re.S)
+PAGES = [README, *sorted((REPO / "docs").glob("*.md"))]
+MEASUREMENTS = REPO / "benchmarks" / "measurements.csv"
+SECTION = re.compile(
+    r"(<!-- kdbench:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /kdbench:(?P=name) -->)", re.S
+)
 
 
 def _pairs(pairs: tuple[tuple[str, str], ...]) -> str:
@@ -43,25 +51,54 @@ def profiles() -> str:
     rows = []
     for name in PROFILES.names():
         p = PROFILES.get(name)
-        rows.append({"profile": f"`{name}`", "data": p.dataset, "pairs": _pairs(p.pairs),
-                     "recipe": p.recipe, "epochs": p.epochs, "batch": p.batch_size,
-                     "seeds": p.seeds, "cases per device": len(p.specs(("cpu",)))})
+        rows.append(
+            {
+                "profile": f"`{name}`",
+                "data": p.dataset,
+                "pairs": _pairs(p.pairs),
+                "recipe": p.recipe,
+                "epochs": p.epochs,
+                "batch": p.batch_size,
+                "seeds": p.seeds,
+                "cases per device": len(p.specs(("cpu",))),
+            }
+        )
     return pd.DataFrame(rows).to_markdown(index=False) + "\n"
 
 
 def methods() -> str:
+    """Every method with its paper, venue and year and the file that implements it."""
     rows = []
     for name in LOSSES.names():
         cls = LOSSES.get(name)
-        defaults = ", ".join(f"{k}={v:g}" for k, v in cls.options.items())
-        rows.append({"name": f"`{name}`", "paper": cls.paper(),
-                     "T": f"{cls.default_temperature:g}" if cls.uses_temperature else "",
-                     "defaults": defaults})
+        source = f"kdbench/losses/{cls.__module__.rsplit('.', 1)[-1]}.py"
+        rows.append(
+            {"name": f"`{name}`", **citation(cls), "source": f"[{Path(source).name}]({source})"}
+        )
+    return pd.DataFrame(rows).to_markdown(index=False) + "\n"
+
+
+def method_settings() -> str:
+    """Every method's default temperature and options, beside its paper."""
+    rows = []
+    for name in LOSSES.names():
+        cls = LOSSES.get(name)
+        c = citation(cls)
+        rows.append(
+            {
+                "name": f"`{name}`",
+                "paper": f"{c['paper']}, {c['venue']} {c['year']}" if c["year"] else c["paper"],
+                "T": f"{cls.default_temperature:g}" if cls.uses_temperature else "",
+                "defaults": ", ".join(f"{k}={v:g}" for k, v in cls.options.items()),
+            }
+        )
     return pd.DataFrame(rows).to_markdown(index=False) + "\n"
 
 
 def method_count() -> str:
-    return f"{len(LOSSES) - 1} distillation methods\n"
+    """How many methods besides ``ce`` and the years of their papers."""
+    years = [int(y) for n in LOSSES.names() if (y := citation(LOSSES.get(n))["year"])]
+    return f"{len(LOSSES) - 1} distillation methods, papers of {min(years)}–{max(years)},\n"
 
 
 def leaderboard(paths: list[Path]) -> Callable[[], str]:
@@ -71,7 +108,7 @@ def leaderboard(paths: list[Path]) -> Callable[[], str]:
         frame = records_frame(read(paths).records)
         summary = summarize(frame)
         blocks = [f"```\n{provenance_line(frame)}\n```"]
-        for heading, table, warnings in leaderboards(frame, summary, load_published()):
+        for _heading, table, warnings in leaderboards(frame, summary, load_published()):
             blocks += [f"Leaderboard ({LEADERBOARD_NOTE}):", markdown(table), *warnings]
         return "\n\n".join(blocks) + "\n"
 
@@ -99,30 +136,10 @@ def latex_table(paths: list[Path]) -> Callable[[], str]:
 
 
 def findings(paths: list[Path]) -> Callable[[], str]:
-    """Per pair, in words: the teacher, ce, the best method chosen on validation, and how many
-    methods beat or fall below ce by more than twice ce's seed std (their chosen T each)."""
+    """``kdbench report``'s findings of committed records: per pair, in words."""
 
     def render() -> str:
-        s = summarize(records_frame(read(paths).records))
-        s = s[s["n"].gt(0)]
-        lines = []
-        for pair, rows in s.groupby("pair"):
-            ce = rows[rows["loss"].eq("ce")].iloc[0]
-            methods = chosen(rows[rows["loss"].ne("ce")], ["loss"])
-            best = chosen(methods, ["pair"]).iloc[0]
-            margin = 2 * ce["top1_std"]
-            delta = methods["top1_mean"] - ce["top1_mean"]
-            above = sorted(methods.loc[delta > margin, "loss"])
-            below = sorted(methods.loc[delta < -margin, "loss"])
-            lines.append(
-                f"- **{pair}**: teacher {ce['teacher_top1_mean']:.2f} %, `ce` "
-                f"{ce['top1_mean']:.2f} ± {ce['top1_std']:.2f} %; best on validation: "
-                f"`{best['loss']}` at {best['top1_mean']:.2f} % test "
-                f"({best['top1_mean'] - ce['top1_mean']:+.2f} points). "
-                f"{len(above)} of {len(methods)} methods beat `ce` by more than twice its seed "
-                f"std ({', '.join(above) or 'none'}); {len(below)} fall below it by as much "
-                f"({', '.join(below) or 'none'}).")
-        return "\n".join(lines) + "\n"
+        return "\n".join(words.findings(summarize(records_frame(read(paths).records)))) + "\n"
 
     return render
 
@@ -135,43 +152,33 @@ def gate_power() -> str:
 
     gate = REPO / "results" / "gate"
     runs = [str(REPO / "results" / "baseline-fashion-gate.jsonl"), str(gate / "seeds-3-5.jsonl")]
-    lines = benchmark.report(runs, str(gate / "seeds-0-2-threads2.jsonl"),
-                             Thresholds.load(gate / "gate.toml"))
+    lines = benchmark.report(
+        runs, str(gate / "seeds-0-2-threads2.jsonl"), Thresholds.load(gate / "gate.toml")
+    )
     return "```\n" + "\n".join(lines) + "\n```\n"
 
 
 def selection(paths: list[Path]) -> Callable[[], str]:
-    """Where choosing on the test set would have chosen otherwise: temperatures and bold."""
+    """``kdbench report``'s note on where choosing on the test set would have chosen otherwise."""
 
     def render() -> str:
-        s = summarize(records_frame(read(paths).records))
-        s = s.assign(method=s["loss"])
-        lines = []
-        by_test = s.assign(val_top1_mean=s["top1_mean"])
-        for (pair, method), rows in s[s["T"].notna()].groupby(["pair", "method"]):
-            val_t = chosen(rows, ["pair", "method"])["T"].iloc[0]
-            test_t = chosen(by_test.loc[rows.index], ["pair", "method"])["T"].iloc[0]
-            if val_t != test_t:
-                lines.append(f"{method} on {pair}: T={val_t:g} on validation, T={test_t:g} "
-                             f"on test")
-        contenders = s[s["loss"].ne("ce") & s["n"].gt(0)]
-        for pair, rows in contenders.groupby("pair"):
-            val_best = chosen(rows, ["pair"])["method"].iloc[0]
-            test_best = chosen(by_test.loc[rows.index], ["pair"])["method"].iloc[0]
-            if val_best != test_best:
-                lines.append(f"the best method on {pair}: {val_best} on validation, "
-                             f"{test_best} on test")
-        if not lines:
-            return "Here validation and test happen to choose alike.\n"
-        return ("Where the test set would have chosen otherwise here: " + "; ".join(lines)
-                + ". The tables show the validation choice.\n")
+        return words.selection(summarize(records_frame(read(paths).records))) + "\n"
 
     return render
+
+
+def measurements() -> str:
+    """The dated measurements, newest first: ``benchmarks/measurements.csv``."""
+    table = pd.read_csv(MEASUREMENTS, dtype=str, keep_default_na=False)
+    table = table.sort_values("date", ascending=False, kind="stable")
+    table["command"] = table["command"].map(lambda c: f"`{c}`")
+    return table.to_markdown(index=False) + "\n"
 
 
 SECTIONS: dict[str, Callable[[], str]] = {
     "profiles": profiles,
     "methods": methods,
+    "method-settings": method_settings,
     "method-count": method_count,
     "quick-leaderboard": leaderboard([REPO / "results" / "baseline.jsonl"]),
     "quick-cases": per_case([REPO / "results" / "baseline.jsonl"], 8),
@@ -182,6 +189,7 @@ SECTIONS: dict[str, Callable[[], str]] = {
     "fashion-findings": findings([REPO / "results" / "fashion"]),
     "gate-power": gate_power,
     "columns-note": lambda: COLUMNS_NOTE + "\n",
+    "measurements": measurements,
 }
 
 
@@ -191,8 +199,9 @@ def render(text: str, sections: dict[str, Callable[[], str]] = SECTIONS) -> str:
     def replace(match: re.Match) -> str:
         name = match["name"]
         if name not in sections:
-            raise SystemExit(f"README section {name!r} has no generator: known: "
-                             f"{', '.join(sections)}")
+            raise SystemExit(
+                f"generated section {name!r} has no generator: known: {', '.join(sections)}"
+            )
         return match.group(1) + sections[name]() + match.group(4)
 
     return SECTION.sub(replace, text)
@@ -200,16 +209,22 @@ def render(text: str, sections: dict[str, Callable[[], str]] = SECTIONS) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--check", action="store_true", help="exit 1 when README.md is out of date")
+    p.add_argument("--check", action="store_true", help="exit 1 when a page is out of date")
     args = p.parse_args()
-    text = README.read_text(encoding="utf-8")
-    new = render(text)
-    if args.check:
+    stale = []
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        new = render(text)
         if new != text:
-            print("README.md is out of date: run python scripts/readme.py", file=sys.stderr)
-            return 1
-        return 0
-    README.write_text(new, encoding="utf-8")
+            stale.append(page.relative_to(REPO))
+            if not args.check:
+                page.write_text(new, encoding="utf-8")
+    if args.check and stale:
+        print(
+            f"out of date: {', '.join(map(str, stale))}: run python scripts/readme.py",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -1,5 +1,5 @@
-"""The README stays true: its generated sections match what they describe, and every case
-selection it shows (`pytest suites … -k …` / `-m …`) selects at least one case."""
+"""The README and the docs pages stay true: their generated sections match what they describe,
+and every case selection they show (`pytest suites … -k …` / `-m …`) selects at least one case."""
 
 from __future__ import annotations
 
@@ -10,28 +10,56 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-README = (REPO / "README.md").read_text(encoding="utf-8")
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 
-def test_generated_sections_are_up_to_date(script):
-    script = script("scripts/readme.py")
-    names = {m["name"] for m in script.SECTION.finditer(README)}
-    assert names == set(script.SECTIONS), "every generator has its section and vice versa"
-    assert script.render(README) == README, "README.md is out of date: python scripts/readme.py"
+@pytest.fixture(scope="module")
+def readme(script):
+    return script("scripts/readme.py")
+
+
+def test_the_generator_knows_every_page(readme):
+    assert readme.PAGES == PAGES
+
+
+def test_every_generator_has_its_section(readme):
+    names = {m["name"] for page in PAGES for m in readme.SECTION.finditer(page.read_text("utf-8"))}
+    assert names == set(readme.SECTIONS), "every generator has a section and vice versa"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
+def test_generated_sections_are_up_to_date(readme, page):
+    text = page.read_text(encoding="utf-8")
+    assert readme.render(text) == text, f"{page.name} is out of date: python scripts/readme.py"
+
+
+def test_an_unknown_section_is_an_error(readme):
+    with pytest.raises(SystemExit, match="'nope' has no generator"):
+        readme.render("<!-- kdbench:nope -->\n<!-- /kdbench:nope -->")
+
+
+def test_the_measurements_table_is_the_committed_file(readme):
+    table = readme.measurements()
+    rows = (REPO / "benchmarks" / "measurements.csv").read_text(encoding="utf-8").splitlines()
+    assert len(table.splitlines()) == len(rows) + 1  # header, rule, one row per measurement
+    dates = re.findall(r"^\| (\d{4}-\d\d-\d\d) ", table, re.M)
+    assert dates == sorted(dates, reverse=True), "newest first"
 
 
 def selections() -> list[list[str]]:
-    """The arguments of every README command `pytest suites …` that selects with -k or -m."""
-    commands = re.findall(r"^pytest suites (.*?)(?:\s+#.*)?$", README, re.M)
-    return [shlex.split(c) for c in commands if re.search(r"(^|\s)-[km][\s=]", c)]
+    """The arguments of every command `pytest suites …` that selects with -k or -m, on any page."""
+    text = "\n".join(page.read_text(encoding="utf-8") for page in PAGES)
+    commands = re.findall(r"^pytest suites (.*?)(?:\s+#.*)?$", text, re.M)
+    unique = dict.fromkeys(c for c in commands if re.search(r"(^|\s)-[km][\s=]", c))
+    return [shlex.split(c) for c in unique]
 
 
-def test_the_readme_shows_selections():
+def test_the_pages_show_selections():
     assert len(selections()) >= 4
 
 
 @pytest.mark.parametrize("args", selections(), ids=" ".join)
-def test_every_readme_selection_selects_a_case(kd_suite, pytester, args):
+def test_every_shown_selection_selects_a_case(kd_suite, pytester, args):
     dropped = {"-n", "-s"}  # how it runs, not what it selects
     kept, skip = [], False
     for arg in args:

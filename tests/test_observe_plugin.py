@@ -43,8 +43,8 @@ def test_xdist_workers_progress_reaches_the_controller_and_the_log_is_bounded(kd
                               "0 left · 0 failed · ETA 0s")
 
     (progress,) = (pytester.path / "results" / "runs").glob("*.progress")
-    assert sorted(p.name for p in progress.iterdir()) == ["end.json", "gw0.ndjson",
-                                                          "gw1.ndjson"]
+    assert sorted(p.name for p in progress.iterdir()) == ["controller.json", "end.json",
+                                                          "gw0.ndjson", "gw1.ndjson"]
     assert json.loads((progress / "end.json").read_text())["exitstatus"] == 0
     events = [json.loads(line) for w in ("gw0", "gw1")
               for line in (progress / f"{w}.ndjson").read_text().splitlines()]
@@ -101,6 +101,6 @@ def test_a_missing_tracker_extra_is_a_one_line_error_before_any_training(kd_suit
     assert not (pytester.path / "results").exists()
 
 
-def test_watch_on_a_folder_without_a_run(tmp_path, capsys):
-    assert main(["watch", str(tmp_path / "none")]) == 2
+def test_watch_once_on_a_folder_without_a_run(tmp_path, capsys):
+    assert main(["watch", str(tmp_path / "none"), "--once"]) == 2
     assert "no results folder" in capsys.readouterr().err

@@ -59,19 +59,23 @@ def test_two_writers_rebuild_counts_running_cases_and_failures(tmp_path):
     with open(folder / "gw1.ndjson", "a") as fh:
         fh.write("}\n")
     assert state.update().left() == 0 and len(state.running()) == 2
-    channel.write_end(folder, 1)
+    channel.write_marker(folder, channel.END_FILE, exitstatus=1)
     assert state.update().ended and state.end["exitstatus"] == 1
 
 
-def test_a_run_whose_processes_are_gone_has_ended(tmp_path):
+def test_a_run_ends_with_its_end_marker_or_when_its_controller_is_gone(tmp_path):
+    events(tmp_path, "gw0", (0, "plan", plan("ab")), (1, "start", {"case_id": "a"}),
+           (2, "end", {"case_id": "a", "outcome": "passed"}), (3, "finish", {}))
+    channel.write_marker(tmp_path, channel.CONTROLLER_FILE)  # this process: alive
+    state = RunState(tmp_path).update()
+    assert not state.ended  # workers done, the controller still reporting
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
-    events(tmp_path, "gw0", (0, "plan", plan("ab", pid=int(dead.stdout))),
-           (1, "start", {"case_id": "a"}))
-    state = RunState(tmp_path).update()
-    assert state.ended and state.end is None  # killed: no end marker, no process
-    events(tmp_path, "gw1", (0, "plan", plan("ab")))  # this process: alive
-    assert not state.update().ended
+    gone = RunState(tmp_path)
+    gone.controller = {"host": os.uname().nodename, "pid": int(dead.stdout)}
+    assert gone.update().ended and gone.end is None  # killed: no end marker, no controller
+    channel.write_marker(tmp_path, channel.END_FILE, exitstatus=0)
+    assert state.update().ended and state.end["exitstatus"] == 0
 
 
 def test_mid_epoch_ticks_are_throttled_epoch_ends_kept(tmp_path):
@@ -143,7 +147,7 @@ def test_watch_follows_shards_of_a_slurm_job_until_each_ends(tmp_path, capsys):
     events(one, "gw0", (0, "plan", plan("ab")), (0, "start", {"case_id": "a"}),
            (1, "end", {"case_id": "a", "outcome": "failed"}))
     two = job / "shard-2" / "runs" / "20261201T000000.000000Z_x_2.progress"
-    events(two, "main", (0, "plan", plan("cd")))
+    events(two, "main", (0, "plan", plan("cd")), (1, "start", {"case_id": "c"}))
     seen = watch.Watch(job)
     shards = seen.shards()
     assert list(shards) == ["shard-1", "shard-2", "shard-3"] and shards["shard-3"] is None
@@ -152,12 +156,15 @@ def test_watch_follows_shards_of_a_slurm_job_until_each_ends(tmp_path, capsys):
     assert lines[1].startswith("  shard-1: 1/2 done · 0 running · 1 left · 1 failed")
     assert lines[3] == "  shard-3: not started"
     assert not seen.ended(shards)
+    console = Console(file=io.StringIO(), width=120)
+    console.print(seen.render())
+    assert "shard-2:\nmain case-c" in console.file.getvalue()  # its running case, under it
 
     three = job / "shard-3" / "runs" / "20261201T000000.000000Z_x_3.progress"
     events(three, "main", (0, "plan", plan("e")), (0, "start", {"case_id": "e"}),
            (1, "end", {"case_id": "e", "outcome": "passed"}))
     for folder, status in ((one, 1), (two, 0), (three, 0)):
-        channel.write_end(folder, status)
+        channel.write_marker(folder, channel.END_FILE, exitstatus=status)
     args = argparse.Namespace(results=str(job), interval=0.01, once=False)
     assert watch.main(args) == 1  # shard-1 failed
     out = capsys.readouterr().out
@@ -173,7 +180,7 @@ def test_watch_follows_a_run_going_on_and_ends_when_it_ends(tmp_path, capsys):
         for event, case_id in (("start", "a"), ("end", "a"), ("start", "b"), ("end", "b")):
             time.sleep(0.3)
             channel.EventLog(folder, "gw0").emit(event, case_id=case_id, outcome="passed")
-        channel.write_end(folder, 0)
+        channel.write_marker(folder, channel.END_FILE, exitstatus=0)
 
     other = threading.Thread(target=run)
     other.start()

@@ -5,8 +5,9 @@ one JSON object per line, to its own file in the run's progress folder, beside t
 records: ``<results>/runs/<run>.progress/<worker>.ndjson``. A file per writer needs no lock;
 appends are whole lines; a reader keeps its offset and reads complete lines only, so it sees
 every event once, from any process or machine that sees the folder (a SLURM array's shards on a
-shared file system). The controller writes ``end.json`` when the session finishes: the run's
-end, for ``kdbench watch``.
+shared file system). The controller writes ``controller.json`` (its host and pid) when the
+cases are known and ``end.json`` when the session finishes: the run's end, for ``kdbench
+watch`` (a controller gone without it was killed).
 
 Events: ``plan`` (the cases this process collected), ``start`` / ``end`` of a case (its pytest
 outcome), ``tick`` (a training stage's progress: epochs done, fractional; throttled, every epoch
@@ -25,6 +26,7 @@ from typing import Any, Iterator
 SUFFIX = ".progress"  # the progress folder: the run file's name with this suffix
 EVENTS = ".ndjson"  # not .jsonl: record loaders read every *.jsonl under a results folder
 END_FILE = "end.json"
+CONTROLLER_FILE = "controller.json"  # the process that reports the run and writes its end
 TICK_INTERVAL = 1.0  # seconds between two mid-epoch ticks of one writer
 
 
@@ -64,16 +66,18 @@ class EventLog:
         self.emit("tick", case_id=case_id, stage=stage, epoch=round(epoch, 4), epochs=epochs)
 
 
-def write_end(folder: Path, exitstatus: int) -> None:
-    """The run has ended (written by the controller at session finish)."""
-    tmp = folder / f".{END_FILE}.{os.getpid()}"
-    tmp.write_text(json.dumps({"t": time.time(), "exitstatus": int(exitstatus)}))
-    os.replace(tmp, folder / END_FILE)
+def write_marker(folder: Path, name: str, **fields: Any) -> None:
+    """``name`` (``CONTROLLER_FILE`` when the controller starts, ``END_FILE`` with the exit
+    status when the session finishes), written whole."""
+    tmp = folder / f".{name}.{os.getpid()}"
+    tmp.write_text(json.dumps({"t": time.time(), "host": socket.gethostname(),
+                               "pid": os.getpid(), **fields}))
+    os.replace(tmp, folder / name)
 
 
-def read_end(folder: Path) -> dict[str, Any] | None:
+def read_marker(folder: Path, name: str) -> dict[str, Any] | None:
     try:
-        return json.loads((folder / END_FILE).read_text())
+        return json.loads((folder / name).read_text())
     except (OSError, ValueError):
         return None
 

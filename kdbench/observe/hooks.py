@@ -17,7 +17,8 @@ from typing import Any, Callable, TextIO
 import pytest
 
 from kdbench.observe import trackers
-from kdbench.observe.channel import EventLog, progress_dir, write_end
+from kdbench.observe.channel import (CONTROLLER_FILE, END_FILE, EventLog, progress_dir,
+                                     write_marker)
 from kdbench.observe.eta import load_durations
 from kdbench.observe.progress import MODES, Above, Display
 from kdbench.observe.state import RunState
@@ -65,6 +66,7 @@ class Observer:
         self.cases: dict[str, tuple[str, str]] = {}  # nodeid → (case_id, name)
         self.current: str | None = None  # case_id running in this process
         self.display: Display | None = None
+        self._started = False  # the controller has written its marker
         self._tw_file: Any = None  # pytest's terminal file while the live panel has it
         self._above: Above | None = None
 
@@ -96,7 +98,7 @@ class Observer:
             self.events = EventLog(self.folder, self.worker)
             self.events.plan(list(dict.fromkeys(self.cases.values())))
         if self.is_controller:
-            self._start_display()
+            self._start()
 
     @pytest.hookimpl(tryfirst=True)  # the event is on disk before xdist tells the controller
     def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
@@ -130,14 +132,17 @@ class Observer:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
-        self._start_display()
+        self._start()
 
-    def _start_display(self) -> None:
-        if self.display is not None or self.config.getoption("kd_progress") == "off":
-            return
+    def _start(self) -> None:
+        """The controller, once the cases are known: its marker, then its display."""
+        if self._started or not RunState(self.folder).update().cases:
+            return  # started, or no kdbench case in this session
+        self._started = True
+        write_marker(self.folder, CONTROLLER_FILE)
         reporter = self.config.pluginmanager.getplugin("terminalreporter")
-        if reporter is None or not RunState(self.folder).update().cases:
-            return  # no terminal, or no kdbench case in this session
+        if reporter is None or self.config.getoption("kd_progress") == "off":
+            return
         out = _terminal_out()
         mode = _mode(self.config.getoption("kd_progress"), out)
 
@@ -171,4 +176,4 @@ class Observer:
             if self.display.out is not sys.stdout:
                 self.display.out.close()
         if self.folder.is_dir():
-            write_end(self.folder, session.exitstatus)
+            write_marker(self.folder, END_FILE, exitstatus=int(session.exitstatus))

@@ -40,10 +40,8 @@ def where(case: CaseState) -> str:
     return f"{stage}epoch {case.epoch:.4g}/{case.epochs}"
 
 
-def panel(state: RunState, known: dict[str, float], title: str = "kdbench",
-          now: float | None = None) -> RenderableType:
-    """The session's counts and ETA, then a bar per running case."""
-    now = time.time() if now is None else now
+def bars(state: RunState, now: float) -> Table:
+    """A row per running case: worker, case, stage, bar, epoch, elapsed time."""
     table = Table.grid(padding=(0, 1))
     for case in state.running():
         stage = "" if case.stage in ("", case.name) else case.stage
@@ -51,8 +49,14 @@ def panel(state: RunState, known: dict[str, float], title: str = "kdbench",
                       ProgressBar(total=case.epochs or None, completed=case.epoch, width=24),
                       f"epoch {case.epoch:.1f}/{case.epochs}" if case.epochs else "starting",
                       format_seconds(now - case.started if case.started is not None else None))
-    head = Text.assemble((f"{title} ", "bold"), headline(state, remaining(state, known, now)))
-    return Group(head, table) if state.running() else head
+    return table
+
+
+def panel(state: RunState, known: dict[str, float], now: float | None = None) -> RenderableType:
+    """The session's counts and ETA, then a bar per running case."""
+    now = time.time() if now is None else now
+    head = Text.assemble(("kdbench ", "bold"), headline(state, remaining(state, known, now)))
+    return Group(head, bars(state, now)) if state.running() else head
 
 
 class LineLog:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kdbench.observe.channel import Tail, alive, read_end
+from kdbench.observe.channel import CONTROLLER_FILE, END_FILE, Tail, alive, read_marker
 
 
 @dataclass
@@ -53,6 +53,7 @@ class RunState:
     cases: dict[str, CaseState] = field(default_factory=dict)
     writers: dict[str, Writer] = field(default_factory=dict)
     end: dict[str, Any] | None = None
+    controller: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self._tail = Tail(self.folder)
@@ -60,7 +61,8 @@ class RunState:
     def update(self) -> RunState:
         for worker, event in self._tail.read():
             self.apply(worker, event)
-        self.end = read_end(self.folder)
+        self.end = read_marker(self.folder, END_FILE)
+        self.controller = self.controller or read_marker(self.folder, CONTROLLER_FILE)
         return self
 
     def apply(self, worker: str, event: dict[str, Any]) -> None:
@@ -112,11 +114,12 @@ class RunState:
 
     @property
     def ended(self) -> bool:
-        """The session wrote its end, or every process of it is gone (killed: no end written)."""
+        """The session wrote its end, or its controller is gone without (killed; known on the
+        controller's host only)."""
         if self.end is not None:
             return True
-        return bool(self.writers) and all(
-            w.finished or alive(w.host, w.pid) is False for w in self.writers.values())
+        return self.controller is not None and \
+            alive(self.controller.get("host"), self.controller.get("pid")) is False
 
     def workers(self) -> int:
         """Processes that still run cases."""

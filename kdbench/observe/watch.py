@@ -25,7 +25,7 @@ from rich.text import Text
 from kdbench import results
 from kdbench.observe.channel import find_runs
 from kdbench.observe.eta import format_seconds, load_durations, remaining
-from kdbench.observe.progress import HEARTBEAT_S, headline, panel
+from kdbench.observe.progress import HEARTBEAT_S, bars, headline
 from kdbench.observe.state import RunState
 from kdbench.registry import KdbenchError
 from kdbench.scale.slurm import SHARDS_SCRIPT
@@ -125,8 +125,9 @@ class Watch:
         now = time.time()
         shards = self.shards()
         parts: list[RenderableType] = [Text("\n".join(self.summary(shards, now)))]
-        parts += [panel(state, self.known, label, now) for label, state in shards.items()
-                  if state is not None and state.running()]
+        for label, state in shards.items():
+            if state is not None and state.running():
+                parts += [Text(f"{label}:", style="bold"), bars(state, now)]
         return Group(*parts, Text(self.leaderboard()))
 
 
@@ -138,10 +139,14 @@ def exit_code(shards: dict[str, RunState | None]) -> int:
 
 def main(args: argparse.Namespace) -> int:
     folder = Path(args.results)
-    if not folder.is_dir():
-        raise KdbenchError(f"no results folder at {str(folder)!r}")
     if args.interval <= 0:
         raise KdbenchError(f"invalid --interval {args.interval}: must be > 0")
+    if not folder.is_dir() and args.once:
+        raise KdbenchError(f"no results folder at {str(folder)!r}")
+    if not folder.is_dir():  # a run not started yet (a SLURM job still pending)
+        print(f"kdbench watch: waiting for {folder} to appear", file=sys.stderr, flush=True)
+        while not folder.is_dir():
+            time.sleep(args.interval)
     watch = Watch(folder)
     console = Console()
     if console.is_terminal and not args.once:

@@ -96,9 +96,12 @@ def method_settings() -> str:
 
 
 def method_count() -> str:
-    """How many methods besides ``ce`` and the years of their papers."""
+    """How many methods besides ``ce``, and the years of their papers."""
     years = [int(y) for n in LOSSES.names() if (y := citation(LOSSES.get(n))["year"])]
-    return f"{len(LOSSES) - 1} distillation methods, papers of {min(years)}–{max(years)},\n"
+    return (
+        f"{len(LOSSES) - 1} distillation methods, papers of {min(years)}–{max(years)}, run on the "
+        f"same loop, next to each other and to the `ce` baseline ([the list](#methods)).\n"
+    )
 
 
 def leaderboard(paths: list[Path]) -> Callable[[], str]:
@@ -140,6 +143,19 @@ def findings(paths: list[Path]) -> Callable[[], str]:
 
     def render() -> str:
         return "\n".join(words.findings(summarize(records_frame(read(paths).records)))) + "\n"
+
+    return render
+
+
+def unmeasured(paths: list[Path]) -> Callable[[], str]:
+    """The registered methods that committed records do not have (added since they were made)."""
+
+    def render() -> str:
+        measured = set(records_frame(read(paths).records)["loss"])
+        missing = [f"`{n}`" for n in LOSSES.names() if n not in measured]
+        if not missing:
+            return "Every registered method is in this table.\n"
+        return f"Not in these records (registered since they were made): {', '.join(missing)}.\n"
 
     return render
 
@@ -187,6 +203,7 @@ SECTIONS: dict[str, Callable[[], str]] = {
     "fashion-selection": selection([REPO / "results" / "fashion"]),
     "fashion-latex": latex_table([REPO / "results" / "fashion"]),
     "fashion-findings": findings([REPO / "results" / "fashion"]),
+    "fashion-unmeasured": unmeasured([REPO / "results" / "fashion"]),
     "gate-power": gate_power,
     "columns-note": lambda: COLUMNS_NOTE + "\n",
     "measurements": measurements,

@@ -110,6 +110,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if line:
             config.get_terminal_writer().line(line)
         return
+    config.stash[SESSION].selected = {s.case_id for s in specs if isinstance(s, RunSpec)}
     try:
         items_module.check_before_training(config.stash[SESSION], specs)
     except KdbenchError as exc:
@@ -134,13 +135,18 @@ def kd_case(request: pytest.FixtureRequest, kd_session: KdSession) -> Callable[[
     error → recorded, then re-raised so the test fails."""
 
     def run(spec: RunSpec) -> dict[str, Any]:
+        try:
+            spec, tuning = kd_session.resolve(spec)  # a tuned case: the setting its trials chose
+        except KdbenchError as exc:
+            pytest.fail(str(exc), pytrace=False)
         if spec.case_id in kd_session.done:
             pytest.skip(f"resumed: {spec.name} already has a record "
                         f"({kd_session.done[spec.case_id]['status']})")
         engine = kd_session.get_engine()
         env = {**measure.environment(torch.device(spec.device)), **kd_session.share(spec.device),
                "compile_mode": engine.compile_mode_for(spec)}
-        record = case.run(engine, spec, env, kd_session.store)
+        record = case.run(engine, spec, env, kd_session.store if tuning is None else
+                          lambda r: kd_session.store({**r, "tuning": tuning}))
         m = record["metrics"]
         if record["status"] == "n/a":
             pytest.skip(f"N/A: {record['reason']}")

@@ -12,6 +12,7 @@ from kdbench.registry import KdbenchError
 
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "amp")
+TUNE = ("", "trial", "tuned")  # a plain case, a tuning trial, a case at the setting tuning chose
 
 
 def stable_hash(obj: Any, length: int = 16) -> str:
@@ -67,6 +68,7 @@ class RunSpec:
     compile: bool = False  # torch.compile the student
     teacher_ckpt: str | None = None  # a user's teacher checkpoint instead of training one
     dataset_options: tuple[tuple[str, Any], ...] = field(default=())
+    tune: str = ""  # one of TUNE (kdbench.matrix.tuning); "" is left out of the dict and the ids
 
     def __post_init__(self) -> None:
         validate_spec(self)
@@ -75,6 +77,8 @@ class RunSpec:
         d = asdict(self)
         d["loss_options"] = dict(self.loss_options)
         d["dataset_options"] = dict(self.dataset_options)
+        if not self.tune:  # the case ids of untuned cases stay what they were before tuning
+            del d["tune"]
         return d
 
     @classmethod
@@ -103,12 +107,25 @@ class RunSpec:
         ``pytest -k`` accepts. Loss options and weights are not in it (a profile sets one value
         per pair and loss; the record's spec has them all)."""
         parts = [self.dataset, self.pair, self.loss]
-        if self.temperature is not None:
-            parts.append(f"T{_fmt_number(self.temperature)}")
+        if self.tune == "tuned":  # its setting is chosen at run time: the id names none
+            parts.append("tuned")
+        else:
+            parts += ["tune"] if self.tune else []
+            if self.temperature is not None:
+                parts.append(f"T{_fmt_number(self.temperature)}")
+            parts += self._setting_words() if self.tune else []
         parts += [self.device] + ([] if self.precision == "fp32" else [self.precision])
         parts += ["compiled"] if self.compile else []
         parts.append(f"s{self.seed}")
         return "-".join(parts)
+
+    def _setting_words(self) -> list[str]:
+        """A trial's weights and option values, which tell the trials of a grid apart:
+        ``a0.9-c0.1-o8_1`` (alpha, ce_weight, the options' values in their names' order;
+        letters and digits only, so that no word of it is a loss name for ``pytest -k``)."""
+        options = "_".join(_fmt_number(v) for _, v in self.loss_options)
+        return [f"a{_fmt_number(self.alpha)}", f"c{_fmt_number(self.ce_weight)}",
+                *([f"o{options}"] if options else [])]
 
     def teacher_key(self) -> dict[str, Any]:
         """What determines the teacher: shared by every student case of it."""
@@ -147,6 +164,8 @@ def validate_spec(spec: RunSpec) -> None:
     RECIPES.get(spec.recipe)
     _check(spec.device in DEVICES,
            f"invalid device {spec.device!r}: valid: {', '.join(DEVICES)}")
+    _check(spec.tune in TUNE,
+           f"invalid tune {spec.tune!r}: valid: {', '.join(map(repr, TUNE))}")
     _check(spec.precision in PRECISIONS,
            f"invalid precision {spec.precision!r}: valid: {', '.join(PRECISIONS)}")
     if loss_cls.uses_temperature:

@@ -27,7 +27,7 @@ OTHER = {
     "seed": 1, "teacher_seed": 1, "device": "cuda", "epochs": 3, "teacher_epochs": 3,
     "batch_size": 32, "recipe": "crd", "precision": "amp", "compile": True,
     "teacher_ckpt": "teacher.pt",
-    "dataset_options": (("num_classes", 10), ("num_train", 128)),
+    "dataset_options": (("num_classes", 10), ("num_train", 128)), "tune": "trial",
 }
 
 
@@ -67,6 +67,9 @@ def test_seeds_share_a_group():
     (dataclasses.replace(KD, temperature=2.5, seed=2), "digits-cnn_t/cnn_s-kd-T2.5-cpu-s2"),
     (make_spec("digits", "cnn_t", "cnn_m", "ce"), "digits-cnn_t/cnn_m-ce-cpu-s0"),
     (WITH_OPTIONS, "synthetic-cnn_t/cnn_s-dkd-T4-cpu-s0"),
+    (dataclasses.replace(WITH_OPTIONS, tune="trial", seed=7),
+     "synthetic-cnn_t/cnn_s-dkd-tune-T4-a1-c1-o8-cpu-s7"),
+    (dataclasses.replace(WITH_OPTIONS, tune="tuned"), "synthetic-cnn_t/cnn_s-dkd-tuned-cpu-s0"),
 ])
 def test_readable_name(spec, name):
     assert spec.name == name
@@ -75,7 +78,7 @@ def test_readable_name(spec, name):
 @pytest.mark.parametrize("spec", [KD, WITH_OPTIONS], ids=["kd", "options"])
 def test_dict_round_trip_through_json(spec):
     d = json.loads(json.dumps(spec.to_dict()))
-    assert set(d) == {f.name for f in dataclasses.fields(RunSpec)}
+    assert set(d) == {f.name for f in dataclasses.fields(RunSpec)} - {"tune"}  # "" is left out
     assert d["loss_options"] == dict(spec.loss_options)
     back = RunSpec.from_dict({**d, "a_future_field": 1})
     assert back == spec and back.case_id == spec.case_id and back.name == spec.name

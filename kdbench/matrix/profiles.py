@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from kdbench.losses import LOSSES
+from kdbench.matrix import tuning as tuning_stage
 from kdbench.matrix.paper_settings import (
     CIFAR100_PAIR_SETTINGS,
     REPDISTILLER_CROSS,
     REPDISTILLER_SAME,
 )
 from kdbench.registry import KdbenchError, Registry
-from kdbench.spec import DEVICES, RunSpec, make_spec, stable_hash
+from kdbench.spec import DEVICES, RunSpec, make_spec, pair_name, stable_hash
 
 PROFILES = Registry("profiles")
 WEIGHTS = ("temperature", "alpha", "ce_weight")  # settings besides a loss's own options
@@ -34,7 +35,9 @@ Settings = Mapping[str, float]
 class Profile:
     """A matrix of cases. ``loss_options`` (loss → options) apply to every pair;
     ``pair_settings`` ((teacher, student) → loss → settings) override them for one pair, where a
-    setting is ``temperature`` (then not swept), ``alpha``, ``ce_weight`` or a loss option."""
+    setting is ``temperature`` (then not swept), ``alpha``, ``ce_weight`` or a loss option.
+    ``tuning`` (loss → setting → a few values) gives every method the same tuning budget on
+    validation, its trials run on ``tuning_seed`` (``kdbench.matrix.tuning``)."""
 
     name: str
     description: str
@@ -51,6 +54,8 @@ class Profile:
     dataset_options: tuple[tuple[str, Any], ...] = ()
     loss_options: Mapping[str, Settings] = field(default_factory=dict)
     pair_settings: Mapping[Pair, Mapping[str, Settings]] = field(default_factory=dict)
+    tuning: Mapping[str, tuning_stage.Grid] = field(default_factory=dict)
+    tuning_seed: int = 100
 
     def loss_names(self) -> list[str]:
         return [n for n in LOSSES.names() if any(fnmatch.fnmatchcase(n, p) for p in self.losses)]
@@ -69,17 +74,27 @@ class Profile:
             return self.temperatures
         return (cls.default_temperature,)
 
+    def check_tuning(self) -> None:
+        """A one-line ``KdbenchError`` for tuning grids that break the equal budget."""
+        tuning_stage.check(self.tuning, self.tuning_seed, self.loss_names(), lambda loss: (
+            (pair_name(*pair), self.settings(pair, loss)) for pair in self.pairs))
+
     def size(self, devices: tuple[str, ...] = DEVICES, seeds: int | None = None) -> int:
         """How many cases ``specs`` makes, counted without making them."""
         configurations = sum(len(self.temperatures_for(loss, self.settings(pair, loss)))
                              for pair in self.pairs for loss in self.loss_names())
-        return configurations * len(devices) * (self.seeds if seeds is None else seeds)
+        if self.tuning:  # a tuned configuration per loss
+            configurations += len(self.pairs) * len(self.loss_names())
+        trials = len(self.pairs) * sum(len(tuning_stage.points(grid))
+                                       for grid in self.tuning.values())
+        return (configurations * (self.seeds if seeds is None else seeds) + trials) * len(devices)
 
     def specs(self, devices: tuple[str, ...] = DEVICES, seeds: int | None = None,
               epochs: int | None = None, precision: str = "auto", first_seed: int = 0,
               compile: bool = False, teacher_ckpts: dict[str, str] | None = None
               ) -> list[RunSpec]:
-        """Every case: pair × loss × temperature × device × seed (ids readable, order stable).
+        """Every case: pair × loss × temperature × device × seed (ids readable, order stable);
+        with ``tuning``, the trials first and a tuned case per pair × loss × device × seed.
 
         Seeds are ``first_seed`` … ``first_seed + seeds − 1`` (another run of the same
         configuration on fresh seeds: ``first_seed=seeds``).
@@ -91,25 +106,41 @@ class Profile:
         n_seeds = self.seeds if seeds is None else seeds
         if not isinstance(n_seeds, int) or n_seeds < 1:
             raise KdbenchError(f"invalid number of seeds {n_seeds!r}: must be an integer ≥ 1")
-        specs = []
+        self.check_tuning()
+        seed_range = range(first_seed, first_seed + n_seeds)
+        trials, specs = [], []
         for pair in self.pairs:
             for loss in self.loss_names():
                 settings = self.settings(pair, loss)
-                options = {k: v for k, v in settings.items() if k not in WEIGHTS}
+
+                def cases(setting: Settings, t: float | None, seeds: Iterable[int],
+                          tune: str = "") -> list[RunSpec]:
+                    options = {k: v for k, v in setting.items() if k not in WEIGHTS}
+                    return [make_spec(self.dataset, *pair, loss, temperature=t, seed=seed,
+                                      device=device, recipe=self.recipe,
+                                      batch_size=self.batch_size,
+                                      epochs=self.epochs if epochs is None else epochs,
+                                      teacher_epochs=self.teacher_epochs,
+                                      dataset_options=self.dataset_options,
+                                      precision=_precision(precision, device), compile=compile,
+                                      loss_options=tuple(sorted(options.items())),
+                                      teacher_ckpt=ckpts.get(pair[0]),
+                                      alpha=setting.get("alpha"),
+                                      ce_weight=setting.get("ce_weight"), tune=tune)
+                            for device in devices for seed in seeds]
+
                 for t in self.temperatures_for(loss, settings):
-                    specs += [
-                        make_spec(self.dataset, *pair, loss, temperature=t, seed=seed,
-                                  device=device, recipe=self.recipe, batch_size=self.batch_size,
-                                  epochs=self.epochs if epochs is None else epochs,
-                                  teacher_epochs=self.teacher_epochs,
-                                  dataset_options=self.dataset_options,
-                                  precision=_precision(precision, device), compile=compile,
-                                  loss_options=tuple(sorted(options.items())),
-                                  teacher_ckpt=ckpts.get(pair[0]), alpha=settings.get("alpha"),
-                                  ce_weight=settings.get("ce_weight"))
-                        for device in devices
-                        for seed in range(first_seed, first_seed + n_seeds)]
-        return specs
+                    specs += cases(settings, t, seed_range)
+                if not self.tuning:
+                    continue
+                paper = {**settings, **tuning_stage.paper_setting(loss, settings, WEIGHTS[:1])} \
+                    if LOSSES.get(loss).uses_temperature else settings
+                for point in (tuning_stage.points(self.tuning[loss]) if loss in self.tuning
+                              else []):
+                    trial = {**paper, **point}
+                    trials += cases(trial, trial.get("temperature"), [self.tuning_seed], "trial")
+                specs += cases(paper, paper.get("temperature"), seed_range, "tuned")
+        return trials + specs  # trials first: the tuned cases read their records
 
 
 def size_check(profile: Profile, devices: tuple[str, ...], seeds: int | None = None,

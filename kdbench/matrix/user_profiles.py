@@ -10,8 +10,13 @@ project's pyproject.toml, run with ``--kd-profile <name>`` like the shipped ones
     losses = ["ce", "kd", "dkd*"]         # name patterns over the LOSSES registry
     [tool.kdbench.profiles.my-digits.loss_options]
     dkd = { warmup = 0.333 }
+    dkd_ls = { warmup = 0.333 }
     [tool.kdbench.profiles.my-digits.pair_settings."cnn_t/cnn_s"]
     kd = { temperature = 2.0, alpha = 0.5 }
+    [tool.kdbench.profiles.my-digits.tuning]  # optional: an equal tuning budget on validation
+    kd = { alpha = [0.5, 0.9], temperature = [2.0, 4.0] }  # the paper setting among the values
+    dkd = { nckd_weight = [2.0, 4.0, 8.0, 16.0] }          # every method as many trials
+    dkd_ls = { nckd_weight = [8.0, 81.0], warmup = [0.083333, 0.333] }
 
 The keys are ``Profile``'s fields (``KEYS``), with its defaults but for these: ``REQUIRED``
 ones have none, ``teacher_epochs`` defaults to ``epochs`` and ``sweep`` to no loss (each at its
@@ -45,7 +50,7 @@ TABLE = "tool.kdbench.profiles"
 REQUIRED = ("dataset", "pairs", "recipe", "epochs")
 KEYS = ("description", "dataset", "dataset_options", "pairs", "recipe", "epochs",
         "teacher_epochs", "batch_size", "seeds", "losses", "temperatures", "sweep",
-        "loss_options", "pair_settings")
+        "loss_options", "pair_settings", "tuning", "tuning_seed")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a word for --kd-profile and job names
 BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")  # TOML keys written without quotes
 KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
@@ -117,6 +122,8 @@ def _profile(at: _Key, name: str, entry: Any) -> Profile:
     for key in ("epochs", "teacher_epochs", "batch_size", "seeds"):
         if key in entry:
             fields[key] = _count(at / key, entry[key])
+    if "tuning_seed" in entry:
+        fields["tuning_seed"] = _like(at / "tuning_seed", entry["tuning_seed"], 0)
     fields.setdefault("teacher_epochs", fields["epochs"])
     if "losses" in entry:
         fields["losses"] = _patterns(at / "losses", entry["losses"], LOSSES.names(), "loss")
@@ -134,7 +141,8 @@ def _profile(at: _Key, name: str, entry: Any) -> Profile:
         profile, loss_options=_loss_settings(at / "loss_options", entry.get("loss_options", {}),
                                              losses),
         pair_settings={pairs[key]: _loss_settings(at / "pair_settings" / key, value, losses)
-                       for key, value in settings.items()})
+                       for key, value in settings.items()},
+        tuning=_tuning(at / "tuning", entry.get("tuning", {})))
     try:
         profile.specs(("cpu",), seeds=1)
     except KdbenchError as exc:
@@ -240,6 +248,15 @@ def _dataset_options(at: _Key, dataset: str, value: Any) -> tuple[tuple[str, Any
     options = _table(at, value)
     _check_keys(at, options, params, f"unknown option {{}} of data set {dataset!r}")
     return tuple(sorted((k, _like(at / k, v, params[k])) for k, v in options.items()))
+
+
+def _tuning(at: _Key, value: Any) -> dict[str, dict[str, tuple[float, ...]]]:
+    """loss → setting → values, each a number; what they may be is checked with the profile's
+    cases (``kdbench.matrix.tuning.check``)."""
+    return {loss: {key: tuple(_like(at / loss / key / i, v, 1.0)
+                              for i, v in enumerate(_list(at / loss / key, values, empty=True)))
+                   for key, values in _table(at / loss, grid).items()}
+            for loss, grid in _table(at, value).items()}
 
 
 def _loss_settings(at: _Key, value: Any, losses: list[str]) -> dict[str, dict[str, Any]]:

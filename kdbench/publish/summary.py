@@ -24,6 +24,7 @@ from typing import Iterator, Sequence
 
 import pandas as pd
 
+from kdbench.publish import tuned
 from kdbench.results import METRICS
 from kdbench.run.measure import near_chance
 from kdbench.spec import RunSpec, pair_name
@@ -178,7 +179,8 @@ def sections(summary: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
         return
     for values, part in summary.groupby(settings, sort=True, dropna=False):
         part.attrs = summary.attrs
-        yield " · ".join(f"{k} {v}" for k, v in zip(settings, values)), part
+        yield tuned.title(" · ".join(f"{k} {v}" for k, v in zip(settings, values)), part,
+                          summary), part
 
 
 def load_published() -> pd.DataFrame | None:

@@ -25,6 +25,8 @@ MARKERS = (
     "logits_only: a distillation case whose loss uses only logits",
     "hidden_layers: a distillation case whose loss uses intermediate features",
     "student_alone: the ce baseline (the student trained without a teacher)",
+    "tuning: a tuning trial: one grid point of a method on the tuning seed",
+    "tuned: a case at the setting its tuning trials chose on validation",
 )
 
 
@@ -33,7 +35,8 @@ def marks_of(spec: RunSpec) -> list[pytest.MarkDecorator]:
     kind = (pytest.mark.student_alone if not loss.needs_teacher else
             pytest.mark.logits_only if set(loss.taps) <= {"logits"} else
             pytest.mark.hidden_layers)
-    return [pytest.mark.pair_case, kind, *device_marks(spec.device)]
+    stage = {"trial": [pytest.mark.tuning], "tuned": [pytest.mark.tuned]}.get(spec.tune, [])
+    return [pytest.mark.pair_case, kind, *stage, *device_marks(spec.device)]
 
 
 def device_marks(device: str) -> list[pytest.MarkDecorator]:

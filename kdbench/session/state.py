@@ -15,6 +15,7 @@ import torch
 
 from kdbench import results
 from kdbench.gate.compare import Comparison
+from kdbench.matrix import tuning
 from kdbench.observe.hooks import Observer
 from kdbench.registry import KdbenchError
 from kdbench.run import measure
@@ -39,6 +40,23 @@ class KdSession:
     unsaved: list[dict[str, Any]] = field(default_factory=list)  # records a write failed for
     write_error: str | None = None
     observer: Observer | None = None  # progress events and trackers (kdbench.observe)
+    selected: set[str] = field(default_factory=set)  # case ids left by -k / -m
+
+    def resolve(self, spec: RunSpec) -> tuple[RunSpec, dict[str, Any] | None]:
+        """A tuned case at the setting its trials chose (``kdbench.matrix.tuning``) and the
+        choice its record keeps; any other case as it is, with None."""
+        if spec.tune != "tuned":
+            return spec, None
+        trials = tuning.trials_of(spec, self.specs)
+        pending = {t.case_id for t in trials} & self.selected
+        return tuning.resolve(spec, trials, self._recorded, pending, wait=self.workers > 1)
+
+    def _recorded(self) -> dict[str, dict[str, Any]]:
+        """case id → the newest record under the results folder, this session's included."""
+        runs = self.results_dir / "runs"
+        saved = results.read([runs]).records if runs.is_dir() else []
+        return {r["case_id"]: r for r in results.newest([*saved, *self.unsaved])[0]}
+
 
     def get_engine(self) -> Engine:
         if self.engine is None:

@@ -92,13 +92,15 @@ def test_eta_from_earlier_durations_scaled_to_this_runs_pace(tmp_path):
     known = known_durations(records)
     assert known == dict.fromkeys("abcd", 10.0)
     events(tmp_path, "main", (0, "plan", plan("abcde")), (0, "start", {"case_id": "a"}),
-           (20, "end", {"case_id": "a", "outcome": "passed"}), (20, "start", {"case_id": "b"}),
-           (20, "tick", {"case_id": "b", "stage": "case-b", "epoch": 0, "epochs": 4}),
-           (25, "tick", {"case_id": "b", "stage": "case-b", "epoch": 1, "epochs": 4}))
+           (30, "tick", {"case_id": "a", "stage": "case-a", "epoch": 0, "epochs": 1}),
+           (50, "end", {"case_id": "a", "outcome": "passed"}), (50, "start", {"case_id": "b"}),
+           (50, "tick", {"case_id": "b", "stage": "case-b", "epoch": 0, "epochs": 4}),
+           (55, "tick", {"case_id": "b", "stage": "case-b", "epoch": 1, "epochs": 4}))
     state = RunState(tmp_path).update()
-    # pace 2 (20 s for a 10 s case); b: 5 s an epoch, 3 left; c, d: 20 s; e: the mean wall, 20 s
-    assert remaining(state, known, now=25) == pytest.approx(15 + 20 + 20 + 20)
-    assert remaining(state, {}, now=25) == pytest.approx(15 + 3 * 20)
+    # a: 30 s of setup (a worker's first case loads data and teachers), then 20 s for a 10 s
+    # case: pace 2; b: 5 s an epoch, 3 left; c, d: 2 × 10 s; e (never done): a's wall, 50 s
+    assert remaining(state, known, now=55) == pytest.approx(15 + 20 + 20 + 50)
+    assert remaining(state, {}, now=55) == pytest.approx(15 + 3 * 50)
     fresh = RunState(tmp_path / "none")
     events(fresh.folder, "main", (0, "plan", plan("xy")))
     assert remaining(fresh.update(), {}, now=1) is None  # nothing tells yet

@@ -34,18 +34,21 @@ def load_durations(paths: Iterable[Path]) -> dict[str, float]:
 def remaining(state: RunState, known: dict[str, float], now: float | None = None) -> float | None:
     """Seconds until the run's cases are done, or None when nothing tells yet.
 
-    A pending case takes its earlier duration times this run's pace (the ratio of wall time to
-    earlier duration over the cases done here that have one), else the mean wall time of the
-    cases done here. A running case takes what its stage's pace leaves (elapsed × (1 − f) / f),
-    else its estimate less its elapsed time. The sum is shared by the run's processes.
+    A pending case takes its earlier duration times this run's pace (the median ratio, over the
+    cases done here that have one, of the time from their last stage's start to their end — a
+    worker's first case also loads data and teachers — to their earlier duration), else the
+    median wall time of the cases done here. A running case takes what its stage's pace leaves
+    (elapsed × (1 − f) / f), else its estimate less its elapsed time. The sum is shared by the
+    run's processes.
     """
     now = time.time() if now is None else now
     done = state.done()
-    pairs = [(c.seconds, known[c.case_id]) for c in done
-             if c.case_id in known and known[c.case_id] > 0 and c.seconds is not None]
-    pace = sum(w for w, _ in pairs) / sum(k for _, k in pairs) if pairs else 1.0
+    ratios = [(c.ended - c.stage_started) / known[c.case_id] for c in done
+              if known.get(c.case_id, 0) > 0 and c.stage_started is not None
+              and c.ended is not None]
+    pace = statistics.median(ratios) if ratios else 1.0
     walls = [c.seconds for c in done if c.seconds is not None and c.outcome != "skipped"]
-    fallback = statistics.fmean(walls) if walls else None
+    fallback = statistics.median(walls) if walls else None
 
     def estimate(case_id: str) -> float | None:
         return known[case_id] * pace if case_id in known else fallback

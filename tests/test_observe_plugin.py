@@ -104,3 +104,12 @@ def test_a_missing_tracker_extra_is_a_one_line_error_before_any_training(kd_suit
 def test_watch_once_on_a_folder_without_a_run(tmp_path, capsys):
     assert main(["watch", str(tmp_path / "none"), "--once"]) == 2
     assert "no results folder" in capsys.readouterr().err
+
+
+def test_an_unusable_mlflow_store_is_a_one_line_error_before_any_training(kd_suite, pytester,
+                                                                         monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "no-such-scheme://anywhere")
+    result = kd_suite(*SMOKE, *CASES, "--kd-log", "mlflow")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --kd-log mlflow: cannot open the tracking store (*)"])
+    assert not list(pytester.path.glob("results/runs/*.jsonl"))

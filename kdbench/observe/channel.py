@@ -40,7 +40,6 @@ class EventLog:
 
     def __init__(self, folder: Path, worker: str) -> None:
         self.path = folder / f"{worker}{EVENTS}"
-        self.worker = worker
         self._last_tick = 0.0
 
     def emit(self, event: str, **fields: Any) -> None:

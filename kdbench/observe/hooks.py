@@ -22,6 +22,7 @@ from kdbench.observe.channel import (CONTROLLER_FILE, END_FILE, EventLog, progre
 from kdbench.observe.eta import load_durations
 from kdbench.observe.progress import MODES, Above, Display
 from kdbench.observe.state import RunState
+from kdbench.registry import KdbenchError
 
 
 def add_options(group: Any) -> None:
@@ -74,12 +75,17 @@ class Observer:
     def from_config(cls, config: pytest.Config, run_file: Path, profile: str,
                     case_of: Callable[[Any], Any]) -> Observer:
         """Checks ``--kd-log`` (a ``KdbenchError`` names the extra to install); the controller
-        opens the MLflow store once, before workers share it."""
+        opens the MLflow store once, before any training and before workers share it."""
         names = trackers.parse(config.getoption("kd_log"))
         logs = trackers.Trackers(names, run_file.parent.parent, profile,
                                  run_file.stem) if names else None
         if logs and "mlflow" in names and not hasattr(config, "workerinput"):
-            logs.open("mlflow")
+            try:
+                logs.open("mlflow")
+            except Exception as exc:  # a bad MLFLOW_TRACKING_URI, a server down
+                first = (str(exc).strip().splitlines() or [""])[0]
+                raise KdbenchError(f"--kd-log mlflow: cannot open the tracking store "
+                                   f"({type(exc).__name__}: {first})") from None
         return cls(config, run_file, case_of, logs)
 
     @property

@@ -22,9 +22,9 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -80,7 +80,8 @@ def median(values: list[float]) -> float:
 
 
 def spread(values: list[float]) -> str:
-    return f"median {median(values):.3f} s (min {min(values):.3f}, max {max(values):.3f}, n={len(values)})"
+    return (f"median {median(values):.3f} s (min {min(values):.3f}, max {max(values):.3f}, "
+            f"n={len(values)})")
 
 
 def quick_spec(student: str = "cnn_s", loss: str = "kd", temperature: float | None = 4.0,
@@ -117,14 +118,15 @@ class Bare:
     precompute_s: float  # what precomputing them took
 
     @classmethod
-    def load(cls, spec: RunSpec, engine: Engine) -> "Bare":
+    def load(cls, spec: RunSpec, engine: Engine) -> Bare:
         """The spec's data as plain tensors and the teacher kdbench trained (its cache)."""
         data = load_dataset(spec.dataset)
         teacher, _ = engine.teachers.get(spec)
         with torch.inference_mode():
             seconds, logits = timed(lambda: teacher(data.x_train))
-        return cls(data.x_train, data.y_train, ((data.x_val, data.y_val), (data.x_test, data.y_test)),
-                   data.num_classes, teacher, logits.clone(), seconds)
+        evaluation = ((data.x_val, data.y_val), (data.x_test, data.y_test))
+        return cls(data.x_train, data.y_train, evaluation, data.num_classes, teacher,
+                   logits.clone(), seconds)
 
     def train(self, spec: RunSpec, teacher: str = "cached") -> tuple[float, float]:
         """Train the spec's student; ``teacher`` is "cached" (precomputed logits) or "online"
@@ -236,7 +238,8 @@ def measure_pair(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
                 rows[name][key].append(value)
     for name in PAIR_ROWS:
         print(f"  {name:15s} train {spread(rows[name]['train'])}; "
-              f"wall median {median(rows[name]['wall']):.3f} s; top-1 {rows[name]['top1'][-1]:.2f} %")
+              f"wall median {median(rows[name]['wall']):.3f} s; "
+              f"top-1 {rows[name]['top1'][-1]:.2f} %")
     return rows
 
 

@@ -12,7 +12,7 @@ others share, where the default threads per process were chosen.
 import contextlib
 import subprocess
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 from _common import footer, header, median, parser, run_suites, scratch
 

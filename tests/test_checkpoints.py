@@ -168,5 +168,6 @@ def test_a_teacher_for_another_class_count_names_the_shapes():
 
 def test_a_failure_outside_names_and_shapes_is_still_one_line():
     state = {k: v.to("meta") for k, v in build_model("resnet8", 100, CIFAR).state_dict().items()}
-    _one_line_error(lambda: load_into(build_model("resnet8", 100, CIFAR), state, "resnet8", "m.pth"),
+    model = build_model("resnet8", 100, CIFAR)
+    _one_line_error(lambda: load_into(model, state, "resnet8", "m.pth"),
                     "does not fit model 'resnet8'", "conv1.weight", "meta tensor")

@@ -221,4 +221,5 @@ def test_random_crop_flip_is_seeded_and_varies() -> None:
                                                           reason="no CUDA device"))])
 def test_random_crop_flip_stays_on_the_batch_device(device) -> None:
     x = torch.randn(4, 3, 32, 32, device=device)
-    assert RandomCropFlip(4, (0.0, 0.0, 0.0))(x, torch.Generator().manual_seed(0)).device == x.device
+    flipped = RandomCropFlip(4, (0.0, 0.0, 0.0))(x, torch.Generator().manual_seed(0))
+    assert flipped.device == x.device

@@ -29,7 +29,7 @@ CLASSES = 5
 # The CAMs are feats[-1] of the "_test" models that tools/train.py builds when if_test is True:
 # conv_test = nn.Conv2d(C, classes, 1, bias=False) with weight fc.weight.view(classes, C, 1, 1).
 def cat_binarize(tea):
-    n, c, h, w = tea.shape
+    _, _, h, w = tea.shape
     threshold = torch.norm(tea, dim=(2, 3), keepdim=True, p=1) / (h * w)
     tea = tea - threshold
     tea = nn.ReLU()(tea).bool() * torch.ones_like(tea)
@@ -67,7 +67,7 @@ def authors_cat(f_s, fc_s, f_t, fc_t, CAT_loss_weight, CAM_RESOLUTION, IF_NORMAL
 # mdistiller/models/cifar/utils.py: SPP (its debug print left out).
 class SPP(nn.Module):
     def __init__(self, M=None):
-        super(SPP, self).__init__()
+        super().__init__()
         self.pooling_4x4 = nn.AdaptiveAvgPool2d((4, 4))
         self.pooling_2x2 = nn.AdaptiveAvgPool2d((2, 2))
         self.pooling_1x1 = nn.AdaptiveAvgPool2d((1, 1))
@@ -95,7 +95,7 @@ class SPP(nn.Module):
 
 # mdistiller/models/cifar/resnet.py, ResNet_SDD.forward (lines 202–209): the patch scores.
 def patch_scores(x, fc, M):
-    x_spp, x_strength = SPP(M)(x)
+    x_spp, _ = SPP(M)(x)
     x_spp = x_spp.permute((2, 0, 1))
     m, b, c = x_spp.shape[0], x_spp.shape[1], x_spp.shape[2]
     x_spp = torch.reshape(x_spp, (m * b, c))
@@ -118,8 +118,10 @@ def kd_loss(logits_student, logits_teacher, temperature):
 def sdd_kd_loss(out_s_multi, out_t_multi, T, target):
     out_s_multi = out_s_multi.permute(2, 0, 1)
     out_t_multi = out_t_multi.permute(2, 0, 1)
-    out_t = torch.reshape(out_t_multi, (out_t_multi.shape[0] * out_t_multi.shape[1], out_t_multi.shape[2]))
-    out_s = torch.reshape(out_s_multi, (out_s_multi.shape[0] * out_s_multi.shape[1], out_s_multi.shape[2]))
+    out_t = torch.reshape(out_t_multi,
+                          (out_t_multi.shape[0] * out_t_multi.shape[1], out_t_multi.shape[2]))
+    out_s = torch.reshape(out_s_multi,
+                          (out_s_multi.shape[0] * out_s_multi.shape[1], out_s_multi.shape[2]))
     target_r = target.repeat(out_t_multi.shape[0])
     p_s = F.log_softmax(out_s / T, dim=1)
     p_t = F.softmax(out_t / T, dim=1)
@@ -133,8 +135,10 @@ def sdd_kd_loss(out_s_multi, out_t_multi, T, target):
     global_prediction = out_t_predict[0:len(target)]
     global_prediction_true_mask = global_prediction == target
     global_prediction_false_mask = global_prediction != target
-    global_prediction_true_mask_repeat = global_prediction_true_mask.clone().repeat(out_t_multi.shape[0])
-    global_prediction_false_mask_repeat = global_prediction_false_mask.clone().repeat(out_t_multi.shape[0])
+    global_prediction_true_mask_repeat = global_prediction_true_mask.clone().repeat(
+        out_t_multi.shape[0])
+    global_prediction_false_mask_repeat = global_prediction_false_mask.clone().repeat(
+        out_t_multi.shape[0])
     mask_false[global_prediction_false_mask_repeat] = False
     mask_false[0:len(target)] = False
     gt_lw = mask_false
@@ -180,8 +184,10 @@ def dkd_loss(logits_student, logits_teacher, target, alpha, beta, temperature):
 def multi_dkd(out_s_multi, out_t_multi, target, alpha, beta, temperature):
     out_s_multi_t = out_s_multi.permute(2, 0, 1)
     out_t_multi_t = out_t_multi.permute(2, 0, 1)
-    out_t = torch.reshape(out_t_multi_t, (out_t_multi_t.shape[0] * out_t_multi_t.shape[1], out_t_multi_t.shape[2]))
-    out_s = torch.reshape(out_s_multi_t, (out_s_multi_t.shape[0] * out_s_multi_t.shape[1], out_s_multi_t.shape[2]))
+    out_t = torch.reshape(out_t_multi_t, (out_t_multi_t.shape[0] * out_t_multi_t.shape[1],
+                                          out_t_multi_t.shape[2]))
+    out_s = torch.reshape(out_s_multi_t, (out_s_multi_t.shape[0] * out_s_multi_t.shape[1],
+                                          out_s_multi_t.shape[2]))
     target_r = target.repeat(out_t_multi.shape[2])
     loss = dkd_loss(out_s, out_t, target_r, alpha, beta, temperature)
     out_t_predict = torch.argmax(out_t, dim=1)
@@ -190,8 +196,10 @@ def multi_dkd(out_s_multi, out_t_multi, target, alpha, beta, temperature):
     global_prediction = out_t_predict[0:len(target)]
     global_prediction_true_mask = global_prediction == target
     global_prediction_false_mask = global_prediction != target
-    global_prediction_true_mask_repeat = global_prediction_true_mask.clone().repeat(out_t_multi.shape[2])
-    global_prediction_false_mask_repeat = global_prediction_false_mask.clone().repeat(out_t_multi.shape[2])
+    global_prediction_true_mask_repeat = global_prediction_true_mask.clone().repeat(
+        out_t_multi.shape[2])
+    global_prediction_false_mask_repeat = global_prediction_false_mask.clone().repeat(
+        out_t_multi.shape[2])
     mask_false[global_prediction_false_mask_repeat] = False
     mask_false[0:len(target)] = False
     gt_lw = mask_false
@@ -205,7 +213,8 @@ def multi_dkd(out_s_multi, out_t_multi, target, alpha, beta, temperature):
     gw_lw = mask_false
     mask_true[global_prediction_false_mask_repeat] = False
     gt_lt = mask_true
-    assert torch.sum(gt_lt) + torch.sum(gw_lw) + torch.sum(gt_lw) + torch.sum(gw_lt) == target_r.shape[0]
+    assert (torch.sum(gt_lt) + torch.sum(gw_lw) + torch.sum(gt_lw) + torch.sum(gw_lt)
+            == target_r.shape[0])
     index[gw_lw] = 1.0
     index[gt_lt] = 1.0
     index[gw_lt] = 2.0

@@ -48,7 +48,7 @@ def kd_loss(logits_student, logits_teacher, temperature, reduce=True):
 
 
 def cc_loss(logits_student, logits_teacher, temperature, reduce=True):
-    batch_size, class_num = logits_teacher.shape
+    _, class_num = logits_teacher.shape
     pred_student = F.softmax(logits_student / temperature, dim=1)
     pred_teacher = F.softmax(logits_teacher / temperature, dim=1)
     student_matrix = torch.mm(pred_student.transpose(1, 0), pred_student)
@@ -61,7 +61,7 @@ def cc_loss(logits_student, logits_teacher, temperature, reduce=True):
 
 
 def bc_loss(logits_student, logits_teacher, temperature, reduce=True):
-    batch_size, class_num = logits_teacher.shape
+    batch_size, _ = logits_teacher.shape
     pred_student = F.softmax(logits_student / temperature, dim=1)
     pred_teacher = F.softmax(logits_teacher / temperature, dim=1)
     student_matrix = torch.mm(pred_student, pred_student.transpose(1, 0))
@@ -81,7 +81,7 @@ def authors_losses(logits_student_weak, logits_student_strong, logits_teacher_we
     applied before the reduction (their ``reduce=False``; the batch and class terms summed, so
     that they keep the released normalisers)."""
     pred_teacher_weak = F.softmax(logits_teacher_weak.detach(), dim=1)
-    confidence, pseudo_labels = pred_teacher_weak.max(dim=1)
+    confidence, _ = pred_teacher_weak.max(dim=1)
     confidence = confidence.detach()
     conf_thresh = np.percentile(confidence.cpu().numpy().flatten(), 50)
     mask = confidence.le(conf_thresh).bool()

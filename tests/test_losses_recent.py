@@ -34,26 +34,26 @@ def close(actual: torch.Tensor, expected: torch.Tensor) -> None:
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-7)
 
 
-# --------------------------------------------- zkxufo/TTM @ fe457b33a71ba27536ec04fe3d32c5b04963522f
-def _authors_power_kl(y_s, y_t, l):
+# ------------------------------------------ zkxufo/TTM @ fe457b33a71ba27536ec04fe3d32c5b04963522f
+def _authors_power_kl(y_s, y_t, gamma):
     """The lines distiller_zoo/ttm.py and wttm.py share: (norm, KL) per sample."""
     p_s = F.log_softmax(y_s, dim=1)
-    p_t = torch.pow(torch.softmax(y_t, dim=1), l)
+    p_t = torch.pow(torch.softmax(y_t, dim=1), gamma)
     norm = torch.sum(p_t, dim=1)
     p_t = p_t / norm.unsqueeze(1)
     KL = torch.sum(F.kl_div(p_s, p_t, reduction="none"), dim=1)
     return norm, KL
 
 
-def authors_ttm(y_s, y_t, l):
+def authors_ttm(y_s, y_t, gamma):
     """distiller_zoo/ttm.py, TTM(l).forward: torch.mean(KL)."""
-    _, KL = _authors_power_kl(y_s, y_t, l)
+    _, KL = _authors_power_kl(y_s, y_t, gamma)
     return torch.mean(KL)
 
 
-def authors_wttm(y_s, y_t, l):
+def authors_wttm(y_s, y_t, gamma):
     """distiller_zoo/wttm.py, WTTM(l).forward: torch.mean(norm*KL)."""
-    norm, KL = _authors_power_kl(y_s, y_t, l)
+    norm, KL = _authors_power_kl(y_s, y_t, gamma)
     return torch.mean(norm * KL)
 
 
@@ -217,7 +217,8 @@ PERTURBED = [("ttm", {"beta": 44.0}), ("wttm", {"beta": 4.5}), ("nkd", {"gamma":
              ("rld", {"same_t": 0.0}), ("rld", {"warmup": 0.5})]
 
 
-@pytest.mark.parametrize("name,options", PERTURBED, ids=[f"{n}-{next(iter(o))}" for n, o in PERTURBED])
+@pytest.mark.parametrize("name,options", PERTURBED,
+                         ids=[f"{n}-{next(iter(o))}" for n, o in PERTURBED])
 def test_every_option_changes_the_value(name, options):
     s, t, y = logits(8, 10, seed=1)
     loss, changed = LOSSES.get(name)(), LOSSES.get(name)(**options)

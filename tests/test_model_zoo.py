@@ -100,9 +100,9 @@ def test_parameter_counts(name: str) -> None:
 def test_torchvision_names_resolve_outside_the_registry() -> None:
     assert not any(name.startswith("tv:") for name in MODELS.names())
     assert callable(model_factory("tv:resnet18"))
-    with pytest.raises(KdbenchError, match="unknown torchvision model 'resnet9'.*resnet18"):
+    with pytest.raises(KdbenchError, match=r"unknown torchvision model 'resnet9'.*resnet18"):
         model_factory("tv:resnet9")
-    with pytest.raises(KdbenchError, match="tv:squeezenet1_0 has no nn.Linear classifier"):
+    with pytest.raises(KdbenchError, match=r"tv:squeezenet1_0 has no nn\.Linear classifier"):
         build_model("tv:squeezenet1_0", 10, CIFAR)
 
 

@@ -248,7 +248,8 @@ def test_pair_link_leads_to_its_detail_table(browser, page):
     from selenium.webdriver.common.by import By
 
     browser.get(page.as_uri())
-    link = browser.find_element(By.CSS_SELECTOR, "#leaderboard-table th a[href='#pair-cnn_t-cnn_s']")
+    link = browser.find_element(By.CSS_SELECTOR,
+                                "#leaderboard-table th a[href='#pair-cnn_t-cnn_s']")
     link.click()
     assert browser.current_url.endswith("#pair-cnn_t-cnn_s")
     top = browser.execute_script(

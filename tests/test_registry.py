@@ -53,7 +53,9 @@ def test_unknown_name_names_value_close_matches_and_lister(widgets):
 
 
 def test_unknown_name_without_close_match_lists_all(widgets):
-    message = str(pytest.raises(UnknownNameError, widgets.get, "zzz").value)
+    with pytest.raises(UnknownNameError) as info:
+        widgets.get("zzz")
+    message = str(info.value)
     assert "did you mean" not in message
     assert "valid: gear, gearbox, spring, sprocket" in message
 
@@ -65,7 +67,9 @@ def test_unknown_name_without_close_match_lists_all(widgets):
     (PROFILES, "profile", "quik", "quick"),
 ])
 def test_real_registries_say_what_was_unknown(registry, kind, bad, close):
-    message = str(pytest.raises(UnknownNameError, registry.get, bad).value)
+    with pytest.raises(UnknownNameError) as info:
+        registry.get(bad)
+    message = str(info.value)
     assert message.startswith(f"unknown {kind} {bad!r}: did you mean ")
     assert close in message.split("valid:")[0]
     assert message.endswith(f"(`kdbench list {registry.kind}`)") and "\n" not in message

@@ -1,8 +1,10 @@
-"""kdbench.publish (summary, tables, markdown): tables on a small fixed record set match the expected Markdown."""
+"""kdbench.publish (summary, tables, markdown): tables on a small fixed record set match the
+expected Markdown (the widest tables in tests/data)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -53,21 +55,9 @@ RECORDS = (
     + [record("cnn_m", "kd", s, v, t=4.0) for s, v in enumerate((96.0, 97.0))]
 )
 FRAME = records_frame(RECORDS)
+DATA = Path(__file__).parent / "data"
 
-SESSION = """\
-kdbench 0.1.0 · git abc1234 · torch 2.3.0 · device cpu · threads 2 · seeds 0, 1, 2 · epochs 5 · records 16 (13 ok, 1 diverged, 1 error, 1 n/a) · selection temperatures and bold chosen on validation top-1; cells are test top-1
-
-| pair        | loss       | T   |       test top-1 % |   val top-1 % |   Δ top-1 vs ce |   agreement % |   fidelity KL |   student params |   FLOPs |   train samples/s |   infer samples/s |
-|:------------|:-----------|:----|-------------------:|--------------:|----------------:|--------------:|--------------:|-----------------:|--------:|------------------:|------------------:|
-| cnn_t/cnn_m | kd         | 4   |   96.50 ± 0.71 (2) |         97.00 |           +2.00 |         95.50 |         0.100 |            9,802 |  19,604 |            30,000 |             1.50M |
-| cnn_t/cnn_m | ce         |     |   94.50 ± 0.71 (2) |         95.00 |           +0.00 |         93.50 |         0.100 |            9,802 |  19,604 |            30,000 |             1.50M |
-| cnn_t/cnn_s | kd         | 4   |   94.00 ± 1.00 (3) |         93.00 |           +3.00 |         93.00 |         0.100 |            2,634 |   5,268 |            30,000 |             1.50M |
-| cnn_t/cnn_s | kd         | 1   |   92.00 ± 0.71 (2) |         96.00 |           +1.00 |         91.00 |         0.100 |            2,634 |   5,268 |            30,000 |             1.50M |
-| cnn_t/cnn_s | mse_logits |     | 92.00 (1); 1 error |         92.50 |           +1.00 |         91.00 |         0.100 |            2,634 |   5,268 |            30,000 |             1.50M |
-| cnn_t/cnn_s | ce         |     |   91.00 ± 1.00 (3) |         91.50 |           +0.00 |         90.00 |         0.100 |            2,634 |   5,268 |            30,000 |             1.50M |
-| cnn_t/cnn_s | kd         | 8   |         1 diverged |               |                 |               |               |                  |         |                   |                   |
-| cnn_t/cnn_s | fsp        |     |                N/A |               |                 |               |               |                  |         |                   |                   |
-"""
+SESSION = (DATA / "report_session.md").read_text(encoding="utf-8")
 
 LEADERBOARD = """\
 | method     |              cnn_t/cnn_m |              cnn_t/cnn_s |
@@ -78,15 +68,7 @@ LEADERBOARD = """\
 | kd         | **96.50 ± 0.71 (2) T=4** | **92.00 ± 0.71 (2) T=1** |
 | mse_logits |                      N/A |       92.00 (1); 1 error |"""
 
-DETAIL_CNN_S = """\
-|   rank | method     | T   |       test top-1 % |   val top-1 % |   Δ top-1 vs ce |   agreement % |   fidelity KL |   student params |   extra params |   compression |   FLOPs |   train samples/s |   train samples/s as run |   infer samples/s |   latency ms |   peak mem MB |   train s | note                 |
-|-------:|:-----------|:----|-------------------:|--------------:|----------------:|--------------:|--------------:|-----------------:|---------------:|--------------:|--------:|------------------:|-------------------------:|------------------:|-------------:|--------------:|----------:|:---------------------|
-|      1 | kd         | 4   |   94.00 ± 1.00 (3) |         93.00 |           +3.00 |         93.00 |         0.100 |            2,634 |              0 |          57.5 |   5,268 |            30,000 |                   40,000 |             1.50M |        0.050 |          31.0 |       1.5 | teacher cached       |
-|      2 | kd         | 1   |   92.00 ± 0.71 (2) |         96.00 |           +1.00 |         91.00 |         0.100 |            2,634 |              0 |          57.5 |   5,268 |            30,000 |                   40,000 |             1.50M |        0.050 |          31.0 |       1.5 | teacher cached       |
-|      2 | mse_logits |     | 92.00 (1); 1 error |         92.50 |           +1.00 |         91.00 |         0.100 |            2,634 |              0 |          57.5 |   5,268 |            30,000 |                   40,000 |             1.50M |        0.050 |          31.0 |       1.5 | teacher cached, boom |
-|      4 | ce         |     |   91.00 ± 1.00 (3) |         91.50 |           +0.00 |         90.00 |         0.100 |            2,634 |              0 |          57.5 |   5,268 |            30,000 |                   40,000 |             1.50M |        0.050 |          31.0 |       1.5 |                      |
-|        | kd         | 8   |         1 diverged |               |                 |               |               |                  |                |               |         |                   |                          |                   |              |               |           |                      |
-|        | fsp        |     |                N/A |               |                 |               |               |                  |                |               |         |                   |                          |                   |              |               |           | needs equal channels |"""
+DETAIL_CNN_S = (DATA / "report_detail_cnn_s.md").read_text(encoding="utf-8").rstrip("\n")
 
 TEMPERATURE = """\
 | pair        | method   |                T=1 |                T=4 |        T=8 |
@@ -202,7 +184,7 @@ def test_csv_and_json_formats():
     assert csv.splitlines()[0].startswith("pair,loss,T,n,na,diverged,error,top1_mean,top1_std")
     data = json.loads(render(FRAME, "json"))
     assert data["provenance"]["records"] == "16 (13 ok, 1 diverged, 1 error, 1 n/a)"
-    assert [t["title"] for t in data["tables"]][0] == f"Leaderboard — {LEADERBOARD_NOTE}"
+    assert next(t["title"] for t in data["tables"]) == f"Leaderboard — {LEADERBOARD_NOTE}"
     assert len(data["groups"]) == 8
 
 

@@ -145,6 +145,6 @@ def test_check_writable(tmp_path):
     assert list((tmp_path / "new" / "runs").iterdir()) == []
     blocker = tmp_path / "a_file"
     blocker.write_text("keep")
-    with pytest.raises(KdbenchError, match="a_file/runs' is not writable.*--kd-results"):
+    with pytest.raises(KdbenchError, match=r"a_file/runs' is not writable.*--kd-results"):
         check_writable(blocker / "runs")
     assert blocker.read_text() == "keep"

@@ -83,7 +83,7 @@ def test_cpu_shards_script(at_root, tmp_path):
     argv = pytest_argv(shards)
     assert "-n" not in argv and "--kd-cases-per-gpu" not in argv  # no xdist without GPUs
     assert argv[argv.index("--kd-device") + 1] == "cpu"
-    assert f"for i in $(seq 1 2); do" in merge
+    assert "for i in $(seq 1 2); do" in merge
     assert shlex.quote(sys.executable) + " -m kdbench.cli report" in merge
 
 

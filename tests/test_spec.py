@@ -40,9 +40,10 @@ def test_ids_are_the_same_in_another_process_with_other_hash_seed():
     code = ("import json, sys; from kdbench.spec import RunSpec; "
             "print(json.dumps([[s.case_id, s.group_id] for s in "
             "map(RunSpec.from_dict, json.load(sys.stdin))]))")
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run([sys.executable, "-c", code],
                          input=json.dumps([s.to_dict() for s in specs]), capture_output=True,
-                         text=True, check=True, env={**os.environ, "PYTHONHASHSEED": "12345"}).stdout
+                         text=True, check=True, env=env).stdout
     assert json.loads(out) == [[s.case_id, s.group_id] for s in specs]
 
 

@@ -14,11 +14,14 @@ others):
    noise estimate: the change must then exceed the metric's ``tolerance`` (default twice the
    minimum effect). Bit-identical values are "unchanged".
 2. **The gain over ``ce``** (``RELATIVE`` metrics: top-1, agreement): for a distillation method,
-   its per-seed gain over the ``ce`` student of the same pair, seed and setting. A method whose
-   baseline gain was significant and whose current gain is significantly smaller has
-   regressed, whatever the machine: this survives a runner change that shifts every absolute
-   number, and it catches a distillation term that stopped acting (the student falls back to
-   ``ce``).
+   its per-seed gain over the ``ce`` student of the same pair, seed and setting, with its own
+   significance level and minimum effects (``gain_alpha``, ``gain_min_effect``; default those
+   of check 1). A method whose baseline gain was significant and whose current gain is
+   significantly smaller has regressed, whatever the machine: this survives a runner change
+   that shifts every absolute number. A method that became identical to ``ce`` on every seed
+   (every gain exactly zero, where the baseline's were not) is a **no-op** whatever its gain:
+   its distillation term stopped acting (same seed = same initialisation and data order, so a
+   student trained by ``ce``'s objective alone matches ``ce`` to the bit).
 
 A group whose ok seeds all became diverged or error is a regression (metric ``status``); the
 reverse is an improvement. Groups only in the current run are "new"; groups only in the
@@ -40,7 +43,8 @@ API::
     write_baseline(records, path)           # newest record per case, sorted: a refreshed baseline
 
 ``[tool.kdbench.compare]`` keys: ``alpha``, ``metrics`` (gated metrics), ``min_effect`` and
-``tolerance`` (tables metric → points or percent). Unusable input (no shared case, schema
+``tolerance`` (tables metric → points or percent), ``gain_alpha`` and ``gain_min_effect`` (the
+gain over ce check's). Unusable input (no shared case, schema
 mismatch, unknown metric) raises ``KdbenchError``.
 """
 
@@ -169,7 +173,11 @@ class Comparison:
                                "metrics": list(self.thresholds.metrics),
                                "min_effect": self.thresholds.min_effect,
                                "tolerance": {m: self.thresholds.tolerance_for(m)
-                                             for m in self.thresholds.metrics}},
+                                             for m in self.thresholds.metrics},
+                               "gain_alpha": self.thresholds.alpha_gain,
+                               "gain_min_effect": {m: self.thresholds.gain_min_for(m)
+                                                   for m in RELATIVE
+                                                   if m in self.thresholds.metrics}},
                 "cases": rows(self.cases), "changes": rows(self.metrics)}
 
     def to_json(self) -> str:
@@ -192,8 +200,13 @@ class Comparison:
                           ", ".join(f"`{n}`" for n in sorted(names)), ""]
         th = self.thresholds
         lines += ["#### What the gate can see", "", *(f"- {line}" for line in self.power()), ""]
+        gain = [m for m in RELATIVE if m in th.metrics]
         lines.append(f"t-tests (paired on shared seeds, else Welch) at α = {th.alpha:g}; a "
-                     f"method's gain over ce is checked too; minimum effects: " + ", ".join(
+                     f"method's gain over ce is checked too" + (
+                         f" (α = {th.alpha_gain:g}; minimum effects: " + ", ".join(
+                             f"{m} {th.gain_min_for(m):g} {DIRECTIONS[m][1]}" for m in gain)
+                         + "; identical to ce on every seed: a no-op)" if gain else "")
+                     + "; minimum effects: " + ", ".join(
                          f"{m} {th.min_effect[m]:g} {DIRECTIONS[m][1]}" for m in th.metrics)
                      + ".")
         return "\n".join(lines) + "\n"

@@ -32,8 +32,12 @@ def t_test(base: Values, cur: Values) -> tuple[float, float, str]:
             float(diff.std(ddof=1) / math.sqrt(len(diff))), "paired"
     if min(len(b), len(c)) < 2 or (np.all(b == b[0]) and np.all(c == c[0])):
         return math.nan, math.nan, "none"
-    se = math.sqrt(b.var(ddof=1) / len(b) + c.var(ddof=1) / len(c))
-    return float(stats.ttest_ind(c, b, equal_var=False).pvalue), se, "Welch"
+    # Welch-Satterthwaite, as scipy's ttest_ind(equal_var=False), which warns of precision
+    # loss where one side has almost no spread (a collapse one test image off ce)
+    vb, vc = b.var(ddof=1) / len(b), c.var(ddof=1) / len(c)
+    se = math.sqrt(vb + vc)
+    df = (vb + vc) ** 2 / (vb ** 2 / (len(b) - 1) + vc ** 2 / (len(c) - 1))
+    return float(2 * stats.t.sf(abs(c.mean() - b.mean()) / se, df)), se, "Welch"
 
 
 def detectable(se: float, n_base: int, n_cur: int, test: str, alpha: float) -> float:
@@ -107,16 +111,15 @@ def gains(method: Values, ce: Values) -> Values:
 
 def decide_gain(base: Values, cur: Values, metric: str, th: Thresholds) -> dict[str, Any] | None:
     """Check 2 for one metric of one method: ``base``/``cur`` are its per-seed gains over ce.
-    None when the baseline had no significant gain (nothing to lose)."""
+    A method that became identical to ce on every seed (its gains all zero, where the baseline's
+    were not) is a no-op: its distillation term stopped acting, whatever its gain was. Else, a
+    baseline gain significant at ``gain_alpha`` that is significantly smaller now, by more than
+    ``gain_min_effect``, is lost. None when there is nothing to decide."""
     direction, unit = DIRECTIONS[metric]
     b, c = np.array(list(base.values())), np.array(list(cur.values()))
-    if len(b) < 2 or not len(c) or direction * b.mean() <= 0:
+    if len(b) < 2 or not len(c):
         return None
-    spread = b.std(ddof=1)
-    p_gain = 0.0 if spread == 0 else float(stats.ttest_1samp(direction * b, 0.0,
-                                                             alternative="greater").pvalue)
-    if p_gain >= th.alpha:
-        return None
+    alpha, min_effect = th.alpha_gain, th.gain_min_for(metric)
     delta = c.mean() - b.mean()
     p_two, se, test = t_test(base, cur)
     lost = direction * delta < 0
@@ -125,14 +128,25 @@ def decide_gain(base: Values, cur: Values, metric: str, th: Thresholds) -> dict[
     row = {"check": "gain over ce", "baseline": b.mean(), "baseline_std": _std(b),
            "baseline_n": len(b), "current": c.mean(), "current_std": _std(c),
            "current_n": len(c), "delta": delta, "effect": delta, "unit": unit, "p": p,
-           "test": test, "detectable": detectable(se, len(b), len(c), test, 2 * th.alpha)}
+           "test": test, "detectable": detectable(se, len(b), len(c), test, 2 * alpha)}
     gain = f"gain over ce {b.mean():+.2f} → {c.mean():+.2f} {unit}"
-    if lost and abs(delta) > th.min_effect[metric] and (
-            (not math.isnan(p) and p < th.alpha)
+    if len(c) >= 2 and not c.any() and b.any():
+        return {**row, "decision": "regression",
+                "why": f"no-op: identical to ce on every seed ({gain}; a distillation term "
+                       f"that stopped acting?)"}
+    if direction * b.mean() <= 0:
+        return None
+    spread = b.std(ddof=1)
+    p_gain = 0.0 if spread == 0 else float(stats.ttest_1samp(direction * b, 0.0,
+                                                             alternative="greater").pvalue)
+    if p_gain >= alpha:
+        return None
+    if lost and abs(delta) > min_effect and (
+            (not math.isnan(p) and p < alpha)
             or (math.isnan(p) and abs(delta) > th.tolerance_for(metric))):
         return {**row, "decision": "regression",
                 "why": f"lost its gain: {gain} (the baseline gain had p = {p_gain:.2g}; "
-                       f"{test} one-sided p = {p:.2g} < {th.alpha:g})"}
+                       f"{test} one-sided p = {p:.2g} < {alpha:g})"}
     return {**row, "decision": "unchanged", "why": f"kept its gain: {gain}"}
 
 

@@ -38,6 +38,7 @@ MIN_EFFECT = {"top1": 1.0, "top5": 1.0, "val_top1": 1.0, "best_top1": 1.0, "agre
 
 
 TABLE = "tool.kdbench.compare"
+KEYS = ("alpha", "metrics", "min_effect", "tolerance", "gain_alpha", "gain_min_effect")
 
 
 def _check_metrics(names: Iterable[str], what: str) -> None:
@@ -56,23 +57,38 @@ class Thresholds:
     metrics: tuple[str, ...] = GATED
     min_effect: dict[str, float] = field(default_factory=lambda: dict(MIN_EFFECT))
     tolerance: dict[str, float] = field(default_factory=dict)  # default 2 × min_effect
+    # the gain over ce check's own (its per-seed gains are another quantity than the metric)
+    gain_alpha: float | None = None  # default alpha
+    gain_min_effect: dict[str, float] = field(default_factory=dict)  # default min_effect
 
     def tolerance_for(self, metric: str) -> float:
         return self.tolerance.get(metric, 2.0 * self.min_effect[metric])
 
+    @property
+    def alpha_gain(self) -> float:
+        return self.alpha if self.gain_alpha is None else self.gain_alpha
+
+    def gain_min_for(self, metric: str) -> float:
+        return self.gain_min_effect.get(metric, self.min_effect[metric])
+
     def updated(self, alpha: float | None = None, metrics: Iterable[str] | None = None,
                 min_effect: dict[str, float] | None = None,
-                tolerance: dict[str, float] | None = None) -> "Thresholds":
+                tolerance: dict[str, float] | None = None, gain_alpha: float | None = None,
+                gain_min_effect: dict[str, float] | None = None) -> "Thresholds":
         for what, names in (("metrics", metrics or ()), ("min_effect", min_effect or {}),
-                            ("tolerance", tolerance or {})):
+                            ("tolerance", tolerance or {}),
+                            ("gain_min_effect", gain_min_effect or {})):
             _check_metrics(names, what)
-        if alpha is not None and not 0.0 < alpha < 1.0:
-            raise KdbenchError(f"invalid alpha {alpha!r}: must be in (0, 1)")
+        for name, value in (("alpha", alpha), ("gain_alpha", gain_alpha)):
+            if value is not None and not 0.0 < value < 1.0:
+                raise KdbenchError(f"invalid {name} {value!r}: must be in (0, 1)")
         return replace(
             self, alpha=self.alpha if alpha is None else float(alpha),
             metrics=self.metrics if metrics is None else tuple(metrics),
             min_effect={**self.min_effect, **(min_effect or {})},
-            tolerance={**self.tolerance, **(tolerance or {})})
+            tolerance={**self.tolerance, **(tolerance or {})},
+            gain_alpha=self.gain_alpha if gain_alpha is None else float(gain_alpha),
+            gain_min_effect={**self.gain_min_effect, **(gain_min_effect or {})})
 
     @classmethod
     def load(cls, where: Path | str | None = None, **overrides: Any) -> "Thresholds":
@@ -86,10 +102,10 @@ class Thresholds:
                                f"pyproject.toml with [tool.kdbench.compare]")
         path = start if start.is_file() else find_pyproject(start, TABLE)
         config = read_table(path, TABLE) if path else {}
-        unknown = sorted(set(config) - {"alpha", "metrics", "min_effect", "tolerance"})
+        unknown = sorted(set(config) - set(KEYS))
         if unknown:
             raise KdbenchError(f"unknown key {unknown[0]!r} in [tool.kdbench.compare]: valid: "
-                               "alpha, metrics, min_effect, tolerance")
+                               + ", ".join(KEYS))
         return cls().updated(**config).updated(**overrides)
 
 

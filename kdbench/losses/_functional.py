@@ -50,8 +50,8 @@ def pool_to_smaller(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, tor
     if a.shape[-2:] == b.shape[-2:]:
         return a, b
     if a.shape[-2] * a.shape[-1] > b.shape[-2] * b.shape[-1]:
-        return F.adaptive_avg_pool2d(a, b.shape[-2:]), b
-    return a, F.adaptive_avg_pool2d(b, a.shape[-2:])
+        return F.adaptive_avg_pool2d(a, (b.shape[-2], b.shape[-1])), b
+    return a, F.adaptive_avg_pool2d(b, (a.shape[-2], a.shape[-1]))
 
 
 def pairwise_distances(e: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:

@@ -19,7 +19,8 @@ class ConvReg(nn.Module):
         super().__init__()
         s_c, s_h, s_w = s_shape[-3:]
         t_c, t_h, t_w = t_shape[-3:]
-        self.size = None
+        self.size: tuple[int, int] | None = None
+        self.conv: nn.Conv2d | nn.ConvTranspose2d
         if (s_h, s_w) == (2 * t_h, 2 * t_w):
             self.conv = nn.Conv2d(s_c, t_c, 3, stride=2, padding=1)
         elif (2 * s_h, 2 * s_w) == (t_h, t_w):
@@ -46,17 +47,18 @@ class ABF(nn.Module):
 
     def __init__(self, in_channels: int, mid_channels: int, out_channels: int, fuse: bool) -> None:
         super().__init__()
-        self.conv1 = nn.Sequential(nn.Conv2d(in_channels, mid_channels, 1, bias=False),
-                                   nn.BatchNorm2d(mid_channels))
-        self.conv2 = nn.Sequential(nn.Conv2d(mid_channels, out_channels, 3, padding=1, bias=False),
-                                   nn.BatchNorm2d(out_channels))
+        conv1 = nn.Conv2d(in_channels, mid_channels, 1, bias=False)
+        self.conv1 = nn.Sequential(conv1, nn.BatchNorm2d(mid_channels))
+        conv2 = nn.Conv2d(mid_channels, out_channels, 3, padding=1, bias=False)
+        self.conv2 = nn.Sequential(conv2, nn.BatchNorm2d(out_channels))
         self.att = nn.Sequential(nn.Conv2d(2 * mid_channels, 2, 1), nn.Sigmoid()) if fuse else None
-        nn.init.kaiming_uniform_(self.conv1[0].weight, a=1)
-        nn.init.kaiming_uniform_(self.conv2[0].weight, a=1)
+        nn.init.kaiming_uniform_(conv1.weight, a=1)
+        nn.init.kaiming_uniform_(conv2.weight, a=1)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None, out_size) -> tuple:
         x = self.conv1(x)  # (B, mid, H, W)
         if self.att is not None:
+            assert residual is not None  # a fusing level always has the deeper one's residual
             residual = F.interpolate(residual, x.shape[-2:], mode="nearest")
             z = self.att(torch.cat([x, residual], dim=1))  # (B, 2, H, W)
             x = x * z[:, :1] + residual * z[:, 1:]

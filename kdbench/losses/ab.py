@@ -30,7 +30,7 @@ class AB(InitStageLoss):
     def pretrain_loss(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
         m = self.opts["margin"]
         n = len(self.connectors)
-        total = 0.0
+        total = student["logits"].new_zeros(())
         pairs = zip(student["preacts"][1:], teacher["preacts"][1:], self.connectors)
         for j, (f_s, f_t, connect) in enumerate(pairs):
             s = connect(f_s)  # (B, Ct, Ht, Wt)

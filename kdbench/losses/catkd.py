@@ -38,8 +38,8 @@ class ClassifierOnMapLoss(DistillLoss):
         classifier = model.classifier_module()
         if not isinstance(classifier, nn.Linear) or len(feat_shape) != 4 \
                 or classifier.in_features != feat_shape[1]:
-            raise NotApplicable(f"{self.method} needs the {who}'s classifier to be one linear layer "
-                                f"on its pooled last stage; {type(model).__name__}'s "
+            raise NotApplicable(f"{self.method} needs the {who}'s classifier to be one linear "
+                                f"layer on its pooled last stage; {type(model).__name__}'s "
                                 f"{model.classifier_path} is not one on its "
                                 f"{tuple(feat_shape[1:])} map")
         return classifier
@@ -115,5 +115,7 @@ class CATKD(ClassifierOnMapLoss):
         cam_s = F.adaptive_avg_pool2d(cam_s, size)  # (B, K, r, r)
         cam_t = F.adaptive_avg_pool2d(cam_t, size)
         if self.opts["normalize"]:
-            cam_s, cam_t = F.normalize(cam_s, dim=(2, 3)), F.normalize(cam_t, dim=(2, 3))
+            # F.normalize's stub says int, but its dim goes to Tensor.norm, which takes a tuple
+            cam_s = F.normalize(cam_s, dim=(2, 3))  # type: ignore[arg-type]
+            cam_t = F.normalize(cam_t, dim=(2, 3))  # type: ignore[arg-type]
         return self.opts["beta"] * F.mse_loss(cam_s, cam_t)

@@ -24,6 +24,14 @@ class CRD(DistillLoss):
 
     taps = ("embed", "index")
     options = {"beta": 0.8, "dim": 128, "nce_k": 16384, "nce_t": 0.07, "nce_m": 0.5}
+    # buffers, registered by setup
+    targets: torch.Tensor  # (N,) training-set labels
+    order: torch.Tensor  # (N,) dataset indices grouped by class
+    counts: torch.Tensor  # (classes,) samples per class
+    starts: torch.Tensor  # (classes,) where each class begins in ``order``
+    memory_s: torch.Tensor  # (N, dim) student bank
+    memory_t: torch.Tensor  # (N, dim) teacher bank
+    z: torch.Tensor  # (2,) normalisation constants
 
     def setup(self, ctx: LossContext) -> None:
         if ctx.train_targets is None:
@@ -98,7 +106,8 @@ class CRD(DistillLoss):
         scores_s = torch.exp((v_s @ self.memory_t.T).gather(1, idx) / self.opts["nce_t"])
         scores_t = torch.exp((v_t @ self.memory_s.T).gather(1, idx) / self.opts["nce_t"])
         if self.z[0] < 0:
-            self.z.copy_(torch.stack([scores_s.mean(), scores_t.mean()]).detach() * len(self.targets))
+            means = torch.stack([scores_s.mean(), scores_t.mean()]).detach()
+            self.z.copy_(means * len(self.targets))
         loss = self.nce(scores_s / self.z[0]) + self.nce(scores_t / self.z[1])
         with torch.no_grad():
             self.update("memory_s", index, v_s)

@@ -24,6 +24,7 @@ class CTKD(DistillLoss):
 
     uses_temperature = True
     default_temperature = 1.0 + 20.0 / (1.0 + math.exp(-1.0))
+    temperature: float  # never None: it defaults to default_temperature
     alpha = 0.9
     ce_weight = None
     options = {"t_start": 1.0, "t_range": 20.0, "loops": 10 / 240, "lambda_max": 0.0,
@@ -32,6 +33,7 @@ class CTKD(DistillLoss):
     @classmethod
     def check(cls, temperature: float | None, options: dict[str, float]) -> None:
         low, high = options["t_start"], options["t_start"] + options["t_range"]
+        assert temperature is not None  # resolve fills in default_temperature
         if not low < temperature < high:
             raise KdbenchError(f"invalid ctkd temperature {temperature:g}: its starting value "
                                f"must lie strictly between t_start and t_start + t_range "

@@ -18,6 +18,7 @@ class DIST(DistillLoss):
 
     uses_temperature = True
     default_temperature = 4.0
+    temperature: float  # never None: it defaults to default_temperature
     options = {"beta": 1.0, "gamma": 1.0}
 
     def forward(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ class DKD(DistillLoss):
 
     uses_temperature = True
     default_temperature = 4.0
+    temperature: float  # never None: it defaults to default_temperature
     options = {"tckd_weight": 1.0, "nckd_weight": 8.0, "warmup": 20 / 240}
     standardize = False  # z-score the logits first (``dkd_ls``)
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -11,7 +13,7 @@ from kdbench.registry import LOSSES
 
 def _convs(channels: list[int], conv, bn: bool) -> nn.Sequential:
     layers = []
-    for c_in, c_out in zip(channels, channels[1:]):
+    for c_in, c_out in itertools.pairwise(channels):
         layers += [conv(c_in, c_out, 3, 1, 1), nn.BatchNorm2d(c_out) if bn else nn.Identity(),
                    nn.LeakyReLU(0.1)]
     return nn.Sequential(*layers)

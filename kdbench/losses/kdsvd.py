@@ -19,7 +19,8 @@ class KDSVD(DistillLoss):
     matrix (k for the teacher, k + 3 for the student, the student's sign- and order-aligned to the
     teacher's by cosine), scaled by the teacher's normalised singular values; between consecutive
     stages an RBF exp(−(v_i − v_{i−1})²/8) over channel pairs; term β·Σ ‖RBF_S − RBF_T‖² / B,
-    k = 1, β = 1, as RepDistiller. Needs equal channels per paired stage and two stages after the stem.
+    k = 1, β = 1, as RepDistiller. Needs equal channels per paired stage and two stages after the
+    stem.
     """
 
     taps = ("feats",)
@@ -59,4 +60,4 @@ class KDSVD(DistillLoss):
                 rbf_t = torch.exp(-(v_t[:, :, None] - prev[1][:, None]).pow(2) / 8)
                 losses.append(_finite((rbf_s - rbf_t).pow(2)).sum())
             prev = (v_s, v_t)
-        return self.opts["beta"] * sum(losses) / len(target)
+        return self.opts["beta"] * sum(losses, student["logits"].new_zeros(())) / len(target)

@@ -58,6 +58,7 @@ class MLKD(DistillLoss):
     taps = ("logits", "index")
     uses_temperature = True
     default_temperature = 4.0
+    temperature: float  # never None: it defaults to default_temperature
     alpha = 0.9
     ce_weight = 0.2
     options = {"paper": 0.0}
@@ -83,13 +84,14 @@ class MLKD(DistillLoss):
         if not self.opts["paper"]:
             keep, keep_class = keep.mean(), keep_class.mean()  # the kept fractions
         b, c = s_weak.shape
-        weak = sum((kl * keep).mean() + (batch * keep.view(-1, 1)).sum() / b
-                   + (klass * keep_class).sum() / c
-                   for kl, batch, klass in (_levels(s_weak, t_weak, T)
-                                            for T in (self.temperature, *TEMPERATURES)))
+        zero = s_weak.new_zeros(())
+        weak = sum(((kl * keep).mean() + (batch * keep.view(-1, 1)).sum() / b
+                    + (klass * keep_class).sum() / c
+                    for kl, batch, klass in (_levels(s_weak, t_weak, T)
+                                             for T in (self.temperature, *TEMPERATURES))), zero)
         views = ((s_strong, t_strong),) * 3 + ((s_weak, t_weak),) * 2  # as KD_ours.py
-        strong = sum(soft_kl(s, t, T) for (s, t), T in zip(views, (self.temperature,
-                                                                  *TEMPERATURES)))
+        strong = sum((soft_kl(s, t, T) for (s, t), T in zip(views, (self.temperature,
+                                                                   *TEMPERATURES))), zero)
         return weak + strong
 
 

@@ -22,6 +22,7 @@ class NKD(DistillLoss):
 
     uses_temperature = True
     default_temperature = 3.0
+    temperature: float  # never None: it defaults to default_temperature
     options = {"gamma": 3.5}
 
     def forward(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:

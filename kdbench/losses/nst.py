@@ -25,7 +25,7 @@ class NST(DistillLoss):
         return (b @ a.transpose(1, 2)).pow(2).mean()  # (B, Cb, Ca) → mean
 
     def forward(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
-        total = 0.0
+        total = student["logits"].new_zeros(())
         for f_s, f_t in zip(student["feats"][1:], teacher["feats"][1:]):
             f_s, f_t = pool_to_smaller(f_s, f_t)
             s = F.normalize(f_s.flatten(2), dim=2)  # (B, Cs, H·W)

@@ -49,7 +49,7 @@ class OFD(DistillLoss):
 
     def forward(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
         n = len(self.connectors)
-        total = 0.0
+        total = student["logits"].new_zeros(())
         pairs = zip(student["preacts"][1:][-n:], teacher["preacts"][1:][-n:], self.connectors)
         for j, (f_s, f_t, connect) in enumerate(pairs):
             m = self.margin(j, f_t)  # (1, Ct, 1, 1)

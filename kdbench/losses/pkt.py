@@ -11,7 +11,8 @@ class PKT(DistillLoss):
     """Passalis & Tefas, "Learning Deep Representations with Probabilistic Knowledge Transfer", ECCV 2018.
 
     Cosine similarities of the penultimate embeddings, mapped to [0, 1] and normalised per row into
-    conditional probabilities; term β·mean(p_T·log((p_T + ε)/(p_S + ε))), β = 30000, as RepDistiller.
+    conditional probabilities; term β·mean(p_T·log((p_T + ε)/(p_S + ε))), β = 30000, as
+    RepDistiller.
     """
 
     taps = ("embed",)

@@ -10,7 +10,8 @@ from kdbench.registry import LOSSES
 
 
 def hcl(f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
-    """Hierarchical context loss: MSE at full size and at 4×4, 2×2, 1×1 pooled, weights 1, ½, ¼, ⅛."""
+    """Hierarchical context loss: MSE at full size and at 4×4, 2×2, 1×1 pooled, weights 1, ½, ¼,
+    ⅛."""
     loss, weight, total = F.mse_loss(f_s, f_t), 1.0, 1.0
     for size in (4, 2, 1):
         if size >= f_s.shape[-2]:
@@ -40,19 +41,19 @@ class ReviewKD(DistillLoss):
         s = [tuple(x) for x in ctx.student_shapes["feats"][1:]]
         t = [tuple(x) for x in ctx.teacher_shapes["preacts"][1:]]
         self.n = min(len(s), len(t))
-        s = s[-self.n:] + [(0, ctx.student_shapes["embed"][-1], 1, 1)]
-        t = t[-self.n:] + [(0, ctx.teacher_shapes["embed"][-1], 1, 1)]
+        s = [*s[-self.n:], (0, ctx.student_shapes["embed"][-1], 1, 1)]
+        t = [*t[-self.n:], (0, ctx.teacher_shapes["embed"][-1], 1, 1)]
         mid = min(512, s[-1][1])
         self.out_sizes = [b[2:] for b in t][::-1]  # deep → shallow
         self.abfs = nn.ModuleList(
             ABF(a[1], mid, b[1], fuse=j < self.n) for j, (a, b) in enumerate(zip(s, t)))[::-1]
 
     def forward(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
-        x = student["feats"][1:][-self.n:] + [student["embed"][:, :, None, None]]
-        y = teacher["preacts"][1:][-self.n:] + [teacher["embed"][:, :, None, None]]
+        x = [*student["feats"][1:][-self.n:], student["embed"][:, :, None, None]]
+        y = [*teacher["preacts"][1:][-self.n:], teacher["embed"][:, :, None, None]]
         outputs, residual = [], None
         for f, abf, size in zip(x[::-1], self.abfs, self.out_sizes):  # deep → shallow
             out, residual = abf(f, residual, size)
             outputs.append(out)
-        total = sum(hcl(o, t) for o, t in zip(outputs, y[::-1]))
+        total = sum((hcl(o, t) for o, t in zip(outputs, y[::-1])), outputs[0].new_zeros(()))
         return self.opts["beta"] * self.warmup_weight * total

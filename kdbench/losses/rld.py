@@ -25,6 +25,7 @@ class RLD(DistillLoss):
 
     uses_temperature = True
     default_temperature = 4.0
+    temperature: float  # never None: it defaults to default_temperature
     options = {"scd_weight": 1.0, "mcd_weight": 8.0, "warmup": 20 / 240, "same_t": 1.0,
                "alpha_t": 1.0}
 

@@ -67,6 +67,7 @@ class SDD(ClassifierOnMapLoss):
     method = "SDD"
     uses_temperature = True
     default_temperature = 4.0
+    temperature: float  # never None: it defaults to default_temperature
     options = {"scales": 3, "complementary": 2.0, "dkd": 1, "tckd_weight": 1.0,
                "nckd_weight": 8.0, "warmup": 20 / 240}
 

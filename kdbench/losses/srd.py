@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from kdbench.losses.base import DistillLoss, LossContext, NotApplicable
+from kdbench.models.base import StagedModel
 from kdbench.registry import LOSSES
 
 
@@ -27,7 +30,8 @@ class SRD(DistillLoss):
         d_s, d_t = ctx.student_shapes["embed"][-1], ctx.teacher_shapes["embed"][-1]
         self.connector = nn.Sequential(nn.Linear(d_s, d_t, bias=False), nn.BatchNorm1d(d_t),
                                        nn.ReLU())
-        self._classifier = (ctx.teacher.classifier_module(),)  # a tuple: not a parameter of ours
+        teacher = cast(StagedModel, ctx.teacher)  # the model contract: it names its classifier
+        self._classifier = (teacher.classifier_module(),)  # a tuple: not a parameter of ours
 
     def forward(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
         h_s = self.connector(student["embed"].flatten(1))  # (B, Dt)

@@ -35,10 +35,11 @@ class VID(DistillLoss):
                           _conv1x1(t[1], t[1]))
             for s, t in pairs)
         init = math.log(math.expm1(self.opts["init_var"] - self.opts["eps"]))
-        self.log_scales = nn.ParameterList(nn.Parameter(torch.full((t[1],), init)) for _, t in pairs)
+        self.log_scales = nn.ParameterList(nn.Parameter(torch.full((t[1],), init))
+                                           for _, t in pairs)
 
     def forward(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
-        total = 0.0
+        total = student["logits"].new_zeros(())
         stages = zip(student["feats"][1:], teacher["feats"][1:], self.regressors, self.log_scales)
         for f_s, f_t, regressor, log_scale in stages:
             f_s, f_t = pool_to_smaller(f_s, f_t)

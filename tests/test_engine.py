@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import kdbench.run.engine
+import kdbench.run.teachers
 from kdbench.data import load_dataset
 from kdbench.losses import LOSSES
 from kdbench.models import build_model, count_params
@@ -190,7 +191,7 @@ def test_cached_teacher_outputs_equal_the_online_teacher(cache_dir, tiny_spec, d
     spec = tiny_spec("kd")
     cached_engine = Engine(cache_dir)
     cached = distill(cached_engine, spec)
-    monkeypatch.setattr(kdbench.run.engine, "TEACHER_OUTPUT_BUDGET", 0)
+    monkeypatch.setattr(kdbench.run.teachers, "TEACHER_OUTPUT_BUDGET", 0)
     online_engine = Engine(cache_dir)
     online = distill(online_engine, spec)
     assert online_engine.teachers_trained == 0
@@ -199,8 +200,8 @@ def test_cached_teacher_outputs_equal_the_online_teacher(cache_dir, tiny_spec, d
 
     data = cached_engine.data(spec)
     x, _, index = next(data.train_batches(64, torch.Generator().manual_seed(5)))
-    from_cache = cached_engine.teachers.outputs(spec, ("logits",))[0](x, index)["logits"]
-    from_teacher = online_engine.teachers.outputs(spec, ("logits",))[0](x, index)["logits"]
+    from_cache = cached_engine.teachers.outputs(spec, ("logits",), data)[0](x, index)["logits"]
+    from_teacher = online_engine.teachers.outputs(spec, ("logits",), data)[0](x, index)["logits"]
     assert torch.equal(from_cache, from_teacher)
 
 

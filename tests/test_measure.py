@@ -1,4 +1,4 @@
-"""The metrics every record carries mean what the README says: fidelity KL, agreement, top-k,
+"""The metrics every record carries mean what docs/reports.md says: fidelity KL, agreement, top-k,
 the memory a case adds, near-chance teachers."""
 
 from __future__ import annotations

@@ -20,12 +20,12 @@ USAGE_ERROR = int(pytest.ExitCode.USAGE_ERROR)
 TINY = {"description": '"digits, one pair, ce and kd"', "dataset": '"digits"',
         "pairs": '["cnn_t/cnn_m"]', "losses": '["ce", "kd"]', "recipe": '"digits"',
         "epochs": "8", "teacher_epochs": "8", "seeds": "1"}  # the smoke profile's teacher
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "profiles.md"
 
 
 def readme_block(language: str, marker: str) -> str:
-    """The README's ```language block that contains ``marker``."""
-    (block,) = [b for b in re.findall(rf"```{language}\n(.*?)```", README.read_text(), re.S)
+    """docs/profiles.md's ```language block that contains ``marker``."""
+    (block,) = [b for b in re.findall(rf"```{language}\n(.*?)```", PAGE.read_text(), re.S)
                 if marker in b]
     return block
 
@@ -89,7 +89,7 @@ def test_pair_settings_apply_to_their_pair_only(tmp_path):
 
 
 def test_the_readme_example_runs_in_a_users_own_project(kd_suite, pytester):
-    """The README's profile and test file, as written there, in a project of their own."""
+    """docs/profiles.md's profile and test file, as written there, in a project of their own."""
     pytester.makepyprojecttoml(readme_block("toml", "[tool.kdbench.profiles.my-digits]"))
     pytester.makepyfile(test_distill=readme_block("python", "def test_my_case("))
     result = kd_suite("test_distill.py", "--kd-profile", "my-digits", "--kd-device", "cpu")

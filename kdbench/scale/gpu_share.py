@@ -1,8 +1,8 @@
 """Several cases on one GPU: pytest-xdist workers placed on GPUs, ``--kd-cases-per-gpu`` K of
 them on each, and the share of the hardware each case had, for its record.
 
-At batch 64 the CIFAR nets leave a large GPU idle between kernel launches (README, "Performance
-→ GPU"); K processes on one GPU fill those gaps. Worker i runs on GPU ``(i // K) % GPUs``, so
+At batch 64 the CIFAR nets leave a large GPU idle between kernel launches (docs/performance.md,
+the GPU rows); K processes on one GPU fill those gaps. Worker i runs on GPU ``(i // K) % GPUs``, so
 workers 0…K−1 share GPU 0, K…2K−1 GPU 1, and so on (K = 1 is the round robin of one worker per
 GPU). With K > 1 each worker's CUDA caching allocator is capped at 1/K of the GPU's memory
 (``torch.cuda.set_per_process_memory_fraction``): a case that needs more fails with CUDA out of

@@ -96,10 +96,9 @@ def check_gpu_options(config: pytest.Config) -> None:
 
 
 def threads_of(config: pytest.Config) -> int:
-    """One torch thread per process unless asked (use the cores with ``-n``): measured on this
-    project's 2-core machine, a second intra-op thread was 5.3× slower while one other process
-    ran (quick cases, -n 0: 122 s vs 23 s; 2 threads in each of 2 workers: 7.9× slower than 1),
-    and gained nothing on the digits models when idle (benchmarks/xdist.py, README)."""
+    """One torch thread per process unless asked (use the cores with ``-n``): a second
+    intra-op thread was several times slower on a shared 2-core machine and gained nothing on
+    the digits models when idle (benchmarks/xdist.py; the numbers in docs/performance.md)."""
     requested = config.getoption("kd_threads")
     if requested is not None and requested < 1:
         raise KdbenchError(f"invalid --kd-threads {requested}: must be an integer ≥ 1")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,12 +20,15 @@ from kdbench.run import measure
 from kdbench.run.accel import Accel
 from kdbench.run.cache import TensorCache, sha256_file
 from kdbench.run.checkpoints import load_checkpoint
+from kdbench.run.mapped import MappedCache
 from kdbench.run.loop import (EVAL_BATCH, Progress, Stage, TeacherFn, Tick, cross_entropy,
                               fit)
 from kdbench.run.taps import Tapper, map_taps
 from kdbench.spec import RunSpec, stable_hash
 
-TEACHER_OUTPUT_BUDGET = 1 << 30  # bytes: larger teacher-output caches run the teacher online
+TEACHER_OUTPUT_BUDGET = 1 << 30  # bytes: teacher outputs up to this size are held in memory,
+TEACHER_DISK_BUDGET = 64 << 30  # larger ones memory-mapped from the cache's disk up to this size
+# (and the disk's free space: kdbench.run.mapped); beyond, the teacher runs online
 
 
 TRAIN_CODE_VERSION = 2  # bump when a change to the loop changes what a teacher learns
@@ -37,12 +39,14 @@ class TeacherStore:
     device, precision, checkpoint), trained once (or read from a user's checkpoint), cached on
     disk across sessions and processes, and shared by every student case of it; with its test
     logits, its outputs on the training set (cached when the data are not augmented: a frozen
-    teacher gives each sample the same output) and its forward speed."""
+    teacher gives each sample the same output; in memory, or memory-mapped from disk when they
+    are larger than ``TEACHER_OUTPUT_BUDGET``) and its forward speed."""
 
     def __init__(self, cache_dir: Path, data: Callable[[RunSpec], DataSource],
                  progress: Progress, tick: Tick | None = None) -> None:
         self.cache = TensorCache(cache_dir, "teachers")
         self.output_cache = TensorCache(cache_dir, "teacher_outputs")
+        self.mapped_cache = MappedCache(cache_dir, "teacher_taps")
         self.data = data
         self.progress = progress
         self.tick = tick
@@ -64,7 +68,7 @@ class TeacherStore:
         if named not in self._keys:
             ckpt = sha256_file(Path(spec.teacher_ckpt)) if spec.teacher_ckpt else None
             self._keys[named] = stable_hash({**spec.teacher_key(),
-                                             "recipe": asdict(RECIPES.get(spec.recipe)),
+                                             "recipe": RECIPES.get(spec.recipe).key(),
                                              "data": self.data(spec).fingerprint(),
                                              "code": TRAIN_CODE_VERSION, "ckpt_sha256": ckpt})
         return self._keys[named]
@@ -116,8 +120,9 @@ class TeacherStore:
     def outputs(self, spec: RunSpec, taps: tuple[str, ...], data: DataSource
                 ) -> tuple[TeacherFn, str]:
         """The teacher's taps for a batch and how they are had: ``"cached"`` from a train-set
-        cache when the data are not augmented and the cache fits the budget, else ``"online"``
-        (the teacher runs on the batch)."""
+        cache when the data are not augmented (in memory up to ``TEACHER_OUTPUT_BUDGET``, else
+        memory-mapped from disk up to ``TEACHER_DISK_BUDGET`` and the disk's free space), else
+        ``"online"`` (the teacher runs on the batch)."""
         model, _ = self.get(spec)
         hooked = (self.key(spec), taps)
         if hooked not in self._tappers:  # one set of hooks per teacher and tap set
@@ -136,16 +141,22 @@ class TeacherStore:
             probe = online(x, index)
             per_sample = sum(t.numel() * t.element_size()
                              for v in probe.values() for t in (v if isinstance(v, list) else [v]))
-            if per_sample * data.num_train > TEACHER_OUTPUT_BUDGET:
+            size = per_sample * data.num_train
+            if size <= TEACHER_OUTPUT_BUDGET:
+                outputs, _, _ = self.output_cache.get_or_build(
+                    key, lambda: (_collect(online, data), {"taps": list(taps)}),
+                    map_location=spec.device)
+            elif size <= TEACHER_DISK_BUDGET and self.mapped_cache.fits(size):
+                outputs = self.mapped_cache.get_or_build(
+                    key, data.num_train, probe, lambda write: _collect_into(write, online, data),
+                    {"taps": list(taps)})
+            else:
                 return online, "online"
-            outputs, _, _ = self.output_cache.get_or_build(
-                key, lambda: (_collect(online, data), {"taps": list(taps)}),
-                map_location=spec.device)
             self._outputs[key] = outputs
         outputs = self._outputs[key]
 
-        def cached(x: torch.Tensor, index: torch.Tensor) -> dict:
-            return map_taps(lambda t: t[index], outputs)
+        def cached(x: torch.Tensor, index: torch.Tensor) -> dict:  # mapped rows: CPU → x's device
+            return map_taps(lambda t: t[index.to(t.device)].to(x.device), outputs)
 
         return cached, "cached"
 
@@ -162,12 +173,18 @@ class TeacherStore:
 
 
 @torch.no_grad()
+def _collect_into(write: Callable[[torch.Tensor, dict], None], teacher_fn: TeacherFn,
+                  data: DataSource) -> None:
+    """``write(index, taps)`` for every batch of the training set (batches of ``EVAL_BATCH``)."""
+    for x, _, index in data.train_batches(EVAL_BATCH, torch.Generator().manual_seed(0)):
+        write(index, teacher_fn(x, index))
+
+
 def _collect(teacher_fn: TeacherFn, data: DataSource) -> dict[str, Any]:
     """Teacher taps for the whole training set, row i belonging to training sample i."""
     indices, batches = [], []
-    for x, _, index in data.train_batches(EVAL_BATCH, torch.Generator().manual_seed(0)):
-        indices.append(index)
-        batches.append(teacher_fn(x, index))
+    _collect_into(lambda index, taps: (indices.append(index), batches.append(taps)),
+                  teacher_fn, data)
     order = torch.cat(indices).argsort()
 
     def gather(parts: list[torch.Tensor]) -> torch.Tensor:

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 REFERENCE_EPOCHS = 240  # the CIFAR recipe the papers' schedules are written for
 
 
-def soft_kl(student: torch.Tensor, teacher: torch.Tensor, T) -> torch.Tensor:
+def soft_kl(student: torch.Tensor, teacher: torch.Tensor, T: float | torch.Tensor
+            ) -> torch.Tensor:
     """T²·KL(softmax(t/T) ‖ softmax(s/T)), summed over classes, mean over the batch."""
     log_p_s = F.log_softmax(student / T, dim=1)  # (B, C)
     log_p_t = F.log_softmax(teacher / T, dim=1)  # (B, C)
@@ -94,11 +95,12 @@ class GradReverse(torch.autograd.Function):
         return x.clone()
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         return grad * ctx.lam, None
 
 
-def transformed_teacher_kl(student: torch.Tensor, teacher: torch.Tensor, T) -> torch.Tensor:
+def transformed_teacher_kl(student: torch.Tensor, teacher: torch.Tensor, T: float
+                           ) -> torch.Tensor:
     """KL(softmax(t/T) ‖ softmax(s)) per sample (B,): the teacher's probabilities raised to the
     power γ = 1/T and renormalised, the student's at temperature 1, no T² (Zheng & Yang 2024)."""
     log_p_s = F.log_softmax(student, dim=1)  # (B, C)

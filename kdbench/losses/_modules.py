@@ -15,7 +15,7 @@ class ConvReg(nn.Module):
     is smaller by another factor) a 1×1 conv followed by bilinear interpolation. Then BN (+ ReLU).
     """
 
-    def __init__(self, s_shape, t_shape, relu: bool = True) -> None:
+    def __init__(self, s_shape: torch.Size, t_shape: torch.Size, relu: bool = True) -> None:
         super().__init__()
         s_c, s_h, s_w = s_shape[-3:]
         t_c, t_h, t_w = t_shape[-3:]

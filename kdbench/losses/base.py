@@ -62,7 +62,7 @@ class DistillLoss(nn.Module):
     options: ClassVar[dict[str, float]] = {}
     dataset_options: ClassVar[dict[str, Any]] = {}  # data it trains on (MLKD: strong_view)
 
-    def __init__(self, temperature: float | None = None, **options: Any) -> None:
+    def __init__(self, temperature: float | None = None, **options: float) -> None:
         super().__init__()
         unknown = sorted(set(options) - set(self.options))
         if unknown:

@@ -39,7 +39,7 @@ class CTKD(DistillLoss):
                                f"must lie strictly between t_start and t_start + t_range "
                                f"({low:g}, {high:g})")
 
-    def __init__(self, temperature: float | None = None, **options) -> None:
+    def __init__(self, temperature: float | None = None, **options: float) -> None:
         super().__init__(temperature, **options)
         fraction = (self.temperature - self.opts["t_start"]) / self.opts["t_range"]
         self.theta = nn.Parameter(torch.tensor(math.log(fraction / (1 - fraction))))

@@ -16,6 +16,7 @@ class KD(DistillLoss):
 
     uses_temperature = True
     default_temperature = 4.0
+    temperature: float  # never None: it defaults to default_temperature
     alpha = 0.9
     ce_weight = None
 

@@ -18,6 +18,7 @@ class KDLS(DistillLoss):
 
     uses_temperature = True
     default_temperature = 2.0
+    temperature: float  # never None: it defaults to default_temperature
     alpha = 1.0
     ce_weight = 0.1
     options = {"kd_weight": 9.0}

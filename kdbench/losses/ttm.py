@@ -23,6 +23,7 @@ class TTM(DistillLoss):
 
     uses_temperature = True
     default_temperature = 10.0  # γ = 1/T = 0.1
+    temperature: float  # never None: it defaults to default_temperature
     options = {"beta": 45.0}
 
     def forward(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:

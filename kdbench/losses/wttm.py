@@ -23,6 +23,7 @@ class WTTM(DistillLoss):
 
     uses_temperature = True
     default_temperature = 5.0  # γ = 1/T = 0.2
+    temperature: float  # never None: it defaults to default_temperature
     options = {"beta": 4.0}
 
     def forward(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:

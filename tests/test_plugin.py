@@ -148,7 +148,8 @@ def test_kd_baseline_fails_on_missing_cases_unless_a_subset_is_allowed(kd_suite,
 
 
 def test_one_torch_thread_per_process_by_default(pytester):
-    """A second intra-op thread was up to 5× slower on a shared 2-core machine (docs/performance.md)."""
+    """A second intra-op thread was up to 5× slower on a shared 2-core machine
+    (docs/performance.md)."""
     pytester.makepyfile(test_threads="import torch\n\ndef test_threads():\n"
                         "    assert torch.get_num_threads() == 1\n")
     pytester.runpytest_subprocess("-n", "0", "-p", "no:cacheprovider").assert_outcomes(passed=1)

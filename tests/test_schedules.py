@@ -3,6 +3,7 @@ teacher cache keys that stay what they were for the step recipes."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict
 
 import pytest
@@ -26,10 +27,10 @@ def rates(recipe: str, epochs: int) -> list[float]:
 def test_each_schedule_moves_the_learning_rate_as_described():
     assert rates("fmnist", 8) == pytest.approx([0.05] * 4 + [0.005] * 2 + [0.0005] * 2)
     cosine = rates("fmnist-cosine", 8)
-    assert cosine[0] == 0.05 and all(a > b for a, b in zip(cosine, cosine[1:]))
+    assert cosine[0] == 0.05 and all(a > b for a, b in itertools.pairwise(cosine))
     cycle = rates("fmnist-onecycle", 10)
     assert cycle[0] == pytest.approx(0.05 / 25) and max(cycle) == pytest.approx(0.05)
-    assert cycle.index(max(cycle)) == 3 and all(a > b for a, b in zip(cycle[3:], cycle[4:]))
+    assert cycle.index(max(cycle)) == 3 and all(a > b for a, b in itertools.pairwise(cycle[3:]))
 
 
 def test_step_recipes_keep_their_teacher_cache_keys():
@@ -39,5 +40,5 @@ def test_step_recipes_keep_their_teacher_cache_keys():
 
 
 def test_an_unknown_schedule_is_refused():
-    with pytest.raises(KdbenchError, match="invalid schedule 'linear'.*valid: step, cosine"):
+    with pytest.raises(KdbenchError, match=r"invalid schedule 'linear'.*valid: step, cosine"):
         Recipe("x", lr=0.1, schedule="linear")

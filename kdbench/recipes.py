@@ -37,7 +37,8 @@ class Recipe:
             ("gamma", self.gamma, self.gamma > 0, "> 0"),
         ):
             if not (math.isfinite(value) and ok):
-                raise KdbenchError(f"invalid {name} {value!r} in recipe {self.name!r}: must be {rule}")
+                raise KdbenchError(f"invalid {name} {value!r} in recipe {self.name!r}: "
+                                   f"must be {rule}")
         for model, lr in self.lr_by_model:
             if not (math.isfinite(lr) and lr > 0):
                 raise KdbenchError(f"invalid lr {lr!r} for {model!r} in recipe {self.name!r}: "

@@ -20,13 +20,17 @@ import fcntl
 import json
 import os
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from kdbench.registry import KdbenchError
+
+if TYPE_CHECKING:
+    from kdbench.spec import RunSpec
 
 SCHEMA = 2  # 2: validation split (val_top1), fidelity_kl, status "n/a", per-case memory
 SCHEMAS_READ = (1, 2)  # the versions reports read (the gate compares one version only)
@@ -57,7 +61,7 @@ def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
 
 
-def make_record(spec: Any, status: str, metrics: dict[str, Any], env: dict[str, Any],
+def make_record(spec: RunSpec, status: str, metrics: dict[str, Any], env: dict[str, Any],
                 **extra: Any) -> dict[str, Any]:
     if status not in STATUSES:
         raise ValueError(f"invalid status {status!r}: valid: {', '.join(STATUSES)}")

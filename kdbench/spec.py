@@ -82,7 +82,7 @@ class RunSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RunSpec":
+    def from_dict(cls, d: dict[str, Any]) -> RunSpec:
         known = {f.name for f in fields(cls)}
         kw = {k: v for k, v in d.items() if k in known}
         kw["loss_options"] = tuple(sorted(dict(kw.get("loss_options", {})).items()))
@@ -191,10 +191,12 @@ def validate_spec(spec: RunSpec) -> None:
                f"loss {spec.loss!r} trains on the dataset option {key}={value!r}: add it")
     for name in ("seed", "teacher_seed"):
         value = getattr(spec, name)
-        _check(isinstance(value, int) and value >= 0, f"invalid {name} {value!r}: must be an integer ≥ 0")
+        _check(isinstance(value, int) and value >= 0,
+               f"invalid {name} {value!r}: must be an integer ≥ 0")
     for name in ("epochs", "teacher_epochs", "batch_size"):
         value = getattr(spec, name)
-        _check(isinstance(value, int) and value >= 1, f"invalid {name} {value!r}: must be an integer ≥ 1")
+        _check(isinstance(value, int) and value >= 1,
+               f"invalid {name} {value!r}: must be an integer ≥ 1")
 
 
 def make_spec(dataset: str, teacher: str, student: str, loss: str, *,

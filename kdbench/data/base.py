@@ -19,9 +19,10 @@ in-memory set, makes each training batch two views of its images, weak then stro
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -100,15 +101,28 @@ class DataSource(Protocol):
     are keyed by it), augmentation (if any) applied to the device batch from the batch's
     generator, and a ``fingerprint`` of the exact tensors for cache keys."""
 
-    name: str
-    num_classes: int
-    input_shape: tuple[int, int, int]
-    num_train: int
-    num_val: int
-    num_test: int
-    augmented: bool
+    @property
+    def name(self) -> str: ...
 
-    def to(self, device: torch.device | str) -> "DataSource": ...
+    @property
+    def num_classes(self) -> int: ...
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]: ...
+
+    @property
+    def num_train(self) -> int: ...
+
+    @property
+    def num_val(self) -> int: ...
+
+    @property
+    def num_test(self) -> int: ...
+
+    @property
+    def augmented(self) -> bool: ...
+
+    def to(self, device: torch.device | str) -> DataSource: ...
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]: ...
 
@@ -143,7 +157,8 @@ class TensorData:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.x_train.shape[1:])
+        _, c, h, w = self.x_train.shape  # (N, C, H, W) images
+        return c, h, w
 
     @property
     def num_train(self) -> int:
@@ -166,7 +181,7 @@ class TensorData:
         """Views of each image in a training batch: 2 (weak, then strong) with ``strong``."""
         return 1 if self.strong is None else 2
 
-    def to(self, device: torch.device | str) -> "TensorData":
+    def to(self, device: torch.device | str) -> TensorData:
         return replace(self, **{name: getattr(self, name).to(device) for name in TENSORS})
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:

@@ -30,7 +30,8 @@ def reference_init(model: nn.Module, linear: Literal["default", "zero_bias", "no
 
 
 class ChannelShuffle(nn.Module):
-    """ShuffleNet's channel shuffle: (B, g·c, H, W) → view (B, g, c, H, W) → swap → (B, c·g, H, W)."""
+    """ShuffleNet's channel shuffle: (B, g·c, H, W) → view (B, g, c, H, W) → swap →
+    (B, c·g, H, W)."""
 
     def __init__(self, groups: int) -> None:
         super().__init__()

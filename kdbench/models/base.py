@@ -21,9 +21,9 @@ Tap names a loss may ask for (see ``kdbench.run.taps``): ``logits``, ``embed`` (
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import nn

@@ -16,6 +16,10 @@ from kdbench.registry import MODELS
 class FashionCNN(StagedModel):
     classifier_path = "fc"
     native_input = (1, 28, 28)
+    # added by name in __init__
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
 
     def __init__(self, widths: tuple[int, int, int], depths: tuple[int, int, int],
                  num_classes: int, input_shape: tuple[int, int, int]) -> None:

@@ -9,6 +9,8 @@ module so that the stage's pre-activation (RepDistiller's ``preact=True`` featur
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 from torch import nn
 
@@ -51,6 +53,15 @@ class BasicBlock(nn.Module):
         return self.relu(out + shortcut)
 
 
+class Block(Protocol):
+    """A residual block class (``BasicBlock``, ``resnetv2.Bottleneck``): its output has
+    ``expansion`` × ``planes`` channels."""
+
+    expansion: int
+
+    def __call__(self, in_planes: int, planes: int, stride: int) -> nn.Module: ...
+
+
 class ResNet(StagedModel):
     """A 3×3 stem (conv-BN-ReLU at full resolution) and one stage per entry of ``depths``, the
     first at stride 1 and the others at stride 2, then global average pooling and a linear layer.
@@ -59,7 +70,7 @@ class ResNet(StagedModel):
     ``classifier`` names the linear layer as the reference does (``fc`` or ``linear``).
     """
 
-    def __init__(self, block: type[nn.Module], depths: tuple[int, ...], widths: tuple[int, ...],
+    def __init__(self, block: Block, depths: tuple[int, ...], widths: tuple[int, ...],
                  stem_width: int, num_classes: int, input_shape: tuple[int, int, int],
                  classifier: str = "fc") -> None:
         super().__init__()

@@ -46,6 +46,10 @@ class Bottleneck(nn.Module):
 class ShuffleNetV1(StagedModel):
     stages = ("relu", "layer1", "layer2", "layer3")
     classifier_path = "linear"
+    # added by name in __init__
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
 
     def __init__(self, widths: tuple[int, int, int], depths: tuple[int, int, int], groups: int,
                  num_classes: int, input_shape: tuple[int, int, int]) -> None:

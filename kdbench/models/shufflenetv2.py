@@ -74,6 +74,10 @@ class DownBlock(nn.Module):
 class ShuffleNetV2(StagedModel):
     stages = ("relu", "layer1", "layer2", "layer3")
     classifier_path = "linear"
+    # added by name in __init__
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
 
     def __init__(self, widths: tuple[int, int, int, int], depths: tuple[int, int, int],
                  num_classes: int, input_shape: tuple[int, int, int]) -> None:

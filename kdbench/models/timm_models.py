@@ -21,6 +21,7 @@ from __future__ import annotations
 import difflib
 from collections import Counter
 from functools import partial
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -79,7 +80,9 @@ def find_stages(net: nn.Module, input_shape: tuple[int, int, int]
     """(stages, preact_stages) of ``net`` (see the module docstring), from one probe forward in
     eval mode."""
     modules = dict(net.named_modules())
-    features = [(f["module"], f["num_chs"]) for f in net.feature_info
+    # timm's list of {"module", "num_chs", "reduction", …} dicts (nn.Module types it loosely)
+    feature_info = cast(list[dict[str, Any]], net.feature_info)
+    features = [(f["module"], f["num_chs"]) for f in feature_info
                 if f["module"] in modules]  # some name a module only features_only builds
     relus = {p for p, m in modules.items() if isinstance(m, nn.ReLU)}
     calls: Counter[str] = Counter()

@@ -1,5 +1,6 @@
-"""Any torchvision classification model as ``tv:<name>`` (``tv:resnet18``, ``tv:mobilenet_v3_small``,
-…), untrained (no weights are downloaded), with the data set's class count and input shape.
+"""Any torchvision classification model as ``tv:<name>`` (``tv:resnet18``,
+``tv:mobilenet_v3_small``, …), untrained (no weights are downloaded), with the data set's class
+count and input shape.
 
 The stage contract is filled in by probing the model once, as torchvision's feature-extraction
 examples pick their return nodes and timm's ``feature_info`` does: a forward hook on every
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 from functools import partial
+from typing import cast
 
 import torch
 from torch import nn
@@ -25,7 +27,8 @@ from kdbench.models.base import PREFIXES, Factory, WrappedModel, build_errors, p
 from kdbench.registry import KdbenchError
 
 PREFIX = "tv"
-BUILD_OPTIONS = {  # torchvision's defaults add auxiliary classifiers to the training output
+# torchvision's defaults add auxiliary classifiers to the training output
+BUILD_OPTIONS: dict[str, dict[str, bool | int]] = {
     "googlenet": {"aux_logits": False, "init_weights": True},
     "inception_v3": {"aux_logits": False, "init_weights": True},
 }
@@ -53,7 +56,7 @@ def factory(name: str) -> Factory:
 
 def torchvision_model(name: str, num_classes: int,
                       input_shape: tuple[int, int, int]) -> TorchvisionModel:
-    options = dict(BUILD_OPTIONS.get(name, {}))
+    options: dict[str, bool | int] = dict(BUILD_OPTIONS.get(name, {}))
     if name.startswith("vit_"):
         options["image_size"] = input_shape[1]
     import torchvision
@@ -74,8 +77,12 @@ def torchvision_model(name: str, num_classes: int,
 def _set_in_channels(net: nn.Module, channels: int) -> None:
     """Replace the first convolution by one that reads ``channels`` input channels."""
     path, conv = next((p, m) for p, m in net.named_modules() if isinstance(m, nn.Conv2d))
+    # torch types a Conv2d's sizes as tuple[int, ...]: they are pairs
+    kernel_size, stride, dilation = (cast(tuple[int, int], t)
+                                     for t in (conv.kernel_size, conv.stride, conv.dilation))
+    padding = cast("str | tuple[int, int]", conv.padding)
     net.set_submodule(path, nn.Conv2d(
-        channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+        channels, conv.out_channels, kernel_size, stride, padding, dilation,
         bias=conv.bias is not None, padding_mode=conv.padding_mode))
 
 
@@ -94,7 +101,7 @@ def find_stages(net: nn.Module, classifier: str, input_shape: tuple[int, int, in
         calls[path] += 1
         done[path] = len(done)
         if isinstance(output, torch.Tensor) and output.dim() == 4:
-            size[path] = tuple(output.shape[-2:])
+            size[path] = (output.shape[-2], output.shape[-1])
 
     head = classifier.rpartition(".")[0]  # the classifier's container (none when at the root)
     modules = dict(net.named_modules())

@@ -41,6 +41,17 @@ class VGG(StagedModel):
     stages = ("relu0", "relu1", "relu2", "relu3", "relu4")
     preact_stages = stages
     classifier_path = "classifier"
+    # added by name in __init__
+    block0: nn.Sequential
+    block1: nn.Sequential
+    block2: nn.Sequential
+    block3: nn.Sequential
+    block4: nn.Sequential
+    relu0: nn.ReLU
+    relu1: nn.ReLU
+    relu2: nn.ReLU
+    relu3: nn.ReLU
+    relu4: nn.ReLU
 
     def __init__(self, config: tuple[tuple[int, ...], ...], num_classes: int,
                  input_shape: tuple[int, int, int]) -> None:

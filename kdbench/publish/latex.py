@@ -17,7 +17,7 @@ line holds what comes from records on that one line.
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 

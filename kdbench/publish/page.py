@@ -20,9 +20,9 @@ import base64
 import html
 import re
 import tempfile
+from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
@@ -109,7 +109,7 @@ def render(frame: pd.DataFrame, published: pd.DataFrame | None = None,
             "blocks": [{**b, "table": Markup(b["table"])} for b in blocks]})
     images, plots_note = _plots(summary) if plots else ([], "")
     datasets = ", ".join(sorted(map(str, frame["dataset"].unique())))
-    template = files("kdbench.publish").joinpath("templates", TEMPLATE).read_text(encoding="utf-8")
+    template = (files("kdbench.publish") / "templates" / TEMPLATE).read_text(encoding="utf-8")
     return Environment(autoescape=True).from_string(template).render(
         title=f"kdbench leaderboard: {datasets}", provenance=provenance(frame),
         rule=Markup(inline(COLUMNS_NOTE)), notes=list(notes), sections=page_sections,

@@ -1,13 +1,13 @@
 """PNG plots of a report (``kdbench report --plots DIR``); needs the ``plots`` extra (matplotlib).
 
-``write_plots(summary, directory) -> list[Path]`` takes ``kdbench.publish.summary.summarize(frame)`` and
-writes, for every section of the report (``kdbench.publish.summary.sections``: one per setting that
-varies, such as epochs or device — plots group exactly as tables do, never across two
-settings) and every pair: test top-1 vs temperature per loss (``<pair>-temperature.png``, only
-when a loss uses a temperature); and per section: test top-1 vs student params and vs
-inference throughput, the Pareto front (the best top-1 for its size / for its speed) marked
-(``pareto-params.png``, ``pareto-throughput.png``). Files of a section carry its title as a
-prefix (``epochs_8-…``) when there are several.
+``write_plots(summary, directory) -> list[Path]`` takes
+``kdbench.publish.summary.summarize(frame)`` and writes, for every section of the report
+(``kdbench.publish.summary.sections``: one per setting that varies, such as epochs or device —
+plots group exactly as tables do, never across two settings) and every pair: test top-1 vs
+temperature per loss (``<pair>-temperature.png``, only when a loss uses a temperature); and per
+section: test top-1 vs student params and vs inference throughput, the Pareto front (the best top-1
+for its size / for its speed) marked (``pareto-params.png``, ``pareto-throughput.png``). Files of a
+section carry its title as a prefix (``epochs_8-…``) when there are several.
 
 ``write_history_plots(trend, directory) -> list[Path]`` takes a history's trend
 (``kdbench.gate.history.History.trend``)

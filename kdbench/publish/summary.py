@@ -19,8 +19,8 @@ setting). Metrics of diverged/error records never enter the means.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import fields
-from typing import Iterator, Sequence
 
 import pandas as pd
 
@@ -75,7 +75,7 @@ def label_columns(df: pd.DataFrame) -> list[str]:
     settings = [c for c in SETTING_KEYS if c in df and df[c].nunique(dropna=False) > 1]
     knobs = [c for c in METHOD_KEYS[2:] if c in df
              and df.groupby("loss")[c].nunique(dropna=False).max() > 1]
-    return settings + ["pair", "loss", "T"] + knobs
+    return [*settings, "pair", "loss", "T", *knobs]
 
 
 def _first(values: pd.Series) -> object:

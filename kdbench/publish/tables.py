@@ -7,8 +7,8 @@ own cells."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pandas as pd
 
@@ -93,7 +93,8 @@ COLUMNS_NOTE = (
 
 @dataclass(frozen=True)
 class CellStyle:
-    """How ``leaderboard`` writes a cell: Markdown by default; ``kdbench.publish.latex`` passes its own.
+    """How ``leaderboard`` writes a cell: Markdown by default; ``kdbench.publish.latex`` passes its
+    own.
     ``top1``: a chosen configuration's test top-1 (a ``summarize`` row); ``temperature``: its
     ``fmt_T`` text; ``best``: the marked cell; ``near_chance``: after a weak teacher's top-1."""
 
@@ -118,7 +119,7 @@ def leaderboard(summary: pd.DataFrame, published: pd.DataFrame | None = None,
     teacher = s.dropna(subset=["teacher_top1_mean"]).groupby("pair")["teacher_top1_mean"].first()
     table.loc["teacher"] = [fmt_num(teacher.get(p)) + (style.near_chance if p in weak else "")
                             for p in table.columns]
-    order = ["teacher", "ce"] + sorted(m for m in table.index if m not in ("teacher", "ce"))
+    order = ["teacher", "ce", *sorted(m for m in table.index if m not in ("teacher", "ce"))]
     table = table.reindex([m for m in order if m in table.index])
     pairs = sorted(table.columns)
     ref = published_cells(published, pairs)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import ContextManager
 
 import torch
 
@@ -22,7 +21,7 @@ class Accel:
     scaler: torch.amp.GradScaler | None
 
     @classmethod
-    def for_spec(cls, precision: str, device: torch.device) -> "Accel":
+    def for_spec(cls, precision: str, device: torch.device) -> Accel:
         dtype = None
         if precision == "amp":
             bf16 = device.type == "cpu" or torch.cuda.is_bf16_supported()
@@ -30,7 +29,7 @@ class Accel:
         scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
         return cls(device, dtype, device.type == "cuda", scaler)
 
-    def autocast(self) -> ContextManager:
+    def autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)

@@ -28,7 +28,7 @@ from kdbench.registry import KdbenchError
 from kdbench.run.cache import sha256_file
 
 NESTED_UNDER = ("model", "state_dict")  # keys under which trainers save the state dict
-SAFE_GLOBALS = [argparse.Namespace]  # RepDistiller's `_last.pth` keeps its options as one
+SAFE_GLOBALS = (argparse.Namespace,)  # RepDistiller's `_last.pth` keeps its options as one
 SHOWN = 4  # names shown per list in an error
 
 
@@ -41,7 +41,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if size == 0:
         raise KdbenchError(f"{where} is empty (0 bytes): expected a file written by torch.save")
     try:
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
+        with torch.serialization.safe_globals([*SAFE_GLOBALS]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # on arbitrary bytes torch.load raises anything, KeyError included
         raise KdbenchError(f"{where} ({size} bytes): {_unreadable(path, exc)}") from None

@@ -15,9 +15,10 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Callable, Iterable
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,9 @@ import kdbench
 from kdbench.models.base import count_params
 from kdbench.run.accel import Accel
 
+if TYPE_CHECKING:
+    from kdbench.data.base import Batch
+
 
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
@@ -35,7 +39,7 @@ def synchronize(device: torch.device) -> None:
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, batches: Iterable[tuple[torch.Tensor, Any, Any]]) -> torch.Tensor:
+def predict(model: nn.Module, batches: Iterable[Batch]) -> torch.Tensor:
     """Logits (N, classes) of a split's batches ``(x, y, index)``, in eval mode."""
     was_training = model.training
     model.eval()
@@ -157,7 +161,7 @@ class MemoryProbe:
     peak_mb: float = float("nan")
     scope: str = "case"  # "case", or "process" where the platform cannot reset its peak
 
-    def __enter__(self) -> "MemoryProbe":
+    def __enter__(self) -> MemoryProbe:
         if self.device.type == "cuda":
             synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -182,7 +186,7 @@ class MemoryProbe:
         self.peak_mb = (peak - self.start) / 2**20
 
 
-@lru_cache(maxsize=None)
+@cache
 def git_sha() -> str:
     try:
         root = os.path.dirname(os.path.dirname(os.path.abspath(kdbench.__file__)))
@@ -193,7 +197,7 @@ def git_sha() -> str:
         return "unknown"
 
 
-@lru_cache(maxsize=None)
+@cache
 def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as fh:

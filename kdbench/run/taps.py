@@ -6,25 +6,29 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any, cast
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from kdbench.losses.base import NotApplicable
+from kdbench.models.base import StagedModel
 
 ENGINE_TAPS = ("index",)  # filled by the engine, not by hooks
 
 
-def _stage_path(model: nn.Module, kind: str, i: int) -> str:
+def _stage_path(model: StagedModel, kind: str, i: int) -> str:
     paths = model.stages if kind == "feat" else model.preact_stages
-    if not -len(paths) <= i < len(paths) or paths[i] is None:
+    path = paths[i] if -len(paths) <= i < len(paths) else None
+    if path is None:
         raise NotApplicable(
             f"{type(model).__name__} has no {kind} stage {i} (it declares {len(paths)})")
-    return paths[i]
+    return path
 
 
-def resolve(model: nn.Module, tap: str) -> list[tuple[str, str]]:
+def resolve(model: StagedModel, tap: str) -> list[tuple[str, str]]:
     """Tap name → [(module path, 'out' | 'in')] it reads."""
     if tap == "logits":
         return []
@@ -52,9 +56,10 @@ class Tapper:
         self.model = model
         self._forward = torch.compile(model, mode=compile_mode) if compile_mode else model
         self.taps = tuple(t for t in taps if t not in ENGINE_TAPS)
-        self._plan = {tap: resolve(model, tap) for tap in self.taps}
+        staged = cast(StagedModel, model)  # every model kdbench builds is one
+        self._plan = {tap: resolve(staged, tap) for tap in self.taps}
         self._seen: dict[tuple[str, str], torch.Tensor] = {}
-        self._handles = []
+        self._handles: list[RemovableHandle] = []
         for key in {k for keys in self._plan.values() for k in keys}:
             path, where = key
             module = model.get_submodule(path)
@@ -63,12 +68,13 @@ class Tapper:
             else:
                 self._handles.append(module.register_forward_pre_hook(self._in_hook(key)))
 
-    def _out_hook(self, key):
-        def hook(module: nn.Module, args: Any, output: torch.Tensor) -> None:
+    def _out_hook(self, key: tuple[str, str]
+                  ) -> Callable[[nn.Module, tuple, torch.Tensor], None]:
+        def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
             self._seen[key] = output
         return hook
 
-    def _in_hook(self, key):
+    def _in_hook(self, key: tuple[str, str]) -> Callable[[nn.Module, tuple], None]:
         def hook(module: nn.Module, args: tuple) -> None:
             # an in-place activation would overwrite the pre-activation we keep
             self._seen[key] = args[0].clone() if getattr(module, "inplace", False) else args[0]
@@ -93,7 +99,7 @@ class Tapper:
             h.remove()
         self._handles.clear()
 
-    def __enter__(self) -> "Tapper":
+    def __enter__(self) -> Tapper:
         return self
 
     def __exit__(self, *exc: Any) -> None:

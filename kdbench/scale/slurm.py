@@ -222,7 +222,7 @@ def merge_script(run: ShardedRun) -> str:
         "    status=2",
         "fi",
         *gate,
-        f'echo "kdbench merge: exit $status"',
+        'echo "kdbench merge: exit $status"',
         'exit "$status"',
         ""])
 

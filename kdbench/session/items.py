@@ -52,7 +52,7 @@ class ModelCase:
     """One model of a profile on one device, for the inference benchmarks."""
 
     dataset: str
-    dataset_options: tuple
+    dataset_options: tuple[tuple[str, Any], ...]
     model: str
     device: str
 
@@ -67,7 +67,7 @@ def model_cases(specs: list[RunSpec]) -> list[ModelCase]:
     return list(seen)
 
 
-def case_spec(item: pytest.Item) -> Any:
+def case_spec(item: pytest.Item) -> RunSpec | ModelCase | None:
     params = getattr(item, "callspec", None)
     params = params.params if params else {}
     return params.get("kd_spec", params.get("kd_model"))
@@ -110,19 +110,21 @@ def nothing_selected(config: pytest.Config, specs: list[RunSpec]) -> str | None:
             f"`pytest --collect-only -q` lists them)")
 
 
-def check_before_training(kd_session: KdSession, specs: list[Any]) -> None:
+def check_before_training(kd_session: KdSession, specs: list[RunSpec | ModelCase]) -> None:
     """Raise ``KdbenchError`` when records could not be written, data are missing or
     unreadable, or a teacher checkpoint does not fit its architecture."""
     results.check_writable(kd_session.results_dir / "runs")
     engine = kd_session.get_engine()
     for dataset, options in {(s.dataset, s.dataset_options) for s in specs}:
         engine.host_data(dataset, options)
-    for spec in {(s.teacher, s.teacher_ckpt, s.dataset, s.dataset_options): s
-                 for s in specs if isinstance(s, RunSpec) and s.teacher_ckpt}.values():
-        data = engine.host_data(spec.dataset, spec.dataset_options)
+    checkpoints = dict.fromkeys(  # each checkpointed teacher once, in order
+        (s.teacher, ckpt, s.dataset, s.dataset_options)
+        for s in specs if isinstance(s, RunSpec) and (ckpt := s.teacher_ckpt))
+    for teacher, ckpt, dataset, options in checkpoints:
+        data = engine.host_data(dataset, options)
         with torch.device("meta"):
-            model = build_model(spec.teacher, data.num_classes, data.input_shape)
-        load_checkpoint(spec.teacher_ckpt, spec.teacher, model.to_empty(device="cpu"))
+            model = build_model(teacher, data.num_classes, data.input_shape)
+        load_checkpoint(ckpt, teacher, model.to_empty(device="cpu"))
 
 
 def group_by_teacher(items: list[pytest.Item]) -> None:
@@ -133,4 +135,6 @@ def group_by_teacher(items: list[pytest.Item]) -> None:
     for item in items:
         spec = case_spec(item)
         if isinstance(spec, RunSpec):
-            item._nodeid = f"{item.nodeid}@{spec.dataset}-{spec.teacher}-{spec.device}"
+            group = f"{spec.dataset}-{spec.teacher}-{spec.device}"
+            # pytest < 9 keeps the node id there (so does xdist for xdist_group marks)
+            item._nodeid = f"{item.nodeid}@{group}"  # type: ignore[attr-defined]

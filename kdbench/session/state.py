@@ -33,7 +33,8 @@ class KdSession:
     run_file: Path
     baseline: list[dict[str, Any]] | None = None
     engine: Engine | None = None
-    comparison: Comparison | KdbenchError | None = None  # the gate's decision, or why it could not decide
+    # the gate's decision, or why it could not decide
+    comparison: Comparison | KdbenchError | None = None
     done: dict[str, dict[str, Any]] = field(default_factory=dict)  # --kd-resume: ok records
     workers: int = 1  # processes running cases at once (xdist workers)
     gpu_share: dict[str, Any] | None = None  # an xdist worker's GPU (kdbench.scale.gpu_share)

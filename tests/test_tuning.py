@@ -157,6 +157,9 @@ def test_a_tuned_run_under_xdist_resumes_and_its_choice_is_reproducible(kd_suite
 
     again = kd_suite(*TINY, "--kd-resume", "-rs")
     again.assert_outcomes(skipped=len(records))  # tuned cases included: resolved, then resumed
+    (summary,) = [p for p in (pytester.path / "results" / "runs").glob("*.md") if p != leaderboard]
+    tuned_board = summary.read_text().split("(tuned on validation, 2 trials per method)")[1]
+    assert "| kd " in tuned_board.split("###")[0]  # the resumed tuned kd cases are in it
     assert len(load_records([pytester.path / "results" / "runs"])) == len(records)
 
 

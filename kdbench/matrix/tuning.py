@@ -132,6 +132,12 @@ def tuning_key(spec: Mapping[str, Any]) -> str:
     return stable_hash({k: v for k, v in spec.items() if k not in VARIED})
 
 
+def tuned_case(spec: Mapping[str, Any]) -> tuple[str, Any] | None:
+    """What a tuned case is whatever setting it ran at (its id: the tuning key and the seed);
+    None for any other case."""
+    return (tuning_key(spec), spec.get("seed")) if spec.get("tune") == "tuned" else None
+
+
 def setting(spec: Mapping[str, Any]) -> Setting:
     """The tunable part of a spec (a record's or ``RunSpec.to_dict()``)."""
     return {"temperature": spec.get("temperature"), "alpha": spec.get("alpha"),

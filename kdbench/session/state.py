@@ -94,7 +94,9 @@ class KdSession:
         newest of each case; and how many older records they superseded."""
         saved = results.read([self.run_file]).records if self.run_file.exists() else []
         wanted = {s.case_id for s in self.specs}
-        resumed = [r for cid, r in self.done.items() if cid in wanted]
+        tuned = {tuning.tuned_case(s.to_dict()) for s in self.specs if s.tune == "tuned"}
+        resumed = [r for cid, r in self.done.items()
+                   if cid in wanted or tuning.tuned_case(r["spec"]) in tuned]
         return results.newest([*resumed, *saved, *self.unsaved])
 
     @property

@@ -5,6 +5,7 @@ bad grids refused with one line at collection, and a tuned run under ``-n 2`` an
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pytest
@@ -154,6 +155,8 @@ def test_a_tuned_run_under_xdist_resumes_and_its_choice_is_reproducible(kd_suite
     text = leaderboard.read_text()  # the tuned table, the paper settings' and the trials'
     assert "(tuned on validation, 2 trials per method)" in text
     assert "(paper settings, untuned)" in text and "(tuning trials on the tuning seed" in text
+    board = text.split("(tuned on validation, 2 trials per method)")[1].split("###")[0]
+    assert re.search(rf"\| kd +\| .* alpha={choice['alpha']:g} ", board)  # one row, its choice
 
     again = kd_suite(*TINY, "--kd-resume", "-rs")
     again.assert_outcomes(skipped=len(records))  # tuned cases included: resolved, then resumed

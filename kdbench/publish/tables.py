@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from kdbench.publish import tuned
 from kdbench.publish.summary import (
     FAILED,
     SELECTION,
@@ -107,10 +108,11 @@ class CellStyle:
 def leaderboard(summary: pd.DataFrame, published: pd.DataFrame | None = None,
                 style: CellStyle = CellStyle()) -> pd.DataFrame:
     """Methods × pairs of one setting (see the module docstring)."""
-    s = summary.assign(method=method_names(summary))
+    s = summary.assign(method=tuned.methods(summary, method_names(summary)))
     best = chosen(s, ["pair", "method"])
     cells = best.apply(style.top1, axis=1) + best.apply(
-        lambda r: style.temperature(fmt_T(r)) if fmt_T(r) else "", axis=1)
+        lambda r: style.temperature(fmt_T(r)) if fmt_T(r) else "", axis=1) + best.apply(
+        tuned.setting_text, axis=1)
     weak = weak_teachers(s)
     contenders = best[best["loss"].ne("ce") & best["n"].gt(0) & ~best["pair"].isin(weak)]
     winners = chosen(contenders.dropna(subset=["val_top1_mean"]), ["pair"])

@@ -43,9 +43,14 @@ class EventLog:
         self._last_tick = 0.0
 
     def emit(self, event: str, **fields: Any) -> None:
+        """Append one event; progress is best effort: a folder that cannot be written (the
+        session then stops on its own check of the results folder) never fails a session."""
         line = json.dumps({"t": time.time(), "event": event, **fields}) + "\n"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError:
+            return
         try:
             os.write(fd, line.encode())
         finally:

@@ -96,6 +96,8 @@ class Observer:
 
     @pytest.hookimpl(tryfirst=True)  # the plan is on disk before xdist's worker reports
     def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if sys.exc_info()[0] is not None:  # pytest calls this in a `finally`: collection failed
+            return  # (a usage error found before training): nothing of this run goes on disk
         for item in session.items:
             spec = self.case_of(item)
             if spec is not None and hasattr(spec, "case_id"):

@@ -1,4 +1,5 @@
-"""Import every module of a package so that its registry decorators run: one new file = one entry."""
+"""Import every module of a package so that its registry decorators run: one new file = one
+entry."""
 
 from __future__ import annotations
 

@@ -14,4 +14,5 @@ def test_case(kd_case, kd_spec):
     metrics = kd_case(kd_spec)["metrics"]
     assert math.isfinite(metrics["final_loss"])
     chance = 100.0 / metrics["num_classes"]
-    assert metrics["top1"] > chance, f"top-1 {metrics['top1']:.2f}% is not above chance {chance:.1f}%"
+    assert metrics["top1"] > chance, (
+        f"top-1 {metrics['top1']:.2f}% is not above chance {chance:.1f}%")

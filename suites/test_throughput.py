@@ -6,9 +6,9 @@ params, FLOPs and batch size are in each benchmark's ``extra_info``.
 
 import torch
 
+from kdbench.models import build_model, count_params
 from kdbench.run import measure
 from kdbench.run.loop import EVAL_BATCH
-from kdbench.models import build_model, count_params
 
 
 def test_model_throughput(benchmark, kd_model, kd_session):

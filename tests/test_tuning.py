@@ -17,8 +17,9 @@ from kdbench.results import load_records, make_record
 from kdbench.spec import make_spec
 
 USAGE_ERROR = int(pytest.ExitCode.USAGE_ERROR)
-TUNED = Profile("tuned-digits", "", dataset="digits", pairs=(("cnn_t", "cnn_s"), ("cnn_t", "cnn_m")),
-                recipe="digits", epochs=2, teacher_epochs=2, seeds=2,
+TUNED = Profile("tuned-digits", "", dataset="digits",
+                pairs=(("cnn_t", "cnn_s"), ("cnn_t", "cnn_m")), recipe="digits", epochs=2,
+                teacher_epochs=2, seeds=2,
                 losses=("ce", "kd", "dkd", "fitnet"), sweep=("kd",),
                 tuning={"kd": {"alpha": (0.5, 0.9), "temperature": (2.0, 4.0)},
                         "dkd": {"nckd_weight": (2.0, 4.0, 8.0, 16.0)},
@@ -75,7 +76,8 @@ def test_untuned_cases_keep_their_ids():
     ({"kd": {"alpa": (0.9,)}}, "tuning: unknown setting 'alpa' of loss 'kd': did you mean alpha?"),
     ({"kd": {"alpha": ()}}, "tuning: kd.alpha: empty grid"),
     ({"kd": {}}, "tuning: loss 'kd' has an empty grid"),
-    ({"kd": {"alpha": (0.5, 0.7)}}, "tuning: kd.alpha: the grid 0.5, 0.7 lacks the paper setting 0.9"),
+    ({"kd": {"alpha": (0.5, 0.7)}},
+     "tuning: kd.alpha: the grid 0.5, 0.7 lacks the paper setting 0.9"),
     ({"kd": {"alpha": (0.5, 0.9, 0.5)}}, "tuning: kd.alpha: value 0.5 is listed twice"),
     ({"dkd": {"nckd_weight": (8.0,)}}, "tuning: unequal budgets: 'dkd' has 1 trials, 'fitnet' "
                                        "has 4: every method gets the same number of trials"),
@@ -93,7 +95,7 @@ def test_a_bad_grid_is_refused_with_one_line(grid, words):
 
 def test_the_paper_setting_of_every_pair_must_be_in_the_grid():
     per_pair = replace(TUNED, pair_settings={("cnn_t", "cnn_m"): {"kd": {"alpha": 0.7}}})
-    with pytest.raises(KdbenchError, match="lacks the paper setting 0.7 of pair cnn_t/cnn_m"):
+    with pytest.raises(KdbenchError, match=r"lacks the paper setting 0\.7 of pair cnn_t/cnn_m"):
         per_pair.specs(("cpu",))
 
 
@@ -116,7 +118,7 @@ def test_a_tuned_case_waits_for_trials_still_running(monkeypatch):
                     "chosen": tuning.setting(records[trials[0].case_id]["spec"])}
     with pytest.raises(KdbenchError, match="has not run yet"):
         tuning.resolve(tuned, trials, dict, pending, wait=False)  # one process: it never would
-    with pytest.raises(KdbenchError, match="has no record and is not selected.*-m tuning"):
+    with pytest.raises(KdbenchError, match=r"has no record and is not selected.*-m tuning"):
         tuning.resolve(tuned, trials, dict, set(), wait=True)
 
 

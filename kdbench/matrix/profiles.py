@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import fnmatch
 import statistics
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from kdbench.losses import LOSSES
 from kdbench.matrix import tuning as tuning_stage
@@ -114,7 +115,7 @@ class Profile:
                 settings = self.settings(pair, loss)
 
                 def cases(setting: Settings, t: float | None, seeds: Iterable[int],
-                          tune: str = "") -> list[RunSpec]:
+                          tune: str = "", pair: Pair = pair, loss: str = loss) -> list[RunSpec]:
                     options = {k: v for k, v in setting.items() if k not in WEIGHTS}
                     return [make_spec(self.dataset, *pair, loss, temperature=t, seed=seed,
                                       device=device, recipe=self.recipe,
@@ -243,8 +244,9 @@ FASHION_LOSS_OPTIONS: dict[str, Settings] = {
     "at": {"beta": 10.0}, "ft": {"beta": 20.0}, "fitnet": {"beta": 1.0},
     "dkd_ls": {"tckd_weight": 1.0, "nckd_weight": 8.0}, "crd": {"nce_k": 1024},
 }
-FASHION = dict(dataset="fashion_mnist", recipe="fmnist", epochs=2, teacher_epochs=15,
-               batch_size=128, loss_options=FASHION_LOSS_OPTIONS)
+FASHION: dict[str, Any] = dict(dataset="fashion_mnist", recipe="fmnist", epochs=2,
+                               teacher_epochs=15, batch_size=128,
+                               loss_options=FASHION_LOSS_OPTIONS)
 
 register_profile(Profile(
     "fashion", "Fashion-MNIST (Debian's dataset-fashion-mnist or torchvision files): fmnist_t "

@@ -29,8 +29,9 @@ import itertools
 import json
 import math
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from kdbench.losses import LOSSES
 from kdbench.registry import KdbenchError, did_you_mean

@@ -33,9 +33,10 @@ import fnmatch
 import inspect
 import json
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from kdbench.data import DATASETS
 from kdbench.losses import LOSSES
@@ -63,7 +64,7 @@ class _Key:
     path: Path
     keys: tuple[str | int, ...]
 
-    def __truediv__(self, key: str | int) -> "_Key":
+    def __truediv__(self, key: str | int) -> _Key:
         return _Key(self.path, (*self.keys, key))
 
     def __str__(self) -> str:

@@ -19,8 +19,9 @@ import math
 import os
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -145,8 +146,8 @@ class MappedCache:
         out.clear()  # unmapped: the rows are in the files
         for entry in entries:
             path = folder / entry["file"]
-            with open(path, "rb+") as fh:
-                os.fsync(fh.fileno())
+            with open(path, "rb+") as written:
+                os.fsync(written.fileno())
             entry["sha256"] = sha256_file(path)
         layout = {name: len(v) if isinstance(v, list) else None for name, v in probe.items()}
         (folder / "meta.json").write_text(json.dumps(

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,9 +21,8 @@ from kdbench.run import measure
 from kdbench.run.accel import Accel
 from kdbench.run.cache import TensorCache, sha256_file
 from kdbench.run.checkpoints import load_checkpoint
+from kdbench.run.loop import EVAL_BATCH, Progress, Stage, TeacherFn, Tick, cross_entropy, fit
 from kdbench.run.mapped import MappedCache
-from kdbench.run.loop import (EVAL_BATCH, Progress, Stage, TeacherFn, Tick, cross_entropy,
-                              fit)
 from kdbench.run.taps import Tapper, map_taps
 from kdbench.spec import RunSpec, stable_hash
 
@@ -114,7 +114,8 @@ class TeacherStore:
         key = self.key(spec)
         if key not in self._test_logits:
             model, _ = self.get(spec)
-            self._test_logits[key] = measure.predict(model, self.data(spec).test_batches(EVAL_BATCH))
+            self._test_logits[key] = measure.predict(model,
+                                                     self.data(spec).test_batches(EVAL_BATCH))
         return self._test_logits[key]
 
     def outputs(self, spec: RunSpec, taps: tuple[str, ...], data: DataSource
@@ -182,9 +183,14 @@ def _collect_into(write: Callable[[torch.Tensor, dict], None], teacher_fn: Teach
 
 def _collect(teacher_fn: TeacherFn, data: DataSource) -> dict[str, Any]:
     """Teacher taps for the whole training set, row i belonging to training sample i."""
-    indices, batches = [], []
-    _collect_into(lambda index, taps: (indices.append(index), batches.append(taps)),
-                  teacher_fn, data)
+    indices: list[torch.Tensor] = []
+    batches: list[dict] = []
+
+    def keep(index: torch.Tensor, taps: dict) -> None:
+        indices.append(index)
+        batches.append(taps)
+
+    _collect_into(keep, teacher_fn, data)
     order = torch.cat(indices).argsort()
 
     def gather(parts: list[torch.Tensor]) -> torch.Tensor:

@@ -58,7 +58,6 @@ class KdSession:
         saved = results.read([runs]).records if runs.is_dir() else []
         return {r["case_id"]: r for r in results.newest([*saved, *self.unsaved])[0]}
 
-
     def get_engine(self) -> Engine:
         if self.engine is None:
             opt = self.config.getoption

@@ -19,15 +19,22 @@ import hashlib
 import os
 import shutil
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from kdbench.data.base import Batch, RandomCropFlip, TensorData, carve_validation, validation_indices
+from kdbench.data.base import (
+    Batch,
+    RandomCropFlip,
+    TensorData,
+    carve_validation,
+    validation_indices,
+)
 from kdbench.registry import DATASETS, KdbenchError
 
 if TYPE_CHECKING:
@@ -115,7 +122,9 @@ def _in_memory(name: str, cls_name: str, root: Path | None, download: bool,
                description: str) -> TensorData:
     """Train (less ``VAL_SIZE`` validation images) and test as normalised float tensors;
     CIFAR-style augmentation if ``augment``."""
-    from torchvision import datasets  # imported on first use: the bundled digits never need it
+    from torchvision import (
+        datasets,  # imported on first use: the bundled digits never need it
+    )
 
     cls = getattr(datasets, cls_name)
     mean, std = (torch.tensor(v)[:, None, None] for v in stats)  # (C, 1, 1)
@@ -171,7 +180,7 @@ def cifar100(root: Path | None = None, download: bool = False, *,
 class Indexed(Dataset):
     """A data set whose items also carry their position: (x, y, index)."""
 
-    def __init__(self, dataset: Dataset) -> None:
+    def __init__(self, dataset: datasets.VisionDataset) -> None:
         self.dataset = dataset
 
     def __len__(self) -> int:
@@ -223,7 +232,7 @@ class FolderData:
     def augmented(self) -> bool:
         return True
 
-    def to(self, device: torch.device | str) -> "FolderData":
+    def to(self, device: torch.device | str) -> FolderData:
         return replace(self, device=str(device))
 
     def _batches(self, dataset: Dataset, batch_size: int, order: list[int],
@@ -246,7 +255,8 @@ class FolderData:
         return self._batches(self.test, batch_size, list(range(self.num_test)), None)
 
     def _targets(self, split: Subset) -> torch.Tensor:
-        targets = torch.tensor(split.dataset.targets)
+        folder = cast("datasets.ImageFolder", split.dataset)  # the splits of one image folder
+        targets = torch.tensor(folder.targets)
         return targets[torch.as_tensor(split.indices)].to(self.device)
 
     def train_targets(self) -> torch.Tensor:
@@ -263,7 +273,7 @@ class FolderData:
         h = hashlib.sha256(f"{self.name}|{self.size}|{self.test.classes}".encode())
         for split in (self.train, self.val):
             h.update(f"{split.indices}".encode())
-        for folder in (self.train.dataset, self.test):
+        for folder in (cast("datasets.ImageFolder", self.train.dataset), self.test):
             for path, target in folder.samples:
                 h.update(f"{Path(path).relative_to(folder.root)}|{target}\n".encode())
         return h.hexdigest()[:16]

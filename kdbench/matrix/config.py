@@ -18,7 +18,7 @@ def read_table(path: Path, table: str) -> dict[str, Any]:
         if f"[{table}" not in path.read_text(encoding="utf-8"):
             return {}
         try:
-            import tomli as tomllib  # type: ignore[no-redef]
+            import tomli as tomllib  # type: ignore[no-redef, unused-ignore]  # needed on 3.10 only
         except ModuleNotFoundError:
             raise KdbenchError(f"reading [{table}] of {str(path)!r} needs Python ≥ 3.11 or the "
                                "tomli package") from None

@@ -199,3 +199,53 @@ def test_a_bad_grid_in_pyproject_is_a_usage_error_at_collection(kd_suite, pytest
     assert result.ret == USAGE_ERROR
     lines = [line for line in result.outlines + result.errlines if words in line]
     assert len(lines) == 1 and "pyproject.toml" in lines[0], result.errlines
+
+
+def test_a_pyproject_profile_turns_tuning_on_for_a_shipped_profile(tmp_path):
+    from kdbench.matrix.user_profiles import user_profiles
+
+    (tmp_path / "pyproject.toml").write_text("""[tool.kdbench.profiles.quick-tuned]
+base = "quick"
+losses = ["ce", "kd", "dkd"]
+epochs = 5
+[tool.kdbench.profiles.quick-tuned.tuning]
+kd = { alpha = [0.5, 0.9] }
+dkd = { nckd_weight = [4.0, 8.0] }
+""")
+    (profile,) = user_profiles(tmp_path / "pyproject.toml")
+    quick = PROFILES.get("quick")
+    assert (profile.dataset, profile.pairs, profile.recipe, profile.sweep, profile.epochs) == (
+        quick.dataset, quick.pairs, quick.recipe, ("kd",), 5)
+    assert profile.loss_options == {"dkd": quick.loss_options["dkd"]}  # the losses it runs
+    assert len([s for s in profile.specs(("cpu",)) if s.tune == "trial"]) == 2 * 2 * 2
+
+
+def test_a_tuned_cifar100_crd_keeps_each_pairs_paper_settings_in_its_grid(tmp_path):
+    from kdbench.matrix.user_profiles import user_profiles
+
+    (tmp_path / "pyproject.toml").write_text("""[tool.kdbench.profiles.crd-tuned]
+base = "cifar100-crd"
+losses = ["ce", "kd"]
+[tool.kdbench.profiles.crd-tuned.tuning]
+kd = { alpha = [0.5, 0.9], temperature = [2.0, 4.0] }
+""")
+    (profile,) = user_profiles(tmp_path / "pyproject.toml")
+    assert profile.pairs == PROFILES.get("cifar100-crd").pairs and profile.epochs == 240
+    (tmp_path / "pyproject.toml").write_text("""[tool.kdbench.profiles.crd-tuned]
+base = "cifar100-crd"
+losses = ["ce", "kd"]
+tuning = { kd = { alpha = [0.5, 0.7] } }
+""")
+    with pytest.raises(KdbenchError, match=r"crd-tuned: tuning: kd\.alpha: the grid 0\.5, 0\.7 "
+                                           r"lacks the paper setting 0\.9 of pair"):
+        user_profiles(tmp_path / "pyproject.toml")
+
+
+def test_an_unknown_base_is_one_line(tmp_path):
+    from kdbench.matrix.user_profiles import user_profiles
+
+    (tmp_path / "pyproject.toml").write_text('[tool.kdbench.profiles.mine]\nbase = "quik"\n')
+    with pytest.raises(KdbenchError) as err:
+        user_profiles(tmp_path / "pyproject.toml")
+    assert "tool.kdbench.profiles.mine.base: unknown profile 'quik': did you mean quick?" in str(
+        err.value) and "\n" not in str(err.value)

@@ -18,13 +18,18 @@ project's pyproject.toml, run with ``--kd-profile <name>`` like the shipped ones
     dkd = { nckd_weight = [2.0, 4.0, 8.0, 16.0] }          # every method as many trials
     dkd_ls = { nckd_weight = [8.0, 81.0], warmup = [0.083333, 0.333] }
 
+A table with ``base = "<shipped profile>"`` starts from that profile: the keys it gives replace
+the shipped ones, the shipped settings are kept for the pairs and losses it runs; a GPU user turns
+tuning on for ``cifar100-crd`` with ``base = "cifar100-crd"`` and a ``tuning`` table.
+
 The keys are ``Profile``'s fields (``KEYS``), with its defaults but for these: ``REQUIRED``
 ones have none, ``teacher_epochs`` defaults to ``epochs`` and ``sweep`` to no loss (each at its
-paper's temperature; sweeping every loss would take ctkd to T = 1, which it refuses). Everything is checked when the table is read: keys,
-types, registered names, loss patterns, the pair of each pair setting, the name (no shipped
-profile's), and every configuration the profile expands to (its specs at one seed: a seed
-changes no check), its losses' own constraints included. A mistake is a one-line
-``KdbenchError`` naming the file, the key and the valid choices, before any training.
+paper's temperature; sweeping every loss would take ctkd to T = 1, which it refuses).
+Everything is checked when the table is read: keys, types, registered names, loss patterns, the
+pair of each pair setting, the name (no shipped profile's), the tuning grids, and every
+configuration the profile expands to (its specs at one seed: a seed changes no check), its
+losses' own constraints included. A mistake is a one-line ``KdbenchError`` naming the file, the
+key and the valid choices, before any training.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import fnmatch
 import inspect
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -51,7 +56,7 @@ TABLE = "tool.kdbench.profiles"
 REQUIRED = ("dataset", "pairs", "recipe", "epochs")
 KEYS = ("description", "dataset", "dataset_options", "pairs", "recipe", "epochs",
         "teacher_epochs", "batch_size", "seeds", "losses", "temperatures", "sweep",
-        "loss_options", "pair_settings", "tuning", "tuning_seed")
+        "loss_options", "pair_settings", "tuning", "tuning_seed", "base")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a word for --kd-profile and job names
 BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")  # TOML keys written without quotes
 KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
@@ -108,6 +113,9 @@ def _profile(at: _Key, name: str, entry: Any) -> Profile:
                        f"rename yours; shipped: {', '.join(PROFILES.names())}")
     entry = _table(at, entry)
     _check_keys(at, entry, KEYS, "unknown key {}")
+    if "base" in entry:
+        entry = _inherited(PROFILES.get(_registered(at / "base", PROFILES.get, entry["base"])),
+                           entry)
     missing = [key for key in REQUIRED if key not in entry]
     if missing:
         raise at.error(f"missing key {missing[0]!r}: required: {', '.join(REQUIRED)}")
@@ -149,6 +157,37 @@ def _profile(at: _Key, name: str, entry: Any) -> Profile:
     except KdbenchError as exc:
         raise at.error(str(exc)) from None
     return profile
+
+
+def _inherited(base: Profile, entry: dict) -> dict:
+    """``entry`` with the keys it lacks taken from the shipped profile ``base``, as TOML writes
+    them: a shipped profile with a tuning grid (``cifar100-crd`` with a few lines), fewer losses
+    or pairs, other epochs. Inherited settings are kept for the pairs and losses it runs."""
+    pairs = {item if isinstance(item, str) else PAIR_SEP.join(map(str, item))
+             for item in entry.get("pairs", [pair_name(*p) for p in base.pairs])}
+    patterns = [p for p in entry.get("losses", base.losses) if isinstance(p, str)]
+    losses = {n for n in LOSSES.names() if any(fnmatch.fnmatchcase(n, p) for p in patterns)}
+
+    def kept(settings: Mapping[str, Mapping[str, Any]]) -> dict:
+        return {loss: dict(v) for loss, v in settings.items() if loss in losses}
+
+    inherited = {
+        "description": base.description, "dataset": base.dataset,
+        "dataset_options": dict(base.dataset_options),
+        "pairs": [pair_name(*p) for p in base.pairs], "recipe": base.recipe,
+        "epochs": base.epochs, "teacher_epochs": base.teacher_epochs,
+        "batch_size": base.batch_size, "seeds": base.seeds, "losses": list(base.losses),
+        "temperatures": list(base.temperatures),
+        "sweep": [p for p in base.sweep if fnmatch.filter(losses, p)],
+        "loss_options": kept(base.loss_options),
+        "pair_settings": {pair_name(*pair): kept(settings)
+                          for pair, settings in base.pair_settings.items()
+                          if pair_name(*pair) in pairs},
+        "tuning": {loss: {k: list(v) for k, v in grid.items()}
+                   for loss, grid in kept(base.tuning).items()},
+        "tuning_seed": base.tuning_seed,
+    }
+    return {**inherited, **{k: v for k, v in entry.items() if k != "base"}}
 
 
 def _check_keys(at: _Key, table: dict, valid: Iterable[str], problem: str) -> None:

@@ -52,7 +52,7 @@ SPEC_OPTIONAL = {"temperature": (float, NONE), "alpha": (float,), "ce_weight": (
                  "teacher_seed": (int,), "device": (str,), "epochs": (int,),
                  "teacher_epochs": (int,), "batch_size": (int,), "recipe": (str,),
                  "precision": (str,), "compile": (bool,), "teacher_ckpt": (str, NONE),
-                 "loss_options": (dict,), "dataset_options": (dict,)}
+                 "loss_options": (dict,), "dataset_options": (dict,), "tune": (str, NONE)}
 KINDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
          dict: "an object", NONE: "null"}
 

@@ -19,7 +19,7 @@ from kdbench.recipes import RECIPES
 from kdbench.results import append_record, utc_now
 from kdbench.run import measure
 from kdbench.run.accel import Accel
-from kdbench.run.cache import TensorCache, sha256_file
+from kdbench.run.cache import TensorCache, sha256_file, writable
 from kdbench.run.checkpoints import load_checkpoint
 from kdbench.run.loop import EVAL_BATCH, Progress, Stage, TeacherFn, Tick, cross_entropy, fit
 from kdbench.run.mapped import MappedCache
@@ -107,7 +107,8 @@ class TeacherStore:
                 "val_top1": stats.history[-1]["val_top1"],
                 "train_s": time.perf_counter() - start, "params": count_params(model),
                 "trained_at": utc_now(), "pid": os.getpid()}
-        append_record(self.cache.dir / "trained.jsonl", meta)  # audit: a line a training
+        if writable(self.cache.dir):  # a read-only cache: the teacher is the session's only
+            append_record(self.cache.dir / "trained.jsonl", meta)  # audit: a line a training
         return {k: v.cpu() for k, v in model.state_dict().items()}, meta
 
     def test_logits(self, spec: RunSpec) -> torch.Tensor:

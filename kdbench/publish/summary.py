@@ -25,6 +25,7 @@ from dataclasses import fields
 import pandas as pd
 
 from kdbench.publish import tuned
+from kdbench.losses import LOSSES
 from kdbench.results import METRICS
 from kdbench.run.measure import near_chance
 from kdbench.spec import RunSpec, pair_name
@@ -54,11 +55,24 @@ def _options_text(value: object) -> str:
                     for k, v in sorted(value.items())) if isinstance(value, dict) else ""
 
 
+def _setting_options(loss: object, options: object) -> object:
+    """A case's data options less those its loss trains on (MLKD's ``strong_view``): those are
+    part of the method, so the method stays in its setting's table beside ``ce``."""
+    if not isinstance(options, dict) or loss not in LOSSES:
+        return options
+    own = LOSSES.get(loss).dataset_options
+    return {k: v for k, v in options.items() if own.get(k) != v}
+
+
 def prepare(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add ``pair`` and ``T`` (NaN for losses without one); dict options become text."""
+    """Add ``pair`` and ``T`` (NaN for losses without one); dict options become text; the data
+    options a loss trains on are the method's, not the setting's."""
     df = frame.copy()
     df["pair"] = [pair_name(t, s) for t, s in zip(df["teacher"], df["student"])]
     df["T"] = pd.to_numeric(df["temperature"], errors="coerce")
+    if "dataset_options" in df:
+        df["dataset_options"] = [_setting_options(loss, o)
+                                 for loss, o in zip(df["loss"], df["dataset_options"])]
     for col in ("loss_options", "dataset_options"):
         df[col] = df[col].map(_options_text) if col in df else ""
     for col in (*METRICS, "num_classes"):

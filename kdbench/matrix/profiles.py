@@ -188,22 +188,11 @@ def register_profile(profile: Profile) -> Profile:
     return profile
 
 
-# The digits profiles (quick, smoke) train at batch 32: with the 1,077 training images left after
-# the validation split, batch 64 gave 17 steps an epoch, and after 15 epochs the ce students were
-# undertrained (cnn_s 79.5 ± 6.4 %, cnn_m 92.8 ± 2.2 %; 3 seeds), which flattered every method.
-# At batch 32: ce 95.3 ± 1.8 / 96.7 ± 0.7; lr 0.02–0.03 at batch 64 instead made dkd, dist,
-# fitnet and ctkd diverge or collapse on several seeds (measured, 3 seeds each).
-# Three paper defaults are adapted to short runs of the BN-free 8×8 digits CNNs, measured:
-# AT's β = 1000 is tuned for CIFAR's 32×32 → 8×8 maps; on the 4×4 maps of the digits CNNs it
-# collapsed every cnn_s seed to chance (10.3 / 10.0 / 10.3 % top-1, 15 epochs; cnn_m 10.0 % at
-# 8 epochs); β = 100: 88.6–94.2 %.
-# DKD's warm-up is 20 of 240 epochs; scaled to 15 epochs that is 1.25, and β = 8 then
-# collapsed cnn_m seeds 0 and 3 to chance (9.7 %); over 5 epochs: 92.5–96.9 % on 12 runs.
-# CRD at its paper settings (β 0.8, NCE T 0.07, K = 16,384, clipped to the 968 other-class
-# samples there are) was 89.1 ± 2.4 / 95.0 ± 1.2 (cnn_s / cnn_m; ce 95.3 / 96.7); β 0.2: 93.9 /
-# 96.4; NCE T 0.2: 94.3 / 96.2; both: 94.2 / 96.4; K 256: 87.2 / 95.1; β 0.1: 94.5 / 96.7, the
-# least harmful — no setting tried made CRD beat ce on 1,077 images.
-DIGITS_LOSS_OPTIONS = {"at": {"beta": 100.0}, "dkd": {"warmup": 1 / 3}, "crd": {"beta": 0.1}}
+# Settings adapted to the digits CNNs, each measured: docs/profiles.md ("Adapted settings").
+DIGITS_LOSS_OPTIONS: dict[str, Settings] = {
+    "at": {"beta": 100.0}, "dkd": {"warmup": 1 / 3}, "crd": {"beta": 0.1},
+    "rld": {"warmup": 1 / 3}, "mlkd": {"alpha": 0.5},
+}
 DIGITS_BATCH = 32
 
 register_profile(Profile(
@@ -220,25 +209,8 @@ register_profile(Profile(
     teacher_epochs=8, batch_size=DIGITS_BATCH, seeds=1, sweep=(),
     loss_options=DIGITS_LOSS_OPTIONS,
 ))
-# Fashion-MNIST on 2 CPU cores: fmnist_t trains 15 epochs (92.09 % test top-1, 423 s beside one
-# other busy process; 12 epochs gave 91.91 %), the students 2 epochs at batch 128 (a case with the
-# teacher online takes about a minute at 3 epochs, which put the profile past an hour).
-# Paper defaults adapted, measured on fmnist_t → fmnist_s at 3 epochs, seed 0 (ce: 82.46 % test,
-# 82.54 % validation), chosen on validation top-1:
-# - AT's β = 1000 cost 9 points (73.51 %); β 100: 80.55, β 10: 82.23 (val 82.60), β 1: 82.82
-#   (val 82.40);
-# - FT's β = 200 cost 7 points (75.45 %); β 20: 83.24 (val 83.54);
-# - DKD-LS at its CIFAR weights (TCKD 9, NCKD 81): 78.33 %; at DKD's (1, 8): 83.21 (val 83.84);
-# - FitNet's β = 100 cost 4.8 points (77.65 %); β 10: 78.15; β 1: 81.78
-#   (val 81.66), the least harmful tried;
-# - CRD's K = 16,384 negatives: drawing them (top-K of 55,000 random keys a sample) took 0.2 s a
-#   step; K = 1,024 is drawn in 0.01 s (its accuracy: the
-#   leaderboard).
-# DKD at its paper settings beat ce (84.65 %); its warm-up of 20/240 of the run and a third of
-# it act alike over 3 epochs (the weight ramps per epoch).
-# fashion-gate, the nightly gate, runs the fmnist_m pair: there the methods gain most over ce
-# (DKD +2.0 points, DKD-LS and KD +1.7; on fmnist_s no method beat ce by twice the pair's pooled
-# seed std at 2 epochs, so a collapse there would be no worse than noise; fashion run, 3 seeds).
+# Fashion-MNIST's budget and adapted settings, each measured: docs/profiles.md ("Adapted
+# settings").
 FASHION_PAIRS = (("fmnist_t", "fmnist_m"), ("fmnist_t", "fmnist_s"))
 FASHION_LOSS_OPTIONS: dict[str, Settings] = {
     "at": {"beta": 10.0}, "ft": {"beta": 20.0}, "fitnet": {"beta": 1.0},

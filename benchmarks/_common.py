@@ -46,17 +46,23 @@ BARE_LOSSES = ("ce", "kd", "mse_logits")  # the losses the bare loop writes out 
 # ----------------------------------------------------------------- header and timing
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads, both sides (default 1: the digits models are tiny and "
-                        "a second thread only adds waits, badly so when others share the cores)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads, both sides (default 1: the digits models are tiny and "
+        "a second thread only adds waits, badly so when others share the cores)",
+    )
     return p
 
 
 def header(args: argparse.Namespace) -> None:
     """Machine, software and command line; the load average shows whether others were busy."""
     torch.set_num_threads(args.threads)
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads in this process), python {sys.version.split()[0]}")
+    print(
+        f"machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads in this process), python {sys.version.split()[0]}"
+    )
     print(f"command: {shlex.join([Path(sys.executable).name, *sys.argv])}")
     print(f"load average at start: {load()}")
 
@@ -80,23 +86,41 @@ def median(values: list[float]) -> float:
 
 
 def spread(values: list[float]) -> str:
-    return (f"median {median(values):.3f} s (min {min(values):.3f}, max {max(values):.3f}, "
-            f"n={len(values)})")
+    return (
+        f"median {median(values):.3f} s (min {min(values):.3f}, max {max(values):.3f}, "
+        f"n={len(values)})"
+    )
 
 
-def quick_spec(student: str = "cnn_s", loss: str = "kd", temperature: float | None = 4.0,
-               seed: int = 0, epochs: int | None = None) -> RunSpec:
+def quick_spec(
+    student: str = "cnn_s",
+    loss: str = "kd",
+    temperature: float | None = 4.0,
+    seed: int = 0,
+    epochs: int | None = None,
+) -> RunSpec:
     """One case of the quick profile on the CPU (the profile's own spec, not a lookalike)."""
     specs = PROFILES.get("quick").specs(("cpu",), seeds=seed + 1, epochs=epochs)
-    return next(s for s in specs if s.student == student and s.loss == loss
-                and s.temperature == temperature and s.seed == seed)
+    return next(
+        s
+        for s in specs
+        if s.student == student
+        and s.loss == loss
+        and s.temperature == temperature
+        and s.seed == seed
+    )
 
 
 # ----------------------------------------------------------------- the bare loop
 def kd_term(s: torch.Tensor, t: torch.Tensor, T: float) -> torch.Tensor:
     """Hinton's T²·KL(softmax(t/T) ‖ softmax(s/T)), batch mean."""
-    return F.kl_div(F.log_softmax(s / T, 1), F.log_softmax(t / T, 1), reduction="batchmean",
-                    log_target=True) * T * T
+    return (
+        F.kl_div(
+            F.log_softmax(s / T, 1), F.log_softmax(t / T, 1), reduction="batchmean", log_target=True
+        )
+        * T
+        * T
+    )
 
 
 TERMS: dict[str, Callable[[torch.Tensor, torch.Tensor, RunSpec], torch.Tensor]] = {
@@ -125,8 +149,15 @@ class Bare:
         with torch.inference_mode():
             seconds, logits = timed(lambda: teacher(data.x_train))
         evaluation = ((data.x_val, data.y_val), (data.x_test, data.y_test))
-        return cls(data.x_train, data.y_train, evaluation, data.num_classes, teacher,
-                   logits.clone(), seconds)
+        return cls(
+            data.x_train,
+            data.y_train,
+            evaluation,
+            data.num_classes,
+            teacher,
+            logits.clone(),
+            seconds,
+        )
 
     def train(self, spec: RunSpec, teacher: str = "cached") -> tuple[float, float]:
         """Train the spec's student; ``teacher`` is "cached" (precomputed logits) or "online"
@@ -135,30 +166,46 @@ class Bare:
         torch.manual_seed(spec.seed)
         model = build_model(spec.student, self.num_classes, tuple(self.x_train.shape[1:]))
         start = time.perf_counter()
-        top1 = train_loop(model, spec, self.x_train, self.y_train, self.held_out,
-                          self._teacher_logits(spec, teacher))
+        top1 = train_loop(
+            model,
+            spec,
+            self.x_train,
+            self.y_train,
+            self.held_out,
+            self._teacher_logits(spec, teacher),
+        )
         return time.perf_counter() - start, top1
 
     def _teacher_logits(self, spec: RunSpec, teacher: str):
         if spec.loss == "ce":
             return None
         if teacher == "online":
+
             def online(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
                 with torch.no_grad():
                     return self.teacher(x)
+
             return online
         return lambda x, index: self.teacher_logits[index]
 
 
-def train_loop(model: nn.Module, spec: RunSpec, x_train: torch.Tensor, y_train: torch.Tensor,
-               held_out: tuple[tuple[torch.Tensor, torch.Tensor], ...],
-               teacher_logits: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None
-               ) -> float:
+def train_loop(
+    model: nn.Module,
+    spec: RunSpec,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    held_out: tuple[tuple[torch.Tensor, torch.Tensor], ...],
+    teacher_logits: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
+) -> float:
     """A plain PyTorch loop; evaluates every held-out split after each epoch and returns the
     last epoch's top-1 (%) on the last of them (the test split)."""
     recipe = RECIPES.get(spec.recipe)
-    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr_for(spec.student),
-                                momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=recipe.lr_for(spec.student),
+        momentum=recipe.momentum,
+        weight_decay=recipe.weight_decay,
+    )
     scheduler = recipe.scheduler(optimizer, spec.epochs)
     generator = torch.Generator().manual_seed(spec.seed)
     term = TERMS.get(spec.loss)
@@ -169,7 +216,7 @@ def train_loop(model: nn.Module, spec: RunSpec, x_train: torch.Tensor, y_train: 
         total = torch.zeros(())
         order = torch.randperm(n, generator=generator)
         for start in range(0, n, spec.batch_size):
-            index = order[start:start + spec.batch_size]
+            index = order[start : start + spec.batch_size]
             x, y = x_train[index], y_train[index]
             logits = model(x)
             loss = spec.ce_weight * F.cross_entropy(logits, y)
@@ -186,17 +233,25 @@ def train_loop(model: nn.Module, spec: RunSpec, x_train: torch.Tensor, y_train: 
         model.eval()
         for x_eval, y_eval in held_out:
             with torch.inference_mode():
-                logits = torch.cat([model(x_eval[i:i + EVAL_BATCH])
-                                    for i in range(0, len(y_eval), EVAL_BATCH)])
+                logits = torch.cat(
+                    [model(x_eval[i : i + EVAL_BATCH]) for i in range(0, len(y_eval), EVAL_BATCH)]
+                )
             top1 = 100.0 * (logits.argmax(1) == y_eval).sum().item() / len(y_eval)
     return top1
 
 
 def bare_teacher_seconds(spec: RunSpec, bare: Bare) -> float:
     """The bare loop training the spec's teacher (cross-entropy, its epochs and seed)."""
-    teacher_spec = RunSpec(dataset=spec.dataset, teacher=spec.teacher, student=spec.teacher,
-                           loss="ce", seed=spec.teacher_seed, epochs=spec.teacher_epochs,
-                           batch_size=spec.batch_size, recipe=spec.recipe)
+    teacher_spec = RunSpec(
+        dataset=spec.dataset,
+        teacher=spec.teacher,
+        student=spec.teacher,
+        loss="ce",
+        seed=spec.teacher_seed,
+        epochs=spec.teacher_epochs,
+        batch_size=spec.batch_size,
+        recipe=spec.recipe,
+    )
     seconds, _ = bare.train(teacher_spec)
     return seconds
 
@@ -237,9 +292,11 @@ def measure_pair(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
             for key, value in (("wall", wall), ("train", train), ("top1", top1)):
                 rows[name][key].append(value)
     for name in PAIR_ROWS:
-        print(f"  {name:15s} train {spread(rows[name]['train'])}; "
-              f"wall median {median(rows[name]['wall']):.3f} s; "
-              f"top-1 {rows[name]['top1'][-1]:.2f} %")
+        print(
+            f"  {name:15s} train {spread(rows[name]['train'])}; "
+            f"wall median {median(rows[name]['wall']):.3f} s; "
+            f"top-1 {rows[name]['top1'][-1]:.2f} %"
+        )
     return rows
 
 
@@ -267,9 +324,23 @@ class SuiteRun:
 def run_suites(args: list[str], results: Path, cache: Path) -> SuiteRun:
     """``pytest suites --kd-device cpu`` in a subprocess with fresh results; wall time."""
     junit = results / "junit.xml"
-    command = [sys.executable, "-m", "pytest", "suites", "-q", "-p", "no:cacheprovider",
-               "--kd-device", "cpu", "--kd-results", str(results), "--kd-cache", str(cache),
-               f"--junitxml={junit}", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "suites",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--kd-device",
+        "cpu",
+        "--kd-results",
+        str(results),
+        "--kd-cache",
+        str(cache),
+        f"--junitxml={junit}",
+        *args,
+    ]
     wall, proc = timed(lambda: subprocess.run(command, cwd=REPO, capture_output=True, text=True))
     lines = proc.stdout.strip().splitlines()
     if proc.returncode not in (0, 1):  # 1: some case failed its sanity check, still timed
@@ -278,10 +349,13 @@ def run_suites(args: list[str], results: Path, cache: Path) -> SuiteRun:
     for line in lines:
         if line.startswith("FAILED "):
             print(f"  (pytest: {line})")
-    outcome = next((ln.strip("= ") for ln in reversed(lines) if " in " in ln and "passed" in ln),
-                   lines[-1])
-    tests = {case.get("name"): float(case.get("time", 0.0))
-             for case in ET.parse(junit).getroot().iter("testcase")}
+    outcome = next(
+        (ln.strip("= ") for ln in reversed(lines) if " in " in ln and "passed" in ln), lines[-1]
+    )
+    tests = {
+        case.get("name"): float(case.get("time", 0.0))
+        for case in ET.parse(junit).getroot().iter("testcase")
+    }
     return SuiteRun(wall, results, tests, outcome)
 
 

@@ -30,13 +30,26 @@ TOLERANCE = 0.5  # points of test top-1
 
 def ce_top1(data, student: str, recipe: str, epochs: int, seed: int) -> float:
     """Test top-1 (%) of the ``ce`` case after ``epochs``: built and trained as kdbench does."""
-    spec = make_spec("fashion_mnist", "fmnist_t", student, "ce", seed=seed, recipe=recipe,
-                     epochs=epochs, teacher_epochs=15, batch_size=128)
+    spec = make_spec(
+        "fashion_mnist",
+        "fmnist_t",
+        student,
+        "ce",
+        seed=seed,
+        recipe=recipe,
+        epochs=epochs,
+        teacher_epochs=15,
+        batch_size=128,
+    )
     torch.manual_seed(spec.seed)
     model = build_model(student, data.num_classes, data.input_shape)
     with Tapper(model, ()) as tapper:
-        stats = fit(Stage(tapper, cross_entropy, student, epochs, seed, spec.name), spec, data,
-                    lambda message: None)
+        stats = fit(
+            Stage(tapper, cross_entropy, student, epochs, seed, spec.name),
+            spec,
+            data,
+            lambda message: None,
+        )
     return stats.history[-1]["top1"]
 
 
@@ -67,14 +80,18 @@ def main() -> None:
             first = None
             for e in args.epochs:
                 start = time.perf_counter()
-                at = {n: [top1(student, recipe, n, s) for s in range(args.seeds)]
-                      for n in (e, 2 * e)}
+                at = {
+                    n: [top1(student, recipe, n, s) for s in range(args.seeds)] for n in (e, 2 * e)
+                }
                 gap = statistics.mean(at[2 * e]) - statistics.mean(at[e])
                 ok = abs(gap) <= TOLERANCE
                 first = first or (e if ok else None)
-                print(f"{student} {recipe} E={e}: {mean_std(at[e])} at E, {mean_std(at[2 * e])} "
-                      f"at 2E, gap {gap:+.2f} ({'converged' if ok else 'not converged'}; "
-                      f"{time.perf_counter() - start:.0f} s)", flush=True)
+                print(
+                    f"{student} {recipe} E={e}: {mean_std(at[e])} at E, {mean_std(at[2 * e])} "
+                    f"at 2E, gap {gap:+.2f} ({'converged' if ok else 'not converged'}; "
+                    f"{time.perf_counter() - start:.0f} s)",
+                    flush=True,
+                )
             print(f"{student} {recipe}: smallest converged E among {args.epochs}: {first}")
     footer()
 

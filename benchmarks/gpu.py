@@ -61,9 +61,12 @@ class Setting:
 
 
 FP32, FP32_CL, AMP, AMP_CL, AMP_CL_COMPILE = (
-    Setting("fp32", False, False), Setting("fp32 + channels_last", False, True),
-    Setting("AMP", True, False), Setting("AMP + channels_last", True, True),
-    Setting("AMP + channels_last + compile", True, True, compile=True))
+    Setting("fp32", False, False),
+    Setting("fp32 + channels_last", False, True),
+    Setting("AMP", True, False),
+    Setting("AMP + channels_last", True, True),
+    Setting("AMP + channels_last + compile", True, True, compile=True),
+)
 # kdbench's runs (precision, compile; teacher online or cached); on CUDA kdbench always puts
 # conv nets in channels_last, so their bare twins are the channels_last settings there
 KDBENCH = ((FP32_CL, True), (AMP_CL, True), (AMP_CL, False), (AMP_CL_COMPILE, True))
@@ -73,8 +76,9 @@ def knobs(setting: Setting) -> tuple[bool, bool, bool]:
     return setting.amp, setting.channels_last, setting.compile
 
 
-def bare_run(setting: Setting, teacher: torch.nn.Module, data, epochs: int,
-             device: torch.device) -> tuple[FitStats, float]:
+def bare_run(
+    setting: Setting, teacher: torch.nn.Module, data, epochs: int, device: torch.device
+) -> tuple[FitStats, float]:
     """A hand-written KD loop; the teacher runs on every (augmented) batch. Timed per epoch
     like kdbench's loop (steps only, one sync at each end). Returns the stats and the memory
     the run added (MiB, ``measure.MemoryProbe``, as kdbench's ``peak_mem_mb``)."""
@@ -86,8 +90,12 @@ def bare_run(setting: Setting, teacher: torch.nn.Module, data, epochs: int,
         teacher = accel.prepare(teacher)
         forward = torch.compile(student) if setting.compile else student
         recipe = RECIPES.get("crd")
-        optimizer = torch.optim.SGD(student.parameters(), lr=recipe.lr_for(STUDENT),
-                                    momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+        optimizer = torch.optim.SGD(
+            student.parameters(),
+            lr=recipe.lr_for(STUDENT),
+            momentum=recipe.momentum,
+            weight_decay=recipe.weight_decay,
+        )
         generator = torch.Generator().manual_seed(0)
         stats = FitStats(epochs=epochs)
         student.train()
@@ -110,14 +118,27 @@ def bare_run(setting: Setting, teacher: torch.nn.Module, data, epochs: int,
     return stats, memory.peak_mb
 
 
-def kdbench_run(engine: Engine, setting: Setting, epochs: int, ckpt: str, options: tuple,
-                device: torch.device) -> dict:
-    spec = RunSpec(dataset="synthetic", teacher=TEACHER, student=STUDENT, loss="kd",
-                   temperature=T, alpha=ALPHA, ce_weight=CE_WEIGHT, device=device.type,
-                   epochs=epochs,
-                   teacher_epochs=1, batch_size=BATCH, recipe="crd",
-                   precision="amp" if setting.amp else "fp32", compile=setting.compile,
-                   teacher_ckpt=ckpt, dataset_options=options)
+def kdbench_run(
+    engine: Engine, setting: Setting, epochs: int, ckpt: str, options: tuple, device: torch.device
+) -> dict:
+    spec = RunSpec(
+        dataset="synthetic",
+        teacher=TEACHER,
+        student=STUDENT,
+        loss="kd",
+        temperature=T,
+        alpha=ALPHA,
+        ce_weight=CE_WEIGHT,
+        device=device.type,
+        epochs=epochs,
+        teacher_epochs=1,
+        batch_size=BATCH,
+        recipe="crd",
+        precision="amp" if setting.amp else "fp32",
+        compile=setting.compile,
+        teacher_ckpt=ckpt,
+        dataset_options=options,
+    )
     return engine.distill(spec).metrics
 
 
@@ -125,38 +146,60 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--num-train", type=int, default=50_000)
     p.add_argument("--num-test", type=int, default=10_000)
-    p.add_argument("--epochs", type=int, default=2,
-                   help="epochs per run (default 2: the first one warms up, and kdbench's "
-                        "compile_s is the first epoch's excess over the rest)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=2,
+        help="epochs per run (default 2: the first one warms up, and kdbench's "
+        "compile_s is the first epoch's excess over the rest)",
+    )
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile runs")
-    p.add_argument("--fp32-only", action="store_true",
-                   help="only the fp32 runs (the CPU side of a CPU vs CUDA comparison)")
-    p.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
-                   help="cpu only checks that the script runs (peak memory is then the RSS)")
+    p.add_argument(
+        "--fp32-only",
+        action="store_true",
+        help="only the fp32 runs (the CPU side of a CPU vs CUDA comparison)",
+    )
+    p.add_argument(
+        "--device",
+        choices=("cuda", "cpu"),
+        default="cuda",
+        help="cpu only checks that the script runs (peak memory is then the RSS)",
+    )
     args = p.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
-        print("benchmarks/gpu.py: no CUDA GPU here (--device cpu runs it as a check)",
-              file=sys.stderr)
+        print(
+            "benchmarks/gpu.py: no CUDA GPU here (--device cpu runs it as a check)", file=sys.stderr
+        )
         return 2
     device = torch.device(args.device)
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(0)
-        print(f"GPU: {props.name}, {props.total_memory / 2**30:.0f} GiB; torch "
-              f"{torch.__version__}, CUDA {torch.version.cuda}, bf16 supported: "
-              f"{torch.cuda.is_bf16_supported()}")
+        print(
+            f"GPU: {props.name}, {props.total_memory / 2**30:.0f} GiB; torch "
+            f"{torch.__version__}, CUDA {torch.version.cuda}, bf16 supported: "
+            f"{torch.cuda.is_bf16_supported()}"
+        )
     else:
         print(f"CPU: {measure.cpu_name()}, torch {torch.__version__}")
     print(f"command: {shlex.join(['python', *sys.argv])}")
-    options = (("augment", True), ("channels", 3), ("num_classes", CLASSES),
-               ("num_test", args.num_test), ("num_train", args.num_train), ("size", 32))
+    options = (
+        ("augment", True),
+        ("channels", 3),
+        ("num_classes", CLASSES),
+        ("num_test", args.num_test),
+        ("num_train", args.num_train),
+        ("size", 32),
+    )
     cached = tuple((k, False if k == "augment" else v) for k, v in options)
     data = load_dataset("synthetic", **dict(options)).to(device)
     torch.manual_seed(0)
     teacher = build_model(TEACHER, CLASSES, data.input_shape).to(device).eval()
     teacher.requires_grad_(False)
-    runs = [*((s, None) for s in (FP32, FP32_CL, AMP, AMP_CL)),  # compiling goes last
-            *((s, online) for s, online in KDBENCH if not s.compile),
-            *([] if args.no_compile else [(AMP_CL_COMPILE, None), (AMP_CL_COMPILE, True)])]
+    runs = [
+        *((s, None) for s in (FP32, FP32_CL, AMP, AMP_CL)),  # compiling goes last
+        *((s, online) for s, online in KDBENCH if not s.compile),
+        *([] if args.no_compile else [(AMP_CL_COMPILE, None), (AMP_CL_COMPILE, True)]),
+    ]
     runs = [(s, online) for s, online in runs if not (args.fp32_only and s.amp)]
 
     rows, bare = [], {}
@@ -168,28 +211,58 @@ def main() -> int:
             if online is None:  # the bare loop
                 stats, peak_mb = bare_run(setting, teacher, data, args.epochs, device)
                 bare[knobs(setting)] = stats.throughput(skip_first=setting.compile)
-                rows.append([f"bare loop, {setting.name}", bare[knobs(setting)], peak_mb,
-                             stats.compile_seconds(), None])
+                rows.append(
+                    [
+                        f"bare loop, {setting.name}",
+                        bare[knobs(setting)],
+                        peak_mb,
+                        stats.compile_seconds(),
+                        None,
+                    ]
+                )
             else:
-                m = kdbench_run(engine, setting, args.epochs, ckpt,
-                                options if online else cached, device)
+                m = kdbench_run(
+                    engine, setting, args.epochs, ckpt, options if online else cached, device
+                )
                 flags = f"--kd-precision {'amp' if setting.amp else 'fp32'}" + (
-                    " --kd-compile" if setting.compile else "")
+                    " --kd-compile" if setting.compile else ""
+                )
                 how = "teacher online" if online else "no augmentation: teacher-output cache"
-                twin = bare.get((setting.amp, Accel.for_spec("fp32", device).channels_last,
-                                 setting.compile))
-                rows.append([f"kdbench {flags} ({how})", m["train_throughput"], m["peak_mem_mb"],
-                             m.get("compile_s"), twin and m["train_throughput"] / twin])
+                twin = bare.get(
+                    (setting.amp, Accel.for_spec("fp32", device).channels_last, setting.compile)
+                )
+                rows.append(
+                    [
+                        f"kdbench {flags} ({how})",
+                        m["train_throughput"],
+                        m["peak_mem_mb"],
+                        m.get("compile_s"),
+                        twin and m["train_throughput"] / twin,
+                    ]
+                )
             print("  " + " | ".join(map(str, rows[-1])), flush=True)  # survives a timeout
 
     print()
-    print(f"{STUDENT} ← {TEACHER}, KD T={T:g}, batch {BATCH}, {args.num_train:,} "
-          f"CIFAR-100-shaped images, {args.epochs} epochs per run; throughput over all epochs "
-          f"(compiled runs: all but the first); first-epoch excess = compile / warm-up cost; "
-          f"kdbench's peak memory includes its evaluation at batch 1024")
-    print(tabulate(rows, headers=["run", "train samples/s", "peak MiB", "first-epoch excess s",
-                                  "÷ bare loop, same setting"],
-                   floatfmt=(None, ",.0f", ",.0f", ".1f", ".3f"), tablefmt="github"))
+    print(
+        f"{STUDENT} ← {TEACHER}, KD T={T:g}, batch {BATCH}, {args.num_train:,} "
+        f"CIFAR-100-shaped images, {args.epochs} epochs per run; throughput over all epochs "
+        f"(compiled runs: all but the first); first-epoch excess = compile / warm-up cost; "
+        f"kdbench's peak memory includes its evaluation at batch 1024"
+    )
+    print(
+        tabulate(
+            rows,
+            headers=[
+                "run",
+                "train samples/s",
+                "peak MiB",
+                "first-epoch excess s",
+                "÷ bare loop, same setting",
+            ],
+            floatfmt=(None, ",.0f", ",.0f", ".1f", ".3f"),
+            tablefmt="github",
+        )
+    )
     return 0
 
 

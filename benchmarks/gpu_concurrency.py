@@ -61,28 +61,48 @@ def smoke_spec(device: str) -> RunSpec:
 
 
 def cifar_spec(args: argparse.Namespace, ckpt: Path) -> RunSpec:
-    options = (("augment", True), ("channels", 3), ("num_classes", CLASSES),
-               ("num_test", args.num_test), ("num_train", args.num_train), ("size", 32))
-    return RunSpec(dataset="synthetic", teacher=TEACHER, student=STUDENT, loss="kd",
-                   temperature=T, alpha=ALPHA, ce_weight=CE_WEIGHT, device=args.device,
-                   epochs=args.epochs, teacher_epochs=1, batch_size=BATCH, recipe="crd",
-                   precision="amp" if args.device == "cuda" else "fp32",
-                   teacher_ckpt=str(ckpt), dataset_options=options)
+    options = (
+        ("augment", True),
+        ("channels", 3),
+        ("num_classes", CLASSES),
+        ("num_test", args.num_test),
+        ("num_train", args.num_train),
+        ("size", 32),
+    )
+    return RunSpec(
+        dataset="synthetic",
+        teacher=TEACHER,
+        student=STUDENT,
+        loss="kd",
+        temperature=T,
+        alpha=ALPHA,
+        ce_weight=CE_WEIGHT,
+        device=args.device,
+        epochs=args.epochs,
+        teacher_epochs=1,
+        batch_size=BATCH,
+        recipe="crd",
+        precision="amp" if args.device == "cuda" else "fp32",
+        teacher_ckpt=str(ckpt),
+        dataset_options=options,
+    )
 
 
 def random_teacher(args: argparse.Namespace, folder: Path) -> Path:
     """resnet32x4 with random weights, saved as a checkpoint (built on the CPU: this process
     leaves the GPU to the cases)."""
-    data = load_dataset("synthetic", channels=3, size=32, num_classes=CLASSES, num_train=64,
-                        num_test=64)
+    data = load_dataset(
+        "synthetic", channels=3, size=32, num_classes=CLASSES, num_train=64, num_test=64
+    )
     torch.manual_seed(0)
     path = folder / "teacher.pt"
     torch.save(build_model(TEACHER, CLASSES, data.input_shape).state_dict(), path)
     return path
 
 
-def case_process(worker: int, k: int, spec: RunSpec, cache: str, threads: int,
-                 barrier, results) -> None:
+def case_process(
+    worker: int, k: int, spec: RunSpec, cache: str, threads: int, barrier, results
+) -> None:
     """One case, as xdist worker ``worker`` of a ``-n K --kd-cases-per-gpu K`` run."""
     try:
         torch.set_num_threads(threads)
@@ -93,20 +113,33 @@ def case_process(worker: int, k: int, spec: RunSpec, cache: str, threads: int,
         barrier.wait()
         start = time.monotonic()
         metrics = engine.distill(spec).metrics
-        results.put({"worker": worker, "start": start, "end": time.monotonic(), **share,
-                     **{m: metrics[m] for m in ("top1", "train_throughput", "peak_mem_mb")}})
+        results.put(
+            {
+                "worker": worker,
+                "start": start,
+                "end": time.monotonic(),
+                **share,
+                **{m: metrics[m] for m in ("top1", "train_throughput", "peak_mem_mb")},
+            }
+        )
     except Exception as exc:  # CUDA out of memory included: the round reports it
         barrier.abort()
-        results.put({"worker": worker, "error": "".join(
-            traceback.format_exception_only(type(exc), exc)).strip()})
+        results.put(
+            {
+                "worker": worker,
+                "error": "".join(traceback.format_exception_only(type(exc), exc)).strip(),
+            }
+        )
 
 
 def run_round(spec: RunSpec, k: int, cache: str, threads: int) -> list[dict]:
     """K processes on copies of ``spec``, started together; their results."""
     ctx = mp.get_context("spawn")  # children own CUDA; this process never initialises it
     barrier, results = ctx.Barrier(k), ctx.Queue()
-    procs = [ctx.Process(target=case_process, args=(i, k, spec, cache, threads, barrier, results))
-             for i in range(k)]
+    procs = [
+        ctx.Process(target=case_process, args=(i, k, spec, cache, threads, barrier, results))
+        for i in range(k)
+    ]
     for p in procs:
         p.start()
     out = []
@@ -124,31 +157,45 @@ def run_round(spec: RunSpec, k: int, cache: str, threads: int) -> list[dict]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
-                   help="cpu checks that the script runs (2 cores cannot show the GPU effect)")
+    p.add_argument(
+        "--device",
+        choices=("cuda", "cpu"),
+        default="cuda",
+        help="cpu checks that the script runs (2 cores cannot show the GPU effect)",
+    )
     p.add_argument("--ks", default="1,2,4,8", help="concurrent cases per round (1,2,4,8)")
     p.add_argument("--cases", default="smoke,cifar", help="smoke, cifar or both (both)")
     p.add_argument("--num-train", type=int, default=50_000, help="cifar: training images")
     p.add_argument("--num-test", type=int, default=10_000, help="cifar: test images")
     p.add_argument("--epochs", type=int, default=2, help="cifar: epochs per case (2)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch threads per process (default: cores / K, as the plugin)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per process (default: cores / K, as the plugin)",
+    )
     args = p.parse_args()
     ks = [int(k) for k in args.ks.split(",")]
     if 1 not in ks or min(ks) < 1:
         p.error(f"--ks {args.ks}: positive counts including 1 (the case alone)")
     if args.device == "cuda" and not torch.cuda.is_available():
-        print("benchmarks/gpu_concurrency.py: no CUDA GPU here (--device cpu runs it as a check)",
-              file=sys.stderr)
+        print(
+            "benchmarks/gpu_concurrency.py: no CUDA GPU here (--device cpu runs it as a check)",
+            file=sys.stderr,
+        )
         return 2
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.cuda.device_count()} GPU(s); device {args.device}")
+    print(
+        f"machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.cuda.device_count()} GPU(s); device {args.device}"
+    )
     print(f"command: {shlex.join(['python', *sys.argv])}")
     print(f"load average at start: {load()}")
     with tempfile.TemporaryDirectory(prefix="kdbench-concurrency-") as tmp:
         cache = str(Path(tmp) / "cache")
-        specs = {"smoke": smoke_spec(args.device),
-                 "cifar": cifar_spec(args, random_teacher(args, Path(tmp)))}
+        specs = {
+            "smoke": smoke_spec(args.device),
+            "cifar": cifar_spec(args, random_teacher(args, Path(tmp))),
+        }
         for name in args.cases.split(","):
             spec = specs[name]
             if spec.teacher_ckpt is None:
@@ -170,18 +217,45 @@ def main() -> int:
                     alone = {"rate": rate, "wall": wall, "top1": out[0]["top1"]}
                 same = sum(r["top1"] == alone["top1"] for r in out)
                 gpus = sorted({r["gpu_index"] for r in out}) if args.device == "cuda" else "-"
-                rows.append([k, threads, gpus, rate, rate / alone["rate"], wall,
-                             k * alone["wall"] / wall, max(r["peak_mem_mb"] for r in out),
-                             sum(r["peak_mem_mb"] for r in out), f"{same}/{k}"])
+                rows.append(
+                    [
+                        k,
+                        threads,
+                        gpus,
+                        rate,
+                        rate / alone["rate"],
+                        wall,
+                        k * alone["wall"] / wall,
+                        max(r["peak_mem_mb"] for r in out),
+                        sum(r["peak_mem_mb"] for r in out),
+                        f"{same}/{k}",
+                    ]
+                )
                 print("  " + " | ".join(map(str, [name, *rows[-1]])), flush=True)
             print()
-            print(f"{name}: {spec.name}, {spec.epochs} epochs; top-1 alone "
-                  f"{alone['top1'] if alone else float('nan'):.2f} %")
-            print(tabulate(rows, headers=[
-                "K", "threads/process", "GPU", "Σ train samples/s", "÷ K=1", "round wall s",
-                "K·wall(K=1) / wall", "peak MiB, largest case", "peak MiB, Σ",
-                "top-1 = alone"], floatfmt=(None, None, None, ",.0f", ".2f", ".1f", ".2f", ",.0f",
-                                           ",.0f"), tablefmt="github"))
+            print(
+                f"{name}: {spec.name}, {spec.epochs} epochs; top-1 alone "
+                f"{alone['top1'] if alone else float('nan'):.2f} %"
+            )
+            print(
+                tabulate(
+                    rows,
+                    headers=[
+                        "K",
+                        "threads/process",
+                        "GPU",
+                        "Σ train samples/s",
+                        "÷ K=1",
+                        "round wall s",
+                        "K·wall(K=1) / wall",
+                        "peak MiB, largest case",
+                        "peak MiB, Σ",
+                        "top-1 = alone",
+                    ],
+                    floatfmt=(None, None, None, ",.0f", ".2f", ".1f", ".2f", ",.0f", ",.0f"),
+                    tablefmt="github",
+                )
+            )
             print()
     print(f"load average at end: {load()} (> {os.cpu_count()} means others shared the cores)")
     return 0

@@ -15,8 +15,10 @@ def main() -> None:
         return median(rows[a][key]) / median(rows[b][key])
 
     print("kd / ce (ratios of medians of training time):")
-    print(f"  kdbench (teacher-output cache):    {ratio('kdbench kd', 'kdbench ce'):.3f}"
-          f"   (whole case wall: {ratio('kdbench kd', 'kdbench ce', 'wall'):.3f})")
+    print(
+        f"  kdbench (teacher-output cache):    {ratio('kdbench kd', 'kdbench ce'):.3f}"
+        f"   (whole case wall: {ratio('kdbench kd', 'kdbench ce', 'wall'):.3f})"
+    )
     print(f"  bare, teacher run every step:      {ratio('bare kd online', 'bare ce'):.3f}")
     print(f"  bare, teacher logits precomputed:  {ratio('bare kd cached', 'bare ce'):.3f}")
     print("target: kdbench ≤ 1.15; naive ≈ 2.3")

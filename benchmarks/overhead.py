@@ -25,10 +25,14 @@ def main() -> None:
     print("kdbench / bare (ratios of medians):")
     for loss in ("kd", "ce"):
         bare = "bare kd cached" if loss == "kd" else "bare ce"
-        print(f"  {loss}: training (train_s vs bare) {ratio(f'kdbench {loss}', bare, 'train'):.3f}"
-              f"   whole case (distill wall vs bare) {ratio(f'kdbench {loss}', bare, 'wall'):.3f}")
-    print(f"  kd vs the naive bare loop (teacher online): training "
-          f"{ratio('kdbench kd', 'bare kd online', 'train'):.3f}")
+        print(
+            f"  {loss}: training (train_s vs bare) {ratio(f'kdbench {loss}', bare, 'train'):.3f}"
+            f"   whole case (distill wall vs bare) {ratio(f'kdbench {loss}', bare, 'wall'):.3f}"
+        )
+    print(
+        f"  kd vs the naive bare loop (teacher online): training "
+        f"{ratio('kdbench kd', 'bare kd online', 'train'):.3f}"
+    )
     print("targets: ≤ 1.10 (issue 2), ≤ 1.05 (issue 6)")
     footer()
 

@@ -66,16 +66,22 @@ def main() -> None:
     distill_s = sum(s for name, s in run.test_seconds.items() if name.startswith("test_distill"))
     infer_s = sum(s for name, s in run.test_seconds.items() if name.startswith("test_inference"))
     total = teacher_s + bare_s + floor_s
-    print(f"  kdbench: {distill_s:.1f} s in {len(records)} distill tests (first one trains the "
-          f"teacher), {infer_s:.1f} s in the inference benchmarks, "
-          f"{run.wall_s - distill_s - infer_s:.1f} s pytest start, collection, report")
-    print(f"  bare sum {total:.1f} s = teacher {teacher_s:.1f} s + {counts['bare']} bare "
-          f"ce/kd/mse_logits cases {bare_s:.1f} s + {counts['floor']} other cases at kdbench's "
-          f"train_s {floor_s:.1f} s ({counts['not ok']} diverged/error records left out)")
+    print(
+        f"  kdbench: {distill_s:.1f} s in {len(records)} distill tests (first one trains the "
+        f"teacher), {infer_s:.1f} s in the inference benchmarks, "
+        f"{run.wall_s - distill_s - infer_s:.1f} s pytest start, collection, report"
+    )
+    print(
+        f"  bare sum {total:.1f} s = teacher {teacher_s:.1f} s + {counts['bare']} bare "
+        f"ce/kd/mse_logits cases {bare_s:.1f} s + {counts['floor']} other cases at kdbench's "
+        f"train_s {floor_s:.1f} s ({counts['not ok']} diverged/error records left out)"
+    )
     print(f"profile wall / bare sum: {run.wall_s / total:.3f}   (target ≤ 1.2)")
     if counts["bare"]:
-        print(f"ce/kd/mse_logits cases alone, pytest test time / bare loop: "
-              f"{suite_bare_cases_s / bare_s:.3f}")
+        print(
+            f"ce/kd/mse_logits cases alone, pytest test time / bare loop: "
+            f"{suite_bare_cases_s / bare_s:.3f}"
+        )
     footer()
 
 

@@ -32,8 +32,12 @@ def main() -> None:
     p.add_argument("--student", default="fmnist_m")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--rounds", type=int, default=1)
-    p.add_argument("--cache", default=".kdbench_cache", help="teacher cache (the teacher of the "
-                   "fashion profile trains 15 epochs, about 7 minutes, when it is not there)")
+    p.add_argument(
+        "--cache",
+        default=".kdbench_cache",
+        help="teacher cache (the teacher of the "
+        "fashion profile trains 15 epochs, about 7 minutes, when it is not there)",
+    )
     args = p.parse_args()
     header(args)
     specs = PROFILES.get("fashion").specs(("cpu",), seeds=1, epochs=args.epochs)
@@ -44,8 +48,10 @@ def main() -> None:
         engine = Engine(args.cache)
         start = time.perf_counter()
         engine.teachers.outputs(spec, taps, engine.data(spec))  # the mapped entry, written once
-        print(f"{spec.name}: mapped entry of taps {', '.join(taps)} ready in "
-              f"{time.perf_counter() - start:.1f} s (written if new, else checked and mapped)")
+        print(
+            f"{spec.name}: mapped entry of taps {', '.join(taps)} ready in "
+            f"{time.perf_counter() - start:.1f} s (written if new, else checked and mapped)"
+        )
         sides: dict[str, list[dict]] = {"online": [], "mapped": []}
         for _ in range(args.rounds):
             for side, budget in (("online", 0), ("mapped", DISK_BUDGET)):
@@ -55,12 +61,16 @@ def main() -> None:
         train = {side: median([m["train_s"] for m in runs]) for side, runs in sides.items()}
         ratio = train["online"] / train["mapped"]
         ratios.append(ratio)
-        same = all(a["top1"] == b["top1"] and a["final_loss"] == b["final_loss"]
-                   for a, b in zip(sides["online"], sides["mapped"]))
-        print(f"  train_s online {train['online']:.1f} s ({sides['online'][0]['teacher_outputs']})"
-              f", mapped {train['mapped']:.1f} s ({sides['mapped'][0]['teacher_outputs']}): "
-              f"online / mapped = {ratio:.2f}; same top-1 and final loss: {same} "
-              f"(top-1 {sides['online'][0]['top1']:.2f} / {sides['mapped'][0]['top1']:.2f})")
+        same = all(
+            a["top1"] == b["top1"] and a["final_loss"] == b["final_loss"]
+            for a, b in zip(sides["online"], sides["mapped"])
+        )
+        print(
+            f"  train_s online {train['online']:.1f} s ({sides['online'][0]['teacher_outputs']})"
+            f", mapped {train['mapped']:.1f} s ({sides['mapped'][0]['teacher_outputs']}): "
+            f"online / mapped = {ratio:.2f}; same top-1 and final loss: {same} "
+            f"(top-1 {sides['online'][0]['top1']:.2f} / {sides['mapped'][0]['top1']:.2f})"
+        )
     print(f"median ratio online / mapped over {len(ratios)} case(s): {median(ratios):.2f}")
     footer()
 

@@ -29,8 +29,9 @@ CONFIGS = {  # name → extra pytest arguments
 @contextlib.contextmanager
 def busy(processes: int) -> Iterator[None]:
     """``processes`` Python processes spinning on the CPU while the block runs."""
-    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
-                for _ in range(processes)]
+    spinners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(processes)
+    ]
     try:
         yield
     finally:
@@ -43,11 +44,19 @@ def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--profile", default="quick", help="--kd-profile (default quick)")
     p.add_argument("--seeds", type=int, default=1, help="--kd-seeds (default 1)")
-    p.add_argument("-k", dest="select", default="ce-cpu or (kd-T and not dkd and not ctkd)",
-                   help="pytest -k expression (default: the ce and kd cases, 10 per seed)")
+    p.add_argument(
+        "-k",
+        dest="select",
+        default="ce-cpu or (kd-T and not dkd and not ctkd)",
+        help="pytest -k expression (default: the ce and kd cases, 10 per seed)",
+    )
     p.add_argument("--repeats", type=int, default=2, help="interleaved repetitions (default 2)")
-    p.add_argument("--load", type=int, default=0,
-                   help="processes spinning on the CPU during the timed runs (default 0: idle)")
+    p.add_argument(
+        "--load",
+        type=int,
+        default=0,
+        help="processes spinning on the CPU during the timed runs (default 0: idle)",
+    )
     args = p.parse_args()
     header(args)
     base = ["--kd-profile", args.profile, "--kd-seeds", str(args.seeds), "-k", args.select]
@@ -64,9 +73,11 @@ def main() -> None:
                 tests[name].append(sum(run.test_seconds.values()))
     print(f"other processes spinning during the timed runs: {args.load}")
     for name, values in walls.items():
-        print(f"  pytest suites {' '.join(base)} {name}: wall median {median(values):.1f} s "
-              f"({', '.join(f'{v:.1f}' for v in values)}); sum of test times "
-              f"{median(tests[name]):.1f} s")
+        print(
+            f"  pytest suites {' '.join(base)} {name}: wall median {median(values):.1f} s "
+            f"({', '.join(f'{v:.1f}' for v in values)}); sum of test times "
+            f"{median(tests[name]):.1f} s"
+        )
 
     def ratio(a: str, b: str) -> float:
         return median(walls[a]) / median(walls[b])

@@ -39,6 +39,7 @@ KINDS = ("losses", "models", "datasets", "profiles", "recipes")
 
 # ---------------------------------------------------------------- list
 
+
 def _first_line(obj: Any) -> str:
     return ((obj.__doc__ or "").strip().splitlines() or [""])[0]
 
@@ -49,8 +50,12 @@ def _losses() -> tuple[list[str], Callable[[str], dict]]:
 
     def details(name: str) -> dict:
         c = citation(LOSSES.get(name))
-        return {"paper": c["paper"], "venue": c["venue"], "year": c["year"],
-                "temperature": "yes" if LOSSES.get(name).uses_temperature else ""}
+        return {
+            "paper": c["paper"],
+            "venue": c["venue"],
+            "year": c["year"],
+            "temperature": "yes" if LOSSES.get(name).uses_temperature else "",
+        }
 
     return LOSSES.names(), details
 
@@ -68,8 +73,12 @@ def _models() -> tuple[list[str], Callable[[str], dict]]:
 
     def details(name: str) -> dict:
         (p10, shape), (p100, _) = params(name, 10), params(name, 100)
-        return {"input": shape, "params 10 classes": p10, "params 100 classes": p100,
-                "description": _first_line(MODELS.get(name))}
+        return {
+            "input": shape,
+            "params 10 classes": p10,
+            "params 100 classes": p100,
+            "description": _first_line(MODELS.get(name)),
+        }
 
     return MODELS.names(), details
 
@@ -83,9 +92,12 @@ def _datasets() -> tuple[list[str], Callable[[str], dict]]:
             data = load_dataset(name)
         except (KdbenchError, OSError, RuntimeError):
             return {**row, "classes": "", "shape": "", "train / val / test": "not on disk"}
-        return {**row, "classes": data.num_classes,
-                "shape": "×".join(map(str, data.input_shape)),
-                "train / val / test": f"{data.num_train} / {data.num_val} / {data.num_test}"}
+        return {
+            **row,
+            "classes": data.num_classes,
+            "shape": "×".join(map(str, data.input_shape)),
+            "train / val / test": f"{data.num_train} / {data.num_val} / {data.num_test}",
+        }
 
     return DATASETS.names(), details
 
@@ -101,9 +113,12 @@ def _profiles() -> tuple[list[str], Callable[[str], dict]]:
 
     def details(name: str) -> dict:
         p = profiles.get(name)
-        return {"dataset": p.dataset, "pairs": len(p.pairs),
-                "from": "kdbench" if name in PROFILES else str(pyproject),
-                "description": p.description}
+        return {
+            "dataset": p.dataset,
+            "pairs": len(p.pairs),
+            "from": "kdbench" if name in PROFILES else str(pyproject),
+            "description": p.description,
+        }
 
     return profiles.names(), details
 
@@ -111,12 +126,19 @@ def _profiles() -> tuple[list[str], Callable[[str], dict]]:
 def _recipes() -> tuple[list[str], Callable[[str], dict]]:
     from kdbench.recipes import RECIPES
 
-    return RECIPES.names(), lambda n: {"lr": RECIPES.get(n).lr,
-                                       "description": RECIPES.get(n).description}
+    return RECIPES.names(), lambda n: {
+        "lr": RECIPES.get(n).lr,
+        "description": RECIPES.get(n).description,
+    }
 
 
-LISTERS = {"losses": _losses, "models": _models, "datasets": _datasets,
-           "profiles": _profiles, "recipes": _recipes}
+LISTERS = {
+    "losses": _losses,
+    "models": _models,
+    "datasets": _datasets,
+    "profiles": _profiles,
+    "recipes": _recipes,
+}
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -130,6 +152,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- report / compare
+
 
 def _load(paths: Sequence[str], *, strict: bool = False) -> tuple[list[dict], list[str]]:
     """(records of files/folders — the newest per case —, notes on what was left out). With
@@ -153,8 +176,9 @@ def _emit(text: str, out: str | None) -> None:
             Path(out).parent.mkdir(parents=True, exist_ok=True)
             Path(out).write_text(text, encoding="utf-8")
         except OSError as exc:  # a folder, a path under a file, no permission, a full disk
-            raise KdbenchError(f"cannot write {out} ({exc.strerror or exc}): choose another "
-                               f"--out") from None
+            raise KdbenchError(
+                f"cannot write {out} ({exc.strerror or exc}): choose another --out"
+            ) from None
     else:
         sys.stdout.write(text)
 
@@ -190,18 +214,21 @@ def _thresholds(args: argparse.Namespace):
     from kdbench.gate.thresholds import Thresholds, parse_assignments
 
     return Thresholds.load(
-        args.config, alpha=args.alpha,
+        args.config,
+        alpha=args.alpha,
         metrics=args.metrics.split(",") if args.metrics else None,
         min_effect=parse_assignments(args.min_effect, "--min-effect"),
-        tolerance=parse_assignments(args.tolerance, "--tolerance"))
+        tolerance=parse_assignments(args.tolerance, "--tolerance"),
+    )
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from kdbench.gate.compare import compare
 
     thresholds = _thresholds(args)
-    (baseline, _), (current, _) = (_load([path], strict=True)
-                                   for path in (args.baseline, args.current))
+    (baseline, _), (current, _) = (
+        _load([path], strict=True) for path in (args.baseline, args.current)
+    )
     result = compare(baseline, current, thresholds, allow_missing=args.allow_missing)
     _emit(result.to_json() + "\n" if args.format == "json" else result.to_markdown(), args.out)
     return 1 if result.failed else 0
@@ -210,8 +237,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_history(args: argparse.Namespace) -> int:
     from kdbench.gate.history import history
 
-    result = history([(path, _load([path], strict=True)[0]) for path in args.runs],
-                     _thresholds(args))
+    result = history(
+        [(path, _load([path], strict=True)[0]) for path in args.runs], _thresholds(args)
+    )
     for note in result.notes:
         print(f"kdbench: note: {note}", file=sys.stderr)
     if not args.out:
@@ -246,24 +274,44 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 def _threshold_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, help="significance level of the t-test (0.01)")
-    p.add_argument("--metrics", metavar="M,...", help="gated metrics (default: "
-                   "kdbench.gate.compare.GATED, the machine-independent ones: accuracy, agreement, "
-                   "fidelity, sizes)")
-    p.add_argument("--min-effect", nargs="+", default=[], metavar="METRIC=VALUE",
-                   help="minimum effect: points for top1/agreement, percent for the others")
-    p.add_argument("--tolerance", nargs="+", default=[], metavar="METRIC=VALUE",
-                   help="one-seed tolerance (default: twice the minimum effect)")
-    p.add_argument("--config", default=None,
-                   help="pyproject.toml with [tool.kdbench.compare] (default: the nearest one "
-                        "with that table, from the current folder upwards)")
+    p.add_argument(
+        "--metrics",
+        metavar="M,...",
+        help="gated metrics (default: "
+        "kdbench.gate.compare.GATED, the machine-independent ones: accuracy, agreement, "
+        "fidelity, sizes)",
+    )
+    p.add_argument(
+        "--min-effect",
+        nargs="+",
+        default=[],
+        metavar="METRIC=VALUE",
+        help="minimum effect: points for top1/agreement, percent for the others",
+    )
+    p.add_argument(
+        "--tolerance",
+        nargs="+",
+        default=[],
+        metavar="METRIC=VALUE",
+        help="one-seed tolerance (default: twice the minimum effect)",
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        help="pyproject.toml with [tool.kdbench.compare] (default: the nearest one "
+        "with that table, from the current folder upwards)",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
     from kdbench.publish.formats import FORMATS
 
-    p = argparse.ArgumentParser(prog="kdbench", description="Knowledge-distillation benchmark: "
-                                "list registries, report records, compare against a baseline, "
-                                "run sharded on SLURM.")
+    p = argparse.ArgumentParser(
+        prog="kdbench",
+        description="Knowledge-distillation benchmark: "
+        "list registries, report records, compare against a baseline, "
+        "run sharded on SLURM.",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     ls = sub.add_parser("list", help="registered names, one per line, then details")
@@ -273,68 +321,122 @@ def parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="leaderboards from record files or folders")
     rp.add_argument("paths", nargs="+", metavar="PATH", help="*.jsonl files or folders of them")
-    rp.add_argument("--format", choices=list(FORMATS), default="md",
-                    help="md, csv, json; latex: the paper table (booktabs); html: one "
-                         "self-contained page with sortable tables and the plots")
+    rp.add_argument(
+        "--format",
+        choices=list(FORMATS),
+        default="md",
+        help="md, csv, json; latex: the paper table (booktabs); html: one "
+        "self-contained page with sortable tables and the plots",
+    )
     rp.add_argument("--out", metavar="FILE", help="write here instead of stdout")
     rp.add_argument("--plots", metavar="DIR", help="write PNG plots here (needs matplotlib)")
-    rp.add_argument("--benchmark-action", metavar="DIR",
-                    help="also write bigger-is-better.json and smaller-is-better.json for "
-                         "github-action-benchmark (customBiggerIsBetter/customSmallerIsBetter)")
-    rp.add_argument("--baseline", metavar="OUT",
-                    help="also write these records (newest per case) as a refreshed baseline, "
-                         "e.g. results/baseline.jsonl")
+    rp.add_argument(
+        "--benchmark-action",
+        metavar="DIR",
+        help="also write bigger-is-better.json and smaller-is-better.json for "
+        "github-action-benchmark (customBiggerIsBetter/customSmallerIsBetter)",
+    )
+    rp.add_argument(
+        "--baseline",
+        metavar="OUT",
+        help="also write these records (newest per case) as a refreshed baseline, "
+        "e.g. results/baseline.jsonl",
+    )
     rp.set_defaults(func=cmd_report)
 
-    cp = sub.add_parser("compare", help="regressions of CURRENT against BASELINE; "
-                        "exit 0: none, 1: regression, 2: unusable input")
+    cp = sub.add_parser(
+        "compare",
+        help="regressions of CURRENT against BASELINE; "
+        "exit 0: none, 1: regression, 2: unusable input",
+    )
     cp.add_argument("baseline", metavar="BASELINE", help="baseline records (file or folder)")
     cp.add_argument("current", metavar="CURRENT", help="current records (file or folder)")
     cp.add_argument("--format", choices=("md", "json"), default="md")
     cp.add_argument("--out", metavar="FILE", help="write here instead of stdout")
     _threshold_options(cp)
-    cp.add_argument("--allow-missing", action="store_true",
-                    help="decide only on the cases CURRENT has (an intentional subset); by "
-                         "default baseline cases missing from CURRENT fail the gate (exit 1)")
+    cp.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="decide only on the cases CURRENT has (an intentional subset); by "
+        "default baseline cases missing from CURRENT fail the gate (exit 1)",
+    )
     cp.set_defaults(func=cmd_compare)
 
-    hi = sub.add_parser("history", help="trend of top-1 and training speed over runs, steps "
-                        "marked where kdbench compare decides one")
-    hi.add_argument("runs", nargs="+", metavar="RUN",
-                    help="the records of one run each (file or folder); ordered by date")
-    hi.add_argument("--format", choices=("md", "csv"), default="md",
-                    help="what goes to stdout without --out")
-    hi.add_argument("--out", metavar="DIR",
-                    help="write history.md, history.csv and <pair>-history.png plots here")
+    hi = sub.add_parser(
+        "history",
+        help="trend of top-1 and training speed over runs, steps "
+        "marked where kdbench compare decides one",
+    )
+    hi.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="the records of one run each (file or folder); ordered by date",
+    )
+    hi.add_argument(
+        "--format", choices=("md", "csv"), default="md", help="what goes to stdout without --out"
+    )
+    hi.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write history.md, history.csv and <pair>-history.png plots here",
+    )
     _threshold_options(hi)
     hi.set_defaults(func=cmd_history)
 
-    sl = sub.add_parser("slurm", help="a sharded run as a SLURM job array (one pytest-split "
-                        "group per task) and a merge job: leaderboard, shard check, gate")
+    sl = sub.add_parser(
+        "slurm",
+        help="a sharded run as a SLURM job array (one pytest-split "
+        "group per task) and a merge job: leaderboard, shard check, gate",
+    )
     sl.add_argument("--kd-profile", default="quick", metavar="NAME", help="profile (quick)")
-    sl.add_argument("--shards", type=int, default=4, metavar="N",
-                    help="array tasks = pytest-split groups (4)")
+    sl.add_argument(
+        "--shards", type=int, default=4, metavar="N", help="array tasks = pytest-split groups (4)"
+    )
     sl.add_argument("--gpus", type=int, default=0, metavar="G", help="GPUs per task (0: CPU)")
-    sl.add_argument("--kd-cases-per-gpu", type=int, metavar="K",
-                    help="K pytest-xdist workers share each GPU (-n K·G); passed to pytest")
-    sl.add_argument("--cpus", type=int, metavar="C",
-                    help="CPUs per task (default: one per worker)")
-    sl.add_argument("--time", metavar="LIMIT", help="time limit per task, e.g. 4:00:00 "
-                    "(default: the partition's)")
+    sl.add_argument(
+        "--kd-cases-per-gpu",
+        type=int,
+        metavar="K",
+        help="K pytest-xdist workers share each GPU (-n K·G); passed to pytest",
+    )
+    sl.add_argument("--cpus", type=int, metavar="C", help="CPUs per task (default: one per worker)")
+    sl.add_argument(
+        "--time",
+        metavar="LIMIT",
+        help="time limit per task, e.g. 4:00:00 (default: the partition's)",
+    )
     sl.add_argument("--partition", metavar="P", help="SLURM partition (default: the cluster's)")
-    sl.add_argument("--results", default="results/slurm", metavar="DIR",
-                    help="scripts, logs/ and <array job id>/ with the records (results/slurm)")
-    sl.add_argument("--baseline", metavar="JSONL",
-                    help="the merge job gates the merged records against it (kdbench compare)")
-    sl.add_argument("--submit", action="store_true",
-                    help="submit with sbatch: the array, then the merge after it")
-    sl.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS",
-                    help="more pytest options for every shard, e.g. -- --kd-epochs 2 -k kd")
+    sl.add_argument(
+        "--results",
+        default="results/slurm",
+        metavar="DIR",
+        help="scripts, logs/ and <array job id>/ with the records (results/slurm)",
+    )
+    sl.add_argument(
+        "--baseline",
+        metavar="JSONL",
+        help="the merge job gates the merged records against it (kdbench compare)",
+    )
+    sl.add_argument(
+        "--submit",
+        action="store_true",
+        help="submit with sbatch: the array, then the merge after it",
+    )
+    sl.add_argument(
+        "pytest_args",
+        nargs="*",
+        metavar="-- PYTEST_ARGS",
+        help="more pytest options for every shard, e.g. -- --kd-epochs 2 -k kd",
+    )
     sl.set_defaults(func=cmd_slurm)
 
-    wa = sub.add_parser("watch", help="follow a run going on elsewhere (a terminal, a SLURM "
-                        "array): cases done per shard, failures, ETA, the leaderboard; exits "
-                        "when the run ends (0: every session passed, 1: one failed)")
+    wa = sub.add_parser(
+        "watch",
+        help="follow a run going on elsewhere (a terminal, a SLURM "
+        "array): cases done per shard, failures, ETA, the leaderboard; exits "
+        "when the run ends (0: every session passed, 1: one failed)",
+    )
     from kdbench.observe.watch import add_arguments
 
     add_arguments(wa)

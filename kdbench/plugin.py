@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import torch
@@ -55,25 +56,33 @@ def pytest_configure(config: pytest.Config) -> None:
         results_dir = Path(config.getoption("kd_results"))
         worker = getattr(config, "workerinput", None)
         run_file = results_dir / "runs" / (worker["kd_run_file"] if worker else run_file_name())
-        observer = Observer.from_config(config, run_file, config.getoption("kd_profile"),
-                                        items_module.case_spec)
+        observer = Observer.from_config(
+            config, run_file, config.getoption("kd_profile"), items_module.case_spec
+        )
     except KdbenchError as exc:
         raise pytest.UsageError(str(exc)) from None
     torch.set_num_threads(threads)
-    kd_session = KdSession(config, specs, results_dir, run_file, baseline_records,
-                           observer=observer)
+    kd_session = KdSession(
+        config, specs, results_dir, run_file, baseline_records, observer=observer
+    )
     config.pluginmanager.register(observer, "kdbench-observe")
     if config.getoption("kd_resume") and (results_dir / "runs").is_dir():
-        kd_session.done = {r["case_id"]: r for r in results.load_records([results_dir / "runs"])
-                           if r["status"] in ("ok", "n/a")}
+        kd_session.done = {
+            r["case_id"]: r
+            for r in results.load_records([results_dir / "runs"])
+            if r["status"] in ("ok", "n/a")
+        }
     config.stash[SESSION] = kd_session
     if worker:
         kd_session.workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
         if torch.cuda.is_available():  # K workers per GPU (default 1: round robin)
             per_gpu = config.getoption("kd_cases_per_gpu")
             kd_session.gpu_share = claim_gpu(
-                int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]), kd_session.workers,
-                per_gpu or 1, cap_memory=per_gpu is not None)
+                int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]),
+                kd_session.workers,
+                per_gpu or 1,
+                cap_memory=per_gpu is not None,
+            )
     else:
         signal.signal(signal.SIGTERM, _interrupt)
     if config.pluginmanager.hasplugin("xdist"):
@@ -98,8 +107,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
-                                  items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
     """Fail before any training when records could not be written, data are missing or
     unreadable, or a teacher checkpoint does not fit its architecture (only the selected
     cases are checked: this runs after ``-k`` / ``-m``); with ``--dist loadgroup``, keep a
@@ -140,19 +150,32 @@ def kd_case(request: pytest.FixtureRequest, kd_session: KdSession) -> Callable[[
         except KdbenchError as exc:
             pytest.fail(str(exc), pytrace=False)
         if spec.case_id in kd_session.done:
-            pytest.skip(f"resumed: {spec.name} already has a record "
-                        f"({kd_session.done[spec.case_id]['status']})")
+            pytest.skip(
+                f"resumed: {spec.name} already has a record "
+                f"({kd_session.done[spec.case_id]['status']})"
+            )
         engine = kd_session.get_engine()
-        env = {**measure.environment(torch.device(spec.device)), **kd_session.share(spec.device),
-               "compile_mode": engine.compile_mode_for(spec)}
-        record = case.run(engine, spec, env, kd_session.store if tuning is None else
-                          lambda r: kd_session.store({**r, "tuning": tuning}))
+        env = {
+            **measure.environment(torch.device(spec.device)),
+            **kd_session.share(spec.device),
+            "compile_mode": engine.compile_mode_for(spec),
+        }
+        record = case.run(
+            engine,
+            spec,
+            env,
+            kd_session.store
+            if tuning is None
+            else lambda r: kd_session.store({**r, "tuning": tuning}),
+        )
         m = record["metrics"]
         if record["status"] == "n/a":
             pytest.skip(f"N/A: {record['reason']}")
         if record["status"] == "diverged":
-            pytest.xfail(f"diverged at epoch {m['diverged_epoch']} (last finite loss "
-                         f"{m['last_finite_loss']}); recorded as diverged")
+            pytest.xfail(
+                f"diverged at epoch {m['diverged_epoch']} (last finite loss "
+                f"{m['last_finite_loss']}); recorded as diverged"
+            )
         request.node.user_properties.append(("kd_top1", m["top1"]))
         request.node.user_properties.append(("kd_train_s", m["train_s"]))
         return record
@@ -184,9 +207,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
         try:
             kd_session.comparison = compare(
-                kd_session.baseline, records,
-                Thresholds.load(find_first(TABLE, *options.project_folders(config)) or config.rootpath),
-                allow_missing=config.getoption("kd_allow_missing"))
+                kd_session.baseline,
+                records,
+                Thresholds.load(
+                    find_first(TABLE, *options.project_folders(config)) or config.rootpath
+                ),
+                allow_missing=config.getoption("kd_allow_missing"),
+            )
         except KdbenchError as exc:
             kd_session.comparison = exc
             session.exitstatus = pytest.ExitCode.USAGE_ERROR

@@ -28,8 +28,10 @@ class Recipe:
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
-            raise KdbenchError(f"invalid schedule {self.schedule!r} in recipe {self.name!r}: "
-                               f"valid: {', '.join(SCHEDULES)}")
+            raise KdbenchError(
+                f"invalid schedule {self.schedule!r} in recipe {self.name!r}: "
+                f"valid: {', '.join(SCHEDULES)}"
+            )
         for name, value, ok, rule in (
             ("lr", self.lr, self.lr > 0, "> 0"),
             ("momentum", self.momentum, 0 <= self.momentum < 1, "in [0, 1)"),
@@ -37,19 +39,22 @@ class Recipe:
             ("gamma", self.gamma, self.gamma > 0, "> 0"),
         ):
             if not (math.isfinite(value) and ok):
-                raise KdbenchError(f"invalid {name} {value!r} in recipe {self.name!r}: "
-                                   f"must be {rule}")
+                raise KdbenchError(
+                    f"invalid {name} {value!r} in recipe {self.name!r}: must be {rule}"
+                )
         for model, lr in self.lr_by_model:
             if not (math.isfinite(lr) and lr > 0):
-                raise KdbenchError(f"invalid lr {lr!r} for {model!r} in recipe {self.name!r}: "
-                                   f"must be > 0")
+                raise KdbenchError(
+                    f"invalid lr {lr!r} for {model!r} in recipe {self.name!r}: must be > 0"
+                )
 
     def lr_for(self, model: str) -> float:
         return next((lr for prefix, lr in self.lr_by_model if model.startswith(prefix)), self.lr)
 
     def optimizer(self, params, model: str) -> torch.optim.Optimizer:
-        return torch.optim.SGD(params, lr=self.lr_for(model), momentum=self.momentum,
-                               weight_decay=self.weight_decay)
+        return torch.optim.SGD(
+            params, lr=self.lr_for(model), momentum=self.momentum, weight_decay=self.weight_decay
+        )
 
     def scheduler(self, optimizer: torch.optim.Optimizer, epochs: int):
         """Stepped once per epoch: step decay at the milestones; cosine from the learning rate
@@ -84,27 +89,46 @@ def register_recipe(recipe: Recipe) -> Recipe:
     return recipe
 
 
-register_recipe(Recipe(
-    "digits", lr=0.01, milestones=(0.5, 0.75),
-    description="SGD momentum 0.9, wd 5e-4, lr 0.01, ×0.1 at 50 % and 75 % of the epochs",
-))
+register_recipe(
+    Recipe(
+        "digits",
+        lr=0.01,
+        milestones=(0.5, 0.75),
+        description="SGD momentum 0.9, wd 5e-4, lr 0.01, ×0.1 at 50 % and 75 % of the epochs",
+    )
+)
 
 
-register_recipe(Recipe(
-    "fmnist", lr=0.05, milestones=(0.5, 0.75),
-    description="SGD momentum 0.9, wd 5e-4, lr 0.05, ×0.1 at 50 % and 75 % of the epochs",
-))
+register_recipe(
+    Recipe(
+        "fmnist",
+        lr=0.05,
+        milestones=(0.5, 0.75),
+        description="SGD momentum 0.9, wd 5e-4, lr 0.05, ×0.1 at 50 % and 75 % of the epochs",
+    )
+)
 # The fmnist recipe with other schedules, to find the one under which students converge in the
 # fewest epochs (issue 20: ce within 0.5 points of its own test top-1 at twice the epochs;
 # benchmarks/convergence.py)
-for _schedule, _words in (("cosine", "cosine annealing to 0"),
-                          ("onecycle", "one-cycle: up from lr/25 over 30 % of the epochs, cosine "
-                                       "down to 0")):
-    register_recipe(Recipe(f"fmnist-{_schedule}", lr=0.05, schedule=_schedule,
-                           description=f"SGD momentum 0.9, wd 5e-4, lr 0.05, {_words}, per epoch"))
-register_recipe(Recipe(
-    "crd", lr=0.05, milestones=(150 / 240, 180 / 240, 210 / 240),
-    lr_by_model=(("mobilenetv2", 0.01), ("shufflenet", 0.01)),
-    description="CRD/RepDistiller CIFAR-100: SGD momentum 0.9, wd 5e-4, batch 64, lr 0.05 "
-                "(0.01 for MobileNetV2 and ShuffleNets), ×0.1 at epochs 150/180/210 of 240",
-))
+for _schedule, _words in (
+    ("cosine", "cosine annealing to 0"),
+    ("onecycle", "one-cycle: up from lr/25 over 30 % of the epochs, cosine down to 0"),
+):
+    register_recipe(
+        Recipe(
+            f"fmnist-{_schedule}",
+            lr=0.05,
+            schedule=_schedule,
+            description=f"SGD momentum 0.9, wd 5e-4, lr 0.05, {_words}, per epoch",
+        )
+    )
+register_recipe(
+    Recipe(
+        "crd",
+        lr=0.05,
+        milestones=(150 / 240, 180 / 240, 210 / 240),
+        lr_by_model=(("mobilenetv2", 0.01), ("shufflenet", 0.01)),
+        description="CRD/RepDistiller CIFAR-100: SGD momentum 0.9, wd 5e-4, batch 64, lr 0.05 "
+        "(0.01 for MobileNetV2 and ShuffleNets), ×0.1 at epochs 150/180/210 of 240",
+    )
+)

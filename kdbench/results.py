@@ -36,39 +36,92 @@ SCHEMA = 2  # 2: validation split (val_top1), fidelity_kl, status "n/a", per-cas
 SCHEMAS_READ = (1, 2)  # the versions reports read (the gate compares one version only)
 STATUSES = ("ok", "diverged", "error", "n/a")
 METRICS = (  # the numeric metrics reports aggregate over seeds
-    "top1", "top5", "val_top1", "best_top1", "teacher_top1", "student_params", "teacher_params",
-    "extra_params", "compression", "student_flops", "train_throughput", "train_throughput_online",
-    "infer_throughput", "latency_ms", "peak_mem_mb", "agreement", "fidelity_kl", "train_s",
+    "top1",
+    "top5",
+    "val_top1",
+    "best_top1",
+    "teacher_top1",
+    "student_params",
+    "teacher_params",
+    "extra_params",
+    "compression",
+    "student_flops",
+    "train_throughput",
+    "train_throughput_online",
+    "infer_throughput",
+    "latency_ms",
+    "peak_mem_mb",
+    "agreement",
+    "fidelity_kl",
+    "train_s",
     "final_temperature",
 )
 NONE = type(None)
 # the schema: key → the types its value may have; REQUIRED keys must be there, the others may
-REQUIRED = {"schema": (int,), "case_id": (str,), "group_id": (str,), "status": (str,),
-            "spec": (dict,), "metrics": (dict,), "created_at": (str,)}
+REQUIRED = {
+    "schema": (int,),
+    "case_id": (str,),
+    "group_id": (str,),
+    "status": (str,),
+    "spec": (dict,),
+    "metrics": (dict,),
+    "created_at": (str,),
+}
 OPTIONAL = {"name": (str,), "env": (dict,), "reason": (str,), "error": (str,)}
-SPEC_REQUIRED = {"dataset": (str,), "teacher": (str,), "student": (str,), "loss": (str,),
-                 "seed": (int,)}
-SPEC_OPTIONAL = {"temperature": (float, NONE), "alpha": (float,), "ce_weight": (float,),
-                 "teacher_seed": (int,), "device": (str,), "epochs": (int,),
-                 "teacher_epochs": (int,), "batch_size": (int,), "recipe": (str,),
-                 "precision": (str,), "compile": (bool,), "teacher_ckpt": (str, NONE),
-                 "loss_options": (dict,), "dataset_options": (dict,), "tune": (str, NONE)}
-KINDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-         dict: "an object", NONE: "null"}
+SPEC_REQUIRED = {
+    "dataset": (str,),
+    "teacher": (str,),
+    "student": (str,),
+    "loss": (str,),
+    "seed": (int,),
+}
+SPEC_OPTIONAL = {
+    "temperature": (float, NONE),
+    "alpha": (float,),
+    "ce_weight": (float,),
+    "teacher_seed": (int,),
+    "device": (str,),
+    "epochs": (int,),
+    "teacher_epochs": (int,),
+    "batch_size": (int,),
+    "recipe": (str,),
+    "precision": (str,),
+    "compile": (bool,),
+    "teacher_ckpt": (str, NONE),
+    "loss_options": (dict,),
+    "dataset_options": (dict,),
+    "tune": (str, NONE),
+}
+KINDS = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    dict: "an object",
+    NONE: "null",
+}
 
 
 def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
 
 
-def make_record(spec: RunSpec, status: str, metrics: dict[str, Any], env: dict[str, Any],
-                **extra: Any) -> dict[str, Any]:
+def make_record(
+    spec: RunSpec, status: str, metrics: dict[str, Any], env: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
     if status not in STATUSES:
         raise ValueError(f"invalid status {status!r}: valid: {', '.join(STATUSES)}")
     return {
-        "schema": SCHEMA, "case_id": spec.case_id, "group_id": spec.group_id, "name": spec.name,
-        "status": status, "spec": spec.to_dict(), "metrics": metrics, "env": env,
-        "created_at": utc_now(), **extra,
+        "schema": SCHEMA,
+        "case_id": spec.case_id,
+        "group_id": spec.group_id,
+        "name": spec.name,
+        "status": status,
+        "spec": spec.to_dict(),
+        "metrics": metrics,
+        "env": env,
+        "created_at": utc_now(),
+        **extra,
     }
 
 
@@ -82,7 +135,8 @@ def check_writable(directory: Path) -> None:
     except OSError as exc:
         raise KdbenchError(
             f"results directory {str(directory)!r} is not writable ({exc.strerror}): "
-            f"choose another with --kd-results") from None
+            f"choose another with --kd-results"
+        ) from None
 
 
 def append_record(path: Path, record: dict[str, Any]) -> None:
@@ -150,8 +204,9 @@ class Loaded:
         """The unusable lines in one line: how many, and the first ``shown`` with why."""
         named = "; ".join(map(str, self.unusable[:shown]))
         more = len(self.unusable) - shown
-        return (f"{self.bad_lines} corrupt or torn record line(s): {named}"
-                + (f"; and {more} more" if more > 0 else ""))
+        return f"{self.bad_lines} corrupt or torn record line(s): {named}" + (
+            f"; and {more} more" if more > 0 else ""
+        )
 
 
 def _show(value: Any) -> str:
@@ -173,8 +228,9 @@ def _keys_problem(table: dict, required: dict, optional: dict, prefix: str = "")
             if key in required:
                 return f"{prefix}{key} missing"
         elif not _is(table[key], kinds):
-            return (f"{prefix}{key} is {_show(table[key])}, not "
-                    f"{' or '.join(KINDS[k] for k in kinds)}")
+            return (
+                f"{prefix}{key} is {_show(table[key])}, not {' or '.join(KINDS[k] for k in kinds)}"
+            )
     return None
 
 
@@ -187,12 +243,15 @@ def schema_problem(rec: Any) -> str | None:
     if problem:
         return problem
     if rec["schema"] not in SCHEMAS_READ:
-        return (f"schema mismatch: schema {rec['schema']}, this kdbench reads schema "
-                f"{', '.join(map(str, SCHEMAS_READ))}")
+        return (
+            f"schema mismatch: schema {rec['schema']}, this kdbench reads schema "
+            f"{', '.join(map(str, SCHEMAS_READ))}"
+        )
     if rec["status"] not in STATUSES:
         return f"status {_show(rec['status'])} is not one of {', '.join(STATUSES)}"
-    return (_keys_problem(rec["spec"], SPEC_REQUIRED, SPEC_OPTIONAL, "spec.")
-            or _keys_problem(rec["metrics"], {}, {m: (float,) for m in METRICS}, "metrics."))
+    return _keys_problem(rec["spec"], SPEC_REQUIRED, SPEC_OPTIONAL, "spec.") or _keys_problem(
+        rec["metrics"], {}, {m: (float,) for m in METRICS}, "metrics."
+    )
 
 
 def newest(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
@@ -252,8 +311,10 @@ def notes(loaded: Loaded) -> list[str]:
     if loaded.unusable:
         out.append(f"skipped {loaded.skipped()}")
     if loaded.superseded:
-        out.append(f"{loaded.superseded} older record(s) superseded by a newer record of the "
-                   f"same case (one value per case: the newest)")
+        out.append(
+            f"{loaded.superseded} older record(s) superseded by a newer record of the "
+            f"same case (one value per case: the newest)"
+        )
     return out
 
 
@@ -261,9 +322,16 @@ def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """Flatten records: spec fields and metrics become columns (env as ``env.*``)."""
     rows = []
     for r in records:
-        row = {"case_id": r["case_id"], "group_id": r["group_id"], "status": r["status"],
-               "name": r.get("name"), "created_at": r["created_at"], "schema": r.get("schema"),
-               "reason": r.get("reason"), "error": r.get("error")}
+        row = {
+            "case_id": r["case_id"],
+            "group_id": r["group_id"],
+            "status": r["status"],
+            "name": r.get("name"),
+            "created_at": r["created_at"],
+            "schema": r.get("schema"),
+            "reason": r.get("reason"),
+            "error": r.get("error"),
+        }
         row.update(r["spec"])
         row.update(r["metrics"])
         row.update({f"env.{k}": v for k, v in r.get("env", {}).items()})

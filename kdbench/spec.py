@@ -124,16 +124,25 @@ class RunSpec:
         ``a0.9-c0.1-o8_1`` (alpha, ce_weight, the options' values in their names' order;
         letters and digits only, so that no word of it is a loss name for ``pytest -k``)."""
         options = "_".join(_fmt_number(v) for _, v in self.loss_options)
-        return [f"a{_fmt_number(self.alpha)}", f"c{_fmt_number(self.ce_weight)}",
-                *([f"o{options}"] if options else [])]
+        return [
+            f"a{_fmt_number(self.alpha)}",
+            f"c{_fmt_number(self.ce_weight)}",
+            *([f"o{options}"] if options else []),
+        ]
 
     def teacher_key(self) -> dict[str, Any]:
         """What determines the teacher: shared by every student case of it."""
         return {
-            "dataset": self.dataset, "dataset_options": dict(teacher_options(self.dataset_options)),
-            "teacher": self.teacher, "recipe": self.recipe, "epochs": self.teacher_epochs,
-            "batch_size": self.batch_size, "seed": self.teacher_seed, "device": self.device,
-            "precision": self.precision, "ckpt": self.teacher_ckpt,
+            "dataset": self.dataset,
+            "dataset_options": dict(teacher_options(self.dataset_options)),
+            "teacher": self.teacher,
+            "recipe": self.recipe,
+            "epochs": self.teacher_epochs,
+            "batch_size": self.batch_size,
+            "seed": self.teacher_seed,
+            "device": self.device,
+            "precision": self.precision,
+            "ckpt": self.teacher_ckpt,
         }
 
 
@@ -162,51 +171,86 @@ def validate_spec(spec: RunSpec) -> None:
     model_factory(spec.student)
     loss_cls = LOSSES.get(spec.loss)
     RECIPES.get(spec.recipe)
-    _check(spec.device in DEVICES,
-           f"invalid device {spec.device!r}: valid: {', '.join(DEVICES)}")
-    _check(spec.tune in TUNE,
-           f"invalid tune {spec.tune!r}: valid: {', '.join(map(repr, TUNE))}")
-    _check(spec.precision in PRECISIONS,
-           f"invalid precision {spec.precision!r}: valid: {', '.join(PRECISIONS)}")
+    _check(spec.device in DEVICES, f"invalid device {spec.device!r}: valid: {', '.join(DEVICES)}")
+    _check(spec.tune in TUNE, f"invalid tune {spec.tune!r}: valid: {', '.join(map(repr, TUNE))}")
+    _check(
+        spec.precision in PRECISIONS,
+        f"invalid precision {spec.precision!r}: valid: {', '.join(PRECISIONS)}",
+    )
     if loss_cls.uses_temperature:
         t = spec.temperature
-        _check(t is not None and isinstance(t, (int, float)) and math.isfinite(t) and t > 0,
-               f"invalid temperature {t!r} for loss {spec.loss!r}: must be a finite number > 0")
+        _check(
+            t is not None and isinstance(t, (int, float)) and math.isfinite(t) and t > 0,
+            f"invalid temperature {t!r} for loss {spec.loss!r}: must be a finite number > 0",
+        )
     else:
-        _check(spec.temperature is None,
-               f"loss {spec.loss!r} uses no temperature, got {spec.temperature!r}: use None")
-    _check(isinstance(spec.alpha, (int, float)) and 0.0 <= spec.alpha <= 1.0,
-           f"invalid alpha {spec.alpha!r}: must be in [0, 1]")
-    _check(isinstance(spec.ce_weight, (int, float)) and math.isfinite(spec.ce_weight)
-           and spec.ce_weight >= 0, f"invalid ce_weight {spec.ce_weight!r}: must be ≥ 0")
+        _check(
+            spec.temperature is None,
+            f"loss {spec.loss!r} uses no temperature, got {spec.temperature!r}: use None",
+        )
+    _check(
+        isinstance(spec.alpha, (int, float)) and 0.0 <= spec.alpha <= 1.0,
+        f"invalid alpha {spec.alpha!r}: must be in [0, 1]",
+    )
+    _check(
+        isinstance(spec.ce_weight, (int, float))
+        and math.isfinite(spec.ce_weight)
+        and spec.ce_weight >= 0,
+        f"invalid ce_weight {spec.ce_weight!r}: must be ≥ 0",
+    )
     for key, value in spec.loss_options:
-        _check(key in loss_cls.options,
-               f"unknown option {key!r} for loss {spec.loss!r}: "
-               f"valid: {', '.join(sorted(loss_cls.options)) or 'none'}")
-        _check(isinstance(value, (int, float)) and math.isfinite(value) and value >= 0,
-               f"invalid {spec.loss} option {key}={value!r}: must be a finite number ≥ 0")
+        _check(
+            key in loss_cls.options,
+            f"unknown option {key!r} for loss {spec.loss!r}: "
+            f"valid: {', '.join(sorted(loss_cls.options)) or 'none'}",
+        )
+        _check(
+            isinstance(value, (int, float)) and math.isfinite(value) and value >= 0,
+            f"invalid {spec.loss} option {key}={value!r}: must be a finite number ≥ 0",
+        )
     loss_cls.resolve(spec.temperature, dict(spec.loss_options))
     for key, value in loss_cls.dataset_options.items():
-        _check(dict(spec.dataset_options).get(key) == value,
-               f"loss {spec.loss!r} trains on the dataset option {key}={value!r}: add it")
+        _check(
+            dict(spec.dataset_options).get(key) == value,
+            f"loss {spec.loss!r} trains on the dataset option {key}={value!r}: add it",
+        )
     for name in ("seed", "teacher_seed"):
         value = getattr(spec, name)
-        _check(isinstance(value, int) and value >= 0,
-               f"invalid {name} {value!r}: must be an integer ≥ 0")
+        _check(
+            isinstance(value, int) and value >= 0,
+            f"invalid {name} {value!r}: must be an integer ≥ 0",
+        )
     for name in ("epochs", "teacher_epochs", "batch_size"):
         value = getattr(spec, name)
-        _check(isinstance(value, int) and value >= 1,
-               f"invalid {name} {value!r}: must be an integer ≥ 1")
+        _check(
+            isinstance(value, int) and value >= 1,
+            f"invalid {name} {value!r}: must be an integer ≥ 1",
+        )
 
 
-def make_spec(dataset: str, teacher: str, student: str, loss: str, *,
-              alpha: float | None = None, ce_weight: float | None = None, **kw: Any) -> RunSpec:
+def make_spec(
+    dataset: str,
+    teacher: str,
+    student: str,
+    loss: str,
+    *,
+    alpha: float | None = None,
+    ce_weight: float | None = None,
+    **kw: Any,
+) -> RunSpec:
     """A RunSpec with the loss's default weights (``ce_weight``, ``alpha``) where not given."""
     from kdbench.losses import LOSSES
 
     cls = LOSSES.get(loss)
     default_ce, alpha = cls.weights(alpha)
     options = {**cls.dataset_options, **dict(kw.pop("dataset_options", ()))}
-    return RunSpec(dataset=dataset, teacher=teacher, student=student, loss=loss, alpha=alpha,
-                   ce_weight=default_ce if ce_weight is None else ce_weight,
-                   dataset_options=tuple(sorted(options.items())), **kw)
+    return RunSpec(
+        dataset=dataset,
+        teacher=teacher,
+        student=student,
+        loss=loss,
+        alpha=alpha,
+        ce_weight=default_ce if ce_weight is None else ce_weight,
+        dataset_options=tuple(sorted(options.items())),
+        **kw,
+    )

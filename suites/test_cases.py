@@ -15,4 +15,5 @@ def test_case(kd_case, kd_spec):
     assert math.isfinite(metrics["final_loss"])
     chance = 100.0 / metrics["num_classes"]
     assert metrics["top1"] > chance, (
-        f"top-1 {metrics['top1']:.2f}% is not above chance {chance:.1f}%")
+        f"top-1 {metrics['top1']:.2f}% is not above chance {chance:.1f}%"
+    )

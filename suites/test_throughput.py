@@ -18,9 +18,13 @@ def test_model_throughput(benchmark, kd_model, kd_session):
     batch_size = min(EVAL_BATCH, data.num_test)
     x = torch.randn(batch_size, *data.input_shape, device=device)
     benchmark.extra_info.update(
-        model=kd_model.model, dataset=kd_model.dataset, device=kd_model.device,
-        batch_size=batch_size, params=count_params(model),
-        flops_per_sample=measure.flops_per_sample(model, data.input_shape, device))
+        model=kd_model.model,
+        dataset=kd_model.dataset,
+        device=kd_model.device,
+        batch_size=batch_size,
+        params=count_params(model),
+        flops_per_sample=measure.flops_per_sample(model, data.input_shape, device),
+    )
 
     @torch.inference_mode()
     def forward() -> torch.Tensor:

@@ -60,9 +60,15 @@ def tiny_spec() -> Callable[..., RunSpec]:
     """``tiny_spec(loss, **fields)``: a synthetic-data case cnn_t → cnn_s, trained in a blink."""
 
     def make(loss: str = "kd", **fields) -> RunSpec:
-        defaults = {"dataset": "synthetic", "teacher": "cnn_t", "student": "cnn_s",
-                    "temperature": 4.0 if LOSSES.get(loss).uses_temperature else None,
-                    "epochs": 2, "teacher_epochs": 2, "dataset_options": TINY_DATA}
+        defaults = {
+            "dataset": "synthetic",
+            "teacher": "cnn_t",
+            "student": "cnn_s",
+            "temperature": 4.0 if LOSSES.get(loss).uses_temperature else None,
+            "epochs": 2,
+            "teacher_epochs": 2,
+            "dataset_options": TINY_DATA,
+        }
         return make_spec(loss=loss, **{**defaults, **fields})
 
     return make
@@ -87,8 +93,11 @@ def distill(monkeypatch: pytest.MonkeyPatch) -> Callable[[Engine, RunSpec], dict
 
     def run(engine: Engine, spec: RunSpec) -> dict:
         outcome = engine.distill(spec)  # the student is the last model it builds
-        return {"metrics": outcome.metrics, "history": outcome.info["history"],
-                "weights": built[-1].state_dict()}
+        return {
+            "metrics": outcome.metrics,
+            "history": outcome.info["history"],
+            "weights": built[-1].state_dict(),
+        }
 
     return run
 
@@ -105,10 +114,19 @@ def kd_suite(pytester: pytest.Pytester, suite_cache: Path):
     under the kdbench plugin (loaded by its entry point) on the CPU with one thread."""
     pytester.makepyfile(test_cases=SUITE.read_text())
 
-    def run(*args: str, cache: Path = suite_cache, results: Path | None = None,
-            subprocess: bool = False) -> pytest.RunResult:
-        base = ("--kd-threads", "1", "--kd-cache", str(cache),
-                "--kd-results", str(results or pytester.path / "results"), "-p", "no:cacheprovider")
+    def run(
+        *args: str, cache: Path = suite_cache, results: Path | None = None, subprocess: bool = False
+    ) -> pytest.RunResult:
+        base = (
+            "--kd-threads",
+            "1",
+            "--kd-cache",
+            str(cache),
+            "--kd-results",
+            str(results or pytester.path / "results"),
+            "-p",
+            "no:cacheprovider",
+        )
         runner = pytester.runpytest_subprocess if subprocess else pytester.runpytest_inprocess
         return runner(*base, *args)
 

@@ -18,8 +18,9 @@ from kdbench.run.checkpoints import load_checkpoint, load_into, read_state_dict
 
 CIFAR = (3, 32, 32)
 # RepDistiller's state-dict names and shapes at 100 classes, from instantiating its models/*.py
-REFERENCE = json.loads((Path(__file__).parent / "data" / "repdistiller_state_dicts.json")
-                       .read_text())
+REFERENCE = json.loads(
+    (Path(__file__).parent / "data" / "repdistiller_state_dicts.json").read_text()
+)
 ZOO = [name for name in REFERENCE if not name.startswith("_")]
 
 
@@ -27,12 +28,24 @@ def _repdistiller_layouts(state: dict, optimizer: dict) -> dict[str, dict]:
     """What RepDistiller's ``train_teacher.py`` saves: ``ckpt_epoch_<n>.pth`` (the published
     teachers; ``<model>_best.pth`` differs only in naming ``accuracy`` ``best_acc``) and
     ``<model>_last.pth``, which keeps its options as an ``argparse.Namespace``."""
-    opt = argparse.Namespace(model="resnet56", dataset="cifar100", learning_rate=0.05,
-                             lr_decay_epochs=[150, 180, 210], weight_decay=5e-4, trial="0",
-                             model_path="./save/models")
-    return {"ckpt_epoch": {"epoch": 240, "model": state, "accuracy": torch.tensor(72.3),
-                           "optimizer": optimizer},
-            "last": {"opt": opt, "model": state, "optimizer": optimizer}}
+    opt = argparse.Namespace(
+        model="resnet56",
+        dataset="cifar100",
+        learning_rate=0.05,
+        lr_decay_epochs=[150, 180, 210],
+        weight_decay=5e-4,
+        trial="0",
+        model_path="./save/models",
+    )
+    return {
+        "ckpt_epoch": {
+            "epoch": 240,
+            "model": state,
+            "accuracy": torch.tensor(72.3),
+            "optimizer": optimizer,
+        },
+        "last": {"opt": opt, "model": state, "optimizer": optimizer},
+    }
 
 
 def _trained_looking(name: str, seed: int) -> nn.Module:
@@ -57,8 +70,9 @@ def _one_line_error(call, *names: str) -> str:
 
 
 def test_the_reference_covers_every_model_of_the_cifar_profiles():
-    profiled = {m for p in ("cifar10", "cifar100-crd") for pair in PROFILES.get(p).pairs
-                for m in pair}
+    profiled = {
+        m for p in ("cifar10", "cifar100-crd") for pair in PROFILES.get(p).pairs for m in pair
+    }
     assert profiled <= set(ZOO), profiled - set(ZOO)
 
 
@@ -67,8 +81,9 @@ def test_state_dict_names_and_shapes_are_repdistillers(name):
     """Parameters and buffers (running statistics, ``num_batches_tracked``) alike."""
     with torch.device("meta"):
         model = build_model(name, 100, CIFAR)
-    assert {k: list(v.shape) for k, v in model.state_dict().items()} == \
-        REFERENCE[name]["state_dict"]
+    assert {k: list(v.shape) for k, v in model.state_dict().items()} == REFERENCE[name][
+        "state_dict"
+    ]
 
 
 @pytest.mark.parametrize("name", ZOO)
@@ -89,10 +104,13 @@ def test_repdistiller_layouts_load_and_give_the_source_logits(name, tmp_path):
             assert torch.equal(model(x), expected), layout
 
 
-@pytest.mark.parametrize("wrap", [
-    pytest.param(lambda sd: sd, id="plain"),
-    pytest.param(lambda sd: {"state_dict": sd, "epoch": 3}, id="state_dict"),
-])
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        pytest.param(lambda sd: sd, id="plain"),
+        pytest.param(lambda sd: {"state_dict": sd, "epoch": 3}, id="state_dict"),
+    ],
+)
 def test_other_layouts_and_the_pre_1_6_file_format(wrap, tmp_path):
     state = _trained_looking("resnet8", seed=0).state_dict()
     for zipped in (True, False):
@@ -106,14 +124,25 @@ def test_garbage_empty_truncated_and_missing_files_are_one_line_errors(tmp_path)
     path = tmp_path / "teacher.pth"
     torch.save({"model": build_model("resnet8", 100, CIFAR).state_dict()}, path)
     whole = path.read_bytes()
-    torch.save({"model": build_model("resnet8", 100, CIFAR).state_dict()}, path,
-               _use_new_zipfile_serialization=False)
+    torch.save(
+        {"model": build_model("resnet8", 100, CIFAR).state_dict()},
+        path,
+        _use_new_zipfile_serialization=False,
+    )
     legacy = path.read_bytes()
-    for content in (bytes(range(256)) * 40, b"resnet56 weights\n" * 9, whole[: len(whole) // 2],
-                    legacy[: len(legacy) // 2]):
+    for content in (
+        bytes(range(256)) * 40,
+        b"resnet56 weights\n" * 9,
+        whole[: len(whole) // 2],
+        legacy[: len(legacy) // 2],
+    ):
         path.write_bytes(content)
-        _one_line_error(lambda: read_state_dict(path), repr(str(path)), f"({len(content)} bytes)",
-                        "cannot read it")
+        _one_line_error(
+            lambda: read_state_dict(path),
+            repr(str(path)),
+            f"({len(content)} bytes)",
+            "cannot read it",
+        )
     path.write_bytes(b"")
     _one_line_error(lambda: read_state_dict(path), repr(str(path)), "is empty (0 bytes)")
     _one_line_error(lambda: read_state_dict(tmp_path / "nope.pth"), "nope.pth", "no such file")
@@ -122,15 +151,21 @@ def test_garbage_empty_truncated_and_missing_files_are_one_line_errors(tmp_path)
 def test_a_pickled_model_is_refused_by_name_without_running_its_code(tmp_path):
     path = tmp_path / "whole.pth"
     torch.save({"model": nn.Linear(3, 2)}, path)
-    _one_line_error(lambda: read_state_dict(path), "torch.nn.modules.linear.Linear",
-                    "torch.save(model.state_dict(), path)")
+    _one_line_error(
+        lambda: read_state_dict(path),
+        "torch.nn.modules.linear.Linear",
+        "torch.save(model.state_dict(), path)",
+    )
 
 
-@pytest.mark.parametrize("payload, holds", [
-    ({"epoch": 240, "accuracy": torch.tensor(72.3)}, "'epoch' (int)"),
-    ({"model": {}}, "an empty dict"),
-    ([torch.zeros(2)], "a list"),
-])
+@pytest.mark.parametrize(
+    "payload, holds",
+    [
+        ({"epoch": 240, "accuracy": torch.tensor(72.3)}, "'epoch' (int)"),
+        ({"model": {}}, "an empty dict"),
+        ([torch.zeros(2)], "a list"),
+    ],
+)
 def test_a_file_without_a_state_dict_says_what_it_holds(payload, holds, tmp_path):
     path = tmp_path / "teacher.pth"
     torch.save(payload, path)
@@ -141,10 +176,12 @@ def test_another_architectures_weights_name_missing_and_unexpected_keys():
     vgg13 = build_model("vgg13", 100, CIFAR).state_dict()
     message = _one_line_error(
         lambda: load_into(build_model("resnet56", 100, CIFAR), vgg13, "resnet56", "/t/vgg13.pth"),
-        "'/t/vgg13.pth' does not fit model 'resnet56'", "the model expects 344 keys",
+        "'/t/vgg13.pth' does not fit model 'resnet56'",
+        "the model expects 344 keys",
         "(conv1.weight, bn1.weight, bn1.bias, bn1.running_mean, …) that the file lacks",
         "the file holds 72 keys (block0.0.weight, block0.0.bias, block0.1.weight, "
-        "block0.1.bias, …) that the model lacks")
+        "block0.1.bias, …) that the model lacks",
+    )
     assert "shapes differ" not in message
 
 
@@ -155,7 +192,8 @@ def test_a_renamed_head_names_both_spellings():
     _one_line_error(
         lambda: load_into(build_model("mobilenetv2", 100, CIFAR), renamed, "mobilenetv2", "m.pth"),
         "the model expects 2 keys (classifier.0.weight, classifier.0.bias) that the file lacks",
-        "the file holds 2 keys (fc.weight, fc.bias) that the model lacks")
+        "the file holds 2 keys (fc.weight, fc.bias) that the model lacks",
+    )
 
 
 def test_a_teacher_for_another_class_count_names_the_shapes():
@@ -163,11 +201,16 @@ def test_a_teacher_for_another_class_count_names_the_shapes():
     _one_line_error(
         lambda: load_into(build_model("wrn_40_2", 100, CIFAR), cifar10, "wrn_40_2", "w.pth"),
         "shapes differ (file vs model) for 2 keys (fc.weight (10, 128) vs (100, 128), "
-        "fc.bias (10,) vs (100,))")
+        "fc.bias (10,) vs (100,))",
+    )
 
 
 def test_a_failure_outside_names_and_shapes_is_still_one_line():
     state = {k: v.to("meta") for k, v in build_model("resnet8", 100, CIFAR).state_dict().items()}
     model = build_model("resnet8", 100, CIFAR)
-    _one_line_error(lambda: load_into(model, state, "resnet8", "m.pth"),
-                    "does not fit model 'resnet8'", "conv1.weight", "meta tensor")
+    _one_line_error(
+        lambda: load_into(model, state, "resnet8", "m.pth"),
+        "does not fit model 'resnet8'",
+        "conv1.weight",
+        "meta tensor",
+    )

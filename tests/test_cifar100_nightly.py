@@ -30,9 +30,11 @@ def test_nightly_is_a_shorter_subset_of_cifar100_crd(device, precision):
     assert {s.loss for s in specs} < set(crd.loss_names())
     assert len(specs) == len(NIGHTLY.pairs) * len(NIGHTLY.loss_names()) * NIGHTLY.seeds
     assert {(s.dataset, s.recipe, s.precision, s.device) for s in specs} == {
-        ("cifar100", "crd", precision, device)}
-    assert {s.epochs for s in specs} == {s.teacher_epochs for s in specs} == {24} and \
-        NIGHTLY.epochs < crd.epochs
+        ("cifar100", "crd", precision, device)
+    }
+    assert {s.epochs for s in specs} == {s.teacher_epochs for s in specs} == {
+        24
+    } and NIGHTLY.epochs < crd.epochs
     assert len({s.case_id for s in specs}) == len(specs)
 
 
@@ -59,8 +61,9 @@ def test_every_published_pair_and_method_runs_at_its_paper_settings():
 def test_its_cases_fit_the_stated_gpu_time():
     """Fails when cases, epochs or teachers are added without updating the estimate."""
     specs = NIGHTLY.specs(("cuda",))
-    assert CIFAR100_NIGHTLY_ESTIMATE.hours(specs) == pytest.approx(CIFAR100_NIGHTLY_GPU_HOURS,
-                                                                   abs=0.05)
+    assert CIFAR100_NIGHTLY_ESTIMATE.hours(specs) == pytest.approx(
+        CIFAR100_NIGHTLY_GPU_HOURS, abs=0.05
+    )
     assert CIFAR100_NIGHTLY_GPU_HOURS <= 2.0
     assert f"≈ {CIFAR100_NIGHTLY_GPU_HOURS:g} GPU-hours" in NIGHTLY.description
 
@@ -68,8 +71,10 @@ def test_its_cases_fit_the_stated_gpu_time():
 def test_gpu_estimate_counts_each_teacher_once_and_initialisation_stages():
     estimate = GpuEstimate(case_rate=100, teacher_rate=50, images=1000, case_overhead_s=5)
     profile = dataclasses.replace(NIGHTLY, losses=("kd", "ft"), epochs=24, teacher_epochs=12)
-    kd, ft = (next(s for s in profile.specs(("cuda",)) if s.loss == loss and s.teacher == "vgg13")
-              for loss in ("kd", "ft"))
+    kd, ft = (
+        next(s for s in profile.specs(("cuda",)) if s.loss == loss and s.teacher == "vgg13")
+        for loss in ("kd", "ft")
+    )
     teacher_s = 12 * 1000 / 50
     assert estimate.hours([kd]) * 3600 == pytest.approx(24 * 10 + 5 + teacher_s)
     # FT's initialisation stage: 30 of 240 epochs, 3 of 24

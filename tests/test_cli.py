@@ -30,8 +30,8 @@ def test_list_prints_names_first(capsys):
     assert main(["list", "losses"]) == 0
     lines = capsys.readouterr().out.splitlines()
     names = LOSSES.names()
-    assert lines[:len(names)] == names
-    assert "Hinton" in "\n".join(lines[len(names):])
+    assert lines[: len(names)] == names
+    assert "Hinton" in "\n".join(lines[len(names) :])
 
 
 def test_list_models_counts_params_for_10_and_100_classes(capsys):
@@ -96,8 +96,14 @@ def test_missing_cases_fail_the_gate_unless_allowed(runs, tmp_path, capsys):
 
 def test_rerun_records_count_once_newest_wins(runs, tmp_path, capsys):
     records, _, current = runs
-    rerun = [{**r, "created_at": "2030-01-01T00:00:00.000000+00:00",
-              "metrics": {**r["metrics"], "top1": 50.0}} for r in records]
+    rerun = [
+        {
+            **r,
+            "created_at": "2030-01-01T00:00:00.000000+00:00",
+            "metrics": {**r["metrics"], "top1": 50.0},
+        }
+        for r in records
+    ]
     for r in rerun:
         append_record(current / "rerun" / "run.jsonl", r)
     assert main(["report", str(current), "--format", "json"]) == 0
@@ -135,23 +141,27 @@ def test_compare_exit_codes(runs, tmp_path, capsys):
     assert main(["compare", str(baseline), str(worse), "--min-effect", "top1=6"]) == 0
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing", "no record file or folder"),
-    ("unshared", "no shared cases"),
-    ("schema", "schema mismatch"),
-    ("bad-effect", "invalid --min-effect"),
-    ("bad-metric", "unknown metric 'top_1'"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "no record file or folder"),
+        ("unshared", "no shared cases"),
+        ("schema", "schema mismatch"),
+        ("bad-effect", "invalid --min-effect"),
+        ("bad-metric", "unknown metric 'top_1'"),
+    ],
+)
 def test_compare_unusable_input_exits_2_with_one_line(runs, tmp_path, capsys, case, message):
     records, baseline, current = runs
     other = tmp_path / "other.jsonl"
     changed = {"unshared": {"group_id": "elsewhere"}, "schema": {"schema": 99}}.get(case)
     for r in copy.deepcopy(records):
         append_record(other, {**r, **(changed or {})})
-    args = {"missing": [str(tmp_path / "nope.jsonl"), str(current)],
-            "bad-effect": [str(baseline), str(current), "--min-effect", "top1"],
-            "bad-metric": [str(baseline), str(current), "--min-effect", "top_1=1"]}.get(
-        case, [str(baseline), str(other)])
+    args = {
+        "missing": [str(tmp_path / "nope.jsonl"), str(current)],
+        "bad-effect": [str(baseline), str(current), "--min-effect", "top1"],
+        "bad-metric": [str(baseline), str(current), "--min-effect", "top_1=1"],
+    }.get(case, [str(baseline), str(other)])
     assert main(["compare", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err

@@ -28,8 +28,7 @@ def test_digits_sizes_shapes_and_types(digits):
 
 
 def test_digits_split_is_stratified_60_20_20(digits):
-    parts = [torch.bincount(y, minlength=10) for y in (digits.y_train, digits.y_val,
-                                                       digits.y_test)]
+    parts = [torch.bincount(y, minlength=10) for y in (digits.y_train, digits.y_val, digits.y_test)]
     assert sum(parts).tolist() == DIGITS_PER_CLASS
     for part in parts[1:]:
         for n, n_all in zip(part.tolist(), DIGITS_PER_CLASS):
@@ -37,8 +36,10 @@ def test_digits_split_is_stratified_60_20_20(digits):
 
 
 def test_validation_split_is_disjoint_from_training_and_test(digits):
-    rows = {name: {tuple(x.flatten().tolist()) for x in getattr(digits, f"x_{name}")}
-            for name in ("train", "val", "test")}
+    rows = {
+        name: {tuple(x.flatten().tolist()) for x in getattr(digits, f"x_{name}")}
+        for name in ("train", "val", "test")
+    }
     # sklearn's digits hold a few identical images; none may be both trained on and validated
     assert len(rows["val"] & rows["train"]) <= 2 and len(rows["val"] & rows["test"]) <= 2
     seen = torch.cat([i for _, _, i in digits.train_batches(64, torch.Generator().manual_seed(0))])
@@ -60,8 +61,14 @@ def test_digits_split_is_fixed(digits):
 
 @pytest.mark.parametrize("channels, size, classes", [(1, 8, 10), (3, 16, 7), (2, 5, 3)])
 def test_synthetic_any_shape_and_class_count(channels, size, classes):
-    data = load_dataset("synthetic", channels=channels, size=size, num_classes=classes,
-                        num_train=10 * classes, num_test=4 * classes)
+    data = load_dataset(
+        "synthetic",
+        channels=channels,
+        size=size,
+        num_classes=classes,
+        num_train=10 * classes,
+        num_test=4 * classes,
+    )
     assert data.input_shape == (channels, size, size) and data.num_classes == classes
     assert data.x_train.shape == (10 * classes, channels, size, size)
     assert torch.bincount(data.y_train).tolist() == [10] * classes

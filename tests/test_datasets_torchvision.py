@@ -69,9 +69,11 @@ def write_mnist(root: Path, cls: type, packed: bool = False) -> np.ndarray:
         n = len(images)
         suffix = ".gz" if packed else ""
         (raw / f"{prefix}-images-idx3-ubyte{suffix}").write_bytes(
-            write(struct.pack(">IIII", 0x803, n, 28, 28) + images.tobytes()))
+            write(struct.pack(">IIII", 0x803, n, 28, 28) + images.tobytes())
+        )
         (raw / f"{prefix}-labels-idx1-ubyte{suffix}").write_bytes(
-            write(struct.pack(">II", 0x801, n) + rng.integers(0, 10, n, dtype=np.uint8).tobytes()))
+            write(struct.pack(">II", 0x801, n) + rng.integers(0, 10, n, dtype=np.uint8).tobytes())
+        )
     return train
 
 
@@ -84,10 +86,13 @@ def _normalized(images: np.ndarray, stats) -> torch.Tensor:
     return (torch.from_numpy(images).float() / 255 - mean) / std
 
 
-@pytest.mark.parametrize("name, cls, stats, classes", [
-    ("cifar10", datasets.CIFAR10, CIFAR10_STATS, 10),
-    ("cifar100", datasets.CIFAR100, CIFAR100_STATS, 100),
-])
+@pytest.mark.parametrize(
+    "name, cls, stats, classes",
+    [
+        ("cifar10", datasets.CIFAR10, CIFAR10_STATS, 10),
+        ("cifar100", datasets.CIFAR100, CIFAR100_STATS, 100),
+    ],
+)
 def test_cifar_from_pickled_batches(tmp_path, monkeypatch, name, cls, stats, classes) -> None:
     first = write_cifar(tmp_path, cls, monkeypatch)
     data = load_dataset(name, tmp_path, download=False)
@@ -102,14 +107,20 @@ def test_cifar_from_pickled_batches(tmp_path, monkeypatch, name, cls, stats, cla
     assert x.shape == (2, 3, 32, 32) and y.shape == index.shape == (2,)
 
 
-@pytest.mark.parametrize("name, cls", [("mnist", datasets.MNIST),
-                                       ("fashion_mnist", datasets.FashionMNIST)])
+@pytest.mark.parametrize(
+    "name, cls", [("mnist", datasets.MNIST), ("fashion_mnist", datasets.FashionMNIST)]
+)
 def test_mnist_from_idx_files(tmp_path, monkeypatch, name, cls) -> None:
     train = write_mnist(tmp_path, cls)
     monkeypatch.setenv("KDBENCH_DATA", str(tmp_path))  # the root when none is passed
     data = load_dataset(name, download=False)
     assert (data.num_classes, data.input_shape, data.num_train, data.num_val, data.num_test) == (
-        10, (1, 28, 28), PER_FILE - 1, 1, 2)
+        10,
+        (1, 28, 28),
+        PER_FILE - 1,
+        1,
+        2,
+    )
     assert not data.augmented
     if name == "mnist":
         both = torch.cat([data.x_train, data.x_val])
@@ -122,8 +133,11 @@ def system_copy(tmp_path, monkeypatch) -> Path:
     """An empty stand-in for the folder Debian's dataset-fashion-mnist installs."""
     folder = tmp_path / "usr-share-datasets-fashion-mnist"
     folder.mkdir()
-    monkeypatch.setitem(torchvision_sets.SYSTEM_COPIES, "FashionMNIST",
-                        (folder, "apt-get install dataset-fashion-mnist"))
+    monkeypatch.setitem(
+        torchvision_sets.SYSTEM_COPIES,
+        "FashionMNIST",
+        (folder, "apt-get install dataset-fashion-mnist"),
+    )
     return folder
 
 
@@ -165,12 +179,17 @@ def test_image_folder_streams_indexed_batches(tmp_path) -> None:
     write_image_folder(tmp_path / "tiny")
     data = load_dataset("imagefolder", tmp_path, path="tiny", size=8, workers=0)
     assert (data.num_classes, data.input_shape, data.num_train, data.num_val, data.num_test) == (
-        3, (3, 8, 8), 5, 1, 6)  # a tenth of train/ is the validation split
+        3,
+        (3, 8, 8),
+        5,
+        1,
+        6,
+    )  # a tenth of train/ is the validation split
     batches = list(data.train_batches(4, torch.Generator().manual_seed(0)))
     assert [x.shape for x, _, _ in batches] == [(4, 3, 8, 8), (1, 3, 8, 8)]
     index = torch.cat([i for _, _, i in batches])
     assert sorted(index.tolist()) == list(range(5))
-    (x_val, y_val, _), = data.val_batches(8)
+    ((x_val, y_val, _),) = data.val_batches(8)
     assert x_val.shape == (1, 3, 8, 8) and y_val.tolist() == data.val_targets().tolist()
     assert set(data.train.indices).isdisjoint(data.val.indices)
     torch.testing.assert_close(torch.cat([y for _, y, _ in batches]), data.train_targets()[index])
@@ -183,8 +202,9 @@ def test_image_folder_streams_indexed_batches(tmp_path) -> None:
 def test_image_folder_workers_are_seeded_by_the_generator(tmp_path) -> None:
     write_image_folder(tmp_path)
     data = load_dataset("imagefolder", tmp_path, size=8, workers=1)
-    first, again = ([x for x, _, _ in data.train_batches(6, torch.Generator().manual_seed(s))]
-                    for s in (3, 3))
+    first, again = (
+        [x for x, _, _ in data.train_batches(6, torch.Generator().manual_seed(s))] for s in (3, 3)
+    )
     torch.testing.assert_close(first, again)
 
 
@@ -192,9 +212,12 @@ def _crop_of(image: torch.Tensor, padded: torch.Tensor) -> bool:
     """Whether ``image`` is a crop of ``padded``, mirrored or not."""
     _, h, w = image.shape
     windows = padded.unfold(1, h, 1).unfold(2, w, 1)  # (C, rows, cols, H, W)
-    return any(torch.equal(windows[:, i, j], candidate)
-               for i in range(windows.shape[1]) for j in range(windows.shape[2])
-               for candidate in (image, image.flip(2)))
+    return any(
+        torch.equal(windows[:, i, j], candidate)
+        for i in range(windows.shape[1])
+        for j in range(windows.shape[2])
+        for candidate in (image, image.flip(2))
+    )
 
 
 def test_random_crop_flip_pads_crops_and_mirrors() -> None:
@@ -216,9 +239,15 @@ def test_random_crop_flip_is_seeded_and_varies() -> None:
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
-@pytest.mark.parametrize("device", [
-    "meta", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
-                                                          reason="no CUDA device"))])
+@pytest.mark.parametrize(
+    "device",
+    [
+        "meta",
+        pytest.param(
+            "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+        ),
+    ],
+)
 def test_random_crop_flip_stays_on_the_batch_device(device) -> None:
     x = torch.randn(4, 3, 32, 32, device=device)
     flipped = RandomCropFlip(4, (0.0, 0.0, 0.0))(x, torch.Generator().manual_seed(0))

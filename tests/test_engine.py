@@ -21,9 +21,19 @@ from kdbench.spec import make_spec
 
 DIGITS = (1, 8, 8)
 # same-spec runs must agree on everything but timings and process memory
-EXACT_METRICS = ("top1", "top5", "best_top1", "teacher_top1", "agreement", "final_loss",
-                 "student_params", "teacher_params", "extra_params", "student_flops",
-                 "compression")
+EXACT_METRICS = (
+    "top1",
+    "top5",
+    "best_top1",
+    "teacher_top1",
+    "agreement",
+    "final_loss",
+    "student_params",
+    "teacher_params",
+    "extra_params",
+    "student_flops",
+    "compression",
+)
 
 
 @pytest.mark.parametrize("name, params", [("cnn_t", 151_306), ("cnn_m", 9_802), ("cnn_s", 2_570)])
@@ -48,10 +58,12 @@ def test_stages_through_tapper(name, c1, c2, hidden):
 
 
 # fixed logits (B=3, C=4), float64 so that formula and loss agree to rounding
-STUDENT = torch.tensor([[2.0, -1.0, 0.5, 0.0], [0.3, 0.3, -2.0, 1.0], [-1.0, 4.0, 0.0, 2.0]],
-                       dtype=torch.float64)
-TEACHER = torch.tensor([[1.0, 0.0, 3.0, -1.0], [0.5, -0.5, 1.0, 1.0], [2.0, 2.0, -1.0, 0.0]],
-                       dtype=torch.float64)
+STUDENT = torch.tensor(
+    [[2.0, -1.0, 0.5, 0.0], [0.3, 0.3, -2.0, 1.0], [-1.0, 4.0, 0.0, 2.0]], dtype=torch.float64
+)
+TEACHER = torch.tensor(
+    [[1.0, 0.0, 3.0, -1.0], [0.5, -0.5, 1.0, 1.0], [2.0, 2.0, -1.0, 0.0]], dtype=torch.float64
+)
 TARGET = torch.tensor([2, 3, 1])
 
 
@@ -89,8 +101,10 @@ def test_loss_declarations():
     assert ce()({}, {}, TARGET).item() == 0
 
 
-@pytest.mark.parametrize("name, term_only", [
-    ("ce", False), ("kd", False), ("kd", True), ("mse_logits", False), ("mse_logits", True)])
+@pytest.mark.parametrize(
+    "name, term_only",
+    [("ce", False), ("kd", False), ("kd", True), ("mse_logits", False), ("mse_logits", True)],
+)
 def test_gradients_reach_every_student_parameter(name, term_only):
     """ce_weight·CE + alpha·term, as the engine mixes it; with ``term_only`` the term alone."""
     spec = make_spec("digits", "cnn_t", "cnn_s", name, temperature=4.0 if name == "kd" else None)
@@ -104,7 +118,8 @@ def test_gradients_reach_every_student_parameter(name, term_only):
     with Tapper(student, loss.taps) as s_tap, Tapper(teacher, loss.taps) as t_tap:
         s_out, t_out = s_tap(x), t_tap(x)
         objective = ce_weight * F.cross_entropy(s_out["logits"], y) + spec.alpha * loss(
-            s_out, t_out, y)
+            s_out, t_out, y
+        )
     objective.backward()
     no_grad = [n for n, p in student.named_parameters() if p.grad is None or not p.grad.any()]
     assert no_grad == []
@@ -179,15 +194,19 @@ def test_cache_payload_is_on_the_requested_device_built_or_loaded(tmp_path, buil
     if not built:
         cache.save("key", {"logits": torch.ones(4, 3)}, {})
     payload, _, was_built = cache.get_or_build(
-        "key", lambda: ({"logits": torch.ones(4, 3), "feats": [torch.zeros(4, 2)]}, {}),
-        map_location="meta")
+        "key",
+        lambda: ({"logits": torch.ones(4, 3), "feats": [torch.zeros(4, 2)]}, {}),
+        map_location="meta",
+    )
     assert was_built == built
-    assert {t.device.type for v in payload.values() for t in (v if isinstance(v, list) else [v])} \
-        == {"meta"}
+    assert {
+        t.device.type for v in payload.values() for t in (v if isinstance(v, list) else [v])
+    } == {"meta"}
 
 
-def test_cached_teacher_outputs_equal_the_online_teacher(cache_dir, tiny_spec, distill,
-                                                         monkeypatch):
+def test_cached_teacher_outputs_equal_the_online_teacher(
+    cache_dir, tiny_spec, distill, monkeypatch
+):
     spec = tiny_spec("kd")
     cached_engine = Engine(cache_dir)
     cached = distill(cached_engine, spec)
@@ -245,7 +264,8 @@ def test_amp_precision_autocasts_training_and_is_recorded(cache_dir, tiny_spec, 
     def spy(*args, **kwargs):
         model = build(*args, **kwargs)
         model.register_forward_hook(
-            lambda m, a, out: dtypes[current].add(out.dtype) if m.training else None)
+            lambda m, a, out: dtypes[current].add(out.dtype) if m.training else None
+        )
         return model
 
     monkeypatch.setattr(kdbench.run.engine, "build_model", spy)
@@ -281,8 +301,9 @@ def test_a_teacher_near_chance_is_flagged_in_the_record(cache_dir, tiny_spec, tm
     assert "warnings" not in trained.info
 
 
-def test_the_teacher_key_follows_the_recipe_settings_not_only_its_name(cache_dir, tiny_spec,
-                                                                      monkeypatch):
+def test_the_teacher_key_follows_the_recipe_settings_not_only_its_name(
+    cache_dir, tiny_spec, monkeypatch
+):
     import dataclasses
 
     from kdbench.recipes import RECIPES

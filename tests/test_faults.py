@@ -32,8 +32,9 @@ def leaderboard(root: Path) -> str:
 
 def test_xdist_workers_train_the_teacher_once(kd_suite, pytester):
     cache = pytester.path / "fresh-cache"
-    result = kd_suite(*SMOKE, "--kd-seeds", "2", "-n", "2", *TWO_CASES, cache=cache,
-                      subprocess=True)
+    result = kd_suite(
+        *SMOKE, "--kd-seeds", "2", "-n", "2", *TWO_CASES, cache=cache, subprocess=True
+    )
     result.assert_outcomes(passed=4)
     trainings = (cache / "teachers" / "trained.jsonl").read_text().splitlines()
     assert len(trainings) == 1, trainings  # two workers, one teacher, trained once
@@ -75,11 +76,25 @@ def test_not_applicable_method_is_recorded_with_its_reason_and_shown(kd_suite, p
 
 
 def start_session(pytester, *args: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "pytest", "test_cases.py", *SMOKE, "--kd-threads", "1",
-           "--kd-cache", str(pytester.path / "cache"), "--kd-results", "results",
-           "-p", "no:cacheprovider", *args]
-    return subprocess.Popen(cmd, cwd=pytester.path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "test_cases.py",
+        *SMOKE,
+        "--kd-threads",
+        "1",
+        "--kd-cache",
+        str(pytester.path / "cache"),
+        "--kd-results",
+        "results",
+        "-p",
+        "no:cacheprovider",
+        *args,
+    ]
+    return subprocess.Popen(
+        cmd, cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def wait_for_records(pytester, n: int, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -165,8 +180,7 @@ def test_a_failed_write_keeps_the_record_and_reports_it(kd_suite, monkeypatch):
     assert "kdbench leaderboard" in out  # the unsaved case is still on the leaderboard
 
 
-def test_an_unwritable_leaderboard_loses_neither_summary_nor_gate(kd_suite, pytester,
-                                                                 monkeypatch):
+def test_an_unwritable_leaderboard_loses_neither_summary_nor_gate(kd_suite, pytester, monkeypatch):
     from pathlib import Path as P
 
     write_text = P.write_text
@@ -197,4 +211,5 @@ def test_a_corrupt_teacher_output_cache_is_rebuilt(cache_dir, tiny_spec, distill
         second = distill(Engine(cache_dir=cache_dir), spec)
     assert second["metrics"]["top1"] == first["metrics"]["top1"]
     assert os.path.getsize(entry) > 0 and all(
-        (second["weights"][k] == v).all() for k, v in first["weights"].items())
+        (second["weights"][k] == v).all() for k, v in first["weights"].items()
+    )

@@ -30,6 +30,7 @@ USAGE_ERROR = int(pytest.ExitCode.USAGE_ERROR)
 
 # ------------------------------------------------------------------ 1. image folders
 
+
 def image_folder(root: Path) -> Path:
     write_image_folder(root, classes=("cat", "dog"), per_class=3)
     return root
@@ -89,10 +90,12 @@ def test_a_sound_folder_is_checked_once(tmp_path, monkeypatch):
 
 
 def imagefolder_profile(folder: Path) -> str:
-    return ("[tool.kdbench.profiles.mine]\n"
-            'dataset = "imagefolder"\npairs = ["cnn_t/cnn_s"]\nrecipe = "digits"\nepochs = 1\n'
-            'seeds = 1\nlosses = ["ce"]\n'
-            f'dataset_options = {{ path = "{folder}", size = 8, workers = 0 }}\n')
+    return (
+        "[tool.kdbench.profiles.mine]\n"
+        'dataset = "imagefolder"\npairs = ["cnn_t/cnn_s"]\nrecipe = "digits"\nepochs = 1\n'
+        'seeds = 1\nlosses = ["ce"]\n'
+        f'dataset_options = {{ path = "{folder}", size = 8, workers = 0 }}\n'
+    )
 
 
 def test_a_damaged_folder_stops_the_session_before_any_training(kd_suite, pytester):
@@ -107,7 +110,8 @@ def test_a_damaged_folder_stops_the_session_before_any_training(kd_suite, pytest
     assert len(lines) == 1 and "error" in lines[0].lower(), lines
     assert "Traceback" not in out and "INTERNALERROR" not in out
     assert not (pytester.path / "results" / "runs").exists() or not list(
-        (pytester.path / "results" / "runs").glob("*.jsonl"))
+        (pytester.path / "results" / "runs").glob("*.jsonl")
+    )
     (folder / "train" / "eel").rmdir()
     result = kd_suite("--kd-profile", "mine", "--kd-device", "cpu")
     assert result.ret == USAGE_ERROR and str(bad) in str(result.stdout) + str(result.stderr)
@@ -115,16 +119,25 @@ def test_a_damaged_folder_stops_the_session_before_any_training(kd_suite, pytest
 
 # ------------------------------------------------------------------ 2. records off the schema
 
+
 def good_records() -> list[dict]:
     out = []
     for seed in range(2):
         for loss, t in (("ce", None), ("kd", 4.0)):
-            spec = make_spec("digits", "cnn_t", "cnn_s", loss, temperature=t, seed=seed,
-                             epochs=2)
-            out.append(make_record(spec, "ok", {"top1": 90.0 + seed + (t or 0),
-                                                "val_top1": 89.0 + seed + (t or 0),
-                                                "teacher_top1": 95.0, "train_s": 1.0},
-                                   {"git_sha": "abc1234", "torch": "2.x"}))
+            spec = make_spec("digits", "cnn_t", "cnn_s", loss, temperature=t, seed=seed, epochs=2)
+            out.append(
+                make_record(
+                    spec,
+                    "ok",
+                    {
+                        "top1": 90.0 + seed + (t or 0),
+                        "val_top1": 89.0 + seed + (t or 0),
+                        "teacher_top1": 95.0,
+                        "train_s": 1.0,
+                    },
+                    {"git_sha": "abc1234", "torch": "2.x"},
+                )
+            )
     return out
 
 
@@ -135,10 +148,14 @@ def without(record: dict, key: str) -> dict:
 OFF_SCHEMA = {  # name → (make the damaged record from a sound one, what the note says)
     "no-group_id": (lambda r: without(r, "group_id"), "group_id missing"),
     "no-status": (lambda r: without(r, "status"), "status missing"),
-    "top1-ninety": (lambda r: {**r, "metrics": {**r["metrics"], "top1": "ninety"}},
-                    "metrics.top1 is 'ninety', not a number"),
-    "seed-zero": (lambda r: {**r, "spec": {**r["spec"], "seed": "zero"}},
-                  "spec.seed is 'zero', not an integer"),
+    "top1-ninety": (
+        lambda r: {**r, "metrics": {**r["metrics"], "top1": "ninety"}},
+        "metrics.top1 is 'ninety', not a number",
+    ),
+    "seed-zero": (
+        lambda r: {**r, "spec": {**r["spec"], "seed": "zero"}},
+        "spec.seed is 'zero', not an integer",
+    ),
     "status-fine": (lambda r: {**r, "status": "fine"}, "status 'fine' is not one of"),
     "schema-99": (lambda r: {**r, "schema": 99}, "schema 99"),
     "spec-list": (lambda r: {**r, "spec": [1]}, "spec is [1], not an object"),
@@ -162,15 +179,17 @@ def test_the_loader_names_a_record_off_the_schema_and_keeps_the_rest(tmp_path, d
     path, good = crafted_run(tmp_path, damage)
     loaded = read([path])
     assert sorted(r["case_id"] for r in loaded.records) == sorted(
-        r["case_id"] for i, r in enumerate(good) if i != 2)
+        r["case_id"] for i, r in enumerate(good) if i != 2
+    )
     (skipped,) = loaded.unusable
     assert (skipped.file, skipped.line) == (path, 3)
     assert OFF_SCHEMA[damage][1] in skipped.why and "\n" not in skipped.why
 
 
 @pytest.mark.parametrize("fmt", ["md", "csv", "json", "latex", "html"])
-@pytest.mark.parametrize("damage", ["no-group_id", "no-status", "top1-ninety", "seed-zero",
-                                    "schema-99"])
+@pytest.mark.parametrize(
+    "damage", ["no-group_id", "no-status", "top1-ninety", "seed-zero", "schema-99"]
+)
 def test_report_notes_a_record_off_the_schema_in_every_format(tmp_path, capsys, damage, fmt):
     path, _ = crafted_run(tmp_path, damage)
     out = tmp_path / f"report.{fmt}"
@@ -184,8 +203,9 @@ def test_report_notes_a_record_off_the_schema_in_every_format(tmp_path, capsys, 
         assert "records**: 3 (3 ok)" in text  # the damaged record is not among them
 
 
-@pytest.mark.parametrize("damage", ["no-group_id", "no-status", "top1-ninety", "seed-zero",
-                                    "schema-99"])
+@pytest.mark.parametrize(
+    "damage", ["no-group_id", "no-status", "top1-ninety", "seed-zero", "schema-99"]
+)
 @pytest.mark.parametrize("side", ["baseline", "current"])
 def test_compare_refuses_a_record_off_the_schema_with_exit_2(tmp_path, capsys, damage, side):
     damaged, good = crafted_run(tmp_path / "damaged", damage)
@@ -200,6 +220,7 @@ def test_compare_refuses_a_record_off_the_schema_with_exit_2(tmp_path, capsys, d
 
 
 # ------------------------------------------------------------------ 4. a disk that fills
+
 
 def test_a_full_disk_mid_line_leaves_the_run_file_as_it_was(tmp_path, monkeypatch):
     path = tmp_path / "run.jsonl"
@@ -234,6 +255,7 @@ def test_a_short_write_is_undone_and_reported(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------ 5. a pickle in the cache
+
 
 class Payload:
     """Not a tensor: a cache entry holding it is not loaded (weights_only)."""
@@ -270,11 +292,14 @@ def test_a_case_on_a_pickled_teacher_output_entry_rebuilds_it(cache_dir, tiny_sp
 
 # ------------------------------------------------------------------ 7. a profile too large
 
+
 def huge_profile(tmp_path: Path, seeds: int) -> Path:
     pyproject = tmp_path / "pyproject.toml"
-    pyproject.write_text("[tool.kdbench.profiles.huge]\n"
-                         'dataset = "digits"\npairs = ["cnn_t/cnn_s"]\nrecipe = "digits"\n'
-                         f'epochs = 2\nlosses = ["ce", "kd"]\nseeds = {seeds}\n')
+    pyproject.write_text(
+        "[tool.kdbench.profiles.huge]\n"
+        'dataset = "digits"\npairs = ["cnn_t/cnn_s"]\nrecipe = "digits"\n'
+        f'epochs = 2\nlosses = ["ce", "kd"]\nseeds = {seeds}\n'
+    )
     return pyproject
 
 
@@ -302,9 +327,12 @@ def test_a_large_profile_warns_with_its_count_and_recorded_time(tmp_path):
     (profile,) = user_profiles(huge_profile(tmp_path, 6_000))
     assert size_check(profile, ("cpu",), seeds=WARN_CASES // 2) is None
     ce_0, ce_1, kd_0, _ = sorted(profile.specs(("cpu",), seeds=2), key=lambda s: s.loss)
-    records = [recorded(ce_0, 2.0), recorded(ce_1, 4.0),  # ce: median 3 s
-               recorded(make_spec("digits", "cnn_t", "cnn_s", "ce", epochs=9), 10.0),
-               recorded(replace(kd_0, epochs=9), 8.0)]  # of all: median 6 s
+    records = [
+        recorded(ce_0, 2.0),
+        recorded(ce_1, 4.0),  # ce: median 3 s
+        recorded(make_spec("digits", "cnn_t", "cnn_s", "ce", epochs=9), 10.0),
+        recorded(replace(kd_0, epochs=9), 8.0),
+    ]  # of all: median 6 s
     message = size_check(profile, ("cpu",), records=records)
     # 6,000 ce cases × 3 s + 6,000 kd cases × 6 s (no kd record of this configuration)
     assert "12,000 cases" in message and "about 15.0 h" in message and "\n" not in message
@@ -313,6 +341,7 @@ def test_a_large_profile_warns_with_its_count_and_recorded_time(tmp_path):
 
 
 # ------------------------------------------------------------------ 8. a read-only cache
+
 
 def read_only(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
     """``folder`` as a read-only mount shows it (tests may run as root, whom chmod binds not):
@@ -335,14 +364,18 @@ def read_only(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
             raise denied(dir)
         return mkstemp(*args, dir=dir, **kwargs)
 
-    monkeypatch.setattr(os, "access", lambda p, mode, **kw: (
-        False if mode & os.W_OK and inside(p) else access(p, mode, **kw)))
+    monkeypatch.setattr(
+        os,
+        "access",
+        lambda p, mode, **kw: False if mode & os.W_OK and inside(p) else access(p, mode, **kw),
+    )
     monkeypatch.setattr(builtins, "open", no_write_open)
     monkeypatch.setattr("tempfile.mkstemp", no_temp)
 
 
-def test_a_read_only_cache_that_holds_the_entries_is_used_read_only(cache_dir, tiny_spec,
-                                                                      distill, monkeypatch):
+def test_a_read_only_cache_that_holds_the_entries_is_used_read_only(
+    cache_dir, tiny_spec, distill, monkeypatch
+):
     spec = tiny_spec("fitnet")
     first = distill(Engine(cache_dir=cache_dir), spec)
     entries = sorted(p.relative_to(cache_dir) for p in cache_dir.rglob("*"))
@@ -367,10 +400,10 @@ def test_a_read_only_cache_builds_a_missing_entry_for_the_session_only(tmp_path,
 
 # ------------------------------------------------------------------ 3. report --out
 
+
 @pytest.mark.parametrize("where", ["a-folder", "under-a-file"])
 @pytest.mark.parametrize("fmt", ["md", "html"])
-def test_report_out_where_nothing_can_be_written_is_one_line_exit_2(tmp_path, capsys, where,
-                                                                     fmt):
+def test_report_out_where_nothing_can_be_written_is_one_line_exit_2(tmp_path, capsys, where, fmt):
     records = tmp_path / "run.jsonl"
     for r in good_records():
         append_record(records, r)
@@ -387,7 +420,7 @@ def test_report_out_where_nothing_can_be_written_is_one_line_exit_2(tmp_path, ca
 INJECTED_SHA = "abc\n\\input{/etc/passwd}\n\\write18{touch pwned}\n- **pwned**: yes"
 INJECTED_LOSS = "kd|<script>alert(1)</script>"
 INJECTED_STUDENT = "<img src=x onerror=alert(2)>"
-FORMULA = "=HYPERLINK(\"http://x\")"
+FORMULA = '=HYPERLINK("http://x")'
 
 
 def injecting_run(folder: Path) -> Path:
@@ -400,14 +433,25 @@ def injecting_run(folder: Path) -> Path:
             spec = make_spec("digits", "cnn_t", "cnn_s", loss, temperature=t, seed=seed, epochs=2)
             env = {"git_sha": INJECTED_SHA, "torch": "-2+3", "device_name": "@SUM(A1)"}
             status = "error" if loss == "mse_logits" else "ok"
-            record = make_record(spec, status, {} if status == "error" else {
-                "top1": 90.0 + seed + (t or 0), "val_top1": 89.0 + (t or 0),
-                "teacher_top1": 95.0}, env,
-                **({"error": "boom\n| a | b |\n<script>alert(3)</script>"} if status == "error"
-                   else {}))
+            record = make_record(
+                spec,
+                status,
+                {}
+                if status == "error"
+                else {
+                    "top1": 90.0 + seed + (t or 0),
+                    "val_top1": 89.0 + (t or 0),
+                    "teacher_top1": 95.0,
+                },
+                env,
+                **(
+                    {"error": "boom\n| a | b |\n<script>alert(3)</script>"}
+                    if status == "error"
+                    else {}
+                ),
+            )
             if loss == "kd":
-                record["spec"].update(loss=INJECTED_LOSS, student=INJECTED_STUDENT,
-                                      dataset=FORMULA)
+                record["spec"].update(loss=INJECTED_LOSS, student=INJECTED_STUDENT, dataset=FORMULA)
             append_record(path, record)
     return path
 
@@ -426,12 +470,14 @@ def test_markdown_escapes_record_values(tmp_path):
 
     text = report(tmp_path, "md")
     assert "<script" not in text and "<img" not in text and "&lt;img src=x" in text
-    assert not any(line.startswith(("- **pwned**", "\\input", "| a |")) for line in
-                   text.splitlines()), text
+    assert not any(
+        line.startswith(("- **pwned**", "\\input", "| a |")) for line in text.splitlines()
+    ), text
     for table in re.findall(r"((?:^\|.*\n)+)", text, re.M):
         rows = table.splitlines()
         assert {len(re.findall(UNESCAPED_PIPE, row)) for row in rows} == {
-            len(re.findall(UNESCAPED_PIPE, rows[0]))}, table
+            len(re.findall(UNESCAPED_PIPE, rows[0]))
+        }, table
     assert "kd\\|&lt;script&gt;" in text
 
 
@@ -447,8 +493,12 @@ def test_csv_cells_never_start_a_formula(tmp_path):
 
     rows = list(csv.reader(io.StringIO(report(tmp_path, "csv"))))
     header, body = rows[0], rows[1:]
-    strings = [cell for row in body for name, cell in zip(header, row)
-               if name in ("pair", "loss", "dataset", "note")]
+    strings = [
+        cell
+        for row in body
+        for name, cell in zip(header, row)
+        if name in ("pair", "loss", "dataset", "note")
+    ]
     assert strings and not [c for c in strings if c[:1] in ("=", "+", "-", "@")], strings
     assert f"'{FORMULA}" in strings
 
@@ -461,17 +511,25 @@ def test_latex_comments_and_cells_stay_inert(tmp_path):
     text = report(tmp_path, "latex")
     head = text.split("\\begin{table}")[0]
     assert all(line.startswith("%") for line in head.splitlines()), head
-    body = text[len(head):]
+    body = text[len(head) :]
     assert "\\input{" not in body and "<script>" not in body and "|<" not in body
     if not shutil.which("pdflatex"):
-        pytest.skip("pdflatex is not installed (apt-get install texlive-latex-base "
-                    "texlive-latex-recommended)")
+        pytest.skip(
+            "pdflatex is not installed (apt-get install texlive-latex-base "
+            "texlive-latex-recommended)"
+        )
     (tmp_path / "paper.tex").write_text(
         "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
-        "\\input{report.latex}\n\\end{document}\n", encoding="utf-8")
-    run = subprocess.run(["pdflatex", "-no-shell-escape", "-interaction=nonstopmode",
-                          "-halt-on-error", "paper.tex"], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=120)
+        "\\input{report.latex}\n\\end{document}\n",
+        encoding="utf-8",
+    )
+    run = subprocess.run(
+        ["pdflatex", "-no-shell-escape", "-interaction=nonstopmode", "-halt-on-error", "paper.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     log = (tmp_path / "paper.log").read_text(encoding="latin-1")
     assert run.returncode == 0, log[-2000:]
     assert "/etc/passwd" not in log and not (tmp_path / "pwned").exists()
@@ -479,6 +537,7 @@ def test_latex_comments_and_cells_stay_inert(tmp_path):
 
 
 # ------------------------------------------------------------------ 7 and 8, in a session
+
 
 def test_a_session_of_a_huge_profile_is_refused_before_collecting(kd_suite, pytester):
     pytester.makepyprojecttoml(huge_profile(pytester.path, 100_000).read_text())
@@ -506,13 +565,30 @@ def test_k_selecting_nothing_says_what_the_profile_offers(kd_suite):
     assert "devices: cpu;" in line and "seeds: s0" in line
 
 
-def test_a_session_uses_a_read_only_cache_that_holds_its_teacher(kd_suite, pytester,
-                                                                monkeypatch):
+def test_a_session_uses_a_read_only_cache_that_holds_its_teacher(kd_suite, pytester, monkeypatch):
     cache = pytester.path / "cache"
-    kd_suite("--kd-profile", "smoke", "--kd-device", "cpu", "--kd-epochs", "2",
-             "-k", "cnn_m-ce-", cache=cache).assert_outcomes(passed=1)
+    kd_suite(
+        "--kd-profile",
+        "smoke",
+        "--kd-device",
+        "cpu",
+        "--kd-epochs",
+        "2",
+        "-k",
+        "cnn_m-ce-",
+        cache=cache,
+    ).assert_outcomes(passed=1)
     read_only(monkeypatch, cache)
-    result = kd_suite("--kd-profile", "smoke", "--kd-device", "cpu", "--kd-epochs", "2",
-                      "-k", "cnn_m-kd-", cache=cache)
+    result = kd_suite(
+        "--kd-profile",
+        "smoke",
+        "--kd-device",
+        "cpu",
+        "--kd-epochs",
+        "2",
+        "-k",
+        "cnn_m-kd-",
+        cache=cache,
+    )
     assert result.ret == 0 and "not writable" not in str(result.stdout), str(result.stdout)
     result.assert_outcomes(passed=1)

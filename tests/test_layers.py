@@ -46,9 +46,12 @@ def imports(path: Path, top_level_only: bool = False) -> set[str]:
     for node in nodes:
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             base = node.module
-            found |= {f"{base}.{a.name}" if (ROOT.parent / base.replace(".", "/") / a.name
-                                             ).with_suffix(".py").exists() else base
-                      for a in node.names}
+            found |= {
+                f"{base}.{a.name}"
+                if (ROOT.parent / base.replace(".", "/") / a.name).with_suffix(".py").exists()
+                else base
+                for a in node.names
+            }
         elif isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
     return {m for m in found if m == "kdbench" or m.startswith("kdbench.")}
@@ -60,14 +63,15 @@ MODULES = {module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_imports_run_downwards(module):
     own = layer_of(module)
-    upwards = sorted(m for m in imports(MODULES[module])
-                     if m != "kdbench" and layer_of(m) > own)
+    upwards = sorted(m for m in imports(MODULES[module]) if m != "kdbench" and layer_of(m) > own)
     assert not upwards, f"{module} (layer {own}) imports from a higher layer: {upwards}"
 
 
 def test_no_import_cycle():
-    graph = {m: {i for i in imports(p, top_level_only=True) if i in MODULES and i != m}
-             for m, p in MODULES.items()}
+    graph = {
+        m: {i for i in imports(p, top_level_only=True) if i in MODULES and i != m}
+        for m, p in MODULES.items()
+    }
     state: dict[str, int] = {}
 
     def visit(m: str, trail: list[str]) -> None:

@@ -27,20 +27,37 @@ INPUT_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion_mnist": (1, 
 DIGITS = INPUT_SHAPES["digits"]
 CIFAR = (3, 32, 32)  # cifar10, cifar100, and the default for image folders at this size
 # every pair of every profile, plus every ordered pair of the digits CNNs of the registry
-PAIRS = sorted({(t, s, INPUT_SHAPES.get(p.dataset, CIFAR))
-                for p in map(PROFILES.get, PROFILES.names()) for t, s in p.pairs}
-               | {(t, s, DIGITS) for t in MODELS.names("cnn_*") for s in MODELS.names("cnn_*")})
+PAIRS = sorted(
+    {
+        (t, s, INPUT_SHAPES.get(p.dataset, CIFAR))
+        for p in map(PROFILES.get, PROFILES.names())
+        for t, s in p.pairs
+    }
+    | {(t, s, DIGITS) for t in MODELS.names("cnn_*") for s in MODELS.names("cnn_*")}
+)
 
 
 def make(name: str, temperature: float | None = None, **options):
     return LOSSES.get(name)(temperature=temperature, **options)
 
 
-def context(student: dict, teacher: dict, teacher_model: nn.Module | None = None,
-            student_model: nn.Module | None = None) -> LossContext:
+def context(
+    student: dict,
+    teacher: dict,
+    teacher_model: nn.Module | None = None,
+    student_model: nn.Module | None = None,
+) -> LossContext:
     targets = torch.arange(NUM_TRAIN) % NUM_CLASSES
-    return LossContext(shapes(student), shapes(teacher), NUM_CLASSES, NUM_TRAIN, 240,
-                       teacher_model, targets, student_model)
+    return LossContext(
+        shapes(student),
+        shapes(teacher),
+        NUM_CLASSES,
+        NUM_TRAIN,
+        240,
+        teacher_model,
+        targets,
+        student_model,
+    )
 
 
 def objective(loss, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
@@ -82,8 +99,11 @@ def float_tensors(value) -> list[torch.Tensor]:
 
 
 @pytest.mark.parametrize("name", LOSSES.names())
-@pytest.mark.parametrize("teacher_name,student_name,input_shape", PAIRS,
-                         ids=[f"{t}>{s}-{'x'.join(map(str, shape))}" for t, s, shape in PAIRS])
+@pytest.mark.parametrize(
+    "teacher_name,student_name,input_shape",
+    PAIRS,
+    ids=[f"{t}>{s}-{'x'.join(map(str, shape))}" for t, s, shape in PAIRS],
+)
 def test_pair(name, teacher_name, student_name, input_shape):
     """Finite scalar on a tiny batch; gradients reach the student's taps and the loss's params."""
     loss = make(name)
@@ -122,16 +142,36 @@ def test_pair(name, teacher_name, student_name, input_shape):
 
 
 # --------------------------------------------------------------------------- identity minimum
-ZERO_AT_IDENTITY = ["ce", "kd", "mse_logits", "dkd", "dkd_ls", "kd_ls", "dist", "ctkd", "at",
-                    "sp", "rkd", "pkt", "nst", "fsp", "kdsvd"]
+ZERO_AT_IDENTITY = [
+    "ce",
+    "kd",
+    "mse_logits",
+    "dkd",
+    "dkd_ls",
+    "kd_ls",
+    "dist",
+    "ctkd",
+    "at",
+    "sp",
+    "rkd",
+    "pkt",
+    "nst",
+    "fsp",
+    "kdsvd",
+]
 
 
 def features(seed: int, batch: int = 6, channels=(4, 6, 8), sizes=(8, 8, 4)) -> dict:
     g = torch.Generator().manual_seed(seed)
     feats = [torch.randn(batch, c, s, s, generator=g) for c, s in zip(channels, sizes)]
-    return {"logits": torch.randn(batch, 5, generator=g) * 3, "feats": feats,
-            "preacts": [f.clone() for f in feats], "feat:-1": feats[-1],
-            "embed": torch.randn(batch, 16, generator=g), "index": torch.arange(batch) * 3}
+    return {
+        "logits": torch.randn(batch, 5, generator=g) * 3,
+        "feats": feats,
+        "preacts": [f.clone() for f in feats],
+        "feat:-1": feats[-1],
+        "embed": torch.randn(batch, 16, generator=g),
+        "index": torch.arange(batch) * 3,
+    }
 
 
 @pytest.mark.parametrize("name", [n for n in ZERO_AT_IDENTITY if n in LOSSES])
@@ -165,11 +205,18 @@ def pool(a: torch.Tensor, b: torch.Tensor):
 
 def smooth_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     d = (a - b).abs()
-    return torch.where(d < 1, 0.5 * d ** 2, d - 0.5).mean()
+    return torch.where(d < 1, 0.5 * d**2, d - 0.5).mean()
 
 
-def run(name: str, student: dict, teacher: dict, target: torch.Tensor, teacher_model=None,
-        stage: str = "forward", **options) -> tuple:
+def run(
+    name: str,
+    student: dict,
+    teacher: dict,
+    target: torch.Tensor,
+    teacher_model=None,
+    stage: str = "forward",
+    **options,
+) -> tuple:
     torch.manual_seed(0)
     loss = make(name, **options)
     loss.setup(context(student, teacher, teacher_model))
@@ -240,7 +287,7 @@ def g_ctkd():
     assert abs(loss.theta.item() - 1.0) < 1e-6  # the repo's initial θ
     tau = 1 + 20 * torch.sigmoid(torch.tensor(1.0))
     s, t = S["logits"], T["logits"]
-    return value, tau ** 2 * kl(F.softmax(t / tau, 1), F.softmax(s / tau, 1))
+    return value, tau**2 * kl(F.softmax(t / tau, 1), F.softmax(s / tau, 1))
 
 
 def g_fitnet():
@@ -250,7 +297,7 @@ def g_fitnet():
 
 def attention_maps(a, b):
     a, b = pool(a, b)
-    q_a, q_b = (a ** 2).mean(1).flatten(1), (b ** 2).mean(1).flatten(1)
+    q_a, q_b = (a**2).mean(1).flatten(1), (b**2).mean(1).flatten(1)
     return q_a / q_a.norm(dim=1, keepdim=True), q_b / q_b.norm(dim=1, keepdim=True)
 
 
@@ -264,7 +311,8 @@ def g_at_paper():
     value, _ = run("at", S, T, Y, paper=1.0)
     pairs = [attention_maps(a, b) for a, b in zip(S["feats"][1:], T["feats"][1:])]
     return value, 1000 / 2 * sum(
-        (qa - qb).pow(2).sum(1).sqrt().sum() / (qa.shape[1] * len(qa)) for qa, qb in pairs)
+        (qa - qb).pow(2).sum(1).sqrt().sum() / (qa.shape[1] * len(qa)) for qa, qb in pairs
+    )
 
 
 def g_sp():
@@ -339,7 +387,7 @@ def ab_formula(loss):
     total, n = 0, 2
     for j, (a, b, c) in enumerate(zip(S["preacts"][1:], T["preacts"][1:], loss.connectors)):
         s = c(a)
-        hinge = ((s + 1) ** 2 * ((s > -1) & (b <= 0)) + (s - 1) ** 2 * ((s <= 1) & (b > 0)))
+        hinge = (s + 1) ** 2 * ((s > -1) & (b <= 0)) + (s - 1) ** 2 * ((s <= 1) & (b > 0))
         total = total + 2.0 ** (j - n + 1) * hinge.sum()
     return total / 6 * 3 / 1000
 
@@ -361,7 +409,7 @@ def g_ft():
     value, loss = run("ft", S, T, Y)
 
     def factor(f):
-        q = (f ** 2).mean(1).flatten(1)
+        q = (f**2).mean(1).flatten(1)
         return q / q.norm(dim=1, keepdim=True)
 
     f_s, f_t = pool(loss.translator(S["feat:-1"]), loss.encoder(T["feat:-1"]))
@@ -416,11 +464,11 @@ def g_kdsvd():
             v_s = v_s[:, :4] / v_s[:, :4].norm(dim=0)
             cos = v_s.t() @ v_t  # (4, 1)
             i = cos[:, 0].abs().argmax()
-            stage.append((v_s[:, i:i + 1] * cos[i, 0].sign() * w, v_t * w))
+            stage.append((v_s[:, i : i + 1] * cos[i, 0].sign() * w, v_t * w))
         if prev is not None:
             for (vs, vt), (ps, pt) in zip(stage, prev):
-                rbf_s = torch.exp(-(vs[:, None] - ps[None]) ** 2 / 8)
-                rbf_t = torch.exp(-(vt[:, None] - pt[None]) ** 2 / 8)
+                rbf_s = torch.exp(-((vs[:, None] - ps[None]) ** 2) / 8)
+                rbf_t = torch.exp(-((vt[:, None] - pt[None]) ** 2) / 8)
                 total = total + ((rbf_s - rbf_t) ** 2).sum()
         prev = stage
     return value, total / 6
@@ -447,8 +495,9 @@ def g_crd():
     def nce(out):
         out = out / (out.mean() * n)
         pos, neg = out[:, 0], out[:, 1:]
-        return -(torch.log(pos / (pos + k / n)).sum()
-                 + torch.log((k / n) / (neg + k / n)).sum()) / 6
+        return (
+            -(torch.log(pos / (pos + k / n)).sum() + torch.log((k / n) / (neg + k / n)).sum()) / 6
+        )
 
     updated = F.normalize(0.5 * mem_s[S["index"]] + 0.5 * v_s.detach(), dim=1)
     assert torch.allclose(loss.memory_s[S["index"]], updated, atol=1e-6)
@@ -461,13 +510,19 @@ def g_ofd():
     for j, (a, b, c) in enumerate(zip(S["preacts"][1:], T["preacts"][1:], loss.connectors)):
         mu, sd = b.mean((0, 2, 3)), b.std((0, 2, 3))
         cdf = 0.5 * (1 + torch.erf(-mu / sd / math.sqrt(2)))
-        gauss = torch.exp(-(mu / sd) ** 2 / 2) / math.sqrt(2 * math.pi)
+        gauss = torch.exp(-((mu / sd) ** 2) / 2) / math.sqrt(2 * math.pi)
         m = torch.where(cdf > 0.001, mu - sd * gauss / cdf, -3 * sd)[None, :, None, None]
         s = c(a)
-        t = (F.interpolate(b, s.shape[-2:], mode="nearest") if b.shape[-1] < s.shape[-1]
-             else pool(s, b)[1])
-        term = ((s - m) ** 2 * ((s > m) & (t <= m)) + (s - t) ** 2 * ((s > t) & (t > m) & (t <= 0))
-             + (s - t) ** 2 * (t > 0))
+        t = (
+            F.interpolate(b, s.shape[-2:], mode="nearest")
+            if b.shape[-1] < s.shape[-1]
+            else pool(s, b)[1]
+        )
+        term = (
+            (s - m) ** 2 * ((s > m) & (t <= m))
+            + (s - t) ** 2 * ((s > t) & (t > m) & (t <= 0))
+            + (s - t) ** 2 * (t > 0)
+        )
         total = total + term.sum() / len(s) / 2 ** (n - j - 1)
     return value, 0.001 * total
 
@@ -484,9 +539,11 @@ def g_reviewkd():
 
     def hcl(a, b):  # MSE at full size, then at each pooled size below it, weights 1, ½, ¼, …
         sizes = [a.shape[-1]] + [size for size in (4, 2, 1) if size < a.shape[-1]]
-        errors = [((F.adaptive_avg_pool2d(a, size) - F.adaptive_avg_pool2d(b, size)) ** 2).mean()
-                  for size in sizes]
-        weights = [0.5 ** i for i in range(len(sizes))]
+        errors = [
+            ((F.adaptive_avg_pool2d(a, size) - F.adaptive_avg_pool2d(b, size)) ** 2).mean()
+            for size in sizes
+        ]
+        weights = [0.5**i for i in range(len(sizes))]
         return sum(w * e for w, e in zip(weights, errors)) / sum(weights)
 
     return value, sum(hcl(o, y) for o, y in zip(outs, ys))
@@ -533,13 +590,19 @@ def g_mlkd():
 
     def levels(s, t, T):
         p, q = F.softmax(s / T, 1), F.softmax(t / T, 1)
-        return (T * T * kl(q, p), ((q @ q.T - p @ p.T) ** 2).sum() / 3,
-                ((q.T @ q - p.T @ p) ** 2).sum() / 5)
+        return (
+            T * T * kl(q, p),
+            ((q @ q.T - p @ p.T) ** 2).sum() / 3,
+            ((q.T @ q - p.T @ p) ** 2).sum() / 5,
+        )
 
-    weak = sum(frac * (i + b) + cfrac * c
-               for i, b, c in (levels(sw, tw, T) for T in (4, 3, 5, 2, 6)))
-    strong = sum(levels(s, t, T)[0]
-                 for s, t, T in ((ss, ts, 4), (ss, ts, 3), (ss, ts, 5), (sw, tw, 2), (sw, tw, 6)))
+    weak = sum(
+        frac * (i + b) + cfrac * c for i, b, c in (levels(sw, tw, T) for T in (4, 3, 5, 2, 6))
+    )
+    strong = sum(
+        levels(s, t, T)[0]
+        for s, t, T in ((ss, ts, 4), (ss, ts, 3), (ss, ts, 5), (sw, tw, 2), (sw, tw, 6))
+    )
     return value, weak + strong
 
 
@@ -575,9 +638,14 @@ def g_rld():
     b_s = torch.stack([p_s[rows, Y], 1 - p_s[rows, Y]], 1)
     b_t = torch.stack([p_t[rows, top], 1 - p_t[rows, top]], 1)
     below = t < t[rows, Y][:, None]  # classes the teacher ranks under the true class
-    mcd = torch.stack([kl(F.softmax(t[i, below[i]][None] / 4, 1),
-                          F.softmax(s[i, below[i]][None] / 4, 1))
-                       if below[i].any() else torch.tensor(0.0) for i in rows]).mean()
+    mcd = torch.stack(
+        [
+            kl(F.softmax(t[i, below[i]][None] / 4, 1), F.softmax(s[i, below[i]][None] / 4, 1))
+            if below[i].any()
+            else torch.tensor(0.0)
+            for i in rows
+        ]
+    ).mean()
     return value, 16 * (kl(b_t, b_s) + 8 * mcd)
 
 
@@ -635,7 +703,7 @@ def test_ctkd_curriculum_reverses_the_temperature_gradient():
     plain = torch.tensor(1.0, requires_grad=True)
     tau = 1 + 20 * torch.sigmoid(plain)
     s, t = S["logits"], T["logits"]
-    (tau ** 2 * kl(F.softmax(t / tau, 1), F.softmax(s / tau, 1))).backward()
+    (tau**2 * kl(F.softmax(t / tau, 1), F.softmax(s / tau, 1))).backward()
     torch.testing.assert_close(loss.theta.grad, -plain.grad)
 
 
@@ -650,7 +718,10 @@ def test_fsp_is_not_applicable_across_channel_counts():
 
 def test_pretrain_stages_scale_with_the_run():
     assert {n: make(n).pretrain_epochs(240) for n in ("ab", "ft", "fsp")} == {
-        "ab": 30, "ft": 30, "fsp": 30}
+        "ab": 30,
+        "ft": 30,
+        "fsp": 30,
+    }
     assert make("ab").pretrain_epochs(8) == 1
 
 
@@ -665,8 +736,14 @@ def test_crd_draws_distinct_other_class_negatives_uniformly():
 
     targets = torch.arange(400) % 4  # 300 other-class samples a class: K = 20 is drawn, not top-K
     loss = CRD(nce_k=20)
-    ctx = LossContext(student_shapes={"embed": (1, 8)}, teacher_shapes={"embed": (1, 8)},
-                      num_classes=4, num_train=400, epochs=1, train_targets=targets)
+    ctx = LossContext(
+        student_shapes={"embed": (1, 8)},
+        teacher_shapes={"embed": (1, 8)},
+        num_classes=4,
+        num_train=400,
+        epochs=1,
+        train_targets=targets,
+    )
     loss.setup(ctx)
     torch.manual_seed(0)
     index, target = torch.arange(8), targets[:8]

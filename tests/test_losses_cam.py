@@ -55,8 +55,9 @@ def conv_test(feat, fc):
     return conv(feat)
 
 
-def authors_cat(f_s, fc_s, f_t, fc_t, CAT_loss_weight, CAM_RESOLUTION, IF_NORMALIZE,
-                IF_BINARIZE=False):
+def authors_cat(
+    f_s, fc_s, f_t, fc_t, CAT_loss_weight, CAM_RESOLUTION, IF_NORMALIZE, IF_BINARIZE=False
+):
     tea, stu = conv_test(f_t, fc_t), conv_test(f_s, fc_s)
     if IF_BINARIZE:
         tea = cat_binarize(tea)
@@ -80,14 +81,14 @@ class SPP(nn.Module):
         x_4x4_flatten = torch.flatten(x_4x4, start_dim=2, end_dim=3)
         x_2x2_flatten = torch.flatten(x_2x2, start_dim=2, end_dim=3)
         x_1x1_flatten = torch.flatten(x_1x1, start_dim=2, end_dim=3)
-        if self.M == '[1,2,4]':
+        if self.M == "[1,2,4]":
             x_feature = torch.cat((x_1x1_flatten, x_2x2_flatten, x_4x4_flatten), dim=2)
-        elif self.M == '[1,2]':
+        elif self.M == "[1,2]":
             x_feature = torch.cat((x_1x1_flatten, x_2x2_flatten), dim=2)
-        elif self.M == '[1]':
+        elif self.M == "[1]":
             x_feature = x_1x1_flatten
         else:
-            raise NotImplementedError('ERROR M')
+            raise NotImplementedError("ERROR M")
         x_strength = x_feature.permute((2, 0, 1))
         x_strength = torch.mean(x_strength, dim=2)
         return x_feature, x_strength
@@ -111,39 +112,43 @@ def kd_loss(logits_student, logits_teacher, temperature):
     log_pred_student = F.log_softmax(logits_student / temperature, dim=1)
     pred_teacher = F.softmax(logits_teacher / temperature, dim=1)
     loss_kd = F.kl_div(log_pred_student, pred_teacher, reduction="none").sum(1).mean()
-    loss_kd *= temperature ** 2
+    loss_kd *= temperature**2
     return loss_kd
 
 
 def sdd_kd_loss(out_s_multi, out_t_multi, T, target):
     out_s_multi = out_s_multi.permute(2, 0, 1)
     out_t_multi = out_t_multi.permute(2, 0, 1)
-    out_t = torch.reshape(out_t_multi,
-                          (out_t_multi.shape[0] * out_t_multi.shape[1], out_t_multi.shape[2]))
-    out_s = torch.reshape(out_s_multi,
-                          (out_s_multi.shape[0] * out_s_multi.shape[1], out_s_multi.shape[2]))
+    out_t = torch.reshape(
+        out_t_multi, (out_t_multi.shape[0] * out_t_multi.shape[1], out_t_multi.shape[2])
+    )
+    out_s = torch.reshape(
+        out_s_multi, (out_s_multi.shape[0] * out_s_multi.shape[1], out_s_multi.shape[2])
+    )
     target_r = target.repeat(out_t_multi.shape[0])
     p_s = F.log_softmax(out_s / T, dim=1)
     p_t = F.softmax(out_t / T, dim=1)
-    loss_kd = F.kl_div(p_s, p_t, reduction='none') * (T ** 2)
+    loss_kd = F.kl_div(p_s, p_t, reduction="none") * (T**2)
     nan_index = torch.isnan(loss_kd)
     loss_kd[nan_index] = torch.tensor(0.0)
     loss_kd = torch.sum(loss_kd, dim=1)
     out_t_predict = torch.argmax(out_t, dim=1)
     mask_true = out_t_predict == target_r
     mask_false = out_t_predict != target_r
-    global_prediction = out_t_predict[0:len(target)]
+    global_prediction = out_t_predict[0 : len(target)]
     global_prediction_true_mask = global_prediction == target
     global_prediction_false_mask = global_prediction != target
     global_prediction_true_mask_repeat = global_prediction_true_mask.clone().repeat(
-        out_t_multi.shape[0])
+        out_t_multi.shape[0]
+    )
     global_prediction_false_mask_repeat = global_prediction_false_mask.clone().repeat(
-        out_t_multi.shape[0])
+        out_t_multi.shape[0]
+    )
     mask_false[global_prediction_false_mask_repeat] = False
-    mask_false[0:len(target)] = False
+    mask_false[0 : len(target)] = False
     gt_lw = mask_false
     mask_true[global_prediction_true_mask_repeat] = False
-    mask_true[0:len(target)] = False
+    mask_true[0 : len(target)] = False
     gw_lt = mask_true
     mask_false = out_t_predict != target_r
     mask_true = out_t_predict == target_r
@@ -170,12 +175,18 @@ def dkd_loss(logits_student, logits_teacher, target, alpha, beta, temperature):
     pred_student = cat_mask(pred_student, gt_mask, other_mask)
     pred_teacher = cat_mask(pred_teacher, gt_mask, other_mask)
     log_pred_student = torch.log(pred_student)
-    tckd_loss = (F.kl_div(log_pred_student, pred_teacher, reduction='none')
-                 * (temperature ** 2) / target.shape[0])
+    tckd_loss = (
+        F.kl_div(log_pred_student, pred_teacher, reduction="none")
+        * (temperature**2)
+        / target.shape[0]
+    )
     pred_teacher_part2 = F.softmax(logits_teacher / temperature - 1000.0 * gt_mask, dim=1)
     log_pred_student_part2 = F.log_softmax(logits_student / temperature - 1000.0 * gt_mask, dim=1)
-    nckd_loss = (F.kl_div(log_pred_student_part2, pred_teacher_part2, reduction='none')
-                 * (temperature ** 2) / target.shape[0])
+    nckd_loss = (
+        F.kl_div(log_pred_student_part2, pred_teacher_part2, reduction="none")
+        * (temperature**2)
+        / target.shape[0]
+    )
     tckd_loss = torch.sum(tckd_loss, dim=1)
     nckd_loss = torch.sum(nckd_loss, dim=1)
     return alpha * tckd_loss + beta * nckd_loss
@@ -184,27 +195,31 @@ def dkd_loss(logits_student, logits_teacher, target, alpha, beta, temperature):
 def multi_dkd(out_s_multi, out_t_multi, target, alpha, beta, temperature):
     out_s_multi_t = out_s_multi.permute(2, 0, 1)
     out_t_multi_t = out_t_multi.permute(2, 0, 1)
-    out_t = torch.reshape(out_t_multi_t, (out_t_multi_t.shape[0] * out_t_multi_t.shape[1],
-                                          out_t_multi_t.shape[2]))
-    out_s = torch.reshape(out_s_multi_t, (out_s_multi_t.shape[0] * out_s_multi_t.shape[1],
-                                          out_s_multi_t.shape[2]))
+    out_t = torch.reshape(
+        out_t_multi_t, (out_t_multi_t.shape[0] * out_t_multi_t.shape[1], out_t_multi_t.shape[2])
+    )
+    out_s = torch.reshape(
+        out_s_multi_t, (out_s_multi_t.shape[0] * out_s_multi_t.shape[1], out_s_multi_t.shape[2])
+    )
     target_r = target.repeat(out_t_multi.shape[2])
     loss = dkd_loss(out_s, out_t, target_r, alpha, beta, temperature)
     out_t_predict = torch.argmax(out_t, dim=1)
     mask_true = out_t_predict == target_r
     mask_false = out_t_predict != target_r
-    global_prediction = out_t_predict[0:len(target)]
+    global_prediction = out_t_predict[0 : len(target)]
     global_prediction_true_mask = global_prediction == target
     global_prediction_false_mask = global_prediction != target
     global_prediction_true_mask_repeat = global_prediction_true_mask.clone().repeat(
-        out_t_multi.shape[2])
+        out_t_multi.shape[2]
+    )
     global_prediction_false_mask_repeat = global_prediction_false_mask.clone().repeat(
-        out_t_multi.shape[2])
+        out_t_multi.shape[2]
+    )
     mask_false[global_prediction_false_mask_repeat] = False
-    mask_false[0:len(target)] = False
+    mask_false[0 : len(target)] = False
     gt_lw = mask_false
     mask_true[global_prediction_true_mask_repeat] = False
-    mask_true[0:len(target)] = False
+    mask_true[0 : len(target)] = False
     gw_lt = mask_true
     mask_false = out_t_predict != target_r
     mask_true = out_t_predict == target_r
@@ -213,8 +228,10 @@ def multi_dkd(out_s_multi, out_t_multi, target, alpha, beta, temperature):
     gw_lw = mask_false
     mask_true[global_prediction_false_mask_repeat] = False
     gt_lt = mask_true
-    assert (torch.sum(gt_lt) + torch.sum(gw_lw) + torch.sum(gt_lw) + torch.sum(gw_lt)
-            == target_r.shape[0])
+    assert (
+        torch.sum(gt_lt) + torch.sum(gw_lw) + torch.sum(gt_lw) + torch.sum(gw_lt)
+        == target_r.shape[0]
+    )
     index[gw_lw] = 1.0
     index[gt_lt] = 1.0
     index[gw_lt] = 2.0
@@ -252,19 +269,25 @@ def dkd_loss_origin(logits_student, logits_teacher, target, alpha, beta, tempera
     pred_student = cat_mask(pred_student, gt_mask, other_mask)
     pred_teacher = cat_mask(pred_teacher, gt_mask, other_mask)
     log_pred_student = torch.log(pred_student)
-    tckd_loss = (F.kl_div(log_pred_student, pred_teacher, reduction="sum")
-                 * (temperature ** 2) / target.shape[0])
+    tckd_loss = (
+        F.kl_div(log_pred_student, pred_teacher, reduction="sum")
+        * (temperature**2)
+        / target.shape[0]
+    )
     pred_teacher_part2 = F.softmax(logits_teacher / temperature - 1000.0 * gt_mask, dim=1)
     log_pred_student_part2 = F.log_softmax(logits_student / temperature - 1000.0 * gt_mask, dim=1)
-    nckd_loss = (F.kl_div(log_pred_student_part2, pred_teacher_part2, reduction="sum")
-                 * (temperature ** 2) / target.shape[0])
+    nckd_loss = (
+        F.kl_div(log_pred_student_part2, pred_teacher_part2, reduction="sum")
+        * (temperature**2)
+        / target.shape[0]
+    )
     return alpha * tckd_loss + beta * nckd_loss
 
 
 # SDD_DKD.forward_train / SDD_KD.forward_train: the distillation term, before the warm-up
 # min(epoch / warmup, 1) (SD-DKD) and KD_WEIGHT (SD-KD, applied as kdbench's alpha).
 def authors_sdd(f_s, fc_s, f_t, fc_t, target, M, base, T=4.0, alpha=1.0, beta=8.0):
-    if M == '[1]':
+    if M == "[1]":
         s, t = fc_s(f_s.mean((2, 3))), fc_t(f_t.mean((2, 3)))
         if base == "dkd":
             return dkd_loss_origin(s, t, target, alpha, beta, T)
@@ -305,8 +328,11 @@ def batch(seed: int, batch_size: int = 6, s_map=(8, 8, 8), t_map=(16, 4, 4)):
 def kdbench_value(name: str, f_s, s_head, f_t, t_head, y, temperature=None, **options):
     loss = LOSSES.get(name)(temperature=temperature, **options)
     student, teacher = head_taps(f_s, s_head), head_taps(f_t, t_head)
-    loss.setup(LossContext(shapes(student), shapes(teacher), CLASSES, 64, 240, teacher=t_head,
-                           student=s_head))
+    loss.setup(
+        LossContext(
+            shapes(student), shapes(teacher), CLASSES, 64, 240, teacher=t_head, student=s_head
+        )
+    )
     return loss(student, teacher, y), loss
 
 
@@ -315,22 +341,30 @@ def head_taps(feat, head):
 
 
 def close(value: torch.Tensor, expected: torch.Tensor) -> None:
-    assert torch.allclose(value, expected.reshape(()), rtol=1e-5, atol=1e-7), \
-        (value.item(), expected.item())
+    assert torch.allclose(value, expected.reshape(()), rtol=1e-5, atol=1e-7), (
+        value.item(),
+        expected.item(),
+    )
 
 
 # ------------------------------------------------------------------------------------ CAT-KD
 CAT_CONFIGS = {  # kdbench options ↔ the authors' config, configs/cifar100/…
     "CAT_KD/res32x4_res8x4.yaml (kdbench's default)": ({}, (15.0, 2, False, False)),
-    "CAT_KD/res32x4_shuv1.yaml": ({"beta": 600.0, "resolution": 4, "normalize": 1},
-                                  (600.0, 4, True, False)),
+    "CAT_KD/res32x4_shuv1.yaml": (
+        {"beta": 600.0, "resolution": 4, "normalize": 1},
+        (600.0, 4, True, False),
+    ),
     "CAT_KD/res56_res20.yaml": ({"beta": 0.7}, (0.7, 2, False, False)),
     "CAT/CAT_Binarization/res32x4_res32x4.yaml": (
-        {"beta": 50.0, "normalize": 1, "binarize": 1}, (50.0, 2, True, True)),
+        {"beta": 50.0, "normalize": 1, "binarize": 1},
+        (50.0, 2, True, True),
+    ),
 }
-MAPS = {"8x8 student, 4x4 teacher": ((8, 8, 8), (16, 4, 4)),
-        "7x7 both": ((8, 7, 7), (16, 7, 7)),
-        "4x4 student, 8x8 teacher": ((8, 4, 4), (16, 8, 8))}
+MAPS = {
+    "8x8 student, 4x4 teacher": ((8, 8, 8), (16, 4, 4)),
+    "7x7 both": ((8, 7, 7), (16, 7, 7)),
+    "4x4 student, 8x8 teacher": ((8, 4, 4), (16, 8, 8)),
+}
 
 
 def golden_catkd() -> tuple[torch.Tensor, torch.Tensor]:
@@ -347,8 +381,10 @@ def test_catkd_is_the_authors_cat_loss(config, maps):
     for seed in range(3):
         f_s, s_head, f_t, t_head, y = batch(seed, s_map=maps[0], t_map=maps[1])
         value, _ = kdbench_value("catkd", f_s, s_head, f_t, t_head, y, **options)
-        close(value, authors_cat(f_s, s_head.fc, f_t, t_head.fc, weight, resolution, normalize,
-                                 binarize))
+        close(
+            value,
+            authors_cat(f_s, s_head.fc, f_t, t_head.fc, weight, resolution, normalize, binarize),
+        )
 
 
 def test_catkd_defaults_are_the_res32x4_res8x4_config():
@@ -378,8 +414,10 @@ def test_catkd_resolution_must_be_a_whole_number():
 # --------------------------------------------------------------------------------------- SDD
 SDD_CONFIGS = {  # kdbench options ↔ the authors' distiller and --M
     "SD-DKD [1,2,4] (kdbench's default)": ({}, ("dkd", "[1,2,4]", 8.0)),
-    "SD-DKD [1,2] beta 6 (sdd_dkd/vgg13_vgg8.yaml)": ({"scales": 2, "nckd_weight": 6.0},
-                                                       ("dkd", "[1,2]", 6.0)),
+    "SD-DKD [1,2] beta 6 (sdd_dkd/vgg13_vgg8.yaml)": (
+        {"scales": 2, "nckd_weight": 6.0},
+        ("dkd", "[1,2]", 6.0),
+    ),
     "SD-DKD [1]": ({"scales": 1}, ("dkd", "[1]", 8.0)),
     "SD-KD [1,2,4]": ({"dkd": 0}, ("kd", "[1,2,4]", 8.0)),
     "SD-KD [1,2]": ({"dkd": 0, "scales": 2}, ("kd", "[1,2]", 8.0)),
@@ -402,8 +440,12 @@ def test_sdd_is_the_authors_loss(config, maps, temperature):
     for seed in range(3):
         f_s, s_head, f_t, t_head, y = batch(seed, s_map=maps[0], t_map=maps[1])
         value, _ = kdbench_value("sdd", f_s, s_head, f_t, t_head, y, temperature, **options)
-        close(value, authors_sdd(f_s, s_head.fc, f_t, t_head.fc, y, M, base,
-                                 T=temperature or 4.0, beta=beta))
+        close(
+            value,
+            authors_sdd(
+                f_s, s_head.fc, f_t, t_head.fc, y, M, base, T=temperature or 4.0, beta=beta
+            ),
+        )
 
 
 def test_sdd_inputs_have_complementary_regions():
@@ -420,8 +462,14 @@ def test_sdd_inputs_have_complementary_regions():
 def test_sdd_defaults_are_the_readme_sd_dkd_command():
     cls = LOSSES.get("sdd")
     assert cls.default_temperature == 4.0 and cls.uses_temperature
-    assert cls.options == {"scales": 3, "complementary": 2.0, "dkd": 1, "tckd_weight": 1.0,
-                           "nckd_weight": 8.0, "warmup": 20 / 240}
+    assert cls.options == {
+        "scales": 3,
+        "complementary": 2.0,
+        "dkd": 1,
+        "tckd_weight": 1.0,
+        "nckd_weight": 8.0,
+        "warmup": 20 / 240,
+    }
     assert cls.weights() == (1.0, 1.0)  # CFG.DKD.CE_WEIGHT 1
     value, expected = golden_sdd()
     close(value, expected)
@@ -440,8 +488,10 @@ def test_sdd_warmup_is_the_authors(epoch):
     _, loss = kdbench_value("sdd", f_s, s_head, f_t, t_head, y)
     loss.set_progress(epoch - 1, 240)
     term = loss(head_taps(f_s, s_head), head_taps(f_t, t_head), y)
-    close(term, min(epoch / 20.0, 1.0) * authors_sdd(f_s, s_head.fc, f_t, t_head.fc, y,
-                                                      "[1,2,4]", "dkd"))
+    close(
+        term,
+        min(epoch / 20.0, 1.0) * authors_sdd(f_s, s_head.fc, f_t, t_head.fc, y, "[1,2,4]", "dkd"),
+    )
 
 
 def test_sdd_gradients_reach_the_students_classifier_and_map_not_the_teachers():
@@ -460,9 +510,14 @@ def test_sdd_scales_are_the_authors_three_grids():
 
 
 # ------------------------------------------------------------------------ real kdbench models
-REAL_PAIRS = [("fmnist_t", "fmnist_s", (1, 28, 28)), ("fmnist_t", "fmnist_m", (1, 28, 28)),
-              ("resnet56", "resnet20", (3, 32, 32)), ("vgg13", "vgg8", (3, 32, 32)),
-              ("resnet32x4", "shufflenetv1", (3, 32, 32)), ("resnet50", "resnet8x4", (3, 32, 32))]
+REAL_PAIRS = [
+    ("fmnist_t", "fmnist_s", (1, 28, 28)),
+    ("fmnist_t", "fmnist_m", (1, 28, 28)),
+    ("resnet56", "resnet20", (3, 32, 32)),
+    ("vgg13", "vgg8", (3, 32, 32)),
+    ("resnet32x4", "shufflenetv1", (3, 32, 32)),
+    ("resnet50", "resnet8x4", (3, 32, 32)),
+]
 
 
 def real_case(name: str, teacher_name: str, student_name: str, input_shape):
@@ -475,8 +530,9 @@ def real_case(name: str, teacher_name: str, student_name: str, input_shape):
         t_out = t_tap(x)
     with Tapper(student, loss.taps) as s_tap:
         s_out = s_tap(x)
-    loss.setup(LossContext(shapes(s_out), shapes(t_out), 10, 64, 240, teacher=teacher,
-                           student=student))
+    loss.setup(
+        LossContext(shapes(s_out), shapes(t_out), 10, 64, 240, teacher=teacher, student=student)
+    )
     return loss, student, teacher, s_out, t_out
 
 
@@ -497,15 +553,31 @@ def test_real_models_train_through_their_own_classifier(name, pair):
 
 NOT_APPLICABLE = {
     "cnn_t>cnn_s: two linear layers after the last map": ("cnn_t", "cnn_s", (1, 8, 8), "fc2"),
-    "vgg13>mobilenetv2: a 1x1 conv between the last stage and the pooling":
-        ("vgg13", "mobilenetv2", (3, 32, 32), "classifier.0"),
-    "resnet32x4>shufflenetv2: a 1x1 conv again": ("resnet32x4", "shufflenetv2", (3, 32, 32),
-                                                  "linear"),
+    "vgg13>mobilenetv2: a 1x1 conv between the last stage and the pooling": (
+        "vgg13",
+        "mobilenetv2",
+        (3, 32, 32),
+        "classifier.0",
+    ),
+    "resnet32x4>shufflenetv2: a 1x1 conv again": (
+        "resnet32x4",
+        "shufflenetv2",
+        (3, 32, 32),
+        "linear",
+    ),
     "mobilenetv2>vgg8: the teacher's head": ("mobilenetv2", "vgg8", (3, 32, 32), "teacher"),
-    "wrn_40_2>wrn_16_2: BN and ReLU after the last stage, seen on the first batch":
-        ("wrn_40_2", "wrn_16_2", (3, 32, 32), "student's classifier on the average"),
-    "wrn_40_2>resnet20: the teacher's BN and ReLU": ("wrn_40_2", "resnet20", (3, 32, 32),
-                                                     "teacher's classifier on the average"),
+    "wrn_40_2>wrn_16_2: BN and ReLU after the last stage, seen on the first batch": (
+        "wrn_40_2",
+        "wrn_16_2",
+        (3, 32, 32),
+        "student's classifier on the average",
+    ),
+    "wrn_40_2>resnet20: the teacher's BN and ReLU": (
+        "wrn_40_2",
+        "resnet20",
+        (3, 32, 32),
+        "teacher's classifier on the average",
+    ),
 }
 
 
@@ -527,5 +599,8 @@ def test_not_applicable_without_the_student_or_for_another_librarys_model(name):
         loss.setup(LossContext(shapes(student), shapes(teacher), CLASSES, 64, 240, teacher=t_head))
     wrapped = WrappedModel(Head(8), stages=(), classifier="fc")
     with pytest.raises(NotApplicable, match="another library"):
-        loss.setup(LossContext(shapes(student), shapes(teacher), CLASSES, 64, 240,
-                               teacher=t_head, student=wrapped))
+        loss.setup(
+            LossContext(
+                shapes(student), shapes(teacher), CLASSES, 64, 240, teacher=t_head, student=wrapped
+            )
+        )

@@ -73,9 +73,17 @@ def bc_loss(logits_student, logits_teacher, temperature, reduce=True):
     return consistency_loss
 
 
-def authors_losses(logits_student_weak, logits_student_strong, logits_teacher_weak,
-                   logits_teacher_strong, target, temperature=4, ce_loss_weight=0.1,
-                   kd_loss_weight=0.9, paper=False):
+def authors_losses(
+    logits_student_weak,
+    logits_student_strong,
+    logits_teacher_weak,
+    logits_teacher_strong,
+    target,
+    temperature=4,
+    ce_loss_weight=0.1,
+    kd_loss_weight=0.9,
+    paper=False,
+):
     """KD_ours.forward_train from ``pred_teacher_weak = …`` to ``losses_dict``, its repeated
     calls folded into loops over the same temperatures in the same order. ``paper``: the masks
     applied before the reduction (their ``reduce=False``; the batch and class terms summed, so
@@ -91,28 +99,48 @@ def authors_losses(logits_student_weak, logits_student_strong, logits_teacher_we
     class_conf_mask = class_confidence.le(class_confidence_thresh).bool()
 
     weak_temps = (temperature, 3.0, 5.0, 2.0, 6.0)
-    sw, ss, tw, ts = (logits_student_weak, logits_student_strong, logits_teacher_weak,
-                      logits_teacher_strong)
+    sw, ss, tw, ts = (
+        logits_student_weak,
+        logits_student_strong,
+        logits_teacher_weak,
+        logits_teacher_strong,
+    )
     loss_ce = ce_loss_weight * (F.cross_entropy(sw, target) + F.cross_entropy(ss, target))
     if paper:
-        loss_kd_weak = sum(kd_loss_weight * (kd_loss(sw, tw, T, reduce=False) * mask).mean()
-                           for T in weak_temps)
-        loss_cc_weak = sum(kd_loss_weight * (cc_loss(sw, tw, T, reduce=False)
-                                             * class_conf_mask).sum() for T in weak_temps)
-        loss_bc_weak = sum(kd_loss_weight * (bc_loss(sw, tw, T, reduce=False)
-                                             * mask[:, None]).sum() for T in weak_temps)
+        loss_kd_weak = sum(
+            kd_loss_weight * (kd_loss(sw, tw, T, reduce=False) * mask).mean() for T in weak_temps
+        )
+        loss_cc_weak = sum(
+            kd_loss_weight * (cc_loss(sw, tw, T, reduce=False) * class_conf_mask).sum()
+            for T in weak_temps
+        )
+        loss_bc_weak = sum(
+            kd_loss_weight * (bc_loss(sw, tw, T, reduce=False) * mask[:, None]).sum()
+            for T in weak_temps
+        )
     else:
-        loss_kd_weak = sum(kd_loss_weight * ((kd_loss(sw, tw, T) * mask).mean())
-                           for T in weak_temps)
-        loss_cc_weak = sum(kd_loss_weight * ((cc_loss(sw, tw, T) * class_conf_mask).mean())
-                           for T in weak_temps)
-        loss_bc_weak = sum(kd_loss_weight * ((bc_loss(sw, tw, T) * mask).mean())
-                           for T in weak_temps)
-    loss_kd_strong = kd_loss_weight * kd_loss(ss, ts, temperature) \
-        + kd_loss_weight * kd_loss(ss, ts, 3.0) + kd_loss_weight * kd_loss(ss, ts, 5.0) \
-        + kd_loss_weight * kd_loss(sw, tw, 2.0) + kd_loss_weight * kd_loss(sw, tw, 6.0)
-    return {"loss_ce": loss_ce, "loss_kd": loss_kd_weak + loss_kd_strong,
-            "loss_cc": loss_cc_weak, "loss_bc": loss_bc_weak}
+        loss_kd_weak = sum(
+            kd_loss_weight * ((kd_loss(sw, tw, T) * mask).mean()) for T in weak_temps
+        )
+        loss_cc_weak = sum(
+            kd_loss_weight * ((cc_loss(sw, tw, T) * class_conf_mask).mean()) for T in weak_temps
+        )
+        loss_bc_weak = sum(
+            kd_loss_weight * ((bc_loss(sw, tw, T) * mask).mean()) for T in weak_temps
+        )
+    loss_kd_strong = (
+        kd_loss_weight * kd_loss(ss, ts, temperature)
+        + kd_loss_weight * kd_loss(ss, ts, 3.0)
+        + kd_loss_weight * kd_loss(ss, ts, 5.0)
+        + kd_loss_weight * kd_loss(sw, tw, 2.0)
+        + kd_loss_weight * kd_loss(sw, tw, 6.0)
+    )
+    return {
+        "loss_ce": loss_ce,
+        "loss_kd": loss_kd_weak + loss_kd_strong,
+        "loss_cc": loss_cc_weak,
+        "loss_bc": loss_bc_weak,
+    }
 
 
 def logits(batch: int, classes: int, seed: int) -> tuple[torch.Tensor, ...]:
@@ -128,8 +156,9 @@ def kdbench_objective(s_w, s_s, t_w, t_s, y, temperature=None, **options) -> tor
     spec = make_spec("digits", "cnn_t", "cnn_s", "mlkd", temperature=loss.temperature)
     student = {"logits": torch.cat([s_w, s_s]), "index": torch.arange(len(y)).repeat(2)}
     teacher = {"logits": torch.cat([t_w, t_s])}
-    return spec.ce_weight * F.cross_entropy(student["logits"], y.repeat(2)) \
-        + spec.alpha * loss(student, teacher, y.repeat(2))
+    return spec.ce_weight * F.cross_entropy(student["logits"], y.repeat(2)) + spec.alpha * loss(
+        student, teacher, y.repeat(2)
+    )
 
 
 @pytest.mark.parametrize("paper", [False, True])
@@ -145,8 +174,10 @@ def test_equals_the_authors_objective(paper, batch, classes, seed):
 def test_gradients_equal_the_authors(paper):
     s_w, s_s, t_w, t_s, y = logits(32, 20, 3)
     grads = []
-    for fn in (lambda a, b: sum(authors_losses(a, b, t_w, t_s, y, paper=paper).values()),
-               lambda a, b: kdbench_objective(a, b, t_w, t_s, y, paper=float(paper))):
+    for fn in (
+        lambda a, b: sum(authors_losses(a, b, t_w, t_s, y, paper=paper).values()),
+        lambda a, b: kdbench_objective(a, b, t_w, t_s, y, paper=float(paper)),
+    ):
         a, b = s_w.clone().requires_grad_(), s_s.clone().requires_grad_()
         grads.append(torch.autograd.grad(fn(a, b), (a, b)))
     for ours, theirs in zip(grads[1], grads[0]):
@@ -163,8 +194,9 @@ def test_the_two_forms_differ_and_the_released_one_scales_by_the_kept_fraction()
 def test_the_case_temperature_is_the_first_of_the_five(temperature):
     s_w, s_s, t_w, t_s, y = logits(16, 10, 5)
     theirs = sum(authors_losses(s_w, s_s, t_w, t_s, y, temperature=temperature).values())
-    torch.testing.assert_close(kdbench_objective(s_w, s_s, t_w, t_s, y, temperature), theirs,
-                               rtol=1e-5, atol=0)
+    torch.testing.assert_close(
+        kdbench_objective(s_w, s_s, t_w, t_s, y, temperature), theirs, rtol=1e-5, atol=0
+    )
 
 
 def test_constants_are_the_authors_cifar100_defaults():
@@ -249,16 +281,28 @@ def TranslateY(img, v):
 
 
 def augment_list():
-    return [(AutoContrast, 0, 1), (Brightness, 0.05, 0.95), (Color, 0.05, 0.95),
-            (Contrast, 0.05, 0.95), (Equalize, 0, 1), (Identity, 0, 1), (Posterize, 4, 8),
-            (Rotate, -30, 30), (Sharpness, 0.05, 0.95), (ShearX, -0.3, 0.3), (ShearY, -0.3, 0.3),
-            (Solarize, 0, 256), (TranslateX, -0.3, 0.3), (TranslateY, -0.3, 0.3)]
+    return [
+        (AutoContrast, 0, 1),
+        (Brightness, 0.05, 0.95),
+        (Color, 0.05, 0.95),
+        (Contrast, 0.05, 0.95),
+        (Equalize, 0, 1),
+        (Identity, 0, 1),
+        (Posterize, 4, 8),
+        (Rotate, -30, 30),
+        (Sharpness, 0.05, 0.95),
+        (ShearX, -0.3, 0.3),
+        (ShearY, -0.3, 0.3),
+        (Solarize, 0, 256),
+        (TranslateX, -0.3, 0.3),
+        (TranslateY, -0.3, 0.3),
+    ]
 
 
 def CutoutAbs(img, v, x0, y0):  # x0, y0: their np.random.uniform(w), np.random.uniform(h)
     w, h = img.size
-    x0 = int(max(0, x0 - v / 2.))
-    y0 = int(max(0, y0 - v / 2.))
+    x0 = int(max(0, x0 - v / 2.0))
+    y0 = int(max(0, y0 - v / 2.0))
     x1 = min(w, x0 + v)
     y1 = min(h, y0 + v)
     xy = (x0, y0, x1, y1)
@@ -297,8 +341,9 @@ def test_each_strong_operation_equals_the_authors_pil_one(k):
         assert (off > 1).float().mean() <= 0.005, (v, off.max())
 
 
-@pytest.mark.parametrize("fraction, u, v", [(0.3, 0.5, 0.5), (0.5, 0.02, 0.97), (0.11, 0.9, 0.1),
-                                            (0.0, 0.5, 0.5)])
+@pytest.mark.parametrize(
+    "fraction, u, v", [(0.3, 0.5, 0.5), (0.5, 0.02, 0.97), (0.11, 0.9, 0.1), (0.0, 0.5, 0.5)]
+)
 def test_cutout_equals_the_authors(fraction, u, v):
     arr = photos(1, 7)[0]
     img = Image.fromarray(arr)
@@ -334,9 +379,10 @@ def first_batch(data, seed: int = 0, batch: int = 16):
     return next(iter(data.train_batches(batch, torch.Generator().manual_seed(seed))))
 
 
-@pytest.mark.parametrize("dataset, options", [("digits", ()),
-                                              ("synthetic", (("channels", 3), ("size", 32),
-                                                             ("augment", True)))])
+@pytest.mark.parametrize(
+    "dataset, options",
+    [("digits", ()), ("synthetic", (("channels", 3), ("size", 32), ("augment", True)))],
+)
 def test_two_views_of_the_same_images(dataset, options):
     plain = load_dataset(dataset, **dict(options))
     data = load_dataset(dataset, **dict(options), strong_view="fixmatch")
@@ -355,8 +401,10 @@ def test_two_views_of_the_same_images(dataset, options):
     high = data.x_train.amax(dim=(0, 2, 3))[:, None, None]
     assert ((strong >= low - 1e-5) & (strong <= high + 1e-5)).all()
     for split in ("val", "test"):  # held-out splits are untouched
-        assert torch.equal(next(iter(getattr(data, f"{split}_batches")(8)))[0],
-                           next(iter(getattr(plain, f"{split}_batches")(8)))[0])
+        assert torch.equal(
+            next(iter(getattr(data, f"{split}_batches")(8)))[0],
+            next(iter(getattr(plain, f"{split}_batches")(8)))[0],
+        )
 
 
 def test_views_are_reproducible_under_a_fixed_generator():
@@ -372,8 +420,10 @@ def test_the_option_is_in_the_spec_and_so_in_the_case_and_group():
     assert two.to_dict()["dataset_options"] == {STRONG_VIEW: "fixmatch"}
     assert two.case_id != plain.case_id and two.group_id != plain.group_id
     assert type(two).from_dict(two.to_dict()) == two
-    assert load_dataset("digits", strong_view="fixmatch").fingerprint() \
+    assert (
+        load_dataset("digits", strong_view="fixmatch").fingerprint()
         != load_dataset("digits").fingerprint()
+    )
 
 
 @pytest.mark.parametrize("options, match", [({"strong_view": "autoaugment"}, "valid: fixmatch")])
@@ -386,11 +436,18 @@ def test_unknown_strong_view_one_line_error(options, match):
 def test_engine_runs_mlkd_on_two_views_and_refuses_one(tmp_path, tiny_spec):
     engine = Engine(tmp_path / "cache")
     spec = tiny_spec("mlkd", epochs=1, teacher_epochs=1)
-    two = dataclasses.replace(spec, dataset_options=tuple(sorted(
-        {**dict(spec.dataset_options), STRONG_VIEW: "fixmatch"}.items())))
+    two = dataclasses.replace(
+        spec,
+        dataset_options=tuple(
+            sorted({**dict(spec.dataset_options), STRONG_VIEW: "fixmatch"}.items())
+        ),
+    )
     outcome = engine.distill(two)
     assert outcome.metrics["teacher_outputs"] == "online" and outcome.metrics["top1"] >= 0
     with pytest.raises(KdbenchError, match="strong_view='fixmatch'") as info:
-        engine.distill(dataclasses.replace(two, dataset_options=tuple(
-            kv for kv in two.dataset_options if kv[0] != STRONG_VIEW)))
+        engine.distill(
+            dataclasses.replace(
+                two, dataset_options=tuple(kv for kv in two.dataset_options if kv[0] != STRONG_VIEW)
+            )
+        )
     assert "\n" not in str(info.value)

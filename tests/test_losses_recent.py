@@ -100,7 +100,7 @@ def authors_nkd(logit_s, logit_t, gt_label, temp, gamma):
     S_i = F.log_softmax(logit_s / temp, dim=1)
     T_i = F.softmax(logit_t / temp, dim=1)
     loss_non = (T_i * S_i).sum(dim=1).mean()
-    loss_non = -gamma * (temp ** 2) * loss_non
+    loss_non = -gamma * (temp**2) * loss_non
     return loss_t + loss_non
 
 
@@ -131,12 +131,14 @@ def _other_mask(logits_, target):
 
 
 def _cat_mask(t, mask1, mask2):
-    return torch.cat([(t * mask1).sum(dim=1, keepdim=True), (t * mask2).sum(dim=1, keepdim=True)],
-                     dim=1)
+    return torch.cat(
+        [(t * mask1).sum(dim=1, keepdim=True), (t * mask2).sum(dim=1, keepdim=True)], dim=1
+    )
 
 
-def authors_rld(logits_student, logits_teacher, target, alpha, beta, temperature,
-                alpha_temperature):
+def authors_rld(
+    logits_student, logits_teacher, target, alpha, beta, temperature, alpha_temperature
+):
     """mdistiller/distillers/RLD.py, rld_loss with logit_stand=False."""
     student_gt_mask = _gt_mask(logits_student, target)
     student_other_mask = _other_mask(logits_student, target)
@@ -147,16 +149,19 @@ def authors_rld(logits_student, logits_teacher, target, alpha, beta, temperature
     pred_teacher = F.softmax(logits_teacher / alpha_temperature, dim=1)
     pred_student = _cat_mask(pred_student, student_gt_mask, student_other_mask)
     pred_teacher = _cat_mask(pred_teacher, teacher_max_mask, teacher_other_mask)
-    scd_loss = (F.kl_div(torch.log(pred_student), pred_teacher, reduction="batchmean")
-                * alpha_temperature ** 2)
+    scd_loss = (
+        F.kl_div(torch.log(pred_student), pred_teacher, reduction="batchmean")
+        * alpha_temperature**2
+    )
     gt_value = torch.gather(logits_teacher, 1, target.unsqueeze(1))
     mask = torch.where(logits_teacher >= gt_value, 1, 0).bool()  # _get_ge_mask
     masked_student = (logits_student / temperature).masked_fill(mask, -1e9)
     log_pred_student_part2 = F.log_softmax(masked_student, dim=1)
     masked_teacher = (logits_teacher / temperature).masked_fill(mask, -1e9)
     pred_teacher_part2 = F.softmax(masked_teacher, dim=1)
-    mcd_loss = (F.kl_div(log_pred_student_part2, pred_teacher_part2, reduction="batchmean")
-                * temperature ** 2)
+    mcd_loss = (
+        F.kl_div(log_pred_student_part2, pred_teacher_part2, reduction="batchmean") * temperature**2
+    )
     return alpha * scd_loss + beta * mcd_loss
 
 
@@ -167,16 +172,19 @@ def authors_rld(logits_student, logits_teacher, target, alpha, beta, temperature
 def test_rld_is_the_authors_with_same_t(batch, classes, temperature, T):
     s, t, y = logits(batch, classes, seed=7 * batch + classes)
     close(value("rld", s, t, y, temperature), authors_rld(s, t, y, 1.0, 8.0, T, T))
-    close(value("rld", s, t, y, temperature, scd_weight=2.0, mcd_weight=6.0),
-          authors_rld(s, t, y, 2.0, 6.0, T, T))
+    close(
+        value("rld", s, t, y, temperature, scd_weight=2.0, mcd_weight=6.0),
+        authors_rld(s, t, y, 2.0, 6.0, T, T),
+    )
 
 
 @pytest.mark.parametrize("batch,classes", SHAPES)
 def test_rld_without_same_t_uses_alpha_t(batch, classes):
     s, t, y = logits(batch, classes, seed=batch + 11)
     close(value("rld", s, t, y, same_t=0), authors_rld(s, t, y, 1.0, 8.0, 4.0, 1.0))
-    close(value("rld", s, t, y, 3.0, same_t=0, alpha_t=2.0),
-          authors_rld(s, t, y, 1.0, 8.0, 3.0, 2.0))
+    close(
+        value("rld", s, t, y, 3.0, same_t=0, alpha_t=2.0), authors_rld(s, t, y, 1.0, 8.0, 3.0, 2.0)
+    )
 
 
 def test_rld_teacher_wrong_and_true_class_lowest():
@@ -203,8 +211,9 @@ def test_rld_same_t_is_a_switch():
 
 
 # ------------------------------------------------------------------ weights, options, gradients
-@pytest.mark.parametrize("name,temperature", [("ttm", 10.0), ("wttm", 5.0), ("nkd", 3.0),
-                                              ("rld", 4.0)])
+@pytest.mark.parametrize(
+    "name,temperature", [("ttm", 10.0), ("wttm", 5.0), ("nkd", 3.0), ("rld", 4.0)]
+)
 def test_defaults_are_the_authors_objective(name, temperature):
     """CE weight 1 and α 1: ce_weight·CE + α·term is the authors' training objective."""
     cls = LOSSES.get(name)
@@ -212,20 +221,28 @@ def test_defaults_are_the_authors_objective(name, temperature):
     assert cls.weights() == (1.0, 1.0)
 
 
-PERTURBED = [("ttm", {"beta": 44.0}), ("wttm", {"beta": 4.5}), ("nkd", {"gamma": 3.0}),
-             ("rld", {"scd_weight": 1.5}), ("rld", {"mcd_weight": 7.0}),
-             ("rld", {"same_t": 0.0}), ("rld", {"warmup": 0.5})]
+PERTURBED = [
+    ("ttm", {"beta": 44.0}),
+    ("wttm", {"beta": 4.5}),
+    ("nkd", {"gamma": 3.0}),
+    ("rld", {"scd_weight": 1.5}),
+    ("rld", {"mcd_weight": 7.0}),
+    ("rld", {"same_t": 0.0}),
+    ("rld", {"warmup": 0.5}),
+]
 
 
-@pytest.mark.parametrize("name,options", PERTURBED,
-                         ids=[f"{n}-{next(iter(o))}" for n, o in PERTURBED])
+@pytest.mark.parametrize(
+    "name,options", PERTURBED, ids=[f"{n}-{next(iter(o))}" for n, o in PERTURBED]
+)
 def test_every_option_changes_the_value(name, options):
     s, t, y = logits(8, 10, seed=1)
     loss, changed = LOSSES.get(name)(), LOSSES.get(name)(**options)
     for each in (loss, changed):
         each.set_progress(0, 240)
-    assert not torch.isclose(loss({"logits": s}, {"logits": t}, y),
-                             changed({"logits": s}, {"logits": t}, y))
+    assert not torch.isclose(
+        loss({"logits": s}, {"logits": t}, y), changed({"logits": s}, {"logits": t}, y)
+    )
 
 
 @pytest.mark.parametrize("name", ["ttm", "wttm", "nkd", "rld"])

@@ -32,8 +32,10 @@ def test_agreement_and_topk_count_percent_of_samples():
     assert measure.topk_accuracy(logits, target, 5) == 100.0  # k clipped to the class count
 
 
-@pytest.mark.parametrize("top1, classes, near", [(3.61, 100, True), (12.0, 10, True),
-                                                 (25.0, 10, False), (91.9, 10, False)])
+@pytest.mark.parametrize(
+    "top1, classes, near",
+    [(3.61, 100, True), (12.0, 10, True), (25.0, 10, False), (91.9, 10, False)],
+)
 def test_near_chance(top1, classes, near):
     assert measure.near_chance(top1, classes) is near
 

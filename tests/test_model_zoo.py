@@ -21,8 +21,13 @@ TORCHVISION = ("tv:resnet18", "tv:mobilenet_v3_small", "tv:shufflenet_v2_x0_5")
 ALL = (*MODELS.names(), *TORCHVISION)
 
 # parameter counts for 100 classes as published with the CRD/DKD tables
-PUBLISHED_PARAMS = {"resnet8x4": 1_233_540, "resnet32x4": 7_433_860, "wrn_40_2": 2_255_156,
-                    "resnet56": 861_620, "vgg13": 9_462_180}
+PUBLISHED_PARAMS = {
+    "resnet8x4": 1_233_540,
+    "resnet32x4": 7_433_860,
+    "wrn_40_2": 2_255_156,
+    "resnet56": 861_620,
+    "vgg13": 9_462_180,
+}
 # (channels, height) of each stage on 3×32×32 inputs: RepDistiller's feature lists minus the
 # pooled vector
 STAGE_SHAPES = {
@@ -42,7 +47,8 @@ def _calls(model: nn.Module, paths: set[str]) -> dict[str, int]:
     counts = dict.fromkeys(paths, 0)
     for path in paths:
         model.get_submodule(path).register_forward_pre_hook(
-            lambda module, args, path=path: counts.__setitem__(path, counts[path] + 1))
+            lambda module, args, path=path: counts.__setitem__(path, counts[path] + 1)
+        )
     return counts
 
 
@@ -117,8 +123,10 @@ def test_torchvision_state_dict_loads_into_tv_models() -> None:
     net = torchvision.models.resnet18(num_classes=10)
     model = build_model("tv:resnet18", 10, CIFAR)
     model.load_state_dict(net.state_dict())
-    assert all(torch.equal(model.state_dict()[f"net.{key}"], value)
-               for key, value in net.state_dict().items())
+    assert all(
+        torch.equal(model.state_dict()[f"net.{key}"], value)
+        for key, value in net.state_dict().items()
+    )
     model.load_state_dict(model.state_dict())  # kdbench's own (cached teachers) still loads
 
 

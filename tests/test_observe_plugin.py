@@ -21,12 +21,14 @@ CASES = ("-k", "cnn_m-ce- or cnn_m-kd-")
 
 
 def names(seeds: int) -> set[str]:
-    return {s.name for s in PROFILES.get("smoke").specs(("cpu",), seeds=seeds, epochs=EPOCHS)
-            if s.loss in ("ce", "kd")}
+    return {
+        s.name
+        for s in PROFILES.get("smoke").specs(("cpu",), seeds=seeds, epochs=EPOCHS)
+        if s.loss in ("ce", "kd")
+    }
 
 
-def test_xdist_workers_progress_reaches_the_controller_and_the_log_is_bounded(kd_suite,
-                                                                              pytester):
+def test_xdist_workers_progress_reaches_the_controller_and_the_log_is_bounded(kd_suite, pytester):
     result = kd_suite(*SMOKE, *CASES, "-n", "2", subprocess=True)
     expected = names(1)
     result.assert_outcomes(passed=len(expected))
@@ -39,20 +41,29 @@ def test_xdist_workers_progress_reaches_the_controller_and_the_log_is_bounded(kd
             ended[found[2]] = found[1], found[3], found[4]
     assert set(ended) == expected
     assert {(epoch, epochs) for _, epoch, epochs in ended.values()} == {(str(EPOCHS),) * 2}
-    assert log[-1].startswith(f"[kdbench] {len(expected)}/{len(expected)} done · 0 running · "
-                              "0 left · 0 failed · ETA 0s")
+    assert log[-1].startswith(
+        f"[kdbench] {len(expected)}/{len(expected)} done · 0 running · 0 left · 0 failed · ETA 0s"
+    )
 
     (progress,) = (pytester.path / "results" / "runs").glob("*.progress")
-    assert sorted(p.name for p in progress.iterdir()) == ["controller.json", "end.json",
-                                                          "gw0.ndjson", "gw1.ndjson"]
+    assert sorted(p.name for p in progress.iterdir()) == [
+        "controller.json",
+        "end.json",
+        "gw0.ndjson",
+        "gw1.ndjson",
+    ]
     assert json.loads((progress / "end.json").read_text())["exitstatus"] == 0
-    events = [json.loads(line) for w in ("gw0", "gw1")
-              for line in (progress / f"{w}.ndjson").read_text().splitlines()]
+    events = [
+        json.loads(line)
+        for w in ("gw0", "gw1")
+        for line in (progress / f"{w}.ndjson").read_text().splitlines()
+    ]
     ticks = {e["case_id"] for e in events if e["event"] == "tick"}
     assert len(ticks) == len(expected)  # every case reported progress while it ran
 
-    watch = pytester.run(sys.executable, "-m", "kdbench.cli", "watch",
-                         str(pytester.path / "results"))
+    watch = pytester.run(
+        sys.executable, "-m", "kdbench.cli", "watch", str(pytester.path / "results")
+    )
     assert watch.ret == 0
     out = watch.stdout.str()
     assert f"{len(expected)}/{len(expected)} done · 0 failed · ended" in out
@@ -66,7 +77,8 @@ def test_a_terminal_gets_a_live_panel(kd_suite):
     assert "kdbench 1/1 done · 0 running · 0 left · 0 failed · ETA 0s" in out
     assert re.search(r"digits-cnn_t/cnn_m-kd-T4-cpu-s0 +━+ starting", out)  # drawn at its start
     assert "kdbench leaderboard" in out and not any(
-        line.startswith("[kdbench] ") for line in result.outlines)
+        line.startswith("[kdbench] ") for line in result.outlines
+    )
 
 
 def test_kd_progress_off_and_sessions_without_cases_show_nothing(kd_suite, pytester):
@@ -83,21 +95,27 @@ def test_kd_log_writes_the_record_first_and_warns_when_a_tracker_fails(kd_suite,
     (pytester.path / "results" / "tensorboard").write_text("a file, not a folder")
     result = kd_suite(*SMOKE, "-k", "cnn_m-ce-", "--kd-log", "tensorboard")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["*--kd-log tensorboard: digits-cnn_t/cnn_m-ce-cpu-s0 not "
-                                 "logged*its record is written*"])
+    result.stdout.fnmatch_lines(
+        ["*--kd-log tensorboard: digits-cnn_t/cnn_m-ce-cpu-s0 not logged*its record is written*"]
+    )
     (record,) = load_records(list((pytester.path / "results" / "runs").glob("*.jsonl")))
     assert record["status"] == "ok"
 
 
-def test_a_missing_tracker_extra_is_a_one_line_error_before_any_training(kd_suite, pytester,
-                                                                        monkeypatch):
+def test_a_missing_tracker_extra_is_a_one_line_error_before_any_training(
+    kd_suite, pytester, monkeypatch
+):
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "mlflow" else find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "mlflow" else find_spec(name, *a),
+    )
     result = kd_suite(*SMOKE, *CASES, "--kd-log", "tensorboard,mlflow")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: --kd-log mlflow: mlflow is not installed: "
-                                 "pip install 'kdbench[mlflow]'"])
+    result.stderr.fnmatch_lines(
+        ["ERROR: --kd-log mlflow: mlflow is not installed: pip install 'kdbench[mlflow]'"]
+    )
     assert not (pytester.path / "results").exists()
 
 
@@ -106,8 +124,9 @@ def test_watch_once_on_a_folder_without_a_run(tmp_path, capsys):
     assert "no results folder" in capsys.readouterr().err
 
 
-def test_an_unusable_mlflow_store_is_a_one_line_error_before_any_training(kd_suite, pytester,
-                                                                         monkeypatch):
+def test_an_unusable_mlflow_store_is_a_one_line_error_before_any_training(
+    kd_suite, pytester, monkeypatch
+):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "no-such-scheme://anywhere")
     result = kd_suite(*SMOKE, *CASES, "--kd-log", "mlflow")
     assert result.ret == pytest.ExitCode.USAGE_ERROR

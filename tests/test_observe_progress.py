@@ -32,19 +32,33 @@ def events(folder, worker, *items):
 
 
 def plan(cases, pid=None):
-    return {"cases": [[c, f"case-{c}"] for c in cases], "host": os.uname().nodename,
-            "pid": pid or os.getpid()}
+    return {
+        "cases": [[c, f"case-{c}"] for c in cases],
+        "host": os.uname().nodename,
+        "pid": pid or os.getpid(),
+    }
 
 
 def test_two_writers_rebuild_counts_running_cases_and_failures(tmp_path):
     folder = channel.progress_dir(tmp_path / "runs" / "r.jsonl")
     assert folder.name == "r.progress"
-    events(folder, "gw0", (0, "plan", plan("abcd")), (1, "start", {"case_id": "a"}),
-           (2, "tick", {"case_id": "a", "stage": "case-a", "epoch": 1, "epochs": 4}),
-           (3, "end", {"case_id": "a", "outcome": "passed"}), (4, "start", {"case_id": "c"}),
-           (5, "tick", {"case_id": "c", "stage": "teacher cnn_t", "epoch": 0.5, "epochs": 2}))
-    events(folder, "gw1", (0, "plan", plan("abcd")), (1, "start", {"case_id": "b"}),
-           (2, "end", {"case_id": "b", "outcome": "failed"}))
+    events(
+        folder,
+        "gw0",
+        (0, "plan", plan("abcd")),
+        (1, "start", {"case_id": "a"}),
+        (2, "tick", {"case_id": "a", "stage": "case-a", "epoch": 1, "epochs": 4}),
+        (3, "end", {"case_id": "a", "outcome": "passed"}),
+        (4, "start", {"case_id": "c"}),
+        (5, "tick", {"case_id": "c", "stage": "teacher cnn_t", "epoch": 0.5, "epochs": 2}),
+    )
+    events(
+        folder,
+        "gw1",
+        (0, "plan", plan("abcd")),
+        (1, "start", {"case_id": "b"}),
+        (2, "end", {"case_id": "b", "outcome": "failed"}),
+    )
     state = RunState(folder).update()
     assert (state.planned, len(state.done()), state.left()) == (4, 2, 1)
     assert [c.case_id for c in state.failed()] == ["b"]
@@ -64,13 +78,23 @@ def test_two_writers_rebuild_counts_running_cases_and_failures(tmp_path):
 
 
 def test_a_run_ends_with_its_end_marker_or_when_its_controller_is_gone(tmp_path):
-    events(tmp_path, "gw0", (0, "plan", plan("ab")), (1, "start", {"case_id": "a"}),
-           (2, "end", {"case_id": "a", "outcome": "passed"}), (3, "finish", {}))
+    events(
+        tmp_path,
+        "gw0",
+        (0, "plan", plan("ab")),
+        (1, "start", {"case_id": "a"}),
+        (2, "end", {"case_id": "a", "outcome": "passed"}),
+        (3, "finish", {}),
+    )
     channel.write_marker(tmp_path, channel.CONTROLLER_FILE)  # this process: alive
     state = RunState(tmp_path).update()
     assert not state.ended  # workers done, the controller still reporting
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     gone = RunState(tmp_path)
     gone.controller = {"host": os.uname().nodename, "pid": int(dead.stdout)}
     assert gone.update().ended and gone.end is None  # killed: no end marker, no controller
@@ -91,11 +115,17 @@ def test_eta_from_earlier_durations_scaled_to_this_runs_pace(tmp_path):
     records.append({"case_id": "e", "status": "error", "metrics": {}})
     known = known_durations(records)
     assert known == dict.fromkeys("abcd", 10.0)
-    events(tmp_path, "main", (0, "plan", plan("abcde")), (0, "start", {"case_id": "a"}),
-           (30, "tick", {"case_id": "a", "stage": "case-a", "epoch": 0, "epochs": 1}),
-           (50, "end", {"case_id": "a", "outcome": "passed"}), (50, "start", {"case_id": "b"}),
-           (50, "tick", {"case_id": "b", "stage": "case-b", "epoch": 0, "epochs": 4}),
-           (55, "tick", {"case_id": "b", "stage": "case-b", "epoch": 1, "epochs": 4}))
+    events(
+        tmp_path,
+        "main",
+        (0, "plan", plan("abcde")),
+        (0, "start", {"case_id": "a"}),
+        (30, "tick", {"case_id": "a", "stage": "case-a", "epoch": 0, "epochs": 1}),
+        (50, "end", {"case_id": "a", "outcome": "passed"}),
+        (50, "start", {"case_id": "b"}),
+        (50, "tick", {"case_id": "b", "stage": "case-b", "epoch": 0, "epochs": 4}),
+        (55, "tick", {"case_id": "b", "stage": "case-b", "epoch": 1, "epochs": 4}),
+    )
     state = RunState(tmp_path).update()
     # a: 30 s of setup (a worker's first case loads data and teachers), then 20 s for a 10 s
     # case: pace 2; b: 5 s an epoch, 3 left; c, d: 2 × 10 s; e (never done): a's wall, 50 s
@@ -104,8 +134,7 @@ def test_eta_from_earlier_durations_scaled_to_this_runs_pace(tmp_path):
     fresh = RunState(tmp_path / "none")
     events(fresh.folder, "main", (0, "plan", plan("xy")))
     assert remaining(fresh.update(), {}, now=1) is None  # nothing tells yet
-    assert [format_seconds(s) for s in (None, 5, 75, 3725)] == ["unknown", "5s", "1m15s",
-                                                                 "1h02m"]
+    assert [format_seconds(s) for s in (None, 5, 75, 3725)] == ["unknown", "5s", "1m15s", "1h02m"]
 
 
 def test_line_log_is_bounded_by_cases_not_steps(tmp_path):
@@ -113,27 +142,41 @@ def test_line_log_is_bounded_by_cases_not_steps(tmp_path):
     items = [(0, "plan", plan(cases))]
     for i, case in enumerate(cases):
         items += [(i, "start", {"case_id": case})]
-        items += [(i + s / 100, "tick", {"case_id": case, "stage": f"case-{case}",
-                                         "epoch": s / 100, "epochs": 1}) for s in range(1, 101)]
+        items += [
+            (
+                i + s / 100,
+                "tick",
+                {"case_id": case, "stage": f"case-{case}", "epoch": s / 100, "epochs": 1},
+            )
+            for s in range(1, 101)
+        ]
         items += [(i + 1, "end", {"case_id": case, "outcome": "passed"})]
     folder = tmp_path / "p"
     folder.mkdir()
     (folder / "main.ndjson").write_text(
-        "".join(json.dumps({"t": t, "event": e, **f}) + "\n" for t, e, f in items))
+        "".join(json.dumps({"t": t, "event": e, **f}) + "\n" for t, e, f in items)
+    )
     lines: list[str] = []
     log = LineLog(lines.append, heartbeat=3600)
     state = RunState(folder)
     for _ in range(3):
         log.update(state.update(), {})
     assert len(lines) == LOG_LINES
-    assert lines[-1].startswith(f"[kdbench] {len(cases)}/{len(cases)} done · 0 running · "
-                                "0 left · 0 failed · ETA 0s · main case-199 passed after "
-                                "epoch 1/1 in 1s")
+    assert lines[-1].startswith(
+        f"[kdbench] {len(cases)}/{len(cases)} done · 0 running · "
+        "0 left · 0 failed · ETA 0s · main case-199 passed after "
+        "epoch 1/1 in 1s"
+    )
 
 
 def test_panel_shows_counts_eta_and_a_bar_per_running_case(tmp_path):
-    events(tmp_path, "gw0", (0, "plan", plan("ab")), (0, "start", {"case_id": "a"}),
-           (1, "tick", {"case_id": "a", "stage": "case-a", "epoch": 1.5, "epochs": 3}))
+    events(
+        tmp_path,
+        "gw0",
+        (0, "plan", plan("ab")),
+        (0, "start", {"case_id": "a"}),
+        (1, "tick", {"case_id": "a", "stage": "case-a", "epoch": 1.5, "epochs": 3}),
+    )
     console = Console(file=io.StringIO(), width=120, force_terminal=False)
     console.print(panel(RunState(tmp_path).update(), {"a": 1.0, "b": 1.0}, now=4))
     text = console.file.getvalue()
@@ -146,8 +189,13 @@ def test_watch_follows_shards_of_a_slurm_job_until_each_ends(tmp_path, capsys):
     (tmp_path / "slurm" / "shards.sbatch").parent.mkdir(parents=True)
     (tmp_path / "slurm" / "shards.sbatch").write_text("#!/bin/bash\n#SBATCH --array=1-3\n")
     one = job / "shard-1" / "runs" / "20261201T000000.000000Z_x_1.progress"
-    events(one, "gw0", (0, "plan", plan("ab")), (0, "start", {"case_id": "a"}),
-           (1, "end", {"case_id": "a", "outcome": "failed"}))
+    events(
+        one,
+        "gw0",
+        (0, "plan", plan("ab")),
+        (0, "start", {"case_id": "a"}),
+        (1, "end", {"case_id": "a", "outcome": "failed"}),
+    )
     two = job / "shard-2" / "runs" / "20261201T000000.000000Z_x_2.progress"
     events(two, "main", (0, "plan", plan("cd")), (1, "start", {"case_id": "c"}))
     seen = watch.Watch(job)
@@ -163,8 +211,13 @@ def test_watch_follows_shards_of_a_slurm_job_until_each_ends(tmp_path, capsys):
     assert "shard-2:\nmain case-c" in console.file.getvalue()  # its running case, under it
 
     three = job / "shard-3" / "runs" / "20261201T000000.000000Z_x_3.progress"
-    events(three, "main", (0, "plan", plan("e")), (0, "start", {"case_id": "e"}),
-           (1, "end", {"case_id": "e", "outcome": "passed"}))
+    events(
+        three,
+        "main",
+        (0, "plan", plan("e")),
+        (0, "start", {"case_id": "e"}),
+        (1, "end", {"case_id": "e", "outcome": "passed"}),
+    )
     for folder, status in ((one, 1), (two, 0), (three, 0)):
         channel.write_marker(folder, channel.END_FILE, exitstatus=status)
     args = argparse.Namespace(results=str(job), interval=0.01, once=False)
@@ -190,6 +243,9 @@ def test_watch_follows_a_run_going_on_and_ends_when_it_ends(tmp_path, capsys):
     assert watch.main(args) == 0
     other.join()
     out = capsys.readouterr().out
-    for done in ("0/2 done · 0 failed · ETA unknown", "1/2 done · 0 failed · ETA",
-                 "2/2 done · 0 failed · ended"):
+    for done in (
+        "0/2 done · 0 failed · ETA unknown",
+        "1/2 done · 0 failed · ETA",
+        "2/2 done · 0 failed · ended",
+    ):
         assert f"{tmp_path / 'results'}: {done}" in out

@@ -24,18 +24,32 @@ def record(tmp_path_factory) -> dict:
     """The record of a real tiny case (synthetic data, 3 epochs), as the plugin writes it."""
     from kdbench.spec import make_spec
 
-    spec = make_spec(dataset="synthetic", teacher="cnn_t", student="cnn_s", loss="kd",
-                     temperature=4.0, epochs=3, teacher_epochs=2,
-                     dataset_options=(("num_test", 64), ("num_train", 256)))
+    spec = make_spec(
+        dataset="synthetic",
+        teacher="cnn_t",
+        student="cnn_s",
+        loss="kd",
+        temperature=4.0,
+        epochs=3,
+        teacher_epochs=2,
+        dataset_options=(("num_test", 64), ("num_train", 256)),
+    )
     written: list[dict] = []
-    case.run(Engine(cache_dir=tmp_path_factory.mktemp("cache")), spec,
-             measure.environment(torch.device("cpu")), written.append)
+    case.run(
+        Engine(cache_dir=tmp_path_factory.mktemp("cache")),
+        spec,
+        measure.environment(torch.device("cpu")),
+        written.append,
+    )
     return json.loads(json.dumps(written[0]))
 
 
 def finite(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if isinstance(v, (int, float))
-            and not isinstance(v, bool) and math.isfinite(v)}
+    return {
+        k: v
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    }
 
 
 def spec_params(spec: dict) -> dict:
@@ -58,13 +72,17 @@ def test_mlflow_run_holds_the_spec_history_and_final_metrics(record, tmp_path, m
     assert run.info.run_name == record["name"] and run.info.status == "FINISHED"
     assert run.data.params == spec_params(record["spec"])
     assert {k: run.data.tags[k] for k in ("case_id", "group_id", "profile")} == {
-        "case_id": record["case_id"], "group_id": record["group_id"], "profile": "quick"}
+        "case_id": record["case_id"],
+        "group_id": record["group_id"],
+        "profile": "quick",
+    }
     final = {k: v for k, v in run.data.metrics.items() if not k.startswith("epoch/")}
     assert final == pytest.approx(finite(record["metrics"]))
     for key in ("loss", "val_top1", "top1"):
         history = client.get_metric_history(run.info.run_id, f"epoch/{key}")
         assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [
-            (h["epoch"], pytest.approx(h[key])) for h in record["history"]]
+            (h["epoch"], pytest.approx(h[key])) for h in record["history"]
+        ]
     assert len(record["history"]) == 3
 
 
@@ -76,9 +94,13 @@ def test_tensorboard_event_files_hold_the_history_and_final_metrics(record, tmp_
     events = EventAccumulator(str(folder), size_guidance={"scalars": 0}).Reload()
     for key in ("loss", "val_top1", "top1"):
         assert [(e.step, e.value) for e in events.Scalars(f"epoch/{key}")] == [
-            (h["epoch"], pytest.approx(h[key], rel=1e-6)) for h in record["history"]]
-    final = {tag[len("final/"):]: events.Scalars(tag)[0].value
-             for tag in events.Tags()["scalars"] if tag.startswith("final/")}
+            (h["epoch"], pytest.approx(h[key], rel=1e-6)) for h in record["history"]
+        ]
+    final = {
+        tag[len("final/") :]: events.Scalars(tag)[0].value
+        for tag in events.Tags()["scalars"]
+        if tag.startswith("final/")
+    }
     assert final == pytest.approx(finite(record["metrics"]), rel=1e-6)
 
 
@@ -95,8 +117,8 @@ def wandb_records(path: Path) -> list:
         if WANDB_BLOCK - pos % WANDB_BLOCK < 7:  # a block's tail too short for a header
             pos += WANDB_BLOCK - pos % WANDB_BLOCK
             continue
-        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
-        parts += data[pos + 7:pos + 7 + length]
+        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
+        parts += data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):
             out.append(Record.FromString(parts))
@@ -119,36 +141,60 @@ def test_wandb_offline_run_holds_the_spec_history_and_summary(record, tmp_path, 
     found = wandb_records(run_file)
     (run,) = [r.run for r in found if r.WhichOneof("record_type") == "run"]
     assert run.display_name == record["name"] and run.run_group == record["group_id"]
-    config = {i.key: json.loads(i.value_json) for r in found
-              if r.WhichOneof("record_type") in ("run", "config")
-              for i in (r.run.config if r.HasField("run") else r.config).update}
-    assert {k: v for k, v in config.items() if k != "_wandb"} == \
-        spec_params(record["spec"])
-    history = [{key(i): json.loads(i.value_json) for i in r.history.item} for r in found
-               if r.WhichOneof("record_type") == "history"]
-    assert [{k.removeprefix("epoch/"): v for k, v in h.items() if k.startswith("epoch")}
-            for h in history] == record["history"]
-    summary = {key(i): json.loads(i.value_json) for r in found
-               if r.WhichOneof("record_type") == "summary" for i in r.summary.update}
-    assert {k: summary[k] for k in finite(record["metrics"])} == \
-        pytest.approx(finite(record["metrics"]))
+    config = {
+        i.key: json.loads(i.value_json)
+        for r in found
+        if r.WhichOneof("record_type") in ("run", "config")
+        for i in (r.run.config if r.HasField("run") else r.config).update
+    }
+    assert {k: v for k, v in config.items() if k != "_wandb"} == spec_params(record["spec"])
+    history = [
+        {key(i): json.loads(i.value_json) for i in r.history.item}
+        for r in found
+        if r.WhichOneof("record_type") == "history"
+    ]
+    assert [
+        {k.removeprefix("epoch/"): v for k, v in h.items() if k.startswith("epoch")}
+        for h in history
+    ] == record["history"]
+    summary = {
+        key(i): json.loads(i.value_json)
+        for r in found
+        if r.WhichOneof("record_type") == "summary"
+        for i in r.summary.update
+    }
+    assert {k: summary[k] for k in finite(record["metrics"])} == pytest.approx(
+        finite(record["metrics"])
+    )
 
 
 def test_a_failing_tracker_is_a_warning(record, tmp_path):
     (tmp_path / "tensorboard").write_text("a file where the folder should be")
-    with pytest.warns(UserWarning, match=r"--kd-log tensorboard: .* not logged .* its record "
-                                         r"is written"):
+    with pytest.warns(
+        UserWarning,
+        match=r"--kd-log tensorboard: .* not logged .* its record "
+        r"is written",
+    ):
         trackers.Trackers(["tensorboard"], tmp_path, None, "run-1").log(record)
 
 
 def test_kd_log_values_are_checked_and_a_missing_extra_is_named(monkeypatch):
     assert trackers.parse(["mlflow,tensorboard", "mlflow"]) == ["mlflow", "tensorboard"]
-    with pytest.raises(KdbenchError, match=r"invalid --kd-log 'neptune': valid: mlflow, "
-                                           r"tensorboard, wandb"):
+    with pytest.raises(
+        KdbenchError,
+        match=r"invalid --kd-log 'neptune': valid: mlflow, "
+        r"tensorboard, wandb",
+    ):
         trackers.parse(["neptune"])
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "wandb" else find_spec(name, *a))
-    with pytest.raises(KdbenchError, match=r"^--kd-log wandb: wandb is not installed: "
-                                           r"pip install 'kdbench\[wandb\]'$"):
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "wandb" else find_spec(name, *a),
+    )
+    with pytest.raises(
+        KdbenchError,
+        match=r"^--kd-log wandb: wandb is not installed: "
+        r"pip install 'kdbench\[wandb\]'$",
+    ):
         trackers.parse(["wandb"])

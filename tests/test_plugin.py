@@ -16,12 +16,36 @@ from kdbench.results import load_records
 EPOCHS = 5  # with 3 (17 steps of 64 of digits' 1,077 training images) kd stayed at chance
 SMOKE = ("--kd-profile", "smoke", "--kd-device", "cpu", "--kd-epochs", str(EPOCHS))
 RECORD_KEYS = {"schema", "case_id", "group_id", "status", "spec", "metrics", "env", "created_at"}
-SPEC_KEYS = {"dataset", "teacher", "student", "loss", "temperature", "alpha", "seed", "device",
-             "epochs"}
-METRIC_KEYS = {"top1", "top5", "val_top1", "best_top1", "teacher_top1", "student_params",
-               "teacher_params", "extra_params", "student_flops", "train_throughput",
-               "train_throughput_online", "infer_throughput", "latency_ms", "peak_mem_mb",
-               "agreement", "fidelity_kl", "train_s"}
+SPEC_KEYS = {
+    "dataset",
+    "teacher",
+    "student",
+    "loss",
+    "temperature",
+    "alpha",
+    "seed",
+    "device",
+    "epochs",
+}
+METRIC_KEYS = {
+    "top1",
+    "top5",
+    "val_top1",
+    "best_top1",
+    "teacher_top1",
+    "student_params",
+    "teacher_params",
+    "extra_params",
+    "student_flops",
+    "train_throughput",
+    "train_throughput_online",
+    "infer_throughput",
+    "latency_ms",
+    "peak_mem_mb",
+    "agreement",
+    "fidelity_kl",
+    "train_s",
+}
 ENV_KEYS = {"torch", "python", "device_name", "threads", "git_sha", "kdbench_version"}
 
 
@@ -31,8 +55,11 @@ def smoke_ids(losses: set[str], seeds: int) -> set[str]:
 
 
 def test_help_lists_every_kd_option(kd_suite, request):
-    options = {"--" + dest.replace("_", "-") for dest in vars(request.config.option)
-               if dest.startswith("kd_")}
+    options = {
+        "--" + dest.replace("_", "-")
+        for dest in vars(request.config.option)
+        if dest.startswith("kd_")
+    }
     assert {"--kd-profile", "--kd-device", "--kd-seeds", "--kd-epochs", "--kd-results"} <= options
     out = kd_suite("--help").stdout.str()
     assert sorted(o for o in options if o not in out) == []
@@ -75,8 +102,9 @@ def test_cuda_cases_skip_with_a_reason_without_gpu(kd_suite, pytester):
 
 
 def test_xdist_workers_write_every_case_once_to_one_run_file(kd_suite, pytester):
-    result = kd_suite(*SMOKE, "--kd-seeds", "2", "-n", "2", "-k", "cnn_m-ce- or cnn_m-kd-",
-                      subprocess=True)
+    result = kd_suite(
+        *SMOKE, "--kd-seeds", "2", "-n", "2", "-k", "cnn_m-ce- or cnn_m-kd-", subprocess=True
+    )
     expected = smoke_ids({"ce", "kd"}, 2)
     result.assert_outcomes(passed=len(expected))
     runs = list((pytester.path / "results" / "runs").glob("*.jsonl"))
@@ -115,8 +143,11 @@ def test_loss_kind_markers_select_by_declared_taps(kd_suite, marker):
     ids = [line for line in result.outlines if "test_case[" in line]
     losses = {line.split("-")[2] for line in ids}  # digits-cnn_t/cnn_m-<loss>-…
     logit_only = {n for n in LOSSES.names() if set(LOSSES.get(n).taps) <= {"logits"}} - {"ce"}
-    expected = {"logits_only": logit_only, "student_alone": {"ce"},
-                "hidden_layers": set(LOSSES.names()) - logit_only - {"ce"}}[marker]
+    expected = {
+        "logits_only": logit_only,
+        "student_alone": {"ce"},
+        "hidden_layers": set(LOSSES.names()) - logit_only - {"ce"},
+    }[marker]
     assert losses == expected
 
 
@@ -138,19 +169,23 @@ def test_kd_baseline_fails_on_missing_cases_unless_a_subset_is_allowed(kd_suite,
     subset = kd_suite(*SMOKE, "-k", "cnn_m-ce-", "--kd-baseline", str(baseline))
     assert subset.ret == int(pytest.ExitCode.TESTS_FAILED)
     assert "1 baseline case(s) missing from the current run" in subset.stdout.str()
-    allowed = kd_suite(*SMOKE, "-k", "cnn_m-ce-", "--kd-baseline", str(baseline),
-                       "--kd-allow-missing")
+    allowed = kd_suite(
+        *SMOKE, "-k", "cnn_m-ce-", "--kd-baseline", str(baseline), "--kd-allow-missing"
+    )
     assert allowed.ret == 0, allowed.stdout.str()
     assert "no regression (1 baseline case(s) not run, allowed)" in allowed.stdout.str()
-    folder = kd_suite(*SMOKE, "-k", "cnn_m-ce- or cnn_m-kd-", "--kd-baseline",
-                      str(baseline.parent))  # a folder of records is a baseline too
+    folder = kd_suite(
+        *SMOKE, "-k", "cnn_m-ce- or cnn_m-kd-", "--kd-baseline", str(baseline.parent)
+    )  # a folder of records is a baseline too
     assert folder.ret == 0, folder.stdout.str()
 
 
 def test_one_torch_thread_per_process_by_default(pytester):
     """A second intra-op thread was up to 5× slower on a shared 2-core machine
     (docs/performance.md)."""
-    pytester.makepyfile(test_threads="import torch\n\ndef test_threads():\n"
-                        "    assert torch.get_num_threads() == 1\n")
+    pytester.makepyfile(
+        test_threads="import torch\n\ndef test_threads():\n"
+        "    assert torch.get_num_threads() == 1\n"
+    )
     pytester.runpytest_subprocess("-n", "0", "-p", "no:cacheprovider").assert_outcomes(passed=1)
     pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider").assert_outcomes(passed=1)

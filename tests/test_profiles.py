@@ -15,10 +15,18 @@ from kdbench.registry import KdbenchError
 from kdbench.run.engine import Engine
 
 CRD_PAIRS = {
-    ("wrn_40_2", "wrn_16_2"), ("wrn_40_2", "wrn_40_1"), ("resnet56", "resnet20"),
-    ("resnet110", "resnet20"), ("resnet110", "resnet32"), ("resnet32x4", "resnet8x4"),
-    ("vgg13", "vgg8"), ("vgg13", "mobilenetv2"), ("resnet50", "mobilenetv2"),
-    ("resnet50", "vgg8"), ("resnet32x4", "shufflenetv1"), ("resnet32x4", "shufflenetv2"),
+    ("wrn_40_2", "wrn_16_2"),
+    ("wrn_40_2", "wrn_40_1"),
+    ("resnet56", "resnet20"),
+    ("resnet110", "resnet20"),
+    ("resnet110", "resnet32"),
+    ("resnet32x4", "resnet8x4"),
+    ("vgg13", "vgg8"),
+    ("vgg13", "mobilenetv2"),
+    ("resnet50", "mobilenetv2"),
+    ("resnet50", "vgg8"),
+    ("resnet32x4", "shufflenetv1"),
+    ("resnet32x4", "shufflenetv2"),
     ("wrn_40_2", "shufflenetv1"),
 }
 
@@ -38,7 +46,8 @@ def test_quick_runs_every_loss_and_sweeps_only_kd_over_temperatures():
     assert {s.temperature for s in specs if s.loss == "kd"} == {1.0, 2.0, 4.0, 8.0}
     for loss in ("dkd", "dist", "kd_ls"):
         assert {s.temperature for s in specs if s.loss == loss} == {
-            LOSSES.get(loss).default_temperature}
+            LOSSES.get(loss).default_temperature
+        }
     assert {s.temperature for s in specs if not LOSSES.get(s.loss).uses_temperature} == {None}
     pairs = {(s.teacher, s.student) for s in specs}
     # pairs × (losses + 3 extra kd temperatures) × 3 seeds, on the CPU in fp32
@@ -63,8 +72,9 @@ def test_a_newly_registered_loss_is_picked_up(monkeypatch):
 
 
 def test_teacher_checkpoints_apply_to_their_teacher():
-    profile = dataclasses.replace(PROFILES.get("smoke"), pairs=(("cnn_t", "cnn_m"),
-                                                                 ("cnn_m", "cnn_s")))
+    profile = dataclasses.replace(
+        PROFILES.get("smoke"), pairs=(("cnn_t", "cnn_m"), ("cnn_m", "cnn_s"))
+    )
     specs = profile.specs(("cpu",), teacher_ckpts={"cnn_t": "/weights/t.pt"})
     assert {s.teacher_ckpt for s in specs if s.teacher == "cnn_t"} == {"/weights/t.pt"}
     assert {s.teacher_ckpt for s in specs if s.teacher == "cnn_m"} == {None}
@@ -85,9 +95,14 @@ def test_teacher_sees_the_students_augmented_batch(tiny_spec, cache_dir, monkeyp
     def shift(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return x + torch.rand(len(x), 1, 1, 1, generator=generator)
 
-    augmented = TensorData(**{f.name: getattr(plain, f.name)
-                              for f in dataclasses.fields(TensorData) if f.name != "augment"},
-                           augment=shift)
+    augmented = TensorData(
+        **{
+            f.name: getattr(plain, f.name)
+            for f in dataclasses.fields(TensorData)
+            if f.name != "augment"
+        },
+        augment=shift,
+    )
     monkeypatch.setitem(engine._data, (spec.dataset, spec.dataset_options, spec.device), augmented)
     teacher, _ = engine.teachers.get(spec)
     seen = {"student": [], "teacher": []}
@@ -97,7 +112,8 @@ def test_teacher_sees_the_students_augmented_batch(tiny_spec, cache_dir, monkeyp
     def spy(*args, **kwargs):
         model = build(*args, **kwargs)
         model.register_forward_pre_hook(
-            lambda m, a: seen["student"].append(a[0].clone()) if m.training else None)
+            lambda m, a: seen["student"].append(a[0].clone()) if m.training else None
+        )
         return model
 
     monkeypatch.setattr(kdbench.run.engine, "build_model", spy)
@@ -112,8 +128,9 @@ def test_teacher_sees_the_students_augmented_batch(tiny_spec, cache_dir, monkeyp
 def test_smoke_learns_with_the_digits_adapted_at_and_dkd(kd_suite):
     # The paper's AT β and DKD warm-up collapse the digits CNNs to chance in 8 epochs (measured:
     # AT 10.0 %); suites/test_distill.py fails a case at or below chance, so `make smoke` did.
-    kd_suite("--kd-profile", "smoke", "--kd-device", "cpu", "-k", "cnn_m-at- or cnn_m-dkd-"
-             ).assert_outcomes(passed=2)
+    kd_suite(
+        "--kd-profile", "smoke", "--kd-device", "cpu", "-k", "cnn_m-at- or cnn_m-dkd-"
+    ).assert_outcomes(passed=2)
 
 
 @pytest.mark.parametrize("name", PROFILES.names())
@@ -125,16 +142,19 @@ def test_every_case_of_every_shipped_profile_is_valid_and_builds_its_loss(name):
     assert len({s.name for s in specs}) == len(specs)  # ids are unique
     for spec in {(s.loss, s.temperature, s.loss_options): s for s in specs}.values():
         loss = LOSSES.get(spec.loss)(temperature=spec.temperature, **dict(spec.loss_options))
-        assert loss.temperature == (spec.temperature if loss.uses_temperature
-                                    else loss.default_temperature)
+        assert loss.temperature == (
+            spec.temperature if loss.uses_temperature else loss.default_temperature
+        )
 
 
 def test_cifar100_crd_runs_every_published_pair_and_method_at_its_authors_settings():
     from kdbench.matrix.paper_settings import CIFAR100_PAIR_SETTINGS
     from kdbench.reference import published
 
-    specs = {(s.teacher, s.student, s.loss): s
-             for s in PROFILES.get("cifar100-crd").specs(("cuda",), seeds=1)}
+    specs = {
+        (s.teacher, s.student, s.loss): s
+        for s in PROFILES.get("cifar100-crd").specs(("cuda",), seeds=1)
+    }
     ref = published()
     rows = ref[ref["method"].isin(LOSSES.names()) & ref["top1"].notna()]
     checked = 0
@@ -143,8 +163,12 @@ def test_cifar100_crd_runs_every_published_pair_and_method_at_its_authors_settin
         if spec is None:  # a published pair the CRD table does not hold
             continue
         declared = CIFAR100_PAIR_SETTINGS[(row.teacher, row.student)][row.method]
-        ran = {**dict(spec.loss_options), "temperature": spec.temperature,
-               "alpha": spec.alpha, "ce_weight": spec.ce_weight}
+        ran = {
+            **dict(spec.loss_options),
+            "temperature": spec.temperature,
+            "alpha": spec.alpha,
+            "ce_weight": spec.ce_weight,
+        }
         assert {k: ran[k] for k in declared} == declared, (row.teacher, row.student, row.method)
         checked += 1
     assert checked >= 150

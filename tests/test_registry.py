@@ -60,12 +60,15 @@ def test_unknown_name_without_close_match_lists_all(widgets):
     assert "valid: gear, gearbox, spring, sprocket" in message
 
 
-@pytest.mark.parametrize("registry, kind, bad, close", [
-    (DATASETS, "dataset", "digts", "digits"),
-    (MODELS, "model", "cnn_x", "cnn_s"),
-    (LOSSES, "loss", "kdd", "kd"),
-    (PROFILES, "profile", "quik", "quick"),
-])
+@pytest.mark.parametrize(
+    "registry, kind, bad, close",
+    [
+        (DATASETS, "dataset", "digts", "digits"),
+        (MODELS, "model", "cnn_x", "cnn_s"),
+        (LOSSES, "loss", "kdd", "kd"),
+        (PROFILES, "profile", "quik", "quick"),
+    ],
+)
 def test_real_registries_say_what_was_unknown(registry, kind, bad, close):
     with pytest.raises(UnknownNameError) as info:
         registry.get(bad)

@@ -16,28 +16,54 @@ from kdbench.publish.tables import COLUMNS_NOTE, LEADERBOARD_NOTE, leaderboard
 from kdbench.results import make_record, records_frame
 from kdbench.spec import make_spec
 
-ENV = {"torch": "2.3.0", "python": "3.11.7", "device_name": "cpu", "threads": 2,
-       "git_sha": "abc1234", "kdbench_version": "0.1.0"}
+ENV = {
+    "torch": "2.3.0",
+    "python": "3.11.7",
+    "device_name": "cpu",
+    "threads": 2,
+    "git_sha": "abc1234",
+    "kdbench_version": "0.1.0",
+}
 PARAMS = {"cnn_s": 2634, "cnn_m": 9802}
 
 
 def record(student, loss, seed, top1, t=None, status="ok", val=None):
     spec = make_spec("digits", "cnn_t", student, loss, temperature=t, seed=seed, epochs=5)
-    metrics = {"top1": top1, "top5": 99.0, "val_top1": top1 + 0.5 if val is None else val,
-               "best_top1": top1, "teacher_top1": 98.5, "num_classes": 10,
-               "student_params": PARAMS[student], "teacher_params": 151466, "extra_params": 0,
-               "compression": 151466 / PARAMS[student], "student_flops": 2 * PARAMS[student],
-               "train_throughput": 40000.0, "train_throughput_online": 30000.0,
-               "infer_throughput": 1.5e6, "latency_ms": 0.05, "peak_mem_mb": 31.0,
-               "agreement": top1 - 1.0, "fidelity_kl": 0.1, "train_s": 1.5}
+    metrics = {
+        "top1": top1,
+        "top5": 99.0,
+        "val_top1": top1 + 0.5 if val is None else val,
+        "best_top1": top1,
+        "teacher_top1": 98.5,
+        "num_classes": 10,
+        "student_params": PARAMS[student],
+        "teacher_params": 151466,
+        "extra_params": 0,
+        "compression": 151466 / PARAMS[student],
+        "student_flops": 2 * PARAMS[student],
+        "train_throughput": 40000.0,
+        "train_throughput_online": 30000.0,
+        "infer_throughput": 1.5e6,
+        "latency_ms": 0.05,
+        "peak_mem_mb": 31.0,
+        "agreement": top1 - 1.0,
+        "fidelity_kl": 0.1,
+        "train_s": 1.5,
+    }
     if loss != "ce":
         metrics["teacher_outputs"] = "cached"
     if status == "diverged":
         metrics = {"diverged_epoch": 3, "last_finite_loss": 2.5}
-    extra = {"error": "boom"} if status == "error" else \
-        {"reason": "needs equal channels"} if status == "n/a" else {}
-    r = make_record(spec, status, metrics if status == "ok" or status == "diverged" else {},
-                    ENV, **extra)
+    extra = (
+        {"error": "boom"}
+        if status == "error"
+        else {"reason": "needs equal channels"}
+        if status == "n/a"
+        else {}
+    )
+    r = make_record(
+        spec, status, metrics if status == "ok" or status == "diverged" else {}, ENV, **extra
+    )
     r["created_at"] = f"2024-05-01T00:00:0{seed}+00:00"
     return r
 
@@ -90,9 +116,12 @@ def test_session_report_matches_expected_markdown():
 
 def test_leaderboard_detail_and_temperature_tables_match_expected_markdown():
     t = tables()
-    assert list(t) == [f"## Leaderboard — {LEADERBOARD_NOTE}", "### cnn_t/cnn_m",
-                       "### cnn_t/cnn_s", "## Temperature — test top-1; ✓ chosen on validation "
-                       "top-1"]
+    assert list(t) == [
+        f"## Leaderboard — {LEADERBOARD_NOTE}",
+        "### cnn_t/cnn_m",
+        "### cnn_t/cnn_s",
+        "## Temperature — test top-1; ✓ chosen on validation top-1",
+    ]
     assert t[f"## Leaderboard — {LEADERBOARD_NOTE}"] == LEADERBOARD
     assert t["### cnn_t/cnn_s"] == DETAIL_CNN_S
     assert t["## Temperature — test top-1; ✓ chosen on validation top-1"] == TEMPERATURE
@@ -105,16 +134,21 @@ def test_temperature_and_best_method_are_chosen_on_validation_not_test():
     assert kd.loc[1.0, "val_top1_mean"] > kd.loc[4.0, "val_top1_mean"]  # … validation T=1
     board = leaderboard(s).set_index("method")
     assert board.loc["kd", "cnn_t/cnn_s"] == "**92.00 ± 0.71 (2) T=1**"
-    swapped = records_frame([{**r, "metrics": {**r["metrics"], "val_top1": 50.0}}
-                             if r["spec"]["loss"] == "kd" else r for r in RECORDS])
+    swapped = records_frame(
+        [
+            {**r, "metrics": {**r["metrics"], "val_top1": 50.0}} if r["spec"]["loss"] == "kd" else r
+            for r in RECORDS
+        ]
+    )
     board = leaderboard(summarize(swapped)).set_index("method")  # kd now worse on validation
     assert board.loc["mse_logits", "cnn_t/cnn_s"].startswith("**")
     assert not board.loc["kd", "cnn_t/cnn_s"].startswith("**")
 
 
 def test_a_teacher_near_chance_is_flagged_and_marks_no_winner():
-    broken = records_frame([{**r, "metrics": {**r["metrics"], "teacher_top1": 3.61}}
-                            for r in RECORDS])
+    broken = records_frame(
+        [{**r, "metrics": {**r["metrics"], "teacher_top1": 3.61}} for r in RECORDS]
+    )
     board = leaderboard(summarize(broken)).set_index("method")
     assert board.loc["teacher", "cnn_t/cnn_s"] == "3.61 ⚠ near chance"
     assert "**" not in "".join(board["cnn_t/cnn_s"])
@@ -150,8 +184,14 @@ def test_failed_cases_are_not_counted_as_zero_accuracy():
 def test_provenance_header_and_settings_that_vary_become_sections():
     md = build_report(FRAME).to_markdown()
     assert "- **git**: abc1234" in md and "- **seeds**: 0, 1, 2" in md
-    frame = pd.concat([FRAME, FRAME.assign(device="cuda", case_id=FRAME["case_id"] + "c",
-                                           group_id=FRAME["group_id"] + "c")])
+    frame = pd.concat(
+        [
+            FRAME,
+            FRAME.assign(
+                device="cuda", case_id=FRAME["case_id"] + "c", group_id=FRAME["group_id"] + "c"
+            ),
+        ]
+    )
     headings = [h for h, _ in build_report(frame).tables]
     assert f"## Leaderboard (device cpu) — {LEADERBOARD_NOTE}" in headings
     assert f"## Leaderboard (device cuda) — {LEADERBOARD_NOTE}" in headings
@@ -159,9 +199,16 @@ def test_provenance_header_and_settings_that_vary_become_sections():
 
 def test_published_column_next_to_measured_for_cifar100():
     frame = FRAME.assign(dataset="cifar100")
-    published = pd.DataFrame({"source": ["A", "B", "A"], "method": ["kd", "kd", "student"],
-                              "teacher": "cnn_t", "student": "cnn_s",
-                              "top1": ["93.10", "93.40", "90.50"], "note": ""})
+    published = pd.DataFrame(
+        {
+            "source": ["A", "B", "A"],
+            "method": ["kd", "kd", "student"],
+            "teacher": "cnn_t",
+            "student": "cnn_s",
+            "top1": ["93.10", "93.40", "90.50"],
+            "note": "",
+        }
+    )
     table = leaderboard(summarize(frame), published).set_index("method")
     assert list(table.columns) == ["cnn_t/cnn_m", "cnn_t/cnn_s", "cnn_t/cnn_s published"]
     assert table.loc["kd", "cnn_t/cnn_s published"] == "93.10 / 93.40"
@@ -173,8 +220,11 @@ def test_shipped_reference_matches_a_cifar100_pair():
     reference = pytest.importorskip("kdbench.reference")
     if not hasattr(reference, "published"):
         pytest.skip("kdbench.reference.published() not shipped yet")
-    frame = FRAME.assign(dataset="cifar100", teacher="wrn_40_2",
-                         student=FRAME["student"].map({"cnn_s": "wrn_16_2", "cnn_m": "wrn_40_1"}))
+    frame = FRAME.assign(
+        dataset="cifar100",
+        teacher="wrn_40_2",
+        student=FRAME["student"].map({"cnn_s": "wrn_16_2", "cnn_m": "wrn_40_1"}),
+    )
     table = leaderboard(summarize(frame), reference.published()).set_index("method")
     assert "74.92" in table.loc["kd", "wrn_40_2/wrn_16_2 published"]
 
@@ -197,9 +247,12 @@ def test_plots_are_written_and_not_empty(tmp_path):
     from kdbench.publish.plots import pareto_front, write_plots
 
     paths = write_plots(summarize(FRAME), tmp_path)
-    assert {p.name for p in paths} == {"cnn_t_cnn_m-temperature.png",
-                                       "cnn_t_cnn_s-temperature.png", "pareto-params.png",
-                                       "pareto-throughput.png"}
+    assert {p.name for p in paths} == {
+        "cnn_t_cnn_m-temperature.png",
+        "cnn_t_cnn_s-temperature.png",
+        "pareto-params.png",
+        "pareto-throughput.png",
+    }
     assert all(p.stat().st_size > 1000 for p in paths)
     points = pd.DataFrame({"params": [1, 2, 3, 4], "top1": [90, 89, 95, 94]})
     assert list(pareto_front(points, "params", "top1", False)["params"]) == [1, 3]
@@ -211,13 +264,16 @@ def test_plots_group_exactly_as_tables_do(tmp_path):
     pytest.importorskip("matplotlib")
     from kdbench.publish.plots import write_plots
 
-    longer = FRAME.assign(epochs=15, case_id=FRAME["case_id"] + "x",
-                          group_id=FRAME["group_id"] + "x")
+    longer = FRAME.assign(
+        epochs=15, case_id=FRAME["case_id"] + "x", group_id=FRAME["group_id"] + "x"
+    )
     summary = summarize(pd.concat([FRAME, longer]))
     names = {p.name for p in write_plots(summary, tmp_path)}
     for epochs in (5, 15):
-        assert {f"epochs_{epochs}-pareto-params.png",
-                f"epochs_{epochs}-cnn_t_cnn_s-temperature.png"} <= names
+        assert {
+            f"epochs_{epochs}-pareto-params.png",
+            f"epochs_{epochs}-cnn_t_cnn_s-temperature.png",
+        } <= names
     assert not any(n.startswith("pareto") or n.startswith("cnn_t") for n in names)
     titles = [h for h, _ in build_report(pd.concat([FRAME, longer])).tables]
     assert sum(h.startswith("## Leaderboard (epochs 5)") for h in titles) == 1

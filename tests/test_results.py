@@ -40,8 +40,21 @@ for i in range(count):
 
 def test_concurrent_writers_lose_and_garble_nothing(tmp_path):
     path, go = tmp_path / "runs" / "run.jsonl", tmp_path / "go"
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(go), str(w),
-                               str(PER_WRITER), str(PADDING)]) for w in range(WRITERS)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                WRITER,
+                str(path),
+                str(go),
+                str(w),
+                str(PER_WRITER),
+                str(PADDING),
+            ]
+        )
+        for w in range(WRITERS)
+    ]
     time.sleep(0.2)
     go.touch()
     assert [p.wait(timeout=120) for p in procs] == [0] * WRITERS
@@ -51,7 +64,8 @@ def test_concurrent_writers_lose_and_garble_nothing(tmp_path):
     records = [json.loads(line) for line in lines]
     assert all(r["pad"] == r["case_id"].split("-")[0] * PADDING for r in records)
     assert sorted(r["case_id"] for r in records) == sorted(
-        f"{w}-{i}" for w in range(WRITERS) for i in range(PER_WRITER))
+        f"{w}-{i}" for w in range(WRITERS) for i in range(PER_WRITER)
+    )
 
 
 @pytest.fixture
@@ -61,14 +75,22 @@ def spec():
 
 @pytest.fixture
 def record(spec):
-    return make_record(spec, "ok", {"top1": 91.5, "agreement": 88.0},
-                       {"torch": "2.x", "threads": 1}, history=[{"epoch": 1}])
+    return make_record(
+        spec,
+        "ok",
+        {"top1": 91.5, "agreement": 88.0},
+        {"torch": "2.x", "threads": 1},
+        history=[{"epoch": 1}],
+    )
 
 
 def test_make_record_carries_ids_and_spec(record, spec):
     assert record["schema"] == SCHEMA and record["status"] == "ok"
     assert (record["case_id"], record["group_id"], record["name"]) == (
-        spec.case_id, spec.group_id, spec.name)
+        spec.case_id,
+        spec.group_id,
+        spec.name,
+    )
     assert record["spec"] == spec.to_dict() and record["history"] == [{"epoch": 1}]
     assert record["created_at"].endswith("+00:00")
     with pytest.raises(ValueError, match="'fine'"):
@@ -91,7 +113,7 @@ def test_loader_counts_lines_without_the_record_shape(tmp_path, record):
     path = tmp_path / "run.jsonl"
     append_record(path, record)
     with open(path, "a") as fh:
-        fh.write("\n[1, 2]\n{\"case_id\": \"x\"}\n")
+        fh.write('\n[1, 2]\n{"case_id": "x"}\n')
     with pytest.warns(UserWarning, match="skipped 2 "):
         assert len(load_records([path])) == 1
 
@@ -133,8 +155,12 @@ def test_nan_metrics_are_refused_and_the_file_untouched(tmp_path, record):
 def test_records_frame_columns(record, spec):
     frame = records_frame([record, {**record, "status": "diverged", "metrics": {}}])
     identity = {"case_id", "group_id", "status", "name", "created_at", "schema"}
-    assert identity | set(spec.to_dict()) | {"top1", "agreement", "env.torch", "env.threads"} \
-        <= set(frame.columns)
+    assert identity | set(spec.to_dict()) | {
+        "top1",
+        "agreement",
+        "env.torch",
+        "env.threads",
+    } <= set(frame.columns)
     assert frame["loss"].tolist() == ["kd", "kd"] and frame["temperature"].tolist() == [4.0, 4.0]
     assert frame["top1"].iloc[0] == 91.5 and frame["top1"].isna().iloc[1]
     assert frame["status"].tolist() == ["ok", "diverged"] and frame["env.threads"].iloc[0] == 1

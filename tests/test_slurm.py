@@ -27,8 +27,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def sbatch_options(script: str) -> dict[str, str]:
-    return dict(line[len("#SBATCH --"):].split("=", 1) for line in script.splitlines()
-                if line.startswith("#SBATCH --"))
+    return dict(
+        line[len("#SBATCH --") :].split("=", 1)
+        for line in script.splitlines()
+        if line.startswith("#SBATCH --")
+    )
 
 
 def pytest_argv(script: str) -> list[str]:
@@ -39,8 +42,10 @@ def pytest_argv(script: str) -> list[str]:
 
 def write(tmp_path: Path, *args: str) -> tuple[str, str]:
     assert main(["slurm", "--results", str(tmp_path / "r"), *args]) == 0
-    return ((tmp_path / "r" / "shards.sbatch").read_text(),
-            (tmp_path / "r" / "merge.sbatch").read_text())
+    return (
+        (tmp_path / "r" / "shards.sbatch").read_text(),
+        (tmp_path / "r" / "merge.sbatch").read_text(),
+    )
 
 
 @pytest.fixture
@@ -49,9 +54,28 @@ def at_root(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_gpu_shards_script(at_root, tmp_path):
-    shards, merge = write(tmp_path, "--kd-profile", "smoke", "--shards", "3", "--gpus", "2",
-                          "--kd-cases-per-gpu", "2", "--cpus", "8", "--time", "1-00:00",
-                          "--partition", "gpu", "--", "--kd-epochs", "2", "-k", "kd and not dkd")
+    shards, merge = write(
+        tmp_path,
+        "--kd-profile",
+        "smoke",
+        "--shards",
+        "3",
+        "--gpus",
+        "2",
+        "--kd-cases-per-gpu",
+        "2",
+        "--cpus",
+        "8",
+        "--time",
+        "1-00:00",
+        "--partition",
+        "gpu",
+        "--",
+        "--kd-epochs",
+        "2",
+        "-k",
+        "kd and not dkd",
+    )
     options = sbatch_options(shards)
     assert options["array"] == "1-3"
     assert options["cpus-per-task"] == "8" and options["gres"] == "gpu:2"
@@ -97,10 +121,11 @@ def sbatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (bin_dir / "sbatch").write_text(
         "#!/bin/bash\n"
         f'echo "$*" >> {log}\n'
-        f'n=$(wc -l < {log})\n'
+        f"n=$(wc -l < {log})\n"
         '[ "$n" = 2 ] && [ -n "${FAIL_MERGE:-}" ] && { echo "sbatch: error: bad dependency" >&2; '
         "exit 1; }\n"
-        '[ "$n" = 1 ] && echo "4242;c1" || echo 4243\n')
+        '[ "$n" = 1 ] && echo "4242;c1" || echo 4243\n'
+    )
     (bin_dir / "sbatch").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     return log
@@ -110,11 +135,27 @@ def test_submit_runs_the_merge_after_the_array(at_root, tmp_path, sbatch, capsys
     baseline = tmp_path / "baseline.jsonl"
     baseline.write_text("{}\n")
     results = tmp_path / "r"
-    assert main(["slurm", "--kd-profile", "smoke", "--shards", "3", "--results", str(results),
-                 "--baseline", str(baseline), "--submit"]) == 0
+    assert (
+        main(
+            [
+                "slurm",
+                "--kd-profile",
+                "smoke",
+                "--shards",
+                "3",
+                "--results",
+                str(results),
+                "--baseline",
+                str(baseline),
+                "--submit",
+            ]
+        )
+        == 0
+    )
     assert sbatch.read_text().splitlines() == [
         f"--parsable {results}/shards.sbatch",
-        f"--parsable --dependency=afterany:4242 {results}/merge.sbatch 4242"]
+        f"--parsable --dependency=afterany:4242 {results}/merge.sbatch 4242",
+    ]
     out = capsys.readouterr().out
     assert "shards: job 4242 (array 1-3)" in out and "merge: job 4243" in out
     assert f"records: {results}/4242/shard-<i>/runs/" in out
@@ -122,31 +163,39 @@ def test_submit_runs_the_merge_after_the_array(at_root, tmp_path, sbatch, capsys
     assert f"compare: {results}/4242/compare.md" in out
 
 
-def test_failed_merge_submission_says_how_to_submit_it(at_root, tmp_path, sbatch, capsys,
-                                                        monkeypatch):
+def test_failed_merge_submission_says_how_to_submit_it(
+    at_root, tmp_path, sbatch, capsys, monkeypatch
+):
     monkeypatch.setenv("FAIL_MERGE", "1")
-    assert main(["slurm", "--kd-profile", "smoke", "--results", str(tmp_path / "r"),
-                 "--submit"]) == 2
+    assert (
+        main(["slurm", "--kd-profile", "smoke", "--results", str(tmp_path / "r"), "--submit"]) == 2
+    )
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "bad dependency" in err
     assert f"sbatch --dependency=afterany:4242 {tmp_path}/r/merge.sbatch 4242" in err
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--shards", "0"], "invalid --shards 0"),
-    (["--gpus", "-1"], "invalid --gpus -1"),
-    (["--cpus", "0"], "invalid --cpus 0"),
-    (["--gpus", "1", "--kd-cases-per-gpu", "0"], "invalid --kd-cases-per-gpu 0"),
-    (["--kd-cases-per-gpu", "2"], "--kd-cases-per-gpu 2 needs --gpus"),
-    (["--kd-profile", "smok"], "smoke"),
-    (["--time", "2h"], "invalid --time '2h'"),
-    (["--partition", "a b"], "invalid --partition 'a b'"),
-    (["--baseline", "nope.jsonl"], "--baseline 'nope.jsonl': no such file"),
-    (["--", "--kd-results", "x"], "--kd-results after --: kdbench slurm sets it (use --results)"),
-    (["--", "--splits=2"], "--splits after --"),
-    (["--shards", "two"], "invalid int value: 'two'"),
-    (["--results", "my results"], "#SBATCH --output cannot hold whitespace"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--shards", "0"], "invalid --shards 0"),
+        (["--gpus", "-1"], "invalid --gpus -1"),
+        (["--cpus", "0"], "invalid --cpus 0"),
+        (["--gpus", "1", "--kd-cases-per-gpu", "0"], "invalid --kd-cases-per-gpu 0"),
+        (["--kd-cases-per-gpu", "2"], "--kd-cases-per-gpu 2 needs --gpus"),
+        (["--kd-profile", "smok"], "smoke"),
+        (["--time", "2h"], "invalid --time '2h'"),
+        (["--partition", "a b"], "invalid --partition 'a b'"),
+        (["--baseline", "nope.jsonl"], "--baseline 'nope.jsonl': no such file"),
+        (
+            ["--", "--kd-results", "x"],
+            "--kd-results after --: kdbench slurm sets it (use --results)",
+        ),
+        (["--", "--splits=2"], "--splits after --"),
+        (["--shards", "two"], "invalid int value: 'two'"),
+        (["--results", "my results"], "#SBATCH --output cannot hold whitespace"),
+    ],
+)
 def test_bad_input_is_one_line_and_writes_nothing(at_root, tmp_path, capsys, args, message):
     assert main(["slurm", "--results", str(tmp_path / "r"), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -183,9 +232,14 @@ def merge(at_root, tmp_path):
     write(tmp_path, "--kd-profile", "smoke", "--shards", "2", "--baseline", str(baseline))
     run = tmp_path / "r" / JOB
 
-    def go(current: list[dict] = records, exit2: str | None = "1", folder2: bool = True,
-           records2: bool = True, baseline_text: str | None = None) -> tuple[int, str]:
-        shards = [(current[::2], "0"), (current[1::2] if records2 else [], exit2)][:1 + folder2]
+    def go(
+        current: list[dict] = records,
+        exit2: str | None = "1",
+        folder2: bool = True,
+        records2: bool = True,
+        baseline_text: str | None = None,
+    ) -> tuple[int, str]:
+        shards = [(current[::2], "0"), (current[1::2] if records2 else [], exit2)][: 1 + folder2]
         for i, (part, status) in enumerate(shards, 1):
             (run / f"shard-{i}" / "runs").mkdir(parents=True)
             for r in part:
@@ -194,8 +248,9 @@ def merge(at_root, tmp_path):
                 (run / f"shard-{i}" / "pytest-exit").write_text(status + "\n")
         if baseline_text is not None:
             baseline.write_text(baseline_text)
-        proc = subprocess.run(["bash", str(tmp_path / "r" / "merge.sbatch"), JOB],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            ["bash", str(tmp_path / "r" / "merge.sbatch"), JOB], capture_output=True, text=True
+        )
         return proc.returncode, proc.stderr
 
     return go
@@ -209,12 +264,16 @@ def test_merge_of_complete_shards_passes(merge, tmp_path):
     assert "no regression" in (tmp_path / "r" / JOB / "compare.md").read_text()
 
 
-@pytest.mark.parametrize("problem, message", [
-    (dict(folder2=False), "shard 2/2 lost: no folder"),
-    (dict(records2=False), "shard 2/2 lost its records"),
-    (dict(exit2=None), "shard 2/2 did not finish"),
-    (dict(exit2="2"), "shard 2/2: pytest exited 2"),
-], ids=["no-folder", "no-records", "killed", "interrupted"])
+@pytest.mark.parametrize(
+    "problem, message",
+    [
+        (dict(folder2=False), "shard 2/2 lost: no folder"),
+        (dict(records2=False), "shard 2/2 lost its records"),
+        (dict(exit2=None), "shard 2/2 did not finish"),
+        (dict(exit2="2"), "shard 2/2: pytest exited 2"),
+    ],
+    ids=["no-folder", "no-records", "killed", "interrupted"],
+)
 def test_merge_fails_when_a_shard_is_lost(merge, tmp_path, problem, message):
     status, err = merge(**problem)
     assert status == 2 and message in err, err
@@ -236,8 +295,17 @@ def test_merge_fails_on_an_unusable_baseline(merge):
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
 CLIENTS = ("sbatch", "sinfo", "squeue", "scontrol", "scancel")
-DONE = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
-        "PREEMPTED", "BOOT_FAIL", "DEADLINE")
+DONE = (
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "PREEMPTED",
+    "BOOT_FAIL",
+    "DEADLINE",
+)
 SBIN = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])  # daemons
 
 
@@ -248,30 +316,49 @@ def _free_port() -> int:
 
 
 def _tail(*logs: Path, lines: int = 4) -> str:
-    return " | ".join(f"{log.name}: " + " / ".join(
-        log.read_text(errors="replace").strip().splitlines()[-lines:])
-        for log in logs if log.is_file())
+    return " | ".join(
+        f"{log.name}: " + " / ".join(log.read_text(errors="replace").strip().splitlines()[-lines:])
+        for log in logs
+        if log.is_file()
+    )
 
 
 def _slurm_conf(home: Path) -> str:
-    node = subprocess.run([shutil.which("slurmd", path=SBIN), "-C"], capture_output=True,
-                          text=True, check=True).stdout.splitlines()[0]  # NodeName=… CPUs=…
+    node = subprocess.run(
+        [shutil.which("slurmd", path=SBIN), "-C"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()[0]  # NodeName=… CPUs=…
     host = node.split()[0].split("=", 1)[1]
-    return "\n".join([
-        "ClusterName=kdbenchtest", f"SlurmctldHost={host}(127.0.0.1)",
-        "SlurmUser=root", "SlurmdUser=root",
-        f"SlurmctldPort={_free_port()}", f"SlurmdPort={_free_port()}",
-        "AuthType=auth/munge", "CredType=cred/munge", f"AuthInfo=socket={home}/munge.socket",
-        f"StateSaveLocation={home}/state", f"SlurmdSpoolDir={home}/spool",
-        f"SlurmctldPidFile={home}/slurmctld.pid", f"SlurmdPidFile={home}/slurmd.pid",
-        f"SlurmctldLogFile={home}/slurmctld.log", f"SlurmdLogFile={home}/slurmd.log",
-        "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none",
-        "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core",
-        "JobAcctGatherType=jobacct_gather/none", "AccountingStorageType=accounting_storage/none",
-        "MpiDefault=none", "ReturnToService=2",
-        "MinJobAge=3600",  # finished jobs stay visible to scontrol (no accounting database)
-        f"{node} NodeAddr=127.0.0.1 State=UNKNOWN",
-        f"PartitionName=test Nodes={host} Default=YES MaxTime=INFINITE State=UP", ""])
+    return "\n".join(
+        [
+            "ClusterName=kdbenchtest",
+            f"SlurmctldHost={host}(127.0.0.1)",
+            "SlurmUser=root",
+            "SlurmdUser=root",
+            f"SlurmctldPort={_free_port()}",
+            f"SlurmdPort={_free_port()}",
+            "AuthType=auth/munge",
+            "CredType=cred/munge",
+            f"AuthInfo=socket={home}/munge.socket",
+            f"StateSaveLocation={home}/state",
+            f"SlurmdSpoolDir={home}/spool",
+            f"SlurmctldPidFile={home}/slurmctld.pid",
+            f"SlurmdPidFile={home}/slurmd.pid",
+            f"SlurmctldLogFile={home}/slurmctld.log",
+            f"SlurmdLogFile={home}/slurmd.log",
+            "ProctrackType=proctrack/linuxproc",
+            "TaskPlugin=task/none",
+            "SelectType=select/cons_tres",
+            "SelectTypeParameters=CR_Core",
+            "JobAcctGatherType=jobacct_gather/none",
+            "AccountingStorageType=accounting_storage/none",
+            "MpiDefault=none",
+            "ReturnToService=2",
+            "MinJobAge=3600",  # finished jobs stay visible to scontrol (no accounting database)
+            f"{node} NodeAddr=127.0.0.1 State=UNKNOWN",
+            f"PartitionName=test Nodes={host} Default=YES MaxTime=INFINITE State=UP",
+            "",
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -281,8 +368,10 @@ def slurm() -> dict[str, str]:
     cannot start; every daemon is stopped and every job cancelled at the end."""
     missing = [b for b in DAEMONS + CLIENTS if not shutil.which(b, path=SBIN)]
     if missing:
-        pytest.skip(f"SLURM: {', '.join(missing)} not installed "
-                    "(apt-get install slurm-wlm slurm-client munge)")
+        pytest.skip(
+            f"SLURM: {', '.join(missing)} not installed "
+            "(apt-get install slurm-wlm slurm-client munge)"
+        )
     if os.geteuid() != 0:
         pytest.skip("SLURM: the test cluster runs as root (SlurmUser=root)")
     # munged wants a socket path every user can reach: pytest's tmp folders are 0700
@@ -296,15 +385,26 @@ def slurm() -> dict[str, str]:
         key.chmod(0o600)
         (home / "slurm.conf").write_text(_slurm_conf(home))
         for name, *args in (
-                ("munged", "--foreground", f"--socket={home}/munge.socket", f"--key-file={key}",
-                 f"--log-file={home}/munged.log", f"--pid-file={home}/munged.pid",
-                 f"--seed-file={home}/munged.seed"),
-                ("slurmctld", "-D", "-f", str(home / "slurm.conf")),
-                ("slurmd", "-D", "-f", str(home / "slurm.conf"))):
+            (
+                "munged",
+                "--foreground",
+                f"--socket={home}/munge.socket",
+                f"--key-file={key}",
+                f"--log-file={home}/munged.log",
+                f"--pid-file={home}/munged.pid",
+                f"--seed-file={home}/munged.seed",
+            ),
+            ("slurmctld", "-D", "-f", str(home / "slurm.conf")),
+            ("slurmd", "-D", "-f", str(home / "slurm.conf")),
+        ):
             with open(home / f"{name}.out", "wb") as out:
                 daemons[name] = subprocess.Popen(
-                    [shutil.which(name, path=SBIN), *args], env=env, stdout=out,
-                    stderr=subprocess.STDOUT, start_new_session=True)  # not hit by Ctrl-C
+                    [shutil.which(name, path=SBIN), *args],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )  # not hit by Ctrl-C
             for _ in range(20 if name == "munged" else 0):  # its socket before SLURM's first call
                 if (home / "munge.socket").exists() or daemons[name].poll() is not None:
                     break
@@ -315,21 +415,25 @@ def slurm() -> dict[str, str]:
             if dead:
                 outputs = (home / f"{n}.{ext}" for n in dead for ext in ("out", "log"))
                 pytest.skip(f"SLURM did not come up: {', '.join(dead)} exited: {_tail(*outputs)}")
-            state = subprocess.run(["sinfo", "-h", "-o", "%t"], env=env, capture_output=True,
-                                   text=True).stdout.strip()
+            state = subprocess.run(
+                ["sinfo", "-h", "-o", "%t"], env=env, capture_output=True, text=True
+            ).stdout.strip()
             if state == "idle":
                 break
             if time.monotonic() > deadline:
-                pytest.skip(f"SLURM did not come up: node {state or 'missing'} after 30 s: "
-                            + _tail(*(home / f"{n}.log" for n in daemons)))
+                pytest.skip(
+                    f"SLURM did not come up: node {state or 'missing'} after 30 s: "
+                    + _tail(*(home / f"{n}.log" for n in daemons))
+                )
             time.sleep(0.5)
         yield env
     finally:
         if "slurmctld" in daemons and daemons["slurmctld"].poll() is None:  # cancel the jobs
             subprocess.run(["scancel", "--user=root"], env=env, capture_output=True)
             for _ in range(20):  # let slurmd end the jobs' processes
-                if not subprocess.run(["squeue", "-h"], env=env, capture_output=True,
-                                      text=True).stdout.strip():
+                if not subprocess.run(
+                    ["squeue", "-h"], env=env, capture_output=True, text=True
+                ).stdout.strip():
                     break
                 time.sleep(0.5)
         for daemon in reversed(daemons.values()):
@@ -344,8 +448,9 @@ def slurm() -> dict[str, str]:
 
 def _job(env: dict[str, str], job: str) -> list[dict[str, str]]:
     """``scontrol show job -o``: one dict per job (one per task of an array)."""
-    out = subprocess.run(["scontrol", "show", "job", "-o", job], env=env, capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        ["scontrol", "show", "job", "-o", job], env=env, capture_output=True, text=True, check=True
+    ).stdout
     return [dict(re.findall(r"(\w+)=(\S*)", line)) for line in out.splitlines() if line]
 
 
@@ -357,17 +462,60 @@ def test_sharded_smoke_run_on_slurm(slurm, tmp_path):
     env["COLUMNS"] = "250"  # the shards' pytest -v lines keep their skip reasons (N/A)
     results = tmp_path / "results"
     submit = subprocess.run(
-        [sys.executable, "-m", "kdbench.cli", "slurm", "--submit", "--kd-profile", "smoke",
-         "--shards", "2", "--time", "10", "--results", str(results), "--",
-         "--kd-epochs", "2", "--kd-cache", str(tmp_path / "cache"), "-v",
-         "-p", "no:cacheprovider"], cwd=ROOT, env=env, capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "kdbench.cli",
+            "slurm",
+            "--submit",
+            "--kd-profile",
+            "smoke",
+            "--shards",
+            "2",
+            "--time",
+            "10",
+            "--results",
+            str(results),
+            "--",
+            "--kd-epochs",
+            "2",
+            "--kd-cache",
+            str(tmp_path / "cache"),
+            "-v",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert submit.returncode == 0, submit.stderr
     array = re.search(r"^shards: job (\d+)", submit.stdout, re.M).group(1)
     merge = re.search(r"^merge: job (\d+)", submit.stdout, re.M).group(1)
     collect = subprocess.run(  # what the shards should have run, while they run
-        [sys.executable, "-m", "pytest", "suites", "--kd-profile", "smoke", "--kd-device", "cpu",
-         "-m", "pair_case", "--collect-only", "-q", "-p", "no:cacheprovider"],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "suites",
+            "--kd-profile",
+            "smoke",
+            "--kd-device",
+            "cpu",
+            "-m",
+            "pair_case",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     expected = re.findall(r"::\w+\[(.+)\]$", collect, re.M)
     assert len(expected) >= 20, collect
 
@@ -384,8 +532,11 @@ def test_sharded_smoke_run_on_slurm(slurm, tmp_path):
     run = results / array
     records = []
     for shard in ("shard-1", "shard-2"):
-        lines = [json.loads(line) for f in (run / shard / "runs").glob("*.jsonl")
-                 for line in f.read_text().splitlines()]
+        lines = [
+            json.loads(line)
+            for f in (run / shard / "runs").glob("*.jsonl")
+            for line in f.read_text().splitlines()
+        ]
         assert lines, f"{shard} wrote no records"
         records += lines
     assert {(r["spec"]["epochs"], r["env"]["threads"]) for r in records} == {(2, 1)}

@@ -26,8 +26,9 @@ def online_engine(cache_dir, monkeypatch) -> Engine:
 
 
 @pytest.mark.parametrize("loss", ["at", "fitnet"])
-def test_mapped_taps_train_the_student_as_the_online_teacher(cache_dir, tiny_spec, distill,
-                                                             mapped, monkeypatch, loss):
+def test_mapped_taps_train_the_student_as_the_online_teacher(
+    cache_dir, tiny_spec, distill, mapped, monkeypatch, loss
+):
     spec = tiny_spec(loss)
     cached = distill(Engine(cache_dir), spec)
     assert cached["metrics"]["teacher_outputs"] == "cached"
@@ -40,15 +41,17 @@ def test_mapped_taps_train_the_student_as_the_online_teacher(cache_dir, tiny_spe
         assert torch.equal(cached["weights"][name], weight), name
 
 
-def test_mapped_taps_give_the_loss_values_of_the_online_teacher(cache_dir, tiny_spec, mapped,
-                                                                monkeypatch):
+def test_mapped_taps_give_the_loss_values_of_the_online_teacher(
+    cache_dir, tiny_spec, mapped, monkeypatch
+):
     spec = tiny_spec("at")
     engine = Engine(cache_dir)
     data = engine.data(spec)
     taps = ("feats", "logits")
     from_cache, how = engine.teachers.outputs(spec, taps, data)
     from_teacher, how_online = online_engine(cache_dir, monkeypatch).teachers.outputs(
-        spec, taps, data)
+        spec, taps, data
+    )
     assert (how, how_online) == ("cached", "online")
     loss = LOSSES.get("at")(temperature=None)
     x, y, index = next(data.train_batches(32, torch.Generator().manual_seed(5)))

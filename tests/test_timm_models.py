@@ -43,6 +43,7 @@ MODELS = (*STAGE_SHAPES, TOKENS)
 @pytest.fixture(autouse=True)
 def no_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail the test if timm asks for pretrained weights or anything opens a connection."""
+
     def refuse(*args, **kwargs):
         pytest.fail("timm was asked for pretrained weights")
 
@@ -76,8 +77,13 @@ def test_forward_backward_stages_and_taps(name: str) -> None:
 
 def test_resnet_preacts_are_the_inputs_of_each_stages_last_relu() -> None:
     model = build_model("timm:resnet18", 10, CIFAR)
-    assert model.preact_stages == ("net.act1", "net.layer1.1.act2", "net.layer2.1.act2",
-                                   "net.layer3.1.act2", "net.layer4.1.act2")
+    assert model.preact_stages == (
+        "net.act1",
+        "net.layer1.1.act2",
+        "net.layer2.1.act2",
+        "net.layer3.1.act2",
+        "net.layer4.1.act2",
+    )
     torch.manual_seed(0)
     for m in model.modules():  # timm zero-initialises each block's last batch norm
         if isinstance(m, nn.BatchNorm2d):
@@ -124,8 +130,9 @@ def test_timm_state_dict_is_a_teacher_checkpoint(tmp_path: Path) -> None:
     for key, value in net.state_dict().items():
         assert torch.equal(model.state_dict()[f"net.{key}"], value)
     with pytest.raises(KdbenchError, match="does not fit model 'timm:resnet18'"):
-        load_checkpoint(str(tmp_path / "t.pth"), "timm:resnet18", build_model("timm:resnet18", 3,
-                                                                              CIFAR))
+        load_checkpoint(
+            str(tmp_path / "t.pth"), "timm:resnet18", build_model("timm:resnet18", 3, CIFAR)
+        )
 
 
 def test_unknown_names_and_heads_are_one_line_errors() -> None:
@@ -134,23 +141,36 @@ def test_unknown_names_and_heads_are_one_line_errors() -> None:
     assert "\n" not in str(e.value)
     with pytest.raises(KdbenchError, match=r"timm:levit_128s's classifier .*several heads"):
         build_model("timm:levit_128s", 10, CIFAR)
-    with pytest.raises(KdbenchError, match=r"timm:inception_v3 does not run on inputs of shape "
-                                           r"\(3, 32, 32\): .*Kernel size"):
+    with pytest.raises(
+        KdbenchError,
+        match=r"timm:inception_v3 does not run on inputs of shape "
+        r"\(3, 32, 32\): .*Kernel size",
+    ):
         build_model("timm:inception_v3", 10, CIFAR)
 
 
 def test_missing_timm_is_one_line_with_the_install_command(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "timm", None)  # import timm → ImportError
-    with pytest.raises(KdbenchError, match=r"^timm: models need timm, which is not installed: "
-                                           r"pip install 'kdbench\[timm\]'$"):
+    with pytest.raises(
+        KdbenchError,
+        match=r"^timm: models need timm, which is not installed: "
+        r"pip install 'kdbench\[timm\]'$",
+    ):
         model_factory("timm:resnet18")
 
 
 def test_listing_models_needs_no_timm() -> None:
-    code = ("import sys; sys.modules['timm'] = None; from kdbench.cli import main; "
-            "sys.exit(main(['list', 'models', '--names-only']))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=Path(__file__).parents[1], timeout=120)
+    code = (
+        "import sys; sys.modules['timm'] = None; from kdbench.cli import main; "
+        "sys.exit(main(['list', 'models', '--names-only']))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[1],
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "resnet8x4" in done.stdout.split()
 
@@ -160,10 +180,17 @@ def test_timm_pair_distills_on_an_image_folder(tmp_path: Path) -> None:
     write_image_folder(tmp_path / "tiny", per_class=4)
     engine = Engine(tmp_path / "cache", data_root=tmp_path)
     for loss, temperature in (("kd", 4.0), ("at", None)):
-        spec = make_spec(dataset="imagefolder", teacher="timm:resnet18",
-                         student="timm:mobilenetv3_small_100", loss=loss, temperature=temperature,
-                         epochs=1, teacher_epochs=1, batch_size=4,
-                         dataset_options=(("path", "tiny"), ("size", 32), ("workers", 0)))
+        spec = make_spec(
+            dataset="imagefolder",
+            teacher="timm:resnet18",
+            student="timm:mobilenetv3_small_100",
+            loss=loss,
+            temperature=temperature,
+            epochs=1,
+            teacher_epochs=1,
+            batch_size=4,
+            dataset_options=(("path", "tiny"), ("size", 32), ("workers", 0)),
+        )
         outcome = engine.distill(spec)
         metrics = outcome.metrics
         assert math.isfinite(metrics["final_loss"]) and metrics["num_classes"] == 3

@@ -17,26 +17,38 @@ from kdbench.results import load_records, make_record
 from kdbench.spec import make_spec
 
 USAGE_ERROR = int(pytest.ExitCode.USAGE_ERROR)
-TUNED = Profile("tuned-digits", "", dataset="digits",
-                pairs=(("cnn_t", "cnn_s"), ("cnn_t", "cnn_m")), recipe="digits", epochs=2,
-                teacher_epochs=2, seeds=2,
-                losses=("ce", "kd", "dkd", "fitnet"), sweep=("kd",),
-                tuning={"kd": {"alpha": (0.5, 0.9), "temperature": (2.0, 4.0)},
-                        "dkd": {"nckd_weight": (2.0, 4.0, 8.0, 16.0)},
-                        "fitnet": {"beta": (10.0, 100.0), "alpha": (1.0, 0.5)}})
+TUNED = Profile(
+    "tuned-digits",
+    "",
+    dataset="digits",
+    pairs=(("cnn_t", "cnn_s"), ("cnn_t", "cnn_m")),
+    recipe="digits",
+    epochs=2,
+    teacher_epochs=2,
+    seeds=2,
+    losses=("ce", "kd", "dkd", "fitnet"),
+    sweep=("kd",),
+    tuning={
+        "kd": {"alpha": (0.5, 0.9), "temperature": (2.0, 4.0)},
+        "dkd": {"nckd_weight": (2.0, 4.0, 8.0, 16.0)},
+        "fitnet": {"beta": (10.0, 100.0), "alpha": (1.0, 0.5)},
+    },
+)
 
 
 def trial_record(alpha: float, val: float, test: float, status: str = "ok") -> dict:
-    spec = make_spec("synthetic", "cnn_t", "cnn_s", "kd", temperature=4.0, alpha=alpha, seed=100,
-                     tune="trial")
-    return make_record(spec, status, {"val_top1": val, "top1": test} if status == "ok" else {},
-                       {})
+    spec = make_spec(
+        "synthetic", "cnn_t", "cnn_s", "kd", temperature=4.0, alpha=alpha, seed=100, tune="trial"
+    )
+    return make_record(spec, status, {"val_top1": val, "top1": test} if status == "ok" else {}, {})
 
 
 def test_the_choice_is_the_best_validation_top1_not_the_best_test():
-    records = [trial_record(0.5, val=80.0, test=95.0),  # best on test
-               trial_record(0.7, val=90.0, test=70.0),  # best on validation
-               trial_record(0.9, val=99.0, test=99.0, status="diverged")]  # a diverged trial loses
+    records = [
+        trial_record(0.5, val=80.0, test=95.0),  # best on test
+        trial_record(0.7, val=90.0, test=70.0),  # best on validation
+        trial_record(0.9, val=99.0, test=99.0, status="diverged"),
+    ]  # a diverged trial loses
     assert tuning.choose(records)["alpha"] == 0.7
     assert tuning.choose(records[2:]) is None  # no trial finished ok: the paper setting
     assert list(tuning.choices(records).values()) == [tuning.choose(records)]
@@ -56,11 +68,13 @@ def test_every_method_gets_the_same_number_of_trials_on_the_tuning_seed():
         counts[s.pair, s.loss] = counts.get((s.pair, s.loss), 0) + 1
     assert set(counts.values()) == {4} and len(counts) == 2 * 3  # ce has nothing to tune
     assert {s.seed for s in trials} == {TUNED.tuning_seed}
-    assert specs[:len(trials)] == trials  # the trials come first: the tuned cases read them
+    assert specs[: len(trials)] == trials  # the trials come first: the tuned cases read them
     tuned = [s for s in specs if s.tune == "tuned"]
     assert len(tuned) == 2 * 4 * 2 and {s.seed for s in tuned} == {0, 1}
-    assert {s.name for s in tuned} >= {"digits-cnn_t/cnn_s-kd-tuned-cpu-s0",
-                                       "digits-cnn_t/cnn_m-ce-tuned-cpu-s1"}
+    assert {s.name for s in tuned} >= {
+        "digits-cnn_t/cnn_s-kd-tuned-cpu-s0",
+        "digits-cnn_t/cnn_m-ce-tuned-cpu-s1",
+    }
     assert len({s.name for s in specs}) == len(specs)  # every trial has an id of its own
     assert {len(tuning.trials_of(s, specs)) for s in tuned if s.loss != "ce"} == {4}
 
@@ -72,20 +86,31 @@ def test_untuned_cases_keep_their_ids():
     assert all("tune" not in s.to_dict() for s in untuned)
 
 
-@pytest.mark.parametrize("grid, words", [
-    ({"kd": {"alpa": (0.9,)}}, "tuning: unknown setting 'alpa' of loss 'kd': did you mean alpha?"),
-    ({"kd": {"alpha": ()}}, "tuning: kd.alpha: empty grid"),
-    ({"kd": {}}, "tuning: loss 'kd' has an empty grid"),
-    ({"kd": {"alpha": (0.5, 0.7)}},
-     "tuning: kd.alpha: the grid 0.5, 0.7 lacks the paper setting 0.9"),
-    ({"kd": {"alpha": (0.5, 0.9, 0.5)}}, "tuning: kd.alpha: value 0.5 is listed twice"),
-    ({"dkd": {"nckd_weight": (8.0,)}}, "tuning: unequal budgets: 'dkd' has 1 trials, 'fitnet' "
-                                       "has 4: every method gets the same number of trials"),
-    ({"fitnet": None}, "tuning: loss 'fitnet' of the profile has no grid"),
-    ({"ce": {"alpha": (1.0,)}}, "tuning: loss 'ce' trains without a teacher"),
-    ({"ab": {"alpha": (1.0,)}}, "tuning: loss 'ab' is not among this profile's losses"),
-    ({"kd": {"alpha": tuple(i / 10 for i in range(10))}}, "more than 8"),
-])
+@pytest.mark.parametrize(
+    "grid, words",
+    [
+        (
+            {"kd": {"alpa": (0.9,)}},
+            "tuning: unknown setting 'alpa' of loss 'kd': did you mean alpha?",
+        ),
+        ({"kd": {"alpha": ()}}, "tuning: kd.alpha: empty grid"),
+        ({"kd": {}}, "tuning: loss 'kd' has an empty grid"),
+        (
+            {"kd": {"alpha": (0.5, 0.7)}},
+            "tuning: kd.alpha: the grid 0.5, 0.7 lacks the paper setting 0.9",
+        ),
+        ({"kd": {"alpha": (0.5, 0.9, 0.5)}}, "tuning: kd.alpha: value 0.5 is listed twice"),
+        (
+            {"dkd": {"nckd_weight": (8.0,)}},
+            "tuning: unequal budgets: 'dkd' has 1 trials, 'fitnet' "
+            "has 4: every method gets the same number of trials",
+        ),
+        ({"fitnet": None}, "tuning: loss 'fitnet' of the profile has no grid"),
+        ({"ce": {"alpha": (1.0,)}}, "tuning: loss 'ce' trains without a teacher"),
+        ({"ab": {"alpha": (1.0,)}}, "tuning: loss 'ab' is not among this profile's losses"),
+        ({"kd": {"alpha": tuple(i / 10 for i in range(10))}}, "more than 8"),
+    ],
+)
 def test_a_bad_grid_is_refused_with_one_line(grid, words):
     with pytest.raises(KdbenchError) as err:
         grids = {k: v for k, v in {**TUNED.tuning, **grid}.items() if v is not None}
@@ -105,17 +130,26 @@ def test_the_shipped_profiles_tune_nothing_unless_asked():
 
 def test_a_tuned_case_waits_for_trials_still_running(monkeypatch):
     monkeypatch.setattr(tuning, "POLL_S", 0)
-    trials = [make_spec("synthetic", "cnn_t", "cnn_s", "kd", temperature=4.0, alpha=a, seed=100,
-                        tune="trial") for a in (0.5, 0.9)]
+    trials = [
+        make_spec(
+            "synthetic", "cnn_t", "cnn_s", "kd", temperature=4.0, alpha=a, seed=100, tune="trial"
+        )
+        for a in (0.5, 0.9)
+    ]
     tuned = replace(trials[1], seed=0, tune="tuned")
-    records = {t.case_id: make_record(t, "ok", {"val_top1": v, "top1": 100 - v}, {})
-               for t, v in zip(trials, (60.0, 50.0))}
+    records = {
+        t.case_id: make_record(t, "ok", {"val_top1": v, "top1": 100 - v}, {})
+        for t, v in zip(trials, (60.0, 50.0))
+    }
     polls = iter([{}, dict(list(records.items())[:1]), records])
     pending = {t.case_id for t in trials}
     spec, info = tuning.resolve(tuned, trials, lambda: next(polls), pending, wait=True)
     assert spec.alpha == 0.5 and spec.tune == "tuned" and spec.seed == 0
-    assert info == {"trials": [t.case_id for t in trials], "criterion": "val_top1",
-                    "chosen": tuning.setting(records[trials[0].case_id]["spec"])}
+    assert info == {
+        "trials": [t.case_id for t in trials],
+        "criterion": "val_top1",
+        "chosen": tuning.setting(records[trials[0].case_id]["spec"]),
+    }
     with pytest.raises(KdbenchError, match="has not run yet"):
         tuning.resolve(tuned, trials, dict, pending, wait=False)  # one process: it never would
     with pytest.raises(KdbenchError, match=r"has no record and is not selected.*-m tuning"):
@@ -173,7 +207,8 @@ def test_marks_and_ids_select_the_stages(kd_suite, pytester):
     trials = kd_suite(*TINY, "-m", "tuning", "--collect-only", "-q").stdout.lines
     assert sorted(line.split("[")[-1] for line in trials if "::" in line) == [
         "synthetic-cnn_t/cnn_s-kd-tune-T4-a0.5-c0.5-cpu-s7]",
-        "synthetic-cnn_t/cnn_s-kd-tune-T4-a0.9-c0.1-cpu-s7]"]
+        "synthetic-cnn_t/cnn_s-kd-tune-T4-a0.9-c0.1-cpu-s7]",
+    ]
     tuned = kd_suite(*TINY, "-m", "tuned", "--collect-only", "-q").stdout.lines
     assert len([line for line in tuned if "-tuned-" in line]) == 4
 
@@ -182,19 +217,28 @@ def test_tuned_cases_without_their_trials_fail_with_one_line(kd_suite, pytester)
     pytester.makepyprojecttoml(TOML)
     result = kd_suite(*TINY, "-m", "tuned", "-k", "kd")
     result.assert_outcomes(failed=2)
-    result.stdout.fnmatch_lines(["*its tuning trial *kd-tune-T4-a0.5-c0.5-cpu-s7 has no record and "
-                                 "is not selected: run the trials first (pytest -m tuning)*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*its tuning trial *kd-tune-T4-a0.5-c0.5-cpu-s7 has no record and "
+            "is not selected: run the trials first (pytest -m tuning)*"
+        ]
+    )
 
 
-@pytest.mark.parametrize("table, words", [
-    ('kd = { alpah = [0.9] }', "tuning: unknown setting 'alpah' of loss 'kd'"),
-    ('kd = { alpha = [] }', "tuning: kd.alpha: empty grid"),
-    ('kd = { alpha = [0.5] }', "tuning: kd.alpha: the grid 0.5 lacks the paper setting 0.9"),
-    ('kd = { alpha = ["0.9"] }', "tiny-tuned.tuning.kd.alpha[0]: must be a number, got '0.9'"),
-])
+@pytest.mark.parametrize(
+    "table, words",
+    [
+        ("kd = { alpah = [0.9] }", "tuning: unknown setting 'alpah' of loss 'kd'"),
+        ("kd = { alpha = [] }", "tuning: kd.alpha: empty grid"),
+        ("kd = { alpha = [0.5] }", "tuning: kd.alpha: the grid 0.5 lacks the paper setting 0.9"),
+        ('kd = { alpha = ["0.9"] }', "tiny-tuned.tuning.kd.alpha[0]: must be a number, got '0.9'"),
+    ],
+)
 def test_a_bad_grid_in_pyproject_is_a_usage_error_at_collection(kd_suite, pytester, table, words):
-    pytester.makepyprojecttoml(TOML.split("[tool.kdbench.profiles.tiny-tuned.tuning]")[0]
-                               + f"[tool.kdbench.profiles.tiny-tuned.tuning]\n{table}\n")
+    pytester.makepyprojecttoml(
+        TOML.split("[tool.kdbench.profiles.tiny-tuned.tuning]")[0]
+        + f"[tool.kdbench.profiles.tiny-tuned.tuning]\n{table}\n"
+    )
     result = kd_suite(*TINY, "--collect-only")
     assert result.ret == USAGE_ERROR
     lines = [line for line in result.outlines + result.errlines if words in line]
@@ -215,7 +259,12 @@ dkd = { nckd_weight = [4.0, 8.0] }
     (profile,) = user_profiles(tmp_path / "pyproject.toml")
     quick = PROFILES.get("quick")
     assert (profile.dataset, profile.pairs, profile.recipe, profile.sweep, profile.epochs) == (
-        quick.dataset, quick.pairs, quick.recipe, ("kd",), 5)
+        quick.dataset,
+        quick.pairs,
+        quick.recipe,
+        ("kd",),
+        5,
+    )
     assert profile.loss_options == {"dkd": quick.loss_options["dkd"]}  # the losses it runs
     assert len([s for s in profile.specs(("cpu",)) if s.tune == "trial"]) == 2 * 2 * 2
 
@@ -236,8 +285,11 @@ base = "cifar100-crd"
 losses = ["ce", "kd"]
 tuning = { kd = { alpha = [0.5, 0.7] } }
 """)
-    with pytest.raises(KdbenchError, match=r"crd-tuned: tuning: kd\.alpha: the grid 0\.5, 0\.7 "
-                                           r"lacks the paper setting 0\.9 of pair"):
+    with pytest.raises(
+        KdbenchError,
+        match=r"crd-tuned: tuning: kd\.alpha: the grid 0\.5, 0\.7 "
+        r"lacks the paper setting 0\.9 of pair",
+    ):
         user_profiles(tmp_path / "pyproject.toml")
 
 
@@ -248,4 +300,5 @@ def test_an_unknown_base_is_one_line(tmp_path):
     with pytest.raises(KdbenchError) as err:
         user_profiles(tmp_path / "pyproject.toml")
     assert "tool.kdbench.profiles.mine.base: unknown profile 'quik': did you mean quick?" in str(
-        err.value) and "\n" not in str(err.value)
+        err.value
+    ) and "\n" not in str(err.value)

@@ -17,16 +17,24 @@ from kdbench.registry import KdbenchError
 from kdbench.results import load_records
 
 USAGE_ERROR = int(pytest.ExitCode.USAGE_ERROR)
-TINY = {"description": '"digits, one pair, ce and kd"', "dataset": '"digits"',
-        "pairs": '["cnn_t/cnn_m"]', "losses": '["ce", "kd"]', "recipe": '"digits"',
-        "epochs": "8", "teacher_epochs": "8", "seeds": "1"}  # the smoke profile's teacher
+TINY = {
+    "description": '"digits, one pair, ce and kd"',
+    "dataset": '"digits"',
+    "pairs": '["cnn_t/cnn_m"]',
+    "losses": '["ce", "kd"]',
+    "recipe": '"digits"',
+    "epochs": "8",
+    "teacher_epochs": "8",
+    "seeds": "1",
+}  # the smoke profile's teacher
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "profiles.md"
 
 
 def readme_block(language: str, marker: str) -> str:
     """docs/profiles.md's ```language block that contains ``marker``."""
-    (block,) = [b for b in re.findall(rf"```{language}\n(.*?)```", PAGE.read_text(), re.S)
-                if marker in b]
+    (block,) = [
+        b for b in re.findall(rf"```{language}\n(.*?)```", PAGE.read_text(), re.S) if marker in b
+    ]
     return block
 
 
@@ -34,7 +42,8 @@ def profile_toml(name: str = "tiny", **keys: str | None) -> str:
     """``[tool.kdbench.profiles.<name>]`` with TINY's keys, changed by ``keys`` (None: left out)."""
     entries = {**TINY, **keys}
     return f"[tool.kdbench.profiles.{name}]\n" + "".join(
-        f"{key} = {value}\n" for key, value in entries.items() if value is not None)
+        f"{key} = {value}\n" for key, value in entries.items() if value is not None
+    )
 
 
 def test_a_toml_copy_of_quick_makes_quicks_cases(tmp_path):
@@ -52,7 +61,8 @@ def test_a_toml_copy_of_quick_makes_quicks_cases(tmp_path):
         "[tool.kdbench.profiles.my-quick.loss_options]\n"
         "at = { beta = 100 }\n"
         "dkd = { warmup = 0.3333333333333333 }\n"
-        "crd = { beta = 0.1 }\n")
+        "crd = { beta = 0.1 }\n"
+    )
     (mine,) = user_profiles(pyproject)
     assert (mine.name, mine.teacher_epochs, mine.seeds) == ("my-quick", 15, 3)
     assert [s.case_id for s in mine.specs()] == [s.case_id for s in PROFILES.get("quick").specs()]
@@ -60,8 +70,10 @@ def test_a_toml_copy_of_quick_makes_quicks_cases(tmp_path):
 
 def test_the_required_keys_make_a_profile_of_every_loss_at_its_papers_temperature(tmp_path):
     pyproject = tmp_path / "pyproject.toml"
-    pyproject.write_text('[tool.kdbench.profiles.least]\ndataset = "digits"\n'
-                         'pairs = ["cnn_t/cnn_s"]\nrecipe = "digits"\nepochs = 12\n')
+    pyproject.write_text(
+        '[tool.kdbench.profiles.least]\ndataset = "digits"\n'
+        'pairs = ["cnn_t/cnn_s"]\nrecipe = "digits"\nepochs = 12\n'
+    )
     (least,) = user_profiles(pyproject)
     assert (least.teacher_epochs, least.seeds, least.batch_size) == (12, 3, 64)
     specs = least.specs(("cpu",), seeds=1)
@@ -72,20 +84,30 @@ def test_the_required_keys_make_a_profile_of_every_loss_at_its_papers_temperatur
 def test_pair_settings_apply_to_their_pair_only(tmp_path):
     pyproject = tmp_path / "pyproject.toml"
     pyproject.write_text(
-        profile_toml(pairs='["cnn_t/cnn_m", "cnn_t/cnn_s"]', losses='["kd", "dkd"]',
-                     sweep='["kd"]', temperatures="[2, 8]")
+        profile_toml(
+            pairs='["cnn_t/cnn_m", "cnn_t/cnn_s"]',
+            losses='["kd", "dkd"]',
+            sweep='["kd"]',
+            temperatures="[2, 8]",
+        )
         + "[tool.kdbench.profiles.tiny.loss_options]\n"
         "dkd = { warmup = 0.25 }\n"
         '[tool.kdbench.profiles.tiny.pair_settings."cnn_t/cnn_s"]\n'
         "dkd = { nckd_weight = 2, temperature = 3 }\n"
-        "kd = { alpha = 0.5 }\n")
+        "kd = { alpha = 0.5 }\n"
+    )
     (profile,) = user_profiles(pyproject)
-    cases = {(s.student, s.loss, s.temperature, s.alpha, s.loss_options)
-             for s in profile.specs(("cpu",))}
-    assert cases == {("cnn_m", "kd", 2.0, 0.9, ()), ("cnn_m", "kd", 8.0, 0.9, ()),
-                     ("cnn_s", "kd", 2.0, 0.5, ()), ("cnn_s", "kd", 8.0, 0.5, ()),
-                     ("cnn_m", "dkd", 4.0, 1.0, (("warmup", 0.25),)),
-                     ("cnn_s", "dkd", 3.0, 1.0, (("nckd_weight", 2.0), ("warmup", 0.25)))}
+    cases = {
+        (s.student, s.loss, s.temperature, s.alpha, s.loss_options) for s in profile.specs(("cpu",))
+    }
+    assert cases == {
+        ("cnn_m", "kd", 2.0, 0.9, ()),
+        ("cnn_m", "kd", 8.0, 0.9, ()),
+        ("cnn_s", "kd", 2.0, 0.5, ()),
+        ("cnn_s", "kd", 8.0, 0.5, ()),
+        ("cnn_m", "dkd", 4.0, 1.0, (("warmup", 0.25),)),
+        ("cnn_s", "dkd", 3.0, 1.0, (("nckd_weight", 2.0), ("warmup", 0.25))),
+    }
 
 
 def test_the_readme_example_runs_in_a_users_own_project(kd_suite, pytester):
@@ -97,7 +119,9 @@ def test_the_readme_example_runs_in_a_users_own_project(kd_suite, pytester):
     (run,) = (pytester.path / "results" / "runs").glob("*.jsonl")
     records = load_records([run])
     assert sorted(r["name"] for r in records) == [
-        "digits-cnn_t/cnn_m-ce-cpu-s0", "digits-cnn_t/cnn_m-kd-T2-cpu-s0"]
+        "digits-cnn_t/cnn_m-ce-cpu-s0",
+        "digits-cnn_t/cnn_m-kd-T2-cpu-s0",
+    ]
     kd = next(r["spec"] for r in records if r["spec"]["loss"] == "kd")
     assert (kd["alpha"], kd["ce_weight"], kd["epochs"], kd["teacher_epochs"]) == (0.5, 0.5, 8, 8)
     leaderboard = run.with_suffix(".md").read_text()  # next to the run's records
@@ -114,15 +138,22 @@ def test_list_profiles_finds_the_projects_from_a_subfolder(tmp_path, monkeypatch
     assert main(["list", "profiles"]) == 0
     out = capsys.readouterr().out
     assert out.split("\n\n")[0].split() == sorted([*PROFILES.names(), "my-digits"])
-    rows = {cells[0]: cells for cells in ([c.strip() for c in line.split("|")[1:-1]]
-                                          for line in out.splitlines() if line.startswith("|"))}
+    rows = {
+        cells[0]: cells
+        for cells in (
+            [c.strip() for c in line.split("|")[1:-1]]
+            for line in out.splitlines()
+            if line.startswith("|")
+        )
+    }
     assert rows["name"][3] == "from"
     assert (rows["my-digits"][3], rows["quick"][3]) == (str(pyproject), "kdbench")
     pyproject.write_text(profile_toml("my-digits", epochs="0"))
     assert main(["list", "profiles"]) == 2
     assert capsys.readouterr().err.strip() == (
         f"kdbench: error: {pyproject}: tool.kdbench.profiles.my-digits.epochs: must be an "
-        "integer ≥ 1, got 0")
+        "integer ≥ 1, got 0"
+    )
 
 
 def test_kdbench_slurm_plans_a_run_of_a_user_profile(tmp_path, monkeypatch):
@@ -143,63 +174,167 @@ def test_without_a_profiles_table_only_the_shipped_are_listed(tmp_path, monkeypa
 AT = "tool.kdbench.profiles.tiny"
 
 
-@pytest.mark.parametrize("name, keys, names", [
-    ("tiny", {"epoch": "5"}, [f"{AT}: unknown key 'epoch'", "did you mean epochs",
-                              "valid: description, dataset", "pair_settings"]),
-    ("tiny", {"recipe": None}, [f"{AT}: missing key 'recipe'",
-                                "required: dataset, pairs, recipe, epochs"]),
-    ("tiny", {"losses": '"kd"'}, [f"{AT}.losses: must be a non-empty list, got 'kd'"]),
-    ("tiny", {"epochs": "-1"}, [f"{AT}.epochs: must be an integer ≥ 1, got -1"]),
-    ("tiny", {"seeds": '"3"'}, [f"{AT}.seeds: must be an integer, got '3'"]),
-    ("tiny", {"dataset": '"digts"'}, [f"{AT}.dataset: unknown dataset 'digts'",
-                                      "did you mean digits", "valid: cifar10"]),
-    ("tiny", {"pairs": '["cnn_t/cnn_x"]'}, [f"{AT}.pairs[0]: unknown model 'cnn_x'",
-                                            "did you mean", "valid:", "cnn_s"]),
-    ("tiny", {"pairs": '[["cnn_t"]]'}, [f"{AT}.pairs[0]: a pair is",
-                                        '"teacher/student" or ["teacher", "student"]']),
-    ("tiny", {"recipe": '"digit"'}, [f"{AT}.recipe: unknown recipe 'digit'",
-                                     "did you mean digits", "valid: crd, digits"]),
-    ("tiny", {"losses": '["ce", "dkx*"]'}, [f"{AT}.losses[1]: pattern 'dkx*' matches no loss",
-                                            "valid: ab, at"]),
-    ("tiny", {"sweep": '["dkd"]'}, [f"{AT}.sweep[0]: pattern 'dkd' matches no loss of this "
-                                    "profile", "valid: ce, kd"]),
-    ("tiny", {"temperatures": "[2, 2.0]"}, [f"{AT}.temperatures[1]: temperature 2.0 is listed "
-                                            "twice"]),
-    ("tiny", {"loss_options": "{ kd = { beta = 1.0 } }"},
-     [f"{AT}.loss_options.kd: unknown setting 'beta' of loss 'kd'",
-      "valid: temperature, alpha, ce_weight"]),
-    ("tiny", {"loss_options": "{ kdd = { alpha = 0.5 } }"},
-     [f"{AT}.loss_options.kdd: unknown loss 'kdd'", "did you mean kd", "valid: ab"]),
-    ("tiny", {"loss_options": "{ at = { beta = 100.0 } }"},
-     [f"{AT}.loss_options.at: loss 'at' is not among this profile's losses", "valid: ce, kd"]),
-    ("tiny", {"losses": '["ce", "fitnet"]', "loss_options": "{ fitnet = { hint_layer = 1.5 } }"},
-     [f"{AT}.loss_options.fitnet.hint_layer: must be an integer, got 1.5"]),
-    ("tiny", {"pair_settings": '{ "cnn_t/cnn_s" = { kd = { temperature = 2.0 } } }'},
-     [f"{AT}.pair_settings: pair 'cnn_t/cnn_s' is not in pairs", "valid: cnn_t/cnn_m"]),
-    ("tiny", {"pair_settings": '{ "cnn_t/cnn_m" = { kd = { temperature = "2" } } }'},
-     [f'{AT}.pair_settings."cnn_t/cnn_m".kd.temperature: must be a number, got \'2\'']),
-    ("tiny", {"loss_options": "{ kd = { alpha = 1.5 } }"},
-     [f"{AT}: invalid alpha 1.5: must be in [0, 1]"]),
-    ("tiny", {"losses": '["ce", "ctkd"]', "sweep": '["ctkd"]', "temperatures": "[1]"},
-     [f"{AT}: invalid ctkd temperature 1", "between t_start and t_start + t_range (1, 21)"]),
-    ("tiny", {"dataset": '"synthetic"', "dataset_options": "{ num_trian = 100 }"},
-     [f"{AT}.dataset_options: unknown option 'num_trian' of data set 'synthetic'",
-      "did you mean num_train", "valid: num_classes"]),
-    ("tiny", {"dataset": '"synthetic"', "dataset_options": '{ augment = "yes" }'},
-     [f"{AT}.dataset_options.augment: must be true or false, got 'yes'"]),
-    ("quick", {}, ["tool.kdbench.profiles.quick: the name 'quick' is taken by kdbench's "
-                   "shipped profile 'quick'", "shipped: cifar10, cifar100-crd"]),
-    ("my digits", {}, ['tool.kdbench.profiles."my digits": invalid profile name',
-                       "letters, digits"]),
-], ids=["unknown-key", "missing-key", "string-for-list", "negative-epochs", "string-for-int",
-        "unknown-dataset", "unknown-model", "pair-form", "unknown-recipe",
-        "pattern-matches-no-loss", "sweep-outside-losses", "temperature-twice",
-        "unknown-loss-option", "unknown-loss-in-options", "options-for-a-loss-not-run",
-        "float-for-int-option", "setting-for-a-pair-not-run", "string-for-number",
-        "alpha-out-of-range", "loss-constraint", "unknown-dataset-option",
-        "dataset-option-kind", "shipped-name", "name-with-a-space"])
-def test_bad_user_profile_is_a_one_line_usage_error_before_training(kd_suite, pytester, name,
-                                                                    keys, names):
+@pytest.mark.parametrize(
+    "name, keys, names",
+    [
+        (
+            "tiny",
+            {"epoch": "5"},
+            [
+                f"{AT}: unknown key 'epoch'",
+                "did you mean epochs",
+                "valid: description, dataset",
+                "pair_settings",
+            ],
+        ),
+        (
+            "tiny",
+            {"recipe": None},
+            [f"{AT}: missing key 'recipe'", "required: dataset, pairs, recipe, epochs"],
+        ),
+        ("tiny", {"losses": '"kd"'}, [f"{AT}.losses: must be a non-empty list, got 'kd'"]),
+        ("tiny", {"epochs": "-1"}, [f"{AT}.epochs: must be an integer ≥ 1, got -1"]),
+        ("tiny", {"seeds": '"3"'}, [f"{AT}.seeds: must be an integer, got '3'"]),
+        (
+            "tiny",
+            {"dataset": '"digts"'},
+            [f"{AT}.dataset: unknown dataset 'digts'", "did you mean digits", "valid: cifar10"],
+        ),
+        (
+            "tiny",
+            {"pairs": '["cnn_t/cnn_x"]'},
+            [f"{AT}.pairs[0]: unknown model 'cnn_x'", "did you mean", "valid:", "cnn_s"],
+        ),
+        (
+            "tiny",
+            {"pairs": '[["cnn_t"]]'},
+            [f"{AT}.pairs[0]: a pair is", '"teacher/student" or ["teacher", "student"]'],
+        ),
+        (
+            "tiny",
+            {"recipe": '"digit"'},
+            [f"{AT}.recipe: unknown recipe 'digit'", "did you mean digits", "valid: crd, digits"],
+        ),
+        (
+            "tiny",
+            {"losses": '["ce", "dkx*"]'},
+            [f"{AT}.losses[1]: pattern 'dkx*' matches no loss", "valid: ab, at"],
+        ),
+        (
+            "tiny",
+            {"sweep": '["dkd"]'},
+            [f"{AT}.sweep[0]: pattern 'dkd' matches no loss of this profile", "valid: ce, kd"],
+        ),
+        (
+            "tiny",
+            {"temperatures": "[2, 2.0]"},
+            [f"{AT}.temperatures[1]: temperature 2.0 is listed twice"],
+        ),
+        (
+            "tiny",
+            {"loss_options": "{ kd = { beta = 1.0 } }"},
+            [
+                f"{AT}.loss_options.kd: unknown setting 'beta' of loss 'kd'",
+                "valid: temperature, alpha, ce_weight",
+            ],
+        ),
+        (
+            "tiny",
+            {"loss_options": "{ kdd = { alpha = 0.5 } }"},
+            [f"{AT}.loss_options.kdd: unknown loss 'kdd'", "did you mean kd", "valid: ab"],
+        ),
+        (
+            "tiny",
+            {"loss_options": "{ at = { beta = 100.0 } }"},
+            [
+                f"{AT}.loss_options.at: loss 'at' is not among this profile's losses",
+                "valid: ce, kd",
+            ],
+        ),
+        (
+            "tiny",
+            {"losses": '["ce", "fitnet"]', "loss_options": "{ fitnet = { hint_layer = 1.5 } }"},
+            [f"{AT}.loss_options.fitnet.hint_layer: must be an integer, got 1.5"],
+        ),
+        (
+            "tiny",
+            {"pair_settings": '{ "cnn_t/cnn_s" = { kd = { temperature = 2.0 } } }'},
+            [f"{AT}.pair_settings: pair 'cnn_t/cnn_s' is not in pairs", "valid: cnn_t/cnn_m"],
+        ),
+        (
+            "tiny",
+            {"pair_settings": '{ "cnn_t/cnn_m" = { kd = { temperature = "2" } } }'},
+            [f"{AT}.pair_settings.\"cnn_t/cnn_m\".kd.temperature: must be a number, got '2'"],
+        ),
+        (
+            "tiny",
+            {"loss_options": "{ kd = { alpha = 1.5 } }"},
+            [f"{AT}: invalid alpha 1.5: must be in [0, 1]"],
+        ),
+        (
+            "tiny",
+            {"losses": '["ce", "ctkd"]', "sweep": '["ctkd"]', "temperatures": "[1]"},
+            [f"{AT}: invalid ctkd temperature 1", "between t_start and t_start + t_range (1, 21)"],
+        ),
+        (
+            "tiny",
+            {"dataset": '"synthetic"', "dataset_options": "{ num_trian = 100 }"},
+            [
+                f"{AT}.dataset_options: unknown option 'num_trian' of data set 'synthetic'",
+                "did you mean num_train",
+                "valid: num_classes",
+            ],
+        ),
+        (
+            "tiny",
+            {"dataset": '"synthetic"', "dataset_options": '{ augment = "yes" }'},
+            [f"{AT}.dataset_options.augment: must be true or false, got 'yes'"],
+        ),
+        (
+            "quick",
+            {},
+            [
+                "tool.kdbench.profiles.quick: the name 'quick' is taken by kdbench's "
+                "shipped profile 'quick'",
+                "shipped: cifar10, cifar100-crd",
+            ],
+        ),
+        (
+            "my digits",
+            {},
+            ['tool.kdbench.profiles."my digits": invalid profile name', "letters, digits"],
+        ),
+    ],
+    ids=[
+        "unknown-key",
+        "missing-key",
+        "string-for-list",
+        "negative-epochs",
+        "string-for-int",
+        "unknown-dataset",
+        "unknown-model",
+        "pair-form",
+        "unknown-recipe",
+        "pattern-matches-no-loss",
+        "sweep-outside-losses",
+        "temperature-twice",
+        "unknown-loss-option",
+        "unknown-loss-in-options",
+        "options-for-a-loss-not-run",
+        "float-for-int-option",
+        "setting-for-a-pair-not-run",
+        "string-for-number",
+        "alpha-out-of-range",
+        "loss-constraint",
+        "unknown-dataset-option",
+        "dataset-option-kind",
+        "shipped-name",
+        "name-with-a-space",
+    ],
+)
+def test_bad_user_profile_is_a_one_line_usage_error_before_training(
+    kd_suite, pytester, name, keys, names
+):
     toml_name = name if re.fullmatch(r"[\w-]+", name) else f'"{name}"'
     pytester.makepyprojecttoml(profile_toml(toml_name, **keys))
     cache, results = pytester.path / "cache", pytester.path / "results"
@@ -219,8 +354,12 @@ def test_an_unknown_profile_name_suggests_the_users_profiles(kd_suite, pytester)
     pytester.makepyprojecttoml(profile_toml("my-digits"))
     result = kd_suite("--kd-profile", "my-digit", "--kd-device", "cpu")
     assert result.ret == USAGE_ERROR
-    result.stderr.fnmatch_lines(["*unknown profile 'my-digit': did you mean my-digits? "
-                                 "valid: cifar10, *my-digits, quick, smoke*"])
+    result.stderr.fnmatch_lines(
+        [
+            "*unknown profile 'my-digit': did you mean my-digits? "
+            "valid: cifar10, *my-digits, quick, smoke*"
+        ]
+    )
 
 
 def test_profiles_must_be_a_table(tmp_path):

@@ -34,8 +34,9 @@ Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 SPLIT_SEED = 0  # fixes every data set's validation split
 
 
-def validation_indices(targets: torch.Tensor | np.ndarray, size: int
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def validation_indices(
+    targets: torch.Tensor | np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(train, validation) positions of a training set: ``size`` samples drawn stratified by
     class with a fixed seed (uniformly where a split that small cannot hold every class, as in
     tests' tiny files), each part in its original order."""
@@ -45,14 +46,18 @@ def validation_indices(targets: torch.Tensor | np.ndarray, size: int
     counts = np.bincount(labels)
     classes = int((counts > 0).sum())
     can_stratify = counts[counts > 0].min() >= 2 and classes <= size <= len(labels) - classes
-    train, val = train_test_split(np.arange(len(labels)), test_size=size,
-                                  stratify=labels if can_stratify else None,
-                                  random_state=SPLIT_SEED)
+    train, val = train_test_split(
+        np.arange(len(labels)),
+        test_size=size,
+        stratify=labels if can_stratify else None,
+        random_state=SPLIT_SEED,
+    )
     return np.sort(train), np.sort(val)
 
 
-def carve_validation(x: torch.Tensor, y: torch.Tensor, size: int
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def carve_validation(
+    x: torch.Tensor, y: torch.Tensor, size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(x_train, y_train, x_val, y_val): ``validation_indices`` applied to tensors."""
     train, val = (torch.from_numpy(i) for i in validation_indices(y, size))
     return x[train], y[train], x[val], y[val]
@@ -62,7 +67,7 @@ def eval_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> Iterator[
     """A held-out split in order, as batches ``(x, y, position)``."""
     for start in range(0, len(y), batch_size):
         index = torch.arange(start, min(start + batch_size, len(y)), device=x.device)
-        yield x[start:start + batch_size], y[start:start + batch_size], index
+        yield x[start : start + batch_size], y[start : start + batch_size], index
 
 
 @dataclass(frozen=True)
@@ -82,9 +87,10 @@ class RandomCropFlip:
         padded = x.new_empty(b, c, h + 2 * p, w + 2 * p)  # (B, C, H+2p, W+2p)
         for channel, value in enumerate(self.fill):
             padded[:, channel].fill_(value)
-        padded[:, :, p:p + h, p:p + w] = x
-        offsets = torch.randint(0, 2 * p + 1, (2, b), generator=generator,
-                                device=generator.device).to(x.device)  # (2, B) row, column
+        padded[:, :, p : p + h, p : p + w] = x
+        offsets = torch.randint(
+            0, 2 * p + 1, (2, b), generator=generator, device=generator.device
+        ).to(x.device)  # (2, B) row, column
         flips = torch.rand(b, generator=generator, device=generator.device).to(x.device) < 0.5
         rows = offsets[0, :, None] + torch.arange(h, device=x.device)  # (B, H)
         cols = offsets[1, :, None] + torch.arange(w, device=x.device)  # (B, W)
@@ -190,14 +196,15 @@ class TensorData:
         views (the own augmentation drawn again, then ``strong``), targets and indices twice."""
         order = torch.randperm(self.num_train, generator=generator).to(self.x_train.device)
         for start in range(0, self.num_train, batch_size):
-            index = order[start:start + batch_size]
+            index = order[start : start + batch_size]
             x, y = self.x_train[index], self.y_train[index]
             weak = x if self.augment is None else self.augment(x, generator)
             if self.strong is None:
                 yield weak, y, index
                 continue
-            strong = self.strong(x if self.augment is None else self.augment(x, generator),
-                                 generator)
+            strong = self.strong(
+                x if self.augment is None else self.augment(x, generator), generator
+            )
             yield torch.cat([weak, strong]), y.repeat(2), index.repeat(2)  # (2B, C, H, W)
 
     def val_batches(self, batch_size: int) -> Iterator[Batch]:
@@ -228,8 +235,9 @@ class TensorData:
 TENSORS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 
 
-def load_dataset(name: str, root: Path | str | None = None, download: bool = False,
-                 **options) -> DataSource:
+def load_dataset(
+    name: str, root: Path | str | None = None, download: bool = False, **options
+) -> DataSource:
     """The registered data set ``name`` built with ``options``; ``strong_view`` is every
     in-memory set's option (``kdbench.data.views``), the others go to its factory."""
     from kdbench.data.views import STRONG_VIEW, with_strong_view

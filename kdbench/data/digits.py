@@ -23,14 +23,20 @@ def digits(root: Path | None = None, download: bool = False) -> TensorData:
     bunch = load_digits()
     images = bunch.images.astype(np.float32)[:, None]  # (1797, 1, 8, 8), values 0..16
     x_tr, x_te, y_tr, y_te = train_test_split(
-        images, bunch.target, test_size=0.2, stratify=bunch.target, random_state=SPLIT_SEED)
-    x_tr, y_tr, x_val, y_val = carve_validation(torch.from_numpy(x_tr),
-                                                torch.from_numpy(y_tr).long(), VAL_SIZE)
+        images, bunch.target, test_size=0.2, stratify=bunch.target, random_state=SPLIT_SEED
+    )
+    x_tr, y_tr, x_val, y_val = carve_validation(
+        torch.from_numpy(x_tr), torch.from_numpy(y_tr).long(), VAL_SIZE
+    )
     mean, std = x_tr.mean(), x_tr.std()
     return TensorData(
         name="digits",
-        x_train=(x_tr - mean) / std, y_train=y_tr, x_val=(x_val - mean) / std, y_val=y_val,
-        x_test=(torch.from_numpy(x_te) - mean) / std, y_test=torch.from_numpy(y_te).long(),
+        x_train=(x_tr - mean) / std,
+        y_train=y_tr,
+        x_val=(x_val - mean) / std,
+        y_val=y_val,
+        x_test=(torch.from_numpy(x_te) - mean) / std,
+        y_test=torch.from_numpy(y_te).long(),
         num_classes=10,
         description="scikit-learn handwritten digits, 1×8×8, 1,077 train / 360 val / 360 test",
     )

@@ -42,7 +42,9 @@ if TYPE_CHECKING:
 
 ENV = "KDBENCH_DATA"
 DEFAULT_ROOT = "~/.cache/kdbench/data"
-HOW = f"pass --kd-download to fetch them, or point --kd-data-root or {ENV} at a folder that has them"
+HOW = (
+    f"pass --kd-download to fetch them, or point --kd-data-root or {ENV} at a folder that has them"
+)
 
 # per-channel mean and std of the training images in [0, 1]; CIFAR-100's are RepDistiller's
 MNIST_STATS = ((0.1307,), (0.3081,))
@@ -51,11 +53,15 @@ CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 CIFAR100_STATS = ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761))
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 VAL_SIZE = 5000  # validation images carved from the training set of MNIST, Fashion-MNIST, CIFAR
-                 # (a tenth of a smaller set, such as the tiny files of tests)
+# (a tenth of a smaller set, such as the tiny files of tests)
 IMAGEFOLDER_VAL_FRACTION = 0.1  # of train/: ImageNet-layout folders use val/ as the test split
 # gzipped IDX files installed by Debian's packages (`dpkg -L dataset-fashion-mnist`)
-SYSTEM_COPIES = {"FashionMNIST": (Path("/usr/share/datasets/fashion-mnist"),
-                                  "apt-get install dataset-fashion-mnist")}
+SYSTEM_COPIES = {
+    "FashionMNIST": (
+        Path("/usr/share/datasets/fashion-mnist"),
+        "apt-get install dataset-fashion-mnist",
+    )
+}
 CHECKED = ".kdbench-checked"  # an image folder's stamp: the hash of the files found sound
 
 
@@ -94,20 +100,26 @@ def _open(cls: type, name: str, root: Path, download: bool, train: bool):
         try:
             _unpack_system_copy(cls, root)
         except OSError as exc:
-            raise KdbenchError(f"{name}: could not unpack {source} into {root} "
-                               f"({exc.strerror or exc}): point --kd-data-root or {ENV} at a "
-                               f"writable folder") from None
+            raise KdbenchError(
+                f"{name}: could not unpack {source} into {root} "
+                f"({exc.strerror or exc}): point --kd-data-root or {ENV} at a "
+                f"writable folder"
+            ) from None
     try:
         return cls(str(root), train=train, download=download)
     except Exception as exc:  # torchvision raises many kinds (URLError, RuntimeError, EOF, …)
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if download:
-            raise KdbenchError(f"{name}: could not download it into {root} ({reason}): check "
-                               f"the network, or put the files there yourself") from None
+            raise KdbenchError(
+                f"{name}: could not download it into {root} ({reason}): check "
+                f"the network, or put the files there yourself"
+            ) from None
         if isinstance(exc, RuntimeError) and "not found" in reason:  # torchvision's wording
             raise KdbenchError(f"{name}: no usable data set files in {folder}: {how}") from None
-        raise KdbenchError(f"{name}: the data set files in {folder} are damaged ({reason}): "
-                           f"delete them, then {how}") from None
+        raise KdbenchError(
+            f"{name}: the data set files in {folder} are damaged ({reason}): "
+            f"delete them, then {how}"
+        ) from None
 
 
 def _images(dataset) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,9 +129,15 @@ def _images(dataset) -> tuple[torch.Tensor, torch.Tensor]:
     return x.contiguous(), torch.as_tensor(dataset.targets, dtype=torch.long)
 
 
-def _in_memory(name: str, cls_name: str, root: Path | None, download: bool,
-               stats: tuple[tuple[float, ...], tuple[float, ...]], augment: bool,
-               description: str) -> TensorData:
+def _in_memory(
+    name: str,
+    cls_name: str,
+    root: Path | None,
+    download: bool,
+    stats: tuple[tuple[float, ...], tuple[float, ...]],
+    augment: bool,
+    description: str,
+) -> TensorData:
     """Train (less ``VAL_SIZE`` validation images) and test as normalised float tensors;
     CIFAR-style augmentation if ``augment``."""
     from torchvision import (
@@ -128,17 +146,21 @@ def _in_memory(name: str, cls_name: str, root: Path | None, download: bool,
 
     cls = getattr(datasets, cls_name)
     mean, std = (torch.tensor(v)[:, None, None] for v in stats)  # (C, 1, 1)
-    train_set, test_set = (_open(cls, name, data_root(root), download, train)
-                           for train in (True, False))
+    train_set, test_set = (
+        _open(cls, name, data_root(root), download, train) for train in (True, False)
+    )
     x, y = _images(train_set)
     x_train, y_train, x_val, y_val = carve_validation(x, y, min(VAL_SIZE, max(1, len(y) // 10)))
     x_test, y_test = _images(test_set)
     fill = tuple(((0 - mean) / std).flatten().tolist())
     return TensorData(
         name=name,
-        x_train=(x_train / 255 - mean) / std, y_train=y_train,
-        x_val=(x_val / 255 - mean) / std, y_val=y_val,
-        x_test=(x_test / 255 - mean) / std, y_test=y_test,
+        x_train=(x_train / 255 - mean) / std,
+        y_train=y_train,
+        x_val=(x_val / 255 - mean) / std,
+        y_val=y_val,
+        x_test=(x_test / 255 - mean) / std,
+        y_test=y_test,
         num_classes=len(train_set.classes),
         augment=RandomCropFlip(4, fill) if augment else None,
         description=description,
@@ -148,33 +170,57 @@ def _in_memory(name: str, cls_name: str, root: Path | None, download: bool,
 @DATASETS.register("mnist")
 def mnist(root: Path | None = None, download: bool = False) -> TensorData:
     """MNIST handwritten digits, 1×28×28, 55,000 train / 5,000 val / 10,000 test, normalised."""
-    return _in_memory("mnist", "MNIST", root, download, MNIST_STATS, False,
-                      "MNIST digits, 1×28×28, 10 classes")
+    return _in_memory(
+        "mnist", "MNIST", root, download, MNIST_STATS, False, "MNIST digits, 1×28×28, 10 classes"
+    )
 
 
 @DATASETS.register("fashion_mnist")
 def fashion_mnist(root: Path | None = None, download: bool = False) -> TensorData:
     """Fashion-MNIST clothing images, 1×28×28, 55,000 train / 5,000 val / 10,000 test."""
-    return _in_memory("fashion_mnist", "FashionMNIST", root, download,
-                      FASHION_MNIST_STATS, False, "Fashion-MNIST, 1×28×28, 10 classes")
+    return _in_memory(
+        "fashion_mnist",
+        "FashionMNIST",
+        root,
+        download,
+        FASHION_MNIST_STATS,
+        False,
+        "Fashion-MNIST, 1×28×28, 10 classes",
+    )
 
 
 @DATASETS.register("cifar10")
-def cifar10(root: Path | None = None, download: bool = False, *,
-            augment: bool = True) -> TensorData:
+def cifar10(
+    root: Path | None = None, download: bool = False, *, augment: bool = True
+) -> TensorData:
     """CIFAR-10, 3×32×32, 45,000 train / 5,000 val / 10,000 test; random crop (padding 4)
     and flip."""
-    return _in_memory("cifar10", "CIFAR10", root, download, CIFAR10_STATS, augment,
-                      "CIFAR-10, 3×32×32, 10 classes")
+    return _in_memory(
+        "cifar10",
+        "CIFAR10",
+        root,
+        download,
+        CIFAR10_STATS,
+        augment,
+        "CIFAR-10, 3×32×32, 10 classes",
+    )
 
 
 @DATASETS.register("cifar100")
-def cifar100(root: Path | None = None, download: bool = False, *,
-             augment: bool = True) -> TensorData:
+def cifar100(
+    root: Path | None = None, download: bool = False, *, augment: bool = True
+) -> TensorData:
     """CIFAR-100 as in the CRD/DKD papers (RepDistiller's normalisation, random crop with
     padding 4, horizontal flip), 45,000 train / 5,000 val / 10,000 test."""
-    return _in_memory("cifar100", "CIFAR100", root, download, CIFAR100_STATS, augment,
-                      "CIFAR-100, 3×32×32, 100 classes")
+    return _in_memory(
+        "cifar100",
+        "CIFAR100",
+        root,
+        download,
+        CIFAR100_STATS,
+        augment,
+        "CIFAR-100, 3×32×32, 100 classes",
+    )
 
 
 class Indexed(Dataset):
@@ -235,14 +281,23 @@ class FolderData:
     def to(self, device: torch.device | str) -> FolderData:
         return replace(self, device=str(device))
 
-    def _batches(self, dataset: Dataset, batch_size: int, order: list[int],
-                 generator: torch.Generator | None) -> Iterator[Batch]:
-        loader = DataLoader(Indexed(dataset), batch_size=batch_size, sampler=order,
-                            num_workers=self.workers, generator=generator,
-                            pin_memory=self.device.startswith("cuda"))
+    def _batches(
+        self, dataset: Dataset, batch_size: int, order: list[int], generator: torch.Generator | None
+    ) -> Iterator[Batch]:
+        loader = DataLoader(
+            Indexed(dataset),
+            batch_size=batch_size,
+            sampler=order,
+            num_workers=self.workers,
+            generator=generator,
+            pin_memory=self.device.startswith("cuda"),
+        )
         for x, y, index in loader:
-            yield (x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True),
-                   index.to(self.device, non_blocking=True))
+            yield (
+                x.to(self.device, non_blocking=True),
+                y.to(self.device, non_blocking=True),
+                index.to(self.device, non_blocking=True),
+            )
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
         order = torch.randperm(self.num_train, generator=generator).tolist()
@@ -287,14 +342,16 @@ def _image_folder(path: Path, transform) -> datasets.ImageFolder:
     try:
         found = datasets.ImageFolder(str(path), transform, allow_empty=True)
     except FileNotFoundError as exc:  # no class folder at all
-        raise KdbenchError(f"imagefolder: {str(exc).splitlines()[0]}: ImageNet layout is "
-                           f"{path}/<class>/<image>") from None
+        raise KdbenchError(
+            f"imagefolder: {str(exc).splitlines()[0]}: ImageNet layout is {path}/<class>/<image>"
+        ) from None
     counts = Counter(found.targets)
     for target, name in enumerate(found.classes):
         if not counts[target]:
             raise KdbenchError(
                 f"imagefolder: class folder {path / name} has no images "
-                f"({', '.join(datasets.folder.IMG_EXTENSIONS)}): add some or remove it")
+                f"({', '.join(datasets.folder.IMG_EXTENSIONS)}): add some or remove it"
+            )
     return found
 
 
@@ -307,8 +364,9 @@ def _check_images(found: datasets.ImageFolder, workers: int) -> None:
     listing = hashlib.sha256()
     for path, _ in found.samples:
         stat = os.stat(path)
-        listing.update(f"{Path(path).relative_to(root)}|{stat.st_size}|{stat.st_mtime_ns}\n"
-                       .encode())
+        listing.update(
+            f"{Path(path).relative_to(root)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode()
+        )
     stamp = root / CHECKED
     if stamp.is_file() and stamp.read_text() == listing.hexdigest():
         return
@@ -327,8 +385,9 @@ def _check_images(found: datasets.ImageFolder, workers: int) -> None:
     with ThreadPoolExecutor(max(1, workers)) as pool:
         for (path, _), why in zip(found.samples, pool.map(problem, [p for p, _ in found.samples])):
             if why:
-                raise KdbenchError(f"imagefolder: cannot read image {path} ({why}): delete or "
-                                   f"replace it")
+                raise KdbenchError(
+                    f"imagefolder: cannot read image {path} ({why}): delete or replace it"
+                )
     try:
         stamp.write_text(listing.hexdigest())
     except OSError:
@@ -336,29 +395,44 @@ def _check_images(found: datasets.ImageFolder, workers: int) -> None:
 
 
 @DATASETS.register("imagefolder")
-def imagefolder(root: Path | None = None, download: bool = False, *, path: str | None = None,
-                size: int = 224, workers: int | None = None) -> FolderData:
+def imagefolder(
+    root: Path | None = None,
+    download: bool = False,
+    *,
+    path: str | None = None,
+    size: int = 224,
+    workers: int | None = None,
+) -> FolderData:
     """Any folder with ``train/`` and ``val/`` class subfolders (ImageNet layout): ``path``
     (absolute, or relative to the data root; default: the data root itself). ``val/`` is the
     test split; a stratified tenth of ``train/`` is the validation split."""
     folder = data_root(root) / (path or "")
     if not ((folder / "train").is_dir() and (folder / "val").is_dir()):
-        raise KdbenchError(f"imagefolder: no train/ and val/ folders in {folder}: point "
-                           f"--kd-data-root or {ENV} (or the path option) at an ImageNet-layout "
-                           f"folder; it cannot be downloaded")
+        raise KdbenchError(
+            f"imagefolder: no train/ and val/ folders in {folder}: point "
+            f"--kd-data-root or {ENV} (or the path option) at an ImageNet-layout "
+            f"folder; it cannot be downloaded"
+        )
     from torchvision import transforms
 
     workers = min(8, os.cpu_count() or 1) if workers is None else workers
     mean, std = IMAGENET_STATS
     normalize = [transforms.ToTensor(), transforms.Normalize(mean, std)]
     evaluate = transforms.Compose(
-        [transforms.Resize(round(size / 0.875)), transforms.CenterCrop(size), *normalize])
-    train = _image_folder(folder / "train", transforms.Compose(
-        [transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(), *normalize]))
+        [transforms.Resize(round(size / 0.875)), transforms.CenterCrop(size), *normalize]
+    )
+    train = _image_folder(
+        folder / "train",
+        transforms.Compose(
+            [transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(), *normalize]
+        ),
+    )
     test = _image_folder(folder / "val", evaluate)
     if test.classes != train.classes:
-        raise KdbenchError(f"imagefolder: val/ classes differ from train/ classes in {folder}: "
-                           f"{len(test.classes)} vs {len(train.classes)}")
+        raise KdbenchError(
+            f"imagefolder: val/ classes differ from train/ classes in {folder}: "
+            f"{len(test.classes)} vs {len(train.classes)}"
+        )
     for found in (train, test):
         _check_images(found, workers)
     n_val = max(1, round(IMAGEFOLDER_VAL_FRACTION * len(train)))

@@ -32,9 +32,11 @@ def _affine(img: torch.Tensor, matrix: tuple[float, ...]) -> torch.Tensor:
     (x, y) takes the input pixel at ``matrix`` applied to its centre; outside it is black."""
     _, h, w = img.shape
     a, b, c, d, e, f = matrix
-    ys, xs = torch.meshgrid(torch.arange(h, device=img.device, dtype=torch.float64) + 0.5,
-                            torch.arange(w, device=img.device, dtype=torch.float64) + 0.5,
-                            indexing="ij")  # (H, W) pixel centres
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=img.device, dtype=torch.float64) + 0.5,
+        torch.arange(w, device=img.device, dtype=torch.float64) + 0.5,
+        indexing="ij",
+    )  # (H, W) pixel centres
     col, row = (a * xs + b * ys + c).floor().long(), (d * xs + e * ys + f).floor().long()
     inside = (col >= 0) & (col < w) & (row >= 0) & (row < h)
     source = (row.clamp(0, h - 1) * w + col.clamp(0, w - 1)).flatten()  # (H·W,)
@@ -79,9 +81,10 @@ def _cutout(img: torch.Tensor, fraction: float, u: float, v: float) -> torch.Ten
     x0, y0 = int(max(0.0, u * w - side / 2)), int(max(0.0, v * h - side / 2))
     x1, y1 = int(min(w, x0 + side)), int(min(h, y0 + side))
     out = img.clone()
-    fill = torch.tensor(CUTOUT_FILL[:c] if c <= 3 else CUTOUT_FILL[:1] * c, dtype=img.dtype,
-                        device=img.device)
-    out[:, y0:y1 + 1, x0:x1 + 1] = fill[:, None, None]
+    fill = torch.tensor(
+        CUTOUT_FILL[:c] if c <= 3 else CUTOUT_FILL[:1] * c, dtype=img.dtype, device=img.device
+    )
+    out[:, y0 : y1 + 1, x0 : x1 + 1] = fill[:, None, None]
     return out
 
 
@@ -123,14 +126,17 @@ STRONG_VIEWS = {"fixmatch": FixMatchRandAugment}
 def with_strong_view(data: DataSource, name: str) -> TensorData:
     """``data`` (in memory) yielding weak and strong views of every training image."""
     if name not in STRONG_VIEWS:
-        raise KdbenchError(f"invalid dataset option {STRONG_VIEW}={name!r}: valid: "
-                           f"{', '.join(STRONG_VIEWS)}")
+        raise KdbenchError(
+            f"invalid dataset option {STRONG_VIEW}={name!r}: valid: {', '.join(STRONG_VIEWS)}"
+        )
     if not isinstance(data, TensorData):
-        raise KdbenchError(f"dataset option {STRONG_VIEW} needs an in-memory data set: "
-                           f"{data.name} streams its images")
+        raise KdbenchError(
+            f"dataset option {STRONG_VIEW} needs an in-memory data set: "
+            f"{data.name} streams its images"
+        )
     dims = (0, *range(2, data.x_train.dim()))  # every dimension but the channel
     low, high = data.x_train.amin(dim=dims), data.x_train.amax(dim=dims)
     strong = STRONG_VIEWS[name](tuple(low.tolist()), tuple(high.tolist()))
-    return replace(data, strong=strong,
-                   description=f"{data.description}, weak + strong ({name}) views")
-
+    return replace(
+        data, strong=strong, description=f"{data.description}, weak + strong ({name}) views"
+    )

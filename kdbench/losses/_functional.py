@@ -10,8 +10,7 @@ import torch.nn.functional as F
 REFERENCE_EPOCHS = 240  # the CIFAR recipe the papers' schedules are written for
 
 
-def soft_kl(student: torch.Tensor, teacher: torch.Tensor, T: float | torch.Tensor
-            ) -> torch.Tensor:
+def soft_kl(student: torch.Tensor, teacher: torch.Tensor, T: float | torch.Tensor) -> torch.Tensor:
     """T²·KL(softmax(t/T) ‖ softmax(s/T)), summed over classes, mean over the batch."""
     log_p_s = F.log_softmax(student / T, dim=1)  # (B, C)
     log_p_t = F.log_softmax(teacher / T, dim=1)  # (B, C)
@@ -24,8 +23,14 @@ def zscore(logits: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
     return (logits - mean) / (logits.std(dim=1, keepdim=True) + eps)
 
 
-def dkd(student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor, T: float,
-        alpha: float, beta: float) -> torch.Tensor:
+def dkd(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    target: torch.Tensor,
+    T: float,
+    alpha: float,
+    beta: float,
+) -> torch.Tensor:
     """α·TCKD + β·NCKD of Zhao et al. 2022, both T²-scaled, as in mdistiller."""
     gt = F.one_hot(target, student.shape[1]).bool()  # (B, C)
     p_s = F.softmax(student / T, dim=1)
@@ -99,8 +104,7 @@ class GradReverse(torch.autograd.Function):
         return grad * ctx.lam, None
 
 
-def transformed_teacher_kl(student: torch.Tensor, teacher: torch.Tensor, T: float
-                           ) -> torch.Tensor:
+def transformed_teacher_kl(student: torch.Tensor, teacher: torch.Tensor, T: float) -> torch.Tensor:
     """KL(softmax(t/T) ‖ softmax(s)) per sample (B,): the teacher's probabilities raised to the
     power γ = 1/T and renormalised, the student's at temperature 1, no T² (Zheng & Yang 2024)."""
     log_p_s = F.log_softmax(student, dim=1)  # (B, C)

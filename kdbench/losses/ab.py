@@ -25,7 +25,8 @@ class AB(InitStageLoss):
     def setup(self, ctx: LossContext) -> None:
         pairs = list(zip(ctx.student_shapes["preacts"][1:], ctx.teacher_shapes["preacts"][1:]))
         self.connectors = nn.ModuleList(
-            nn.Identity() if s[1:3] == t[1:3] else ConvReg(s, t, relu=False) for s, t in pairs)
+            nn.Identity() if s[1:3] == t[1:3] else ConvReg(s, t, relu=False) for s, t in pairs
+        )
 
     def pretrain_loss(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
         m = self.opts["margin"]

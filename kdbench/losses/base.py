@@ -87,8 +87,9 @@ class DistillLoss(nn.Module):
         """Create trainable parts sized from the tapped shapes; raise NotApplicable if undefined."""
 
     @classmethod
-    def resolve(cls, temperature: float | None, options: dict[str, float]
-                ) -> tuple[float | None, dict[str, float]]:
+    def resolve(
+        cls, temperature: float | None, options: dict[str, float]
+    ) -> tuple[float | None, dict[str, float]]:
         """The effective temperature and options of a case (defaults filled in), checked."""
         temperature = cls.default_temperature if temperature is None else temperature
         options = {**cls.options, **options}

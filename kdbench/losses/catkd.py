@@ -24,7 +24,8 @@ class ClassifierOnMapLoss(DistillLoss):
     def setup(self, ctx: LossContext) -> None:
         self._classifiers = (  # a tuple: the networks' own layers, not parameters of the loss
             self._classifier(ctx.student, ctx.student_shapes[LAST_MAP], "student"),
-            self._classifier(ctx.teacher, ctx.teacher_shapes[LAST_MAP], "teacher"))
+            self._classifier(ctx.teacher, ctx.teacher_shapes[LAST_MAP], "teacher"),
+        )
         self._models = (type(ctx.student).__name__, type(ctx.teacher).__name__)
         self._verified = False
 
@@ -32,34 +33,45 @@ class ClassifierOnMapLoss(DistillLoss):
         if model is None:
             raise NotApplicable(f"{self.method} needs the {who}'s classifier")
         if not isinstance(model, StagedModel) or isinstance(model, WrappedModel):
-            raise NotApplicable(f"{self.method} needs a classifier on the {who}'s pooled last "
-                                f"stage; {type(model).__name__} is a model of another library, "
-                                f"whose head between its last stage and its classifier is unknown")
+            raise NotApplicable(
+                f"{self.method} needs a classifier on the {who}'s pooled last "
+                f"stage; {type(model).__name__} is a model of another library, "
+                f"whose head between its last stage and its classifier is unknown"
+            )
         classifier = model.classifier_module()
-        if not isinstance(classifier, nn.Linear) or len(feat_shape) != 4 \
-                or classifier.in_features != feat_shape[1]:
-            raise NotApplicable(f"{self.method} needs the {who}'s classifier to be one linear "
-                                f"layer on its pooled last stage; {type(model).__name__}'s "
-                                f"{model.classifier_path} is not one on its "
-                                f"{tuple(feat_shape[1:])} map")
+        if (
+            not isinstance(classifier, nn.Linear)
+            or len(feat_shape) != 4
+            or classifier.in_features != feat_shape[1]
+        ):
+            raise NotApplicable(
+                f"{self.method} needs the {who}'s classifier to be one linear "
+                f"layer on its pooled last stage; {type(model).__name__}'s "
+                f"{model.classifier_path} is not one on its "
+                f"{tuple(feat_shape[1:])} map"
+            )
         return classifier
 
     def classifiers(self, student: dict, teacher: dict) -> tuple[nn.Linear, nn.Linear]:
         """(the student's, the teacher's) classifier; on the first batch, NotApplicable unless
         each network's logits are its classifier on the global average of the last stage's map."""
         if not self._verified:
-            for who, model, taps, classifier in zip(("student", "teacher"), self._models,
-                                                    (student, teacher), self._classifiers):
+            for who, model, taps, classifier in zip(
+                ("student", "teacher"), self._models, (student, teacher), self._classifiers
+            ):
                 with torch.no_grad():
                     logits = taps["logits"].float()  # (B, K)
                     if classifier.bias is not None:
                         logits = logits - classifier.bias.float()
-                    pooled = F.linear(taps[LAST_MAP].float().mean((2, 3)),
-                                      classifier.weight.float())
+                    pooled = F.linear(
+                        taps[LAST_MAP].float().mean((2, 3)), classifier.weight.float()
+                    )
                 if (logits - pooled).norm() > 0.05 * logits.norm() + 1e-6:
-                    raise NotApplicable(f"{self.method} needs the {who}'s classifier on the "
-                                        f"average of its last stage's map; {model}'s reads "
-                                        f"another map (layers lie between)")
+                    raise NotApplicable(
+                        f"{self.method} needs the {who}'s classifier on the "
+                        f"average of its last stage's map; {model}'s reads "
+                        f"another map (layers lie between)"
+                    )
             self._verified = True
         return self._classifiers
 
@@ -100,8 +112,10 @@ class CATKD(ClassifierOnMapLoss):
     @classmethod
     def check(cls, temperature: float | None, options: dict[str, float]) -> None:
         if options["resolution"] < 1 or options["resolution"] != int(options["resolution"]):
-            raise KdbenchError(f"invalid catkd resolution {options['resolution']!r}: the CAMs are "
-                               f"pooled to resolution × resolution, a whole number ≥ 1")
+            raise KdbenchError(
+                f"invalid catkd resolution {options['resolution']!r}: the CAMs are "
+                f"pooled to resolution × resolution, a whole number ≥ 1"
+            )
 
     def forward(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
         s_classifier, t_classifier = self.classifiers(student, teacher)

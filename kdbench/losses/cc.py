@@ -35,8 +35,9 @@ class CC(DistillLoss):
         x = F.normalize(e, dim=1)
         dot = x @ x.t()  # (B, B); ‖x − y‖² = 2 − 2·x·y on the unit sphere
         order = int(self.opts["order"])
-        series = sum((g ** p / math.factorial(p) * dot ** p for p in range(order + 1)),
-                     dot.new_zeros(()))
+        series = sum(
+            (g**p / math.factorial(p) * dot**p for p in range(order + 1)), dot.new_zeros(())
+        )
         return math.exp(-g) * series
 
     def forward(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:

@@ -27,17 +27,24 @@ class CTKD(DistillLoss):
     temperature: float  # never None: it defaults to default_temperature
     alpha = 0.9
     ce_weight = None
-    options = {"t_start": 1.0, "t_range": 20.0, "loops": 10 / 240, "lambda_max": 0.0,
-               "lambda_min": -1.0}
+    options = {
+        "t_start": 1.0,
+        "t_range": 20.0,
+        "loops": 10 / 240,
+        "lambda_max": 0.0,
+        "lambda_min": -1.0,
+    }
 
     @classmethod
     def check(cls, temperature: float | None, options: dict[str, float]) -> None:
         low, high = options["t_start"], options["t_start"] + options["t_range"]
         assert temperature is not None  # resolve fills in default_temperature
         if not low < temperature < high:
-            raise KdbenchError(f"invalid ctkd temperature {temperature:g}: its starting value "
-                               f"must lie strictly between t_start and t_start + t_range "
-                               f"({low:g}, {high:g})")
+            raise KdbenchError(
+                f"invalid ctkd temperature {temperature:g}: its starting value "
+                f"must lie strictly between t_start and t_start + t_range "
+                f"({low:g}, {high:g})"
+            )
 
     def __init__(self, temperature: float | None = None, **options: float) -> None:
         super().__init__(temperature, **options)

@@ -27,6 +27,7 @@ class DKD(DistillLoss):
         s, t = student["logits"], teacher["logits"]  # (B, C) logits
         if self.standardize:
             s, t = zscore(s), zscore(t)
-        term = dkd(s, t, target, self.temperature, self.opts["tckd_weight"],
-                   self.opts["nckd_weight"])
+        term = dkd(
+            s, t, target, self.temperature, self.opts["tckd_weight"], self.opts["nckd_weight"]
+        )
         return self.warmup_weight * term

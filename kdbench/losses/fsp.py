@@ -27,8 +27,9 @@ class FSP(InitStageLoss):
         s_c = [s[1] for s in ctx.student_shapes["feats"]]
         t_c = [t[1] for t in ctx.teacher_shapes["feats"]]
         if s_c != t_c:
-            raise NotApplicable(f"FSP needs equal channels at every stage: student {s_c}, "
-                                f"teacher {t_c}")
+            raise NotApplicable(
+                f"FSP needs equal channels at every stage: student {s_c}, teacher {t_c}"
+            )
 
     @staticmethod
     def matrices(feats: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -40,5 +41,6 @@ class FSP(InitStageLoss):
 
     def pretrain_loss(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
         pairs = zip(self.matrices(student["feats"]), self.matrices(teacher["feats"]))
-        return sum(((g_s - g_t).pow(2).mean() for g_s, g_t in pairs),
-                   student["logits"].new_zeros(()))
+        return sum(
+            ((g_s - g_t).pow(2).mean() for g_s, g_t in pairs), student["logits"].new_zeros(())
+        )

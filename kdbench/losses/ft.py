@@ -14,8 +14,11 @@ from kdbench.registry import LOSSES
 def _convs(channels: list[int], conv, bn: bool) -> nn.Sequential:
     layers = []
     for c_in, c_out in itertools.pairwise(channels):
-        layers += [conv(c_in, c_out, 3, 1, 1), nn.BatchNorm2d(c_out) if bn else nn.Identity(),
-                   nn.LeakyReLU(0.1)]
+        layers += [
+            conv(c_in, c_out, 3, 1, 1),
+            nn.BatchNorm2d(c_out) if bn else nn.Identity(),
+            nn.LeakyReLU(0.1),
+        ]
     return nn.Sequential(*layers)
 
 

@@ -31,8 +31,10 @@ class KDSVD(DistillLoss):
         t_c = [t[1] for t in ctx.teacher_shapes["feats"][1:]]
         n = min(len(s_c), len(t_c))
         if n < 2 or s_c[:n] != t_c[:n]:
-            raise NotApplicable(f"KDSVD needs two or more stages after the stem with equal "
-                                f"channels: student {s_c}, teacher {t_c}")
+            raise NotApplicable(
+                f"KDSVD needs two or more stages after the stem with equal "
+                f"channels: student {s_c}, teacher {t_c}"
+            )
 
     @staticmethod
     def svd(f: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,8 +14,9 @@ TEMPERATURES = (3.0, 5.0, 2.0, 6.0)
 QUANTILE = 0.5  # np.percentile(confidence, 50): the median, linearly interpolated
 
 
-def _levels(s: torch.Tensor, t: torch.Tensor, T: float
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _levels(
+    s: torch.Tensor, t: torch.Tensor, T: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-sample T²·KL (B,), batch-level (B, B) and class-level (C, C) squared gaps between
     the teacher's and the student's prediction correlations, at temperature T."""
     log_p_s, log_p_t = F.log_softmax(s / T, dim=1), F.log_softmax(t / T, dim=1)  # (B, C)
@@ -85,13 +86,21 @@ class MLKD(DistillLoss):
             keep, keep_class = keep.mean(), keep_class.mean()  # the kept fractions
         b, c = s_weak.shape
         zero = s_weak.new_zeros(())
-        weak = sum(((kl * keep).mean() + (batch * keep.view(-1, 1)).sum() / b
-                    + (klass * keep_class).sum() / c
-                    for kl, batch, klass in (_levels(s_weak, t_weak, T)
-                                             for T in (self.temperature, *TEMPERATURES))), zero)
+        weak = sum(
+            (
+                (kl * keep).mean()
+                + (batch * keep.view(-1, 1)).sum() / b
+                + (klass * keep_class).sum() / c
+                for kl, batch, klass in (
+                    _levels(s_weak, t_weak, T) for T in (self.temperature, *TEMPERATURES)
+                )
+            ),
+            zero,
+        )
         views = ((s_strong, t_strong),) * 3 + ((s_weak, t_weak),) * 2  # as KD_ours.py
-        strong = sum((soft_kl(s, t, T) for (s, t), T in zip(views, (self.temperature,
-                                                                   *TEMPERATURES))), zero)
+        strong = sum(
+            (soft_kl(s, t, T) for (s, t), T in zip(views, (self.temperature, *TEMPERATURES))), zero
+        )
         return weak + strong
 
 
@@ -99,5 +108,7 @@ def _check_two_views(index: torch.Tensor) -> None:
     """The batch must be two views of the same images (``strong_view``): one line otherwise."""
     half = len(index) // 2
     if len(index) % 2 or not torch.equal(index[:half], index[half:]):
-        raise KdbenchError(f"loss 'mlkd' trains on a weak and a strong view of every image: "
-                           f"set the dataset option {STRONG_VIEW}='fixmatch'")
+        raise KdbenchError(
+            f"loss 'mlkd' trains on a weak and a strong view of every image: "
+            f"set the dataset option {STRONG_VIEW}='fixmatch'"
+        )

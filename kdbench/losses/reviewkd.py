@@ -17,8 +17,9 @@ def hcl(f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
         if size >= f_s.shape[-2]:
             continue
         weight /= 2
-        loss = loss + weight * F.mse_loss(F.adaptive_avg_pool2d(f_s, size),
-                                          F.adaptive_avg_pool2d(f_t, size))
+        loss = loss + weight * F.mse_loss(
+            F.adaptive_avg_pool2d(f_s, size), F.adaptive_avg_pool2d(f_t, size)
+        )
         total += weight
     return loss / total
 
@@ -41,16 +42,17 @@ class ReviewKD(DistillLoss):
         s = [tuple(x) for x in ctx.student_shapes["feats"][1:]]
         t = [tuple(x) for x in ctx.teacher_shapes["preacts"][1:]]
         self.n = min(len(s), len(t))
-        s = [*s[-self.n:], (0, ctx.student_shapes["embed"][-1], 1, 1)]
-        t = [*t[-self.n:], (0, ctx.teacher_shapes["embed"][-1], 1, 1)]
+        s = [*s[-self.n :], (0, ctx.student_shapes["embed"][-1], 1, 1)]
+        t = [*t[-self.n :], (0, ctx.teacher_shapes["embed"][-1], 1, 1)]
         mid = min(512, s[-1][1])
         self.out_sizes = [b[2:] for b in t][::-1]  # deep → shallow
         self.abfs = nn.ModuleList(
-            ABF(a[1], mid, b[1], fuse=j < self.n) for j, (a, b) in enumerate(zip(s, t)))[::-1]
+            ABF(a[1], mid, b[1], fuse=j < self.n) for j, (a, b) in enumerate(zip(s, t))
+        )[::-1]
 
     def forward(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
-        x = [*student["feats"][1:][-self.n:], student["embed"][:, :, None, None]]
-        y = [*teacher["preacts"][1:][-self.n:], teacher["embed"][:, :, None, None]]
+        x = [*student["feats"][1:][-self.n :], student["embed"][:, :, None, None]]
+        y = [*teacher["preacts"][1:][-self.n :], teacher["embed"][:, :, None, None]]
         outputs, residual = [], None
         for f, abf, size in zip(x[::-1], self.abfs, self.out_sizes):  # deep → shallow
             out, residual = abf(f, residual, size)

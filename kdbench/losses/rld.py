@@ -26,14 +26,20 @@ class RLD(DistillLoss):
     uses_temperature = True
     default_temperature = 4.0
     temperature: float  # never None: it defaults to default_temperature
-    options = {"scd_weight": 1.0, "mcd_weight": 8.0, "warmup": 20 / 240, "same_t": 1.0,
-               "alpha_t": 1.0}
+    options = {
+        "scd_weight": 1.0,
+        "mcd_weight": 8.0,
+        "warmup": 20 / 240,
+        "same_t": 1.0,
+        "alpha_t": 1.0,
+    }
 
     @classmethod
     def check(cls, temperature: float | None, options: dict[str, float]) -> None:
         if options["same_t"] not in (0, 1):
-            raise KdbenchError(f"invalid rld same_t {options['same_t']:g}: 1 (T_α = T) or 0 "
-                               f"(T_α = alpha_t)")
+            raise KdbenchError(
+                f"invalid rld same_t {options['same_t']:g}: 1 (T_α = T) or 0 (T_α = alpha_t)"
+            )
 
     def forward(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
         s, t = student["logits"], teacher["logits"]  # (B, C) logits

@@ -15,28 +15,39 @@ def local_logits(feat: torch.Tensor, classifier: nn.Linear, scales: int) -> torc
     (B, C, H, W) → (N·B, K), region-major (rows 0…B−1 the whole map), as SDD's SPP and the
     reshape of its losses."""
     finest = F.adaptive_avg_pool2d(feat, FINEST)  # (B, C, 4, 4)
-    regions = torch.cat([F.adaptive_avg_pool2d(finest, 2 ** k).flatten(2)
-                         for k in range(scales)], dim=2)  # (B, C, N), N = 1 + 4 + 16
+    regions = torch.cat(
+        [F.adaptive_avg_pool2d(finest, 2**k).flatten(2) for k in range(scales)], dim=2
+    )  # (B, C, N), N = 1 + 4 + 16
     return classifier(regions.permute(2, 0, 1)).flatten(0, 1)  # (N, B, K) → (N·B, K)
 
 
 def kd_rows(student: torch.Tensor, teacher: torch.Tensor, T: float) -> torch.Tensor:
     """T²·KL(softmax(t/T) ‖ softmax(s/T)) of each row: (R, K) → (R,)."""
-    kl = F.kl_div(F.log_softmax(student / T, dim=1), F.softmax(teacher / T, dim=1),
-                  reduction="none")
+    kl = F.kl_div(
+        F.log_softmax(student / T, dim=1), F.softmax(teacher / T, dim=1), reduction="none"
+    )
     return kl.sum(1) * T * T
 
 
-def dkd_rows(student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor, T: float,
-             alpha: float, beta: float) -> torch.Tensor:
+def dkd_rows(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    target: torch.Tensor,
+    T: float,
+    alpha: float,
+    beta: float,
+) -> torch.Tensor:
     """α·TCKD + β·NCKD (Zhao et al. 2022) of each row, T²-scaled: (R, K) → (R,)."""
     gt = F.one_hot(target, student.shape[1]).bool()  # (R, K)
     p_s, p_t = F.softmax(student / T, dim=1), F.softmax(teacher / T, dim=1)
     b_s = torch.stack([p_s[gt], p_s.masked_fill(gt, 0).sum(1)], dim=1)  # (R, 2) target / rest
     b_t = torch.stack([p_t[gt], p_t.masked_fill(gt, 0).sum(1)], dim=1)
     tckd = F.kl_div(b_s.log(), b_t, reduction="none").sum(1)
-    nckd = F.kl_div(F.log_softmax(student / T - 1000.0 * gt, dim=1),
-                    F.softmax(teacher / T - 1000.0 * gt, dim=1), reduction="none").sum(1)
+    nckd = F.kl_div(
+        F.log_softmax(student / T - 1000.0 * gt, dim=1),
+        F.softmax(teacher / T - 1000.0 * gt, dim=1),
+        reduction="none",
+    ).sum(1)
     return (alpha * tckd + beta * nckd) * T * T
 
 
@@ -68,14 +79,22 @@ class SDD(ClassifierOnMapLoss):
     uses_temperature = True
     default_temperature = 4.0
     temperature: float  # never None: it defaults to default_temperature
-    options = {"scales": 3, "complementary": 2.0, "dkd": 1, "tckd_weight": 1.0,
-               "nckd_weight": 8.0, "warmup": 20 / 240}
+    options = {
+        "scales": 3,
+        "complementary": 2.0,
+        "dkd": 1,
+        "tckd_weight": 1.0,
+        "nckd_weight": 8.0,
+        "warmup": 20 / 240,
+    }
 
     @classmethod
     def check(cls, temperature: float | None, options: dict[str, float]) -> None:
         if options["scales"] not in (1, 2, 3):
-            raise KdbenchError(f"invalid sdd scales {options['scales']!r}: 1, 2 or 3 (the "
-                               f"authors' M = [1], [1,2], [1,2,4])")
+            raise KdbenchError(
+                f"invalid sdd scales {options['scales']!r}: 1, 2 or 3 (the "
+                f"authors' M = [1], [1,2], [1,2,4])"
+            )
 
     def forward(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
         s_classifier, t_classifier = self.classifiers(student, teacher)
@@ -93,6 +112,6 @@ class SDD(ClassifierOnMapLoss):
         else:
             rows = kd_rows(s, t, T)
         right = t.argmax(1) == y  # (N·B,) the teacher's local prediction is right
-        complementary = right != right[:len(target)].repeat(len(s) // len(target))
+        complementary = right != right[: len(target)].repeat(len(s) // len(target))
         weight = 1.0 + (self.opts["complementary"] - 1.0) * complementary.to(rows.dtype)
         return self.warmup_weight * (weight * rows).mean()

@@ -28,13 +28,15 @@ class SRD(DistillLoss):
         if ctx.teacher is None:
             raise NotApplicable("SRD needs the teacher's classifier")
         d_s, d_t = ctx.student_shapes["embed"][-1], ctx.teacher_shapes["embed"][-1]
-        self.connector = nn.Sequential(nn.Linear(d_s, d_t, bias=False), nn.BatchNorm1d(d_t),
-                                       nn.ReLU())
+        self.connector = nn.Sequential(
+            nn.Linear(d_s, d_t, bias=False), nn.BatchNorm1d(d_t), nn.ReLU()
+        )
         teacher = cast(StagedModel, ctx.teacher)  # the model contract: it names its classifier
         self._classifier = (teacher.classifier_module(),)  # a tuple: not a parameter of ours
 
     def forward(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
         h_s = self.connector(student["embed"].flatten(1))  # (B, Dt)
         z_s = self._classifier[0](h_s)  # (B, classes) student features, teacher classifier
-        return (self.opts["alpha_fm"] * F.mse_loss(h_s, teacher["embed"].flatten(1))
-                + self.opts["beta_sr"] * F.mse_loss(z_s, teacher["logits"]))
+        return self.opts["alpha_fm"] * F.mse_loss(h_s, teacher["embed"].flatten(1)) + self.opts[
+            "beta_sr"
+        ] * F.mse_loss(z_s, teacher["logits"])

@@ -31,12 +31,19 @@ class VID(DistillLoss):
     def setup(self, ctx: LossContext) -> None:
         pairs = list(zip(ctx.student_shapes["feats"][1:], ctx.teacher_shapes["feats"][1:]))
         self.regressors = nn.ModuleList(
-            nn.Sequential(_conv1x1(s[1], t[1]), nn.ReLU(), _conv1x1(t[1], t[1]), nn.ReLU(),
-                          _conv1x1(t[1], t[1]))
-            for s, t in pairs)
+            nn.Sequential(
+                _conv1x1(s[1], t[1]),
+                nn.ReLU(),
+                _conv1x1(t[1], t[1]),
+                nn.ReLU(),
+                _conv1x1(t[1], t[1]),
+            )
+            for s, t in pairs
+        )
         init = math.log(math.expm1(self.opts["init_var"] - self.opts["eps"]))
-        self.log_scales = nn.ParameterList(nn.Parameter(torch.full((t[1],), init))
-                                           for _, t in pairs)
+        self.log_scales = nn.ParameterList(
+            nn.Parameter(torch.full((t[1],), init)) for _, t in pairs
+        )
 
     def forward(self, student: dict, teacher: dict, target: torch.Tensor) -> torch.Tensor:
         total = student["logits"].new_zeros(())

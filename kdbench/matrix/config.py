@@ -20,8 +20,9 @@ def read_table(path: Path, table: str) -> dict[str, Any]:
         try:
             import tomli as tomllib  # type: ignore[no-redef, unused-ignore]  # needed on 3.10 only
         except ModuleNotFoundError:
-            raise KdbenchError(f"reading [{table}] of {str(path)!r} needs Python ≥ 3.11 or the "
-                               "tomli package") from None
+            raise KdbenchError(
+                f"reading [{table}] of {str(path)!r} needs Python ≥ 3.11 or the tomli package"
+            ) from None
     try:
         with open(path, "rb") as fh:
             value: Any = tomllib.load(fh)

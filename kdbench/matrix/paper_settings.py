@@ -97,13 +97,21 @@ REPDISTILLER: dict[str, Settings] = {
 # The pairs of RepDistiller's README tables: 7 same-architecture pairs, 6 cross-architecture
 # pairs (its second table has no FSP row).
 REPDISTILLER_SAME: tuple[Pair, ...] = (
-    ("wrn_40_2", "wrn_16_2"), ("wrn_40_2", "wrn_40_1"), ("resnet56", "resnet20"),
-    ("resnet110", "resnet20"), ("resnet110", "resnet32"), ("resnet32x4", "resnet8x4"),
+    ("wrn_40_2", "wrn_16_2"),
+    ("wrn_40_2", "wrn_40_1"),
+    ("resnet56", "resnet20"),
+    ("resnet110", "resnet20"),
+    ("resnet110", "resnet32"),
+    ("resnet32x4", "resnet8x4"),
     ("vgg13", "vgg8"),
 )
 REPDISTILLER_CROSS: tuple[Pair, ...] = (
-    ("vgg13", "mobilenetv2"), ("resnet50", "mobilenetv2"), ("resnet50", "vgg8"),
-    ("resnet32x4", "shufflenetv1"), ("resnet32x4", "shufflenetv2"), ("wrn_40_2", "shufflenetv1"),
+    ("vgg13", "mobilenetv2"),
+    ("resnet50", "mobilenetv2"),
+    ("resnet50", "vgg8"),
+    ("resnet32x4", "shufflenetv1"),
+    ("resnet32x4", "shufflenetv2"),
+    ("wrn_40_2", "shufflenetv1"),
 )
 
 # mdistiller's README labels one column "ResNet32x4 / MobileNet-V2"; its KD value is
@@ -114,8 +122,14 @@ MDISTILLER_MISLABELLED: Pair = ("resnet32x4", "mobilenetv2")
 
 def _dkd(beta: float) -> Settings:
     """mdistiller cfg.py CFG.DKD: CE_WEIGHT 1, ALPHA 1, T 4, WARMUP 20 epochs; BETA per pair."""
-    return {"temperature": 4.0, "alpha": 1.0, "ce_weight": 1.0, "tckd_weight": 1.0,
-            "nckd_weight": beta, "warmup": 20 / EPOCHS}
+    return {
+        "temperature": 4.0,
+        "alpha": 1.0,
+        "ce_weight": 1.0,
+        "tckd_weight": 1.0,
+        "nckd_weight": beta,
+        "warmup": 20 / EPOCHS,
+    }
 
 
 # DKD.BETA of mdistiller configs/cifar100/dkd/<file>; a file without it uses cfg.py's 8.0.
@@ -160,8 +174,14 @@ KD_LS: dict[Pair, tuple[float, float]] = {
 def _dkd_ls(base_temp: float, kd_weight: float, beta: float) -> Settings:
     """logit-standardization-KD DKD (cfg.py CE_WEIGHT 1, ALPHA 1, WARMUP 20) with tools/train.py
     ``--logit-stand``: ALPHA and BETA times ``--kd-weight``, T = ``--base-temp``."""
-    return {"temperature": base_temp, "alpha": 1.0, "ce_weight": 1.0, "tckd_weight": kd_weight,
-            "nckd_weight": beta * kd_weight, "warmup": 20 / EPOCHS}
+    return {
+        "temperature": base_temp,
+        "alpha": 1.0,
+        "ce_weight": 1.0,
+        "tckd_weight": kd_weight,
+        "nckd_weight": beta * kd_weight,
+        "warmup": 20 / EPOCHS,
+    }
 
 
 # (base temp, kd weight, DKD BETA) from the README's "DKD+Ours" links,
@@ -183,16 +203,26 @@ DKD_LS: dict[Pair, tuple[float, float, float]] = {
 # ori_loss_weight 1, kd dist_t4.
 DIST: Settings = {"temperature": 4.0, "alpha": 1.0, "ce_weight": 1.0, "beta": 2.0, "gamma": 2.0}
 DIST_PAIRS: tuple[Pair, ...] = (
-    ("wrn_40_2", "wrn_40_1"), ("resnet56", "resnet20"), ("resnet32x4", "resnet8x4"),
-    ("resnet50", "mobilenetv2"), ("resnet32x4", "shufflenetv1"), ("resnet32x4", "shufflenetv2"),
+    ("wrn_40_2", "wrn_40_1"),
+    ("resnet56", "resnet20"),
+    ("resnet32x4", "resnet8x4"),
+    ("resnet50", "mobilenetv2"),
+    ("resnet32x4", "shufflenetv1"),
+    ("resnet32x4", "shufflenetv2"),
 )
 
 
 def _catkd(beta: float, resolution: int, normalize: int) -> Settings:
     """CAT-KD configs/cifar100/CAT_KD/<file>: CE_WEIGHT 1, onlyCAT False; CAT_loss_weight,
     CAM_RESOLUTION, IF_NORMALIZE per pair."""
-    return {"alpha": 1.0, "ce_weight": 1.0, "beta": beta, "resolution": resolution,
-            "normalize": normalize, "binarize": 0}
+    return {
+        "alpha": 1.0,
+        "ce_weight": 1.0,
+        "beta": beta,
+        "resolution": resolution,
+        "normalize": normalize,
+        "binarize": 0,
+    }
 
 
 # (CAT_loss_weight, CAM_RESOLUTION, IF_NORMALIZE) of configs/cifar100/CAT_KD/<file>, for the
@@ -208,8 +238,17 @@ CATKD: dict[Pair, tuple[float, int, int]] = {
 def _sdd(beta: float) -> Settings:
     """SD-DKD, SDD-CVPR2024 train_origin.py --M [1,2,4]: cfg.py CFG.DKD (CE_WEIGHT 1, ALPHA 1,
     T 4), --warmup 20; BETA per config; the complementary weight 2 is a constant of multi_dkd."""
-    return {"temperature": 4.0, "alpha": 1.0, "ce_weight": 1.0, "dkd": 1, "scales": 3,
-            "complementary": 2.0, "tckd_weight": 1.0, "nckd_weight": beta, "warmup": 20 / EPOCHS}
+    return {
+        "temperature": 4.0,
+        "alpha": 1.0,
+        "ce_weight": 1.0,
+        "dkd": 1,
+        "scales": 3,
+        "complementary": 2.0,
+        "tckd_weight": 1.0,
+        "nckd_weight": beta,
+        "warmup": 20 / EPOCHS,
+    }
 
 
 # DKD.BETA of configs/cifar100/sdd_dkd/<file> (cfg.py 8.0 where none); --M [1,2,4] for all six
@@ -224,14 +263,21 @@ SDD_BETA: dict[Pair, float] = {
 }
 
 # TTM README, vgg13 → vgg8 (`--ttm_l 0.1 -r 1 -b 45 -a 0`)
-TTM: dict[Pair, Settings] = {("vgg13", "vgg8"): {"temperature": 10.0, "alpha": 1.0,
-                                                  "ce_weight": 1.0, "beta": 45.0}}
+TTM: dict[Pair, Settings] = {
+    ("vgg13", "vgg8"): {"temperature": 10.0, "alpha": 1.0, "ce_weight": 1.0, "beta": 45.0}
+}
 # MLKD cfg.py CFG.KD for every pair it reports
 MLKD: Settings = {"temperature": 4.0, "alpha": 0.9, "ce_weight": 0.2, "paper": 0.0}
 MLKD_PAIRS: tuple[Pair, ...] = (
-    ("resnet56", "resnet20"), ("resnet110", "resnet32"), ("resnet32x4", "resnet8x4"),
-    ("wrn_40_2", "wrn_16_2"), ("wrn_40_2", "wrn_40_1"), ("vgg13", "vgg8"),
-    ("vgg13", "mobilenetv2"), ("resnet50", "mobilenetv2"), ("resnet32x4", "shufflenetv2"),
+    ("resnet56", "resnet20"),
+    ("resnet110", "resnet32"),
+    ("resnet32x4", "resnet8x4"),
+    ("wrn_40_2", "wrn_16_2"),
+    ("wrn_40_2", "wrn_40_1"),
+    ("vgg13", "vgg8"),
+    ("vgg13", "mobilenetv2"),
+    ("resnet50", "mobilenetv2"),
+    ("resnet32x4", "shufflenetv2"),
 )
 
 

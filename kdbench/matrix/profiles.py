@@ -77,23 +77,37 @@ class Profile:
 
     def check_tuning(self) -> None:
         """A one-line ``KdbenchError`` for tuning grids that break the equal budget."""
-        tuning_stage.check(self.tuning, self.tuning_seed, self.loss_names(), lambda loss: (
-            (pair_name(*pair), self.settings(pair, loss)) for pair in self.pairs))
+        tuning_stage.check(
+            self.tuning,
+            self.tuning_seed,
+            self.loss_names(),
+            lambda loss: ((pair_name(*pair), self.settings(pair, loss)) for pair in self.pairs),
+        )
 
     def size(self, devices: tuple[str, ...] = DEVICES, seeds: int | None = None) -> int:
         """How many cases ``specs`` makes, counted without making them."""
-        configurations = sum(len(self.temperatures_for(loss, self.settings(pair, loss)))
-                             for pair in self.pairs for loss in self.loss_names())
+        configurations = sum(
+            len(self.temperatures_for(loss, self.settings(pair, loss)))
+            for pair in self.pairs
+            for loss in self.loss_names()
+        )
         if self.tuning:  # a tuned configuration per loss
             configurations += len(self.pairs) * len(self.loss_names())
-        trials = len(self.pairs) * sum(len(tuning_stage.points(grid))
-                                       for grid in self.tuning.values())
+        trials = len(self.pairs) * sum(
+            len(tuning_stage.points(grid)) for grid in self.tuning.values()
+        )
         return (configurations * (self.seeds if seeds is None else seeds) + trials) * len(devices)
 
-    def specs(self, devices: tuple[str, ...] = DEVICES, seeds: int | None = None,
-              epochs: int | None = None, precision: str = "auto", first_seed: int = 0,
-              compile: bool = False, teacher_ckpts: dict[str, str] | None = None
-              ) -> list[RunSpec]:
+    def specs(
+        self,
+        devices: tuple[str, ...] = DEVICES,
+        seeds: int | None = None,
+        epochs: int | None = None,
+        precision: str = "auto",
+        first_seed: int = 0,
+        compile: bool = False,
+        teacher_ckpts: dict[str, str] | None = None,
+    ) -> list[RunSpec]:
         """Every case: pair × loss × temperature × device × seed (ids readable, order stable);
         with ``tuning``, the trials first and a tuned case per pair × loss × device × seed.
 
@@ -114,39 +128,64 @@ class Profile:
             for loss in self.loss_names():
                 settings = self.settings(pair, loss)
 
-                def cases(setting: Settings, t: float | None, seeds: Iterable[int],
-                          tune: str = "", pair: Pair = pair, loss: str = loss) -> list[RunSpec]:
+                def cases(
+                    setting: Settings,
+                    t: float | None,
+                    seeds: Iterable[int],
+                    tune: str = "",
+                    pair: Pair = pair,
+                    loss: str = loss,
+                ) -> list[RunSpec]:
                     options = {k: v for k, v in setting.items() if k not in WEIGHTS}
-                    return [make_spec(self.dataset, *pair, loss, temperature=t, seed=seed,
-                                      device=device, recipe=self.recipe,
-                                      batch_size=self.batch_size,
-                                      epochs=self.epochs if epochs is None else epochs,
-                                      teacher_epochs=self.teacher_epochs,
-                                      dataset_options=self.dataset_options,
-                                      precision=_precision(precision, device), compile=compile,
-                                      loss_options=tuple(sorted(options.items())),
-                                      teacher_ckpt=ckpts.get(pair[0]),
-                                      alpha=setting.get("alpha"),
-                                      ce_weight=setting.get("ce_weight"), tune=tune)
-                            for device in devices for seed in seeds]
+                    return [
+                        make_spec(
+                            self.dataset,
+                            *pair,
+                            loss,
+                            temperature=t,
+                            seed=seed,
+                            device=device,
+                            recipe=self.recipe,
+                            batch_size=self.batch_size,
+                            epochs=self.epochs if epochs is None else epochs,
+                            teacher_epochs=self.teacher_epochs,
+                            dataset_options=self.dataset_options,
+                            precision=_precision(precision, device),
+                            compile=compile,
+                            loss_options=tuple(sorted(options.items())),
+                            teacher_ckpt=ckpts.get(pair[0]),
+                            alpha=setting.get("alpha"),
+                            ce_weight=setting.get("ce_weight"),
+                            tune=tune,
+                        )
+                        for device in devices
+                        for seed in seeds
+                    ]
 
                 for t in self.temperatures_for(loss, settings):
                     specs += cases(settings, t, seed_range)
                 if not self.tuning:
                     continue
-                paper = {**settings, **tuning_stage.paper_setting(loss, settings, WEIGHTS[:1])} \
-                    if LOSSES.get(loss).uses_temperature else settings
-                for point in (tuning_stage.points(self.tuning[loss]) if loss in self.tuning
-                              else []):
+                paper = (
+                    {**settings, **tuning_stage.paper_setting(loss, settings, WEIGHTS[:1])}
+                    if LOSSES.get(loss).uses_temperature
+                    else settings
+                )
+                for point in tuning_stage.points(self.tuning[loss]) if loss in self.tuning else []:
                     trial = {**paper, **point}
                     trials += cases(trial, trial.get("temperature"), [self.tuning_seed], "trial")
                 specs += cases(paper, paper.get("temperature"), seed_range, "tuned")
         return trials + specs  # trials first: the tuned cases read their records
 
 
-def size_check(profile: Profile, devices: tuple[str, ...], seeds: int | None = None,
-               records: Iterable[dict[str, Any]] = (), max_cases: int = MAX_CASES,
-               **expand: Any) -> str | None:
+def size_check(
+    profile: Profile,
+    devices: tuple[str, ...],
+    seeds: int | None = None,
+    records: Iterable[dict[str, Any]] = (),
+    max_cases: int = MAX_CASES,
+    **expand: Any,
+) -> str | None:
     """Refuse a profile of more than ``max_cases`` cases (a one-line ``KdbenchError``, counted
     before any case is made); above ``WARN_CASES``, the line to warn with: the count and the
     training time estimated from ``records`` (earlier runs' ``train_s``: the median of each
@@ -154,9 +193,11 @@ def size_check(profile: Profile, devices: tuple[str, ...], seeds: int | None = N
     ``specs``' other arguments (epochs, precision, …), which make a configuration."""
     n = profile.size(devices, seeds)
     if n > max_cases:
-        raise KdbenchError(f"profile {profile.name!r} makes {n:,} cases, more than the limit of "
-                           f"{max_cases:,}: pass --kd-max-cases {n} to run them all, or fewer "
-                           f"seeds (--kd-seeds) or devices")
+        raise KdbenchError(
+            f"profile {profile.name!r} makes {n:,} cases, more than the limit of "
+            f"{max_cases:,}: pass --kd-max-cases {n} to run them all, or fewer "
+            f"seeds (--kd-seeds) or devices"
+        )
     if n <= WARN_CASES:
         return None
     configurations = profile.specs(devices, seeds=1, **expand)  # a group_id is seed-free
@@ -169,12 +210,17 @@ def size_check(profile: Profile, devices: tuple[str, ...], seeds: int | None = N
     if not durations:
         return f"{head}; no recorded durations to estimate their time from"
     every = statistics.median(t for ts in durations.values() for t in ts)
-    seconds = n // len(configurations) * sum(
-        statistics.median(durations.get(c.group_id, [every])) for c in configurations)
+    seconds = (
+        n
+        // len(configurations)
+        * sum(statistics.median(durations.get(c.group_id, [every])) for c in configurations)
+    )
     time = f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
-    return (f"{head}: about {time} of training one after another, from the train_s of "
-            f"{sum(map(len, durations.values())):,} recorded case(s) (a configuration without "
-            f"records at their median)")
+    return (
+        f"{head}: about {time} of training one after another, from the train_s of "
+        f"{sum(map(len, durations.values())):,} recorded case(s) (a configuration without "
+        f"records at their median)"
+    )
 
 
 def _precision(precision: str, device: str) -> str:
@@ -190,66 +236,127 @@ def register_profile(profile: Profile) -> Profile:
 
 # Settings adapted to the digits CNNs, each measured: docs/profiles.md ("Adapted settings").
 DIGITS_LOSS_OPTIONS: dict[str, Settings] = {
-    "at": {"beta": 100.0}, "dkd": {"warmup": 1 / 3}, "crd": {"beta": 0.1},
-    "rld": {"warmup": 1 / 3}, "mlkd": {"alpha": 0.5},
+    "at": {"beta": 100.0},
+    "dkd": {"warmup": 1 / 3},
+    "crd": {"beta": 0.1},
+    "rld": {"warmup": 1 / 3},
+    "mlkd": {"alpha": 0.5},
 }
 DIGITS_BATCH = 32
 
-register_profile(Profile(
-    "quick", "digits (bundled, no download): cnn_t (151k) → cnn_s (2.6k) and cnn_m (9.8k), "
-    "every loss, kd swept over T, 3 seeds; CPU minutes",
-    dataset="digits", pairs=(("cnn_t", "cnn_s"), ("cnn_t", "cnn_m")), recipe="digits",
-    epochs=15, teacher_epochs=15, batch_size=DIGITS_BATCH, sweep=("kd",),
-    loss_options=DIGITS_LOSS_OPTIONS,
-))
-register_profile(Profile(
-    "smoke", "digits, one pair, every loss at its paper temperature, 1 seed, 8 epochs: "
-    "checks an installation in under a minute",
-    dataset="digits", pairs=(("cnn_t", "cnn_m"),), recipe="digits", epochs=8,
-    teacher_epochs=8, batch_size=DIGITS_BATCH, seeds=1, sweep=(),
-    loss_options=DIGITS_LOSS_OPTIONS,
-))
+register_profile(
+    Profile(
+        "quick",
+        "digits (bundled, no download): cnn_t (151k) → cnn_s (2.6k) and cnn_m (9.8k), "
+        "every loss, kd swept over T, 3 seeds; CPU minutes",
+        dataset="digits",
+        pairs=(("cnn_t", "cnn_s"), ("cnn_t", "cnn_m")),
+        recipe="digits",
+        epochs=15,
+        teacher_epochs=15,
+        batch_size=DIGITS_BATCH,
+        sweep=("kd",),
+        loss_options=DIGITS_LOSS_OPTIONS,
+    )
+)
+register_profile(
+    Profile(
+        "smoke",
+        "digits, one pair, every loss at its paper temperature, 1 seed, 8 epochs: "
+        "checks an installation in under a minute",
+        dataset="digits",
+        pairs=(("cnn_t", "cnn_m"),),
+        recipe="digits",
+        epochs=8,
+        teacher_epochs=8,
+        batch_size=DIGITS_BATCH,
+        seeds=1,
+        sweep=(),
+        loss_options=DIGITS_LOSS_OPTIONS,
+    )
+)
 # Fashion-MNIST's budget and adapted settings, each measured: docs/profiles.md ("Adapted
 # settings").
 FASHION_PAIRS = (("fmnist_t", "fmnist_m"), ("fmnist_t", "fmnist_s"))
 FASHION_LOSS_OPTIONS: dict[str, Settings] = {
-    "at": {"beta": 10.0}, "ft": {"beta": 20.0}, "fitnet": {"beta": 1.0},
-    "dkd_ls": {"tckd_weight": 1.0, "nckd_weight": 8.0}, "crd": {"nce_k": 1024},
+    "at": {"beta": 10.0},
+    "ft": {"beta": 20.0},
+    "fitnet": {"beta": 1.0},
+    "dkd_ls": {"tckd_weight": 1.0, "nckd_weight": 8.0},
+    "crd": {"nce_k": 1024},
 }
-FASHION: dict[str, Any] = dict(dataset="fashion_mnist", recipe="fmnist", epochs=2,
-                               teacher_epochs=15, batch_size=128,
-                               loss_options=FASHION_LOSS_OPTIONS)
+FASHION: dict[str, Any] = dict(
+    dataset="fashion_mnist",
+    recipe="fmnist",
+    epochs=2,
+    teacher_epochs=15,
+    batch_size=128,
+    loss_options=FASHION_LOSS_OPTIONS,
+)
 
-register_profile(Profile(
-    "fashion", "Fashion-MNIST (Debian's dataset-fashion-mnist or torchvision files): fmnist_t "
-    "(61k) → fmnist_m (6.3k) and fmnist_s (1.7k), every loss, kd swept over T, 3 seeds; "
-    "an hour on 2 CPU cores",
-    pairs=FASHION_PAIRS, sweep=("kd",), **FASHION,
-))
-register_profile(Profile(
-    "fashion-gate", "the nightly regression gate: fashion's fmnist_t → fmnist_m cases (the "
-    "same settings, so the same case ids), 3 seeds; half an hour on 2 CPU cores",
-    pairs=FASHION_PAIRS[:1], sweep=("kd",), **FASHION,
-))
-register_profile(Profile(
-    "mnist", "MNIST 28×28 (torchvision files): cnn_t → cnn_s, resnet20 → resnet8, kd swept "
-    "over T",
-    dataset="mnist", pairs=(("cnn_t", "cnn_s"), ("resnet20", "resnet8")), recipe="digits",
-    epochs=10, teacher_epochs=10, batch_size=128, sweep=("kd",),
-))
-register_profile(Profile(
-    "cifar10", "CIFAR-10 (torchvision files), CRD recipe: resnet56 → resnet20, "
-    "resnet32x4 → resnet8x4; GPU hours",
-    dataset="cifar10", pairs=(("resnet56", "resnet20"), ("resnet32x4", "resnet8x4")),
-    recipe="crd", epochs=240, teacher_epochs=240, sweep=("kd",),
-))
-register_profile(Profile(
-    "cifar100-crd", "CIFAR-100, the CRD/DKD tables: 7 same- and 6 cross-architecture pairs, "
-    "CRD recipe (240 epochs), every loss at its paper temperature, each published (pair, method) "
-    "at its authors' settings; GPU days",
-    dataset="cifar100", pairs=REPDISTILLER_SAME + REPDISTILLER_CROSS, recipe="crd", epochs=240,
-    teacher_epochs=240, sweep=(), pair_settings=CIFAR100_PAIR_SETTINGS,
-))
+register_profile(
+    Profile(
+        "fashion",
+        "Fashion-MNIST (Debian's dataset-fashion-mnist or torchvision files): fmnist_t "
+        "(61k) → fmnist_m (6.3k) and fmnist_s (1.7k), every loss, kd swept over T, 3 seeds; "
+        "an hour on 2 CPU cores",
+        pairs=FASHION_PAIRS,
+        sweep=("kd",),
+        **FASHION,
+    )
+)
+register_profile(
+    Profile(
+        "fashion-gate",
+        "the nightly regression gate: fashion's fmnist_t → fmnist_m cases (the "
+        "same settings, so the same case ids), 3 seeds; half an hour on 2 CPU cores",
+        pairs=FASHION_PAIRS[:1],
+        sweep=("kd",),
+        **FASHION,
+    )
+)
+register_profile(
+    Profile(
+        "mnist",
+        "MNIST 28×28 (torchvision files): cnn_t → cnn_s, resnet20 → resnet8, kd swept over T",
+        dataset="mnist",
+        pairs=(("cnn_t", "cnn_s"), ("resnet20", "resnet8")),
+        recipe="digits",
+        epochs=10,
+        teacher_epochs=10,
+        batch_size=128,
+        sweep=("kd",),
+    )
+)
+register_profile(
+    Profile(
+        "cifar10",
+        "CIFAR-10 (torchvision files), CRD recipe: resnet56 → resnet20, "
+        "resnet32x4 → resnet8x4; GPU hours",
+        dataset="cifar10",
+        pairs=(("resnet56", "resnet20"), ("resnet32x4", "resnet8x4")),
+        recipe="crd",
+        epochs=240,
+        teacher_epochs=240,
+        sweep=("kd",),
+    )
+)
+register_profile(
+    Profile(
+        "cifar100-crd",
+        "CIFAR-100, the CRD/DKD tables: 7 same- and 6 cross-architecture pairs, "
+        "CRD recipe (240 epochs), every loss at its paper temperature, each published "
+        "(pair, method) "
+        "at its authors' settings; GPU days",
+        dataset="cifar100",
+        pairs=REPDISTILLER_SAME + REPDISTILLER_CROSS,
+        recipe="crd",
+        epochs=240,
+        teacher_epochs=240,
+        sweep=(),
+        pair_settings=CIFAR100_PAIR_SETTINGS,
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -272,8 +379,9 @@ class GpuEstimate:
             loss = LOSSES.get(s.loss)(temperature=s.temperature, **dict(s.loss_options))
             epochs = s.epochs + loss.pretrain_epochs(s.epochs)
             seconds += epochs * self.images / self.case_rate + self.case_overhead_s
-        teachers = {stable_hash(s.teacher_key()): s.teacher_epochs
-                    for s in specs if s.teacher_ckpt is None}
+        teachers = {
+            stable_hash(s.teacher_key()): s.teacher_epochs for s in specs if s.teacher_ckpt is None
+        }
         seconds += sum(teachers.values()) * self.images / self.teacher_rate
         return seconds / 3600
 
@@ -297,15 +405,25 @@ class GpuEstimate:
 # (≈ 1.5 h). Run with `-n K --kd-cases-per-gpu K`, the run takes that divided by the gain of
 # K concurrent cases (target ≥ 3× at K = 4, unmeasured).
 CIFAR100_NIGHTLY_GPU_HOURS = 1.8
-CIFAR100_NIGHTLY_ESTIMATE = GpuEstimate(case_rate=3_500, teacher_rate=2_500, images=60_000,
-                                        case_overhead_s=30)
+CIFAR100_NIGHTLY_ESTIMATE = GpuEstimate(
+    case_rate=3_500, teacher_rate=2_500, images=60_000, case_overhead_s=30
+)
 
-register_profile(Profile(
-    "cifar100-nightly", "CIFAR-100 nightly for a GPU runner: resnet32x4 → resnet8x4 and vgg13 → "
-    "vgg8, ce/kd/dkd/fitnet/at/crd at the authors' per-pair settings, CRD recipe scaled to 24 "
-    f"epochs, 1 seed; ≈ {CIFAR100_NIGHTLY_GPU_HOURS:g} GPU-hours on one H200, one case at a "
-    "time (estimated)",
-    dataset="cifar100", pairs=(("resnet32x4", "resnet8x4"), ("vgg13", "vgg8")), recipe="crd",
-    epochs=24, teacher_epochs=24, seeds=1, losses=("ce", "kd", "dkd", "fitnet", "at", "crd"),
-    sweep=(), pair_settings=CIFAR100_PAIR_SETTINGS,
-))
+register_profile(
+    Profile(
+        "cifar100-nightly",
+        "CIFAR-100 nightly for a GPU runner: resnet32x4 → resnet8x4 and vgg13 → "
+        "vgg8, ce/kd/dkd/fitnet/at/crd at the authors' per-pair settings, CRD recipe scaled to 24 "
+        f"epochs, 1 seed; ≈ {CIFAR100_NIGHTLY_GPU_HOURS:g} GPU-hours on one H200, one case at a "
+        "time (estimated)",
+        dataset="cifar100",
+        pairs=(("resnet32x4", "resnet8x4"), ("vgg13", "vgg8")),
+        recipe="crd",
+        epochs=24,
+        teacher_epochs=24,
+        seeds=1,
+        losses=("ce", "kd", "dkd", "fitnet", "at", "crd"),
+        sweep=(),
+        pair_settings=CIFAR100_PAIR_SETTINGS,
+    )
+)

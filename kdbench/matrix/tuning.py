@@ -52,20 +52,29 @@ def points(grid: Grid) -> list[dict[str, float]]:
     return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
 
 
-def paper_setting(loss: str, settings: Mapping[str, float], keys: Iterable[str]
-                  ) -> dict[str, float]:
+def paper_setting(
+    loss: str, settings: Mapping[str, float], keys: Iterable[str]
+) -> dict[str, float]:
     """The values of ``keys`` that a case of ``loss`` runs at without tuning: the profile's
     ``settings`` for the pair, else the loss's defaults (the paper's)."""
     cls = LOSSES.get(loss)
     ce_weight, alpha = cls.weights(settings.get("alpha"))
-    known = {**cls.options, "alpha": alpha, "ce_weight": ce_weight,
-             **({"temperature": cls.default_temperature} if cls.uses_temperature else {}),
-             **settings}
+    known = {
+        **cls.options,
+        "alpha": alpha,
+        "ce_weight": ce_weight,
+        **({"temperature": cls.default_temperature} if cls.uses_temperature else {}),
+        **settings,
+    }
     return {k: known[k] for k in keys}
 
 
-def check(tuning: Mapping[str, Grid], seed: Any, losses: list[str],
-          pair_settings: Callable[[str], Iterable[tuple[str, Mapping[str, float]]]]) -> None:
+def check(
+    tuning: Mapping[str, Grid],
+    seed: Any,
+    losses: list[str],
+    pair_settings: Callable[[str], Iterable[tuple[str, Mapping[str, float]]]],
+) -> None:
     """A one-line ``KdbenchError`` for a grid that cannot give every method the same budget:
     an unknown loss or setting, an empty grid, a value twice or not a number, more than
     ``MAX_TRIALS`` points, a method with a teacher and no grid, unequal trial counts, or a grid
@@ -75,26 +84,37 @@ def check(tuning: Mapping[str, Grid], seed: Any, losses: list[str],
     trials: dict[str, int] = {}
     for loss, grid in tuning.items():
         if loss not in losses:
-            raise KdbenchError(f"tuning: loss {loss!r} is not among this profile's losses: "
-                               f"{did_you_mean(loss, losses)}valid: {', '.join(losses)}")
+            raise KdbenchError(
+                f"tuning: loss {loss!r} is not among this profile's losses: "
+                f"{did_you_mean(loss, losses)}valid: {', '.join(losses)}"
+            )
         cls = LOSSES.get(loss)
         if not cls.needs_teacher:
-            raise KdbenchError(f"tuning: loss {loss!r} trains without a teacher: it has nothing "
-                               f"to tune")
+            raise KdbenchError(
+                f"tuning: loss {loss!r} trains without a teacher: it has nothing to tune"
+            )
         valid = [*(WEIGHTS if cls.uses_temperature else WEIGHTS[1:]), *sorted(cls.options)]
         if not grid:
-            raise KdbenchError(f"tuning: loss {loss!r} has an empty grid: give a setting and "
-                               f"its values, the paper's among them")
+            raise KdbenchError(
+                f"tuning: loss {loss!r} has an empty grid: give a setting and "
+                f"its values, the paper's among them"
+            )
         for key, values in grid.items():
             if key not in valid:
-                raise KdbenchError(f"tuning: unknown setting {key!r} of loss {loss!r}: "
-                                   f"{did_you_mean(key, valid)}valid: {', '.join(valid)}")
+                raise KdbenchError(
+                    f"tuning: unknown setting {key!r} of loss {loss!r}: "
+                    f"{did_you_mean(key, valid)}valid: {', '.join(valid)}"
+                )
             if not values:
-                raise KdbenchError(f"tuning: {loss}.{key}: empty grid: give the paper's value "
-                                   f"and a few others")
+                raise KdbenchError(
+                    f"tuning: {loss}.{key}: empty grid: give the paper's value and a few others"
+                )
             for value in values:
-                if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                        or not math.isfinite(value):
+                if (
+                    isinstance(value, bool)
+                    or not isinstance(value, (int, float))
+                    or not math.isfinite(value)
+                ):
                     raise KdbenchError(f"tuning: {loss}.{key}: {value!r} is not a finite number")
             twice = [v for i, v in enumerate(values) if v in values[:i]]
             if twice:
@@ -105,23 +125,30 @@ def check(tuning: Mapping[str, Grid], seed: Any, losses: list[str],
                     raise KdbenchError(
                         f"tuning: {loss}.{key}: the grid {', '.join(f'{v:g}' for v in grid[key])}"
                         f" lacks the paper setting {value:g} of pair {pair}: add it, so that "
-                        f"tuning can keep it")
+                        f"tuning can keep it"
+                    )
         trials[loss] = len(points(grid))
         if trials[loss] > MAX_TRIALS:
-            raise KdbenchError(f"tuning: loss {loss!r} has {trials[loss]} trials, more than "
-                               f"{MAX_TRIALS}: a few values per setting")
+            raise KdbenchError(
+                f"tuning: loss {loss!r} has {trials[loss]} trials, more than "
+                f"{MAX_TRIALS}: a few values per setting"
+            )
     if not tuning:
         return
     untuned = [n for n in losses if LOSSES.get(n).needs_teacher and n not in tuning]
     if untuned:
-        raise KdbenchError(f"tuning: loss {untuned[0]!r} of the profile has no grid: every "
-                           f"method gets the same tuning budget (give it a grid of "
-                           f"{next(iter(trials.values()))} trials, or leave it out of losses)")
+        raise KdbenchError(
+            f"tuning: loss {untuned[0]!r} of the profile has no grid: every "
+            f"method gets the same tuning budget (give it a grid of "
+            f"{next(iter(trials.values()))} trials, or leave it out of losses)"
+        )
     counts = sorted(trials.items(), key=lambda kv: kv[1])
     (low, n_low), (high, n_high) = counts[0], counts[-1]
     if n_low != n_high:
-        raise KdbenchError(f"tuning: unequal budgets: {low!r} has {n_low} trials, {high!r} has "
-                           f"{n_high}: every method gets the same number of trials")
+        raise KdbenchError(
+            f"tuning: unequal budgets: {low!r} has {n_low} trials, {high!r} has "
+            f"{n_high}: every method gets the same number of trials"
+        )
 
 
 VARIED = ("seed", "temperature", "alpha", "ce_weight", "loss_options", "tune")  # within a tuning
@@ -141,8 +168,12 @@ def tuned_case(spec: Mapping[str, Any]) -> tuple[str, Any] | None:
 
 def setting(spec: Mapping[str, Any]) -> Setting:
     """The tunable part of a spec (a record's or ``RunSpec.to_dict()``)."""
-    return {"temperature": spec.get("temperature"), "alpha": spec.get("alpha"),
-            "ce_weight": spec.get("ce_weight"), "loss_options": dict(spec.get("loss_options", {}))}
+    return {
+        "temperature": spec.get("temperature"),
+        "alpha": spec.get("alpha"),
+        "ce_weight": spec.get("ce_weight"),
+        "loss_options": dict(spec.get("loss_options", {})),
+    }
 
 
 def choose(trials: Iterable[Mapping[str, Any]]) -> Setting | None:
@@ -152,8 +183,9 @@ def choose(trials: Iterable[Mapping[str, Any]]) -> Setting | None:
     ok = [r for r in trials if r["status"] == "ok"]
     if not ok:
         return None
-    best = min(ok, key=lambda r: (-r["metrics"][CRITERION],
-                                  json.dumps(setting(r["spec"]), sort_keys=True)))
+    best = min(
+        ok, key=lambda r: (-r["metrics"][CRITERION], json.dumps(setting(r["spec"]), sort_keys=True))
+    )
     return setting(best["spec"])
 
 
@@ -172,9 +204,13 @@ def trials_of(spec: RunSpec, specs: Iterable[RunSpec]) -> list[RunSpec]:
     return [s for s in specs if s.tune == "trial" and tuning_key(s.to_dict()) == key]
 
 
-def resolve(spec: RunSpec, trials: list[RunSpec],
-            recorded: Callable[[], Mapping[str, Mapping[str, Any]]], pending: set[str],
-            wait: bool) -> tuple[RunSpec, dict[str, Any]]:
+def resolve(
+    spec: RunSpec,
+    trials: list[RunSpec],
+    recorded: Callable[[], Mapping[str, Mapping[str, Any]]],
+    pending: set[str],
+    wait: bool,
+) -> tuple[RunSpec, dict[str, Any]]:
     """The tuned case ``spec`` at the setting its ``trials`` chose, and what the record keeps of
     the choice (the trial case ids, the criterion, the setting; None: no trial finished ok, the
     case runs at the paper setting). ``recorded()``: case id → record of the results folder;
@@ -188,21 +224,31 @@ def resolve(spec: RunSpec, trials: list[RunSpec],
             break
         trial = missing[0]
         if trial.case_id not in pending:
-            raise KdbenchError(f"{spec.name}: its tuning trial {trial.name} has no record and is "
-                               f"not selected: run the trials first (pytest -m tuning), in the "
-                               f"same --kd-results")
+            raise KdbenchError(
+                f"{spec.name}: its tuning trial {trial.name} has no record and is "
+                f"not selected: run the trials first (pytest -m tuning), in the "
+                f"same --kd-results"
+            )
         if not wait:
-            raise KdbenchError(f"{spec.name}: its tuning trial {trial.name} has not run yet: "
-                               f"trials run before tuned cases (keep the collection order)")
+            raise KdbenchError(
+                f"{spec.name}: its tuning trial {trial.name} has not run yet: "
+                f"trials run before tuned cases (keep the collection order)"
+            )
         time.sleep(POLL_S)
     failed = [records[i] for i in ids if records[i]["status"] == "error"]
     if failed:
-        raise KdbenchError(f"{spec.name}: its tuning trial {failed[0].get('name')} ended in an "
-                           f"error: no choice is made on a failed trial; rerun it")
+        raise KdbenchError(
+            f"{spec.name}: its tuning trial {failed[0].get('name')} ended in an "
+            f"error: no choice is made on a failed trial; rerun it"
+        )
     choice = choose(records[i] for i in ids)
     info = {"trials": ids, "criterion": CRITERION, "chosen": choice}
     if choice is None:
         return spec, info
-    return replace(spec, temperature=choice["temperature"], alpha=choice["alpha"],
-                   ce_weight=choice["ce_weight"],
-                   loss_options=tuple(sorted(choice["loss_options"].items()))), info
+    return replace(
+        spec,
+        temperature=choice["temperature"],
+        alpha=choice["alpha"],
+        ce_weight=choice["ce_weight"],
+        loss_options=tuple(sorted(choice["loss_options"].items())),
+    ), info

@@ -54,9 +54,25 @@ from kdbench.spec import PAIR_SEP, pair_name
 
 TABLE = "tool.kdbench.profiles"
 REQUIRED = ("dataset", "pairs", "recipe", "epochs")
-KEYS = ("description", "dataset", "dataset_options", "pairs", "recipe", "epochs",
-        "teacher_epochs", "batch_size", "seeds", "losses", "temperatures", "sweep",
-        "loss_options", "pair_settings", "tuning", "tuning_seed", "base")
+KEYS = (
+    "description",
+    "dataset",
+    "dataset_options",
+    "pairs",
+    "recipe",
+    "epochs",
+    "teacher_epochs",
+    "batch_size",
+    "seeds",
+    "losses",
+    "temperatures",
+    "sweep",
+    "loss_options",
+    "pair_settings",
+    "tuning",
+    "tuning_seed",
+    "base",
+)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a word for --kd-profile and job names
 BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")  # TOML keys written without quotes
 KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
@@ -73,9 +89,12 @@ class _Key:
         return _Key(self.path, (*self.keys, key))
 
     def __str__(self) -> str:
-        return "".join(f"[{k}]" if isinstance(k, int) else
-                       ("." if i else "") + (k if BARE_KEY.fullmatch(k) else json.dumps(k))
-                       for i, k in enumerate(self.keys))
+        return "".join(
+            f"[{k}]"
+            if isinstance(k, int)
+            else ("." if i else "") + (k if BARE_KEY.fullmatch(k) else json.dumps(k))
+            for i, k in enumerate(self.keys)
+        )
 
     def error(self, message: str) -> KdbenchError:
         return KdbenchError(f"{self.path}: {self}: {message}")
@@ -101,21 +120,25 @@ def project_profiles(pyproject: Path | None) -> Registry:
 def user_profiles(pyproject: Path) -> list[Profile]:
     """The profiles of ``[tool.kdbench.profiles]`` in ``pyproject``, each checked in full."""
     table = _Key(pyproject, tuple(TABLE.split(".")))
-    return [_profile(table / name, name, entry)
-            for name, entry in read_table(pyproject, TABLE).items()]
+    return [
+        _profile(table / name, name, entry) for name, entry in read_table(pyproject, TABLE).items()
+    ]
 
 
 def _profile(at: _Key, name: str, entry: Any) -> Profile:
     if not NAME.fullmatch(name):
         raise at.error(f"invalid profile name {name!r}: use letters, digits, '-', '_' and '.'")
     if name in PROFILES:
-        raise at.error(f"the name {name!r} is taken by kdbench's shipped profile {name!r}: "
-                       f"rename yours; shipped: {', '.join(PROFILES.names())}")
+        raise at.error(
+            f"the name {name!r} is taken by kdbench's shipped profile {name!r}: "
+            f"rename yours; shipped: {', '.join(PROFILES.names())}"
+        )
     entry = _table(at, entry)
     _check_keys(at, entry, KEYS, "unknown key {}")
     if "base" in entry:
-        entry = _inherited(PROFILES.get(_registered(at / "base", PROFILES.get, entry["base"])),
-                           entry)
+        entry = _inherited(
+            PROFILES.get(_registered(at / "base", PROFILES.get, entry["base"])), entry
+        )
     missing = [key for key in REQUIRED if key not in entry]
     if missing:
         raise at.error(f"missing key {missing[0]!r}: required: {', '.join(REQUIRED)}")
@@ -125,8 +148,9 @@ def _profile(at: _Key, name: str, entry: Any) -> Profile:
         "dataset": dataset,
         "pairs": _pairs(at / "pairs", entry["pairs"]),
         "recipe": _registered(at / "recipe", RECIPES.get, entry["recipe"]),
-        "dataset_options": _dataset_options(at / "dataset_options", dataset,
-                                            entry.get("dataset_options", {})),
+        "dataset_options": _dataset_options(
+            at / "dataset_options", dataset, entry.get("dataset_options", {})
+        ),
     }
     for key in ("epochs", "teacher_epochs", "batch_size", "seeds"):
         if key in entry:
@@ -141,17 +165,24 @@ def _profile(at: _Key, name: str, entry: Any) -> Profile:
     profile = Profile(name, **fields, sweep=())
     losses = profile.loss_names()
     if "sweep" in entry:
-        profile = replace(profile, sweep=_patterns(at / "sweep", entry["sweep"], losses,
-                                                   "loss of this profile", empty=True))
+        profile = replace(
+            profile,
+            sweep=_patterns(
+                at / "sweep", entry["sweep"], losses, "loss of this profile", empty=True
+            ),
+        )
     pairs = {pair_name(*pair): pair for pair in profile.pairs}
     settings = _table(at / "pair_settings", entry.get("pair_settings", {}))
     _check_keys(at / "pair_settings", settings, pairs, "pair {} is not in pairs")
     profile = replace(
-        profile, loss_options=_loss_settings(at / "loss_options", entry.get("loss_options", {}),
-                                             losses),
-        pair_settings={pairs[key]: _loss_settings(at / "pair_settings" / key, value, losses)
-                       for key, value in settings.items()},
-        tuning=_tuning(at / "tuning", entry.get("tuning", {})))
+        profile,
+        loss_options=_loss_settings(at / "loss_options", entry.get("loss_options", {}), losses),
+        pair_settings={
+            pairs[key]: _loss_settings(at / "pair_settings" / key, value, losses)
+            for key, value in settings.items()
+        },
+        tuning=_tuning(at / "tuning", entry.get("tuning", {})),
+    )
     try:
         profile.specs(("cpu",), seeds=1)
     except KdbenchError as exc:
@@ -163,8 +194,10 @@ def _inherited(base: Profile, entry: dict) -> dict:
     """``entry`` with the keys it lacks taken from the shipped profile ``base``, as TOML writes
     them: a shipped profile with a tuning grid (``cifar100-crd`` with a few lines), fewer losses
     or pairs, other epochs. Inherited settings are kept for the pairs and losses it runs."""
-    pairs = {item if isinstance(item, str) else PAIR_SEP.join(map(str, item))
-             for item in entry.get("pairs", [pair_name(*p) for p in base.pairs])}
+    pairs = {
+        item if isinstance(item, str) else PAIR_SEP.join(map(str, item))
+        for item in entry.get("pairs", [pair_name(*p) for p in base.pairs])
+    }
     patterns = [p for p in entry.get("losses", base.losses) if isinstance(p, str)]
     losses = {n for n in LOSSES.names() if any(fnmatch.fnmatchcase(n, p) for p in patterns)}
 
@@ -172,19 +205,27 @@ def _inherited(base: Profile, entry: dict) -> dict:
         return {loss: dict(v) for loss, v in settings.items() if loss in losses}
 
     inherited = {
-        "description": base.description, "dataset": base.dataset,
+        "description": base.description,
+        "dataset": base.dataset,
         "dataset_options": dict(base.dataset_options),
-        "pairs": [pair_name(*p) for p in base.pairs], "recipe": base.recipe,
-        "epochs": base.epochs, "teacher_epochs": base.teacher_epochs,
-        "batch_size": base.batch_size, "seeds": base.seeds, "losses": list(base.losses),
+        "pairs": [pair_name(*p) for p in base.pairs],
+        "recipe": base.recipe,
+        "epochs": base.epochs,
+        "teacher_epochs": base.teacher_epochs,
+        "batch_size": base.batch_size,
+        "seeds": base.seeds,
+        "losses": list(base.losses),
         "temperatures": list(base.temperatures),
         "sweep": [p for p in base.sweep if fnmatch.filter(losses, p)],
         "loss_options": kept(base.loss_options),
-        "pair_settings": {pair_name(*pair): kept(settings)
-                          for pair, settings in base.pair_settings.items()
-                          if pair_name(*pair) in pairs},
-        "tuning": {loss: {k: list(v) for k, v in grid.items()}
-                   for loss, grid in kept(base.tuning).items()},
+        "pair_settings": {
+            pair_name(*pair): kept(settings)
+            for pair, settings in base.pair_settings.items()
+            if pair_name(*pair) in pairs
+        },
+        "tuning": {
+            loss: {k: list(v) for k, v in grid.items()} for loss, grid in kept(base.tuning).items()
+        },
         "tuning_seed": base.tuning_seed,
     }
     return {**inherited, **{k: v for k, v in entry.items() if k != "base"}}
@@ -195,8 +236,10 @@ def _check_keys(at: _Key, table: dict, valid: Iterable[str], problem: str) -> No
     valid = list(valid)
     for key in table:
         if key not in valid:
-            raise at.error(f"{problem.format(repr(key))}: {did_you_mean(key, valid)}valid: "
-                           f"{', '.join(valid) or 'none'}")
+            raise at.error(
+                f"{problem.format(repr(key))}: {did_you_mean(key, valid)}valid: "
+                f"{', '.join(valid) or 'none'}"
+            )
 
 
 def _registered(at: _Key, lookup: Callable[[str], Any], name: Any) -> str:
@@ -219,7 +262,8 @@ def _like(at: _Key, value: Any, default: Any) -> Any:
             raise at.error(f"must be a string, a number or true/false, got {value!r}")
         return value
     if isinstance(value, bool) != (kind is bool) or not isinstance(
-            value, (int, float) if kind is float else kind):
+        value, (int, float) if kind is float else kind
+    ):
         raise at.error(f"must be {KINDS[kind]}, got {value!r}")
     return float(value) if kind is float else value
 
@@ -251,8 +295,9 @@ def _pairs(at: _Key, value: Any) -> tuple[Pair, ...]:
         elif isinstance(item, list) and len(item) == 2 and all(isinstance(n, str) for n in item):
             pair = tuple(item)
         else:
-            raise (at / i).error(f'a pair is "teacher{PAIR_SEP}student" or ["teacher", '
-                                 f'"student"], got {item!r}')
+            raise (at / i).error(
+                f'a pair is "teacher{PAIR_SEP}student" or ["teacher", "student"], got {item!r}'
+            )
         for model in pair:
             _registered(at / i, model_factory, model)
         if pair in pairs:
@@ -270,21 +315,27 @@ def _temperatures(at: _Key, value: Any) -> tuple[float, ...]:
     return tuple(temperatures)
 
 
-def _patterns(at: _Key, value: Any, names: list[str], what: str, empty: bool = False
-              ) -> tuple[str, ...]:
+def _patterns(
+    at: _Key, value: Any, names: list[str], what: str, empty: bool = False
+) -> tuple[str, ...]:
     """Name patterns (``fnmatch``), each matching one of ``names`` at least."""
     patterns = _list(at, value, empty)
     for i, pattern in enumerate(patterns):
         if not fnmatch.filter(names, _like(at / i, pattern, "")):
-            raise (at / i).error(f"pattern {pattern!r} matches no {what}: "
-                                 f"{did_you_mean(pattern, names)}valid: {', '.join(names)}")
+            raise (at / i).error(
+                f"pattern {pattern!r} matches no {what}: "
+                f"{did_you_mean(pattern, names)}valid: {', '.join(names)}"
+            )
     return tuple(patterns)
 
 
 def _dataset_options(at: _Key, dataset: str, value: Any) -> tuple[tuple[str, Any], ...]:
     """The data set's keyword-only parameters, each of its default's kind."""
-    params = {p.name: p.default for p in inspect.signature(DATASETS.get(dataset)).parameters
-              .values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    params = {
+        p.name: p.default
+        for p in inspect.signature(DATASETS.get(dataset)).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
     options = _table(at, value)
     _check_keys(at, options, params, f"unknown option {{}} of data set {dataset!r}")
     return tuple(sorted((k, _like(at / k, v, params[k])) for k, v in options.items()))
@@ -293,10 +344,16 @@ def _dataset_options(at: _Key, dataset: str, value: Any) -> tuple[tuple[str, Any
 def _tuning(at: _Key, value: Any) -> dict[str, dict[str, tuple[float, ...]]]:
     """loss → setting → values, each a number; what they may be is checked with the profile's
     cases (``kdbench.matrix.tuning.check``)."""
-    return {loss: {key: tuple(_like(at / loss / key / i, v, 1.0)
-                              for i, v in enumerate(_list(at / loss / key, values, empty=True)))
-                   for key, values in _table(at / loss, grid).items()}
-            for loss, grid in _table(at, value).items()}
+    return {
+        loss: {
+            key: tuple(
+                _like(at / loss / key / i, v, 1.0)
+                for i, v in enumerate(_list(at / loss / key, values, empty=True))
+            )
+            for key, values in _table(at / loss, grid).items()
+        }
+        for loss, grid in _table(at, value).items()
+    }
 
 
 def _loss_settings(at: _Key, value: Any, losses: list[str]) -> dict[str, dict[str, Any]]:
@@ -306,11 +363,16 @@ def _loss_settings(at: _Key, value: Any, losses: list[str]) -> dict[str, dict[st
     for loss, table in _table(at, value).items():
         if loss not in losses:
             _registered(at / loss, LOSSES.get, loss)
-            raise (at / loss).error(f"loss {loss!r} is not among this profile's losses: "
-                                    f"valid: {', '.join(losses)}")
+            raise (at / loss).error(
+                f"loss {loss!r} is not among this profile's losses: valid: {', '.join(losses)}"
+            )
         cls = LOSSES.get(loss)
-        defaults = {**cls.options, **({"temperature": 1.0} if cls.uses_temperature else {}),
-                    "alpha": 1.0, "ce_weight": 1.0}
+        defaults = {
+            **cls.options,
+            **({"temperature": 1.0} if cls.uses_temperature else {}),
+            "alpha": 1.0,
+            "ce_weight": 1.0,
+        }
         settings = _table(at / loss, table)
         _check_keys(at / loss, settings, defaults, f"unknown setting {{}} of loss {loss!r}")
         out[loss] = {k: _like(at / loss / k, v, defaults[k]) for k, v in settings.items()}

@@ -52,8 +52,13 @@ class WrappedModel(StagedModel):
     """A model of another library (``net``) with the stage paths found for it. Its weights load
     from that library's own state dict as well as from kdbench's (keys prefixed ``net.``)."""
 
-    def __init__(self, net: nn.Module, stages: tuple[str, ...], classifier: str,
-                 preact_stages: tuple[str | None, ...] = ()) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        stages: tuple[str, ...],
+        classifier: str,
+        preact_stages: tuple[str | None, ...] = (),
+    ) -> None:
         super().__init__()
         self.net = net
         self.stages = tuple(f"net.{path}" for path in stages)
@@ -70,11 +75,15 @@ def _prefix_bare_keys(module: nn.Module, state_dict: dict, prefix: str, *args: o
     own = f"{prefix}net."
     if not any(key.startswith(own) for key in state_dict):
         for key in [k for k in state_dict if k.startswith(prefix)]:
-            state_dict[own + key[len(prefix):]] = state_dict.pop(key)
+            state_dict[own + key[len(prefix) :]] = state_dict.pop(key)
 
 
-def probe(net: nn.Module, input_shape: tuple[int, int, int], paths: Iterable[str],
-          record: Callable[[str, nn.Module, tuple, object], None]) -> None:
+def probe(
+    net: nn.Module,
+    input_shape: tuple[int, int, int],
+    paths: Iterable[str],
+    record: Callable[[str, nn.Module, tuple, object], None],
+) -> None:
     """One forward of a zero batch of one through ``net`` in eval mode without gradients, with
     ``record(path, module, args, output)`` hooked on each submodule in ``paths``; the mode is
     restored and the hooks removed afterwards."""
@@ -96,8 +105,9 @@ def build_errors(name: str, input_shape: tuple[int, int, int]) -> Iterator[None]
         yield
     except (RuntimeError, ValueError, AssertionError, TypeError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise KdbenchError(f"{name} does not run on inputs of shape {input_shape}: {first}"
-                           ) from None
+        raise KdbenchError(
+            f"{name} does not run on inputs of shape {input_shape}: {first}"
+        ) from None
 
 
 Factory = Callable[..., StagedModel]

@@ -21,8 +21,13 @@ class FashionCNN(StagedModel):
     layer2: nn.Sequential
     layer3: nn.Sequential
 
-    def __init__(self, widths: tuple[int, int, int], depths: tuple[int, int, int],
-                 num_classes: int, input_shape: tuple[int, int, int]) -> None:
+    def __init__(
+        self,
+        widths: tuple[int, int, int],
+        depths: tuple[int, int, int],
+        num_classes: int,
+        input_shape: tuple[int, int, int],
+    ) -> None:
         super().__init__()
         channels = input_shape[0]
         for i, (width, depth) in enumerate(zip(widths, depths), start=1):

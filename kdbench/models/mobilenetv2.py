@@ -22,14 +22,23 @@ from kdbench.models.base import StagedModel
 from kdbench.registry import MODELS
 
 # expansion t, output channels c, repeats n, first stride s (before the width multiplier)
-SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-            (6, 160, 3, 2), (6, 320, 1, 1))
+SETTINGS = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 1),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, kernel: int, stride: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2, bias=False),
-        nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
 
 
 class InvertedResidual(nn.Module):
@@ -41,11 +50,14 @@ class InvertedResidual(nn.Module):
         hidden = in_channels * expansion
         self.use_res_connect = stride == 1 and in_channels == out_channels
         self.conv = nn.Sequential(
-            nn.Conv2d(in_channels, hidden, 1, bias=False), nn.BatchNorm2d(hidden),
+            nn.Conv2d(in_channels, hidden, 1, bias=False),
+            nn.BatchNorm2d(hidden),
             nn.ReLU(inplace=True),
             nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
-            nn.BatchNorm2d(hidden), nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, out_channels, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) → (B, out, H/s, W/s)
@@ -57,8 +69,9 @@ class MobileNetV2(StagedModel):
     preact_stages = ("conv1.2", "blocks.2", "blocks.3", "blocks.5", "conv2")
     classifier_path = "classifier.0"
 
-    def __init__(self, width_mult: float, num_classes: int,
-                 input_shape: tuple[int, int, int]) -> None:
+    def __init__(
+        self, width_mult: float, num_classes: int, input_shape: tuple[int, int, int]
+    ) -> None:
         super().__init__()
         channels = int(32 * width_mult)
         self.conv1 = conv_bn_relu(input_shape[0], channels, 3, 2)

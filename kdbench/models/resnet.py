@@ -27,8 +27,9 @@ def projection(in_planes: int, out_planes: int, stride: int) -> nn.Sequential | 
     """The 1×1 convolution + BN shortcut where shape changes, else None (identity shortcut)."""
     if stride == 1 and in_planes == out_planes:
         return None
-    return nn.Sequential(nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False),
-                         nn.BatchNorm2d(out_planes))
+    return nn.Sequential(
+        nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False), nn.BatchNorm2d(out_planes)
+    )
 
 
 class BasicBlock(nn.Module):
@@ -70,9 +71,16 @@ class ResNet(StagedModel):
     ``classifier`` names the linear layer as the reference does (``fc`` or ``linear``).
     """
 
-    def __init__(self, block: Block, depths: tuple[int, ...], widths: tuple[int, ...],
-                 stem_width: int, num_classes: int, input_shape: tuple[int, int, int],
-                 classifier: str = "fc") -> None:
+    def __init__(
+        self,
+        block: Block,
+        depths: tuple[int, ...],
+        widths: tuple[int, ...],
+        stem_width: int,
+        num_classes: int,
+        input_shape: tuple[int, int, int],
+        classifier: str = "fc",
+    ) -> None:
         super().__init__()
         self.conv1 = conv3x3(input_shape[0], stem_width)
         self.bn1 = nn.BatchNorm2d(stem_width)

@@ -40,5 +40,12 @@ class Bottleneck(nn.Module):
 @MODELS.register("resnet50")
 def resnet50(num_classes: int, input_shape: tuple[int, int, int]) -> ResNet:
     """ResNet-50, CIFAR stem: 64 channels, stages of 3/4/6/3 bottlenecks, 2,048-d embedding."""
-    return ResNet(Bottleneck, (3, 4, 6, 3), (64, 128, 256, 512), 64, num_classes, input_shape,
-                  classifier="linear")
+    return ResNet(
+        Bottleneck,
+        (3, 4, 6, 3),
+        (64, 128, 256, 512),
+        64,
+        num_classes,
+        input_shape,
+        classifier="linear",
+    )

@@ -51,8 +51,14 @@ class ShuffleNetV1(StagedModel):
     layer2: nn.Sequential
     layer3: nn.Sequential
 
-    def __init__(self, widths: tuple[int, int, int], depths: tuple[int, int, int], groups: int,
-                 num_classes: int, input_shape: tuple[int, int, int]) -> None:
+    def __init__(
+        self,
+        widths: tuple[int, int, int],
+        depths: tuple[int, int, int],
+        groups: int,
+        num_classes: int,
+        input_shape: tuple[int, int, int],
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(input_shape[0], STEM, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(STEM)

@@ -79,8 +79,13 @@ class ShuffleNetV2(StagedModel):
     layer2: nn.Sequential
     layer3: nn.Sequential
 
-    def __init__(self, widths: tuple[int, int, int, int], depths: tuple[int, int, int],
-                 num_classes: int, input_shape: tuple[int, int, int]) -> None:
+    def __init__(
+        self,
+        widths: tuple[int, int, int, int],
+        depths: tuple[int, int, int],
+        num_classes: int,
+        input_shape: tuple[int, int, int],
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(input_shape[0], STEM, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(STEM)

@@ -49,13 +49,16 @@ def classification_models() -> list[str]:
 def factory(name: str) -> Factory:
     """``tv:<name>`` → factory ``(num_classes, input_shape) → TorchvisionModel``."""
     if name not in classification_models():
-        raise KdbenchError(f"unknown torchvision model {name!r} in {PREFIX}:{name}: valid: "
-                           f"{PREFIX}:<name> for any of {', '.join(classification_models())}")
+        raise KdbenchError(
+            f"unknown torchvision model {name!r} in {PREFIX}:{name}: valid: "
+            f"{PREFIX}:<name> for any of {', '.join(classification_models())}"
+        )
     return partial(torchvision_model, name)
 
 
-def torchvision_model(name: str, num_classes: int,
-                      input_shape: tuple[int, int, int]) -> TorchvisionModel:
+def torchvision_model(
+    name: str, num_classes: int, input_shape: tuple[int, int, int]
+) -> TorchvisionModel:
     options: dict[str, bool | int] = dict(BUILD_OPTIONS.get(name, {}))
     if name.startswith("vit_"):
         options["image_size"] = input_shape[1]
@@ -65,11 +68,16 @@ def torchvision_model(name: str, num_classes: int,
         net = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **options)
         if input_shape[0] != 3:
             _set_in_channels(net, input_shape[0])
-        classifier = [p for p, m in net.named_modules()
-                      if isinstance(m, nn.Linear) and m.out_features == num_classes]
+        classifier = [
+            p
+            for p, m in net.named_modules()
+            if isinstance(m, nn.Linear) and m.out_features == num_classes
+        ]
         if not classifier:
-            raise KdbenchError(f"{PREFIX}:{name} has no nn.Linear classifier with {num_classes} "
-                               f"outputs; kdbench needs one for the logits and embed taps")
+            raise KdbenchError(
+                f"{PREFIX}:{name} has no nn.Linear classifier with {num_classes} "
+                f"outputs; kdbench needs one for the logits and embed taps"
+            )
         stages = find_stages(net, classifier[-1], input_shape)
     return TorchvisionModel(net, stages, classifier[-1])
 
@@ -78,16 +86,28 @@ def _set_in_channels(net: nn.Module, channels: int) -> None:
     """Replace the first convolution by one that reads ``channels`` input channels."""
     path, conv = next((p, m) for p, m in net.named_modules() if isinstance(m, nn.Conv2d))
     # torch types a Conv2d's sizes as tuple[int, ...]: they are pairs
-    kernel_size, stride, dilation = (cast(tuple[int, int], t)
-                                     for t in (conv.kernel_size, conv.stride, conv.dilation))
+    kernel_size, stride, dilation = (
+        cast(tuple[int, int], t) for t in (conv.kernel_size, conv.stride, conv.dilation)
+    )
     padding = cast("str | tuple[int, int]", conv.padding)
-    net.set_submodule(path, nn.Conv2d(
-        channels, conv.out_channels, kernel_size, stride, padding, dilation,
-        bias=conv.bias is not None, padding_mode=conv.padding_mode))
+    net.set_submodule(
+        path,
+        nn.Conv2d(
+            channels,
+            conv.out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            bias=conv.bias is not None,
+            padding_mode=conv.padding_mode,
+        ),
+    )
 
 
-def find_stages(net: nn.Module, classifier: str, input_shape: tuple[int, int, int]
-                ) -> tuple[str, ...]:
+def find_stages(
+    net: nn.Module, classifier: str, input_shape: tuple[int, int, int]
+) -> tuple[str, ...]:
     """Stage paths of ``net`` (see the module docstring), from one probe forward in eval mode."""
     from torchvision.models import SwinTransformer
 
@@ -109,9 +129,14 @@ def find_stages(net: nn.Module, classifier: str, input_shape: tuple[int, int, in
 
     def children(path: str) -> list[str]:  # candidate children in call order
         prefix = f"{path}." if path else ""
-        found = [prefix + name for name, m in modules[path].named_children()
-                 if calls[prefix + name] == 1 and prefix + name in size
-                 and not isinstance(m, NOT_STAGES) and not (head and prefix + name == head)]
+        found = [
+            prefix + name
+            for name, m in modules[path].named_children()
+            if calls[prefix + name] == 1
+            and prefix + name in size
+            and not isinstance(m, NOT_STAGES)
+            and not (head and prefix + name == head)
+        ]
         return sorted(found, key=done.__getitem__)
 
     def walk(path: str) -> list[str]:  # candidates in call order, trunk containers opened
@@ -122,8 +147,11 @@ def find_stages(net: nn.Module, classifier: str, input_shape: tuple[int, int, in
         return found
 
     candidates = walk("")
-    return tuple(path for path, nxt in zip(candidates, [*candidates[1:], None])
-                 if nxt is None or size[nxt] != size[path])
+    return tuple(
+        path
+        for path, nxt in zip(candidates, [*candidates[1:], None])
+        if nxt is None or size[nxt] != size[path]
+    )
 
 
 PREFIXES[PREFIX] = factory

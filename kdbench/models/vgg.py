@@ -31,8 +31,11 @@ def conv_block(in_channels: int, widths: tuple[int, ...]) -> nn.Sequential:
     """[conv3×3-BN-ReLU] × len(widths), minus the last ReLU."""
     layers: list[nn.Module] = []
     for width in widths:
-        layers += [nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width),
-                   nn.ReLU(inplace=True)]
+        layers += [
+            nn.Conv2d(in_channels, width, 3, padding=1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+        ]
         in_channels = width
     return nn.Sequential(*layers[:-1])
 
@@ -53,8 +56,12 @@ class VGG(StagedModel):
     relu3: nn.ReLU
     relu4: nn.ReLU
 
-    def __init__(self, config: tuple[tuple[int, ...], ...], num_classes: int,
-                 input_shape: tuple[int, int, int]) -> None:
+    def __init__(
+        self,
+        config: tuple[tuple[int, ...], ...],
+        num_classes: int,
+        input_shape: tuple[int, int, int],
+    ) -> None:
         super().__init__()
         in_channels = input_shape[0]
         for i, widths in enumerate(config):

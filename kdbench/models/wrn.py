@@ -31,8 +31,11 @@ class WideBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_planes)
         self.relu2 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(out_planes, out_planes, 3, padding=1, bias=False)
-        self.convShortcut = (None if in_planes == out_planes else
-                             nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False))
+        self.convShortcut = (
+            None
+            if in_planes == out_planes
+            else nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) → (B, out, H/s, W/s)
         act = self.relu1(self.bn1(x))
@@ -45,8 +48,12 @@ class NetworkBlock(nn.Module):
 
     def __init__(self, depth: int, in_planes: int, out_planes: int, stride: int) -> None:
         super().__init__()
-        self.layer = nn.Sequential(*(WideBlock(in_planes if i == 0 else out_planes, out_planes,
-                                               stride if i == 0 else 1) for i in range(depth)))
+        self.layer = nn.Sequential(
+            *(
+                WideBlock(in_planes if i == 0 else out_planes, out_planes, stride if i == 0 else 1)
+                for i in range(depth)
+            )
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layer(x)
@@ -57,8 +64,9 @@ class WideResNet(StagedModel):
     preact_stages = ("block1", "block2.layer.0.relu1", "block3.layer.0.relu1", "relu")
     classifier_path = "fc"
 
-    def __init__(self, depth: int, widen_factor: int, num_classes: int,
-                 input_shape: tuple[int, int, int]) -> None:
+    def __init__(
+        self, depth: int, widen_factor: int, num_classes: int, input_shape: tuple[int, int, int]
+    ) -> None:
         super().__init__()
         n = (depth - 4) // 6
         widths = (16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor)

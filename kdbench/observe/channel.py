@@ -20,8 +20,9 @@ import json
 import os
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 SUFFIX = ".progress"  # the progress folder: the run file's name with this suffix
 EVENTS = ".ndjson"  # not .jsonl: record loaders read every *.jsonl under a results folder
@@ -74,8 +75,9 @@ def write_marker(folder: Path, name: str, **fields: Any) -> None:
     """``name`` (``CONTROLLER_FILE`` when the controller starts, ``END_FILE`` with the exit
     status when the session finishes), written whole."""
     tmp = folder / f".{name}.{os.getpid()}"
-    tmp.write_text(json.dumps({"t": time.time(), "host": socket.gethostname(),
-                               "pid": os.getpid(), **fields}))
+    tmp.write_text(
+        json.dumps({"t": time.time(), "host": socket.gethostname(), "pid": os.getpid(), **fields})
+    )
     os.replace(tmp, folder / name)
 
 
@@ -103,9 +105,9 @@ class Tail:
                     chunk = fh.read()
             except OSError:
                 continue
-            complete = chunk[:chunk.rfind(b"\n") + 1]  # a line being written waits
+            complete = chunk[: chunk.rfind(b"\n") + 1]  # a line being written waits
             self._offsets[path] = start + len(complete)
-            worker = path.name[:-len(EVENTS)]
+            worker = path.name[: -len(EVENTS)]
             for line in complete.splitlines():
                 try:
                     yield worker, json.loads(line)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import statistics
 import time
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from kdbench import results
 from kdbench.observe.state import RunState
@@ -16,8 +17,11 @@ from kdbench.registry import KdbenchError
 
 def known_durations(records: Iterable[dict[str, Any]]) -> dict[str, float]:
     """case_id → training seconds of its newest ok record."""
-    return {r["case_id"]: float(r["metrics"]["train_s"]) for r in records
-            if r.get("status") == "ok" and isinstance(r["metrics"].get("train_s"), (int, float))}
+    return {
+        r["case_id"]: float(r["metrics"]["train_s"])
+        for r in records
+        if r.get("status") == "ok" and isinstance(r["metrics"].get("train_s"), (int, float))
+    }
 
 
 def load_durations(paths: Iterable[Path]) -> dict[str, float]:
@@ -43,9 +47,11 @@ def remaining(state: RunState, known: dict[str, float], now: float | None = None
     """
     now = time.time() if now is None else now
     done = state.done()
-    ratios = [(c.ended - c.stage_started) / known[c.case_id] for c in done
-              if known.get(c.case_id, 0) > 0 and c.stage_started is not None
-              and c.ended is not None]
+    ratios = [
+        (c.ended - c.stage_started) / known[c.case_id]
+        for c in done
+        if known.get(c.case_id, 0) > 0 and c.stage_started is not None and c.ended is not None
+    ]
     pace = statistics.median(ratios) if ratios else 1.0
     walls = [c.seconds for c in done if c.seconds is not None and c.outcome != "skipped"]
     fallback = statistics.median(walls) if walls else None
@@ -77,5 +83,6 @@ def format_seconds(seconds: float | None) -> str:
     seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes \
-        else f"{secs}s"
+    return (
+        f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+    )

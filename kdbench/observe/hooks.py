@@ -11,14 +11,14 @@ from __future__ import annotations
 import io
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 import pytest
 
 from kdbench.observe import trackers
-from kdbench.observe.channel import (CONTROLLER_FILE, END_FILE, EventLog, progress_dir,
-                                     write_marker)
+from kdbench.observe.channel import CONTROLLER_FILE, END_FILE, EventLog, progress_dir, write_marker
 from kdbench.observe.eta import load_durations
 from kdbench.observe.progress import MODES, Above, Display
 from kdbench.observe.state import RunState
@@ -26,13 +26,22 @@ from kdbench.registry import KdbenchError
 
 
 def add_options(group: Any) -> None:
-    group.addoption("--kd-progress", default="auto", choices=MODES,
-                    help="live progress of the cases (done / running / left, ETA, a bar per "
-                         "running case): live on a terminal, a bounded line log otherwise "
-                         "(auto, the default), or off")
-    group.addoption("--kd-log", action="append", default=[], metavar="TRACKER",
-                    help="also log every case to mlflow, tensorboard and/or wandb (repeatable "
-                         "or comma separated; each an extra: pip install 'kdbench[mlflow]')")
+    group.addoption(
+        "--kd-progress",
+        default="auto",
+        choices=MODES,
+        help="live progress of the cases (done / running / left, ETA, a bar per "
+        "running case): live on a terminal, a bounded line log otherwise "
+        "(auto, the default), or off",
+    )
+    group.addoption(
+        "--kd-log",
+        action="append",
+        default=[],
+        metavar="TRACKER",
+        help="also log every case to mlflow, tensorboard and/or wandb (repeatable "
+        "or comma separated; each an extra: pip install 'kdbench[mlflow]')",
+    )
 
 
 def _mode(requested: str, out: TextIO) -> str:
@@ -55,8 +64,13 @@ class Observer:
     """One per pytest process. A process that runs cases writes their events; the process that
     reports (the controller, or the only process) shows them and marks the run's end."""
 
-    def __init__(self, config: pytest.Config, run_file: Path, case_of: Callable[[Any], Any],
-                 logs: trackers.Trackers | None) -> None:
+    def __init__(
+        self,
+        config: pytest.Config,
+        run_file: Path,
+        case_of: Callable[[Any], Any],
+        logs: trackers.Trackers | None,
+    ) -> None:
         self.config = config
         self.folder = progress_dir(run_file)
         self.results_dir = run_file.parent
@@ -72,20 +86,26 @@ class Observer:
         self._above: Above | None = None
 
     @classmethod
-    def from_config(cls, config: pytest.Config, run_file: Path, profile: str,
-                    case_of: Callable[[Any], Any]) -> Observer:
+    def from_config(
+        cls, config: pytest.Config, run_file: Path, profile: str, case_of: Callable[[Any], Any]
+    ) -> Observer:
         """Checks ``--kd-log`` (a ``KdbenchError`` names the extra to install); the controller
         opens the MLflow store once, before any training and before workers share it."""
         names = trackers.parse(config.getoption("kd_log"))
-        logs = trackers.Trackers(names, run_file.parent.parent, profile,
-                                 run_file.stem) if names else None
+        logs = (
+            trackers.Trackers(names, run_file.parent.parent, profile, run_file.stem)
+            if names
+            else None
+        )
         if logs and "mlflow" in names and not hasattr(config, "workerinput"):
             try:
                 logs.open("mlflow")
             except Exception as exc:  # a bad MLFLOW_TRACKING_URI, a server down
                 first = (str(exc).strip().splitlines() or [""])[0]
-                raise KdbenchError(f"--kd-log mlflow: cannot open the tracking store "
-                                   f"({type(exc).__name__}: {first})") from None
+                raise KdbenchError(
+                    f"--kd-log mlflow: cannot open the tracking store "
+                    f"({type(exc).__name__}: {first})"
+                ) from None
         return cls(config, run_file, case_of, logs)
 
     @property
@@ -128,8 +148,11 @@ class Observer:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if self.events is not None and report.nodeid in self.cases and (
-                report.when == "call" or (report.when == "setup" and not report.passed)):
+        if (
+            self.events is not None
+            and report.nodeid in self.cases
+            and (report.when == "call" or (report.when == "setup" and not report.passed))
+        ):
             outcome = "xfailed" if hasattr(report, "wasxfail") else report.outcome
             self.events.emit("end", case_id=self.cases[report.nodeid][0], outcome=outcome)
             self.current = None
@@ -161,8 +184,9 @@ class Observer:
                 writer.line()
             writer.line(line)
 
-        self.display = Display(self.folder, mode, load_durations([self.results_dir]), out,
-                               write_line)
+        self.display = Display(
+            self.folder, mode, load_durations([self.results_dir]), out, write_line
+        )
         if mode == "live" and writer.width_of_current_line:  # a status line pytest rewrites
             writer.write("\r" + " " * writer.width_of_current_line + "\r", flush=True)
         self.display.start()

@@ -7,8 +7,9 @@ import math
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
 from rich.ansi import AnsiDecoder
 from rich.console import Console, Group, RenderableType
@@ -28,8 +29,10 @@ HEARTBEAT_S = 60.0  # the log's "still running" lines, at most this often
 
 def headline(state: RunState, eta: float | None) -> str:
     failed = len(state.failed())
-    return (f"{len(state.done())}/{state.planned} done · {len(state.running())} running · "
-            f"{state.left()} left · {failed} failed · ETA {format_seconds(eta)}")
+    return (
+        f"{len(state.done())}/{state.planned} done · {len(state.running())} running · "
+        f"{state.left()} left · {failed} failed · ETA {format_seconds(eta)}"
+    )
 
 
 def where(case: CaseState) -> str:
@@ -45,10 +48,14 @@ def bars(state: RunState, now: float) -> Table:
     table = Table.grid(padding=(0, 1))
     for case in state.running():
         stage = "" if case.stage in ("", case.name) else case.stage
-        table.add_row(Text(case.worker or "", style="cyan"), Text(case.name), Text(stage),
-                      ProgressBar(total=case.epochs or None, completed=case.epoch, width=24),
-                      f"epoch {case.epoch:.1f}/{case.epochs}" if case.epochs else "starting",
-                      format_seconds(now - case.started if case.started is not None else None))
+        table.add_row(
+            Text(case.worker or "", style="cyan"),
+            Text(case.name),
+            Text(stage),
+            ProgressBar(total=case.epochs or None, completed=case.epoch, width=24),
+            f"epoch {case.epoch:.1f}/{case.epochs}" if case.epochs else "starting",
+            format_seconds(now - case.started if case.started is not None else None),
+        )
     return table
 
 
@@ -78,18 +85,21 @@ class LineLog:
             self._reported.add(case.case_id)
             count = len(self._reported)
             if count % step == 0 or count == state.planned:
-                self.write(f"[kdbench] {headline(state, remaining(state, known))} · "
-                           f"{case.worker} {case.name} {case.outcome} after {where(case)} in "
-                           f"{format_seconds(case.seconds)}")
+                self.write(
+                    f"[kdbench] {headline(state, remaining(state, known))} · "
+                    f"{case.worker} {case.name} {case.outcome} after {where(case)} in "
+                    f"{format_seconds(case.seconds)}"
+                )
 
-    def beat(self, state: RunState, known: dict[str, float],
-             write: Callable[[str], None]) -> None:
+    def beat(self, state: RunState, known: dict[str, float], write: Callable[[str], None]) -> None:
         if time.monotonic() - self._last_beat < self.heartbeat:
             return
         self._last_beat = time.monotonic()
         for case in state.running():
-            write(f"[kdbench] {headline(state, remaining(state, known))} · running: "
-                       f"{case.worker} {case.name} {where(case)}")
+            write(
+                f"[kdbench] {headline(state, remaining(state, known))} · running: "
+                f"{case.worker} {case.name} {where(case)}"
+            )
 
 
 class Above:
@@ -105,8 +115,9 @@ class Above:
     def write(self, text: str) -> int:
         *lines, self.partial = (self.partial + text).split("\n")
         if lines:
-            self.console.print(Text("\n").join(self._decoder.decode_line(line.rsplit("\r")[-1])
-                                               for line in lines))
+            self.console.print(
+                Text("\n").join(self._decoder.decode_line(line.rsplit("\r")[-1]) for line in lines)
+            )
         return len(text)
 
     def flush(self) -> None:
@@ -121,8 +132,14 @@ class Display:
     live panel refreshes itself on ``out``; a log writes its lines with ``write_line`` (pytest's
     terminal, from the main thread) and beats on ``out`` from a thread while cases run."""
 
-    def __init__(self, folder: Path, mode: str, known: dict[str, float], out: TextIO,
-                 write_line: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        mode: str,
+        known: dict[str, float],
+        out: TextIO,
+        write_line: Callable[[str], None],
+    ) -> None:
         self.state = RunState(folder)
         self.known = known
         self.mode = mode
@@ -137,15 +154,19 @@ class Display:
     def start(self) -> None:
         if self.mode == "live":
             console = Console(file=self.out, force_terminal=True)
-            self.live = Live(get_renderable=self._render, console=console,
-                             refresh_per_second=REFRESH_PER_SECOND, redirect_stdout=False,
-                             redirect_stderr=False)
+            self.live = Live(
+                get_renderable=self._render,
+                console=console,
+                refresh_per_second=REFRESH_PER_SECOND,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
             self.live.start()
         else:
             self.log = LineLog(self.write_line)
-            self._beats = threading.Thread(target=self._beat, args=(self.log,),
-                                           name="kdbench-progress",
-                                           daemon=True)
+            self._beats = threading.Thread(
+                target=self._beat, args=(self.log,), name="kdbench-progress", daemon=True
+            )
             self._beats.start()
 
     def poll(self) -> None:

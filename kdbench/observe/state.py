@@ -78,8 +78,9 @@ class RunState:
             return
         if "case_id" not in event:
             return
-        case = self.cases.setdefault(event["case_id"],
-                                     CaseState(event["case_id"], event.get("name", "?")))
+        case = self.cases.setdefault(
+            event["case_id"], CaseState(event["case_id"], event.get("name", "?"))
+        )
         if kind == "start":
             case.worker, case.started, writer.current = worker, t, case.case_id
             case.ended = case.outcome = None
@@ -99,12 +100,15 @@ class RunState:
         return len(self.cases)
 
     def done(self) -> list[CaseState]:
-        return sorted((c for c in self.cases.values() if c.ended is not None),
-                      key=lambda c: c.ended or 0.0)
+        return sorted(
+            (c for c in self.cases.values() if c.ended is not None), key=lambda c: c.ended or 0.0
+        )
 
     def running(self) -> list[CaseState]:
-        return sorted((c for c in self.cases.values() if c.started is not None and c.ended is None),
-                      key=lambda c: c.worker or "")
+        return sorted(
+            (c for c in self.cases.values() if c.started is not None and c.ended is None),
+            key=lambda c: c.worker or "",
+        )
 
     def failed(self) -> list[CaseState]:
         return [c for c in self.done() if c.outcome == "failed"]
@@ -118,8 +122,10 @@ class RunState:
         controller's host only)."""
         if self.end is not None:
             return True
-        return self.controller is not None and \
-            alive(self.controller.get("host"), self.controller.get("pid")) is False
+        return (
+            self.controller is not None
+            and alive(self.controller.get("host"), self.controller.get("pid")) is False
+        )
 
     def workers(self) -> int:
         """Processes that still run cases."""

@@ -15,9 +15,10 @@ import math
 import os
 import re
 import warnings
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 from kdbench.registry import KdbenchError
 
@@ -40,8 +41,10 @@ def parse(values: Iterable[str]) -> list[str]:
     for name in names:
         missing = [m for m in TRACKERS[name] if importlib.util.find_spec(m) is None]
         if missing:
-            raise KdbenchError(f"--kd-log {name}: {', '.join(missing)} is not installed: "
-                               f"pip install 'kdbench[{name}]'")
+            raise KdbenchError(
+                f"--kd-log {name}: {', '.join(missing)} is not installed: "
+                f"pip install 'kdbench[{name}]'"
+            )
     return names
 
 
@@ -58,20 +61,30 @@ def params(record: dict[str, Any]) -> dict[str, str]:
 
 def final_metrics(record: dict[str, Any]) -> dict[str, float]:
     """The record's finite numeric metrics."""
-    return {k: float(v) for k, v in record["metrics"].items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+    return {
+        k: float(v)
+        for k, v in record["metrics"].items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    }
 
 
 def history(record: dict[str, Any]) -> list[tuple[int, dict[str, float]]]:
     """(epoch, {epoch/<metric>: value}) for every epoch the record's history holds."""
-    return [(int(h["epoch"]), {HISTORY_PREFIX + k: float(v) for k, v in h.items()
-                               if k != "epoch" and isinstance(v, (int, float))})
-            for h in record.get("history") or ()]
+    return [
+        (
+            int(h["epoch"]),
+            {
+                HISTORY_PREFIX + k: float(v)
+                for k, v in h.items()
+                if k != "epoch" and isinstance(v, (int, float))
+            },
+        )
+        for h in record.get("history") or ()
+    ]
 
 
 def tags(record: dict[str, Any], profile: str | None) -> dict[str, str]:
-    out = {"case_id": record["case_id"], "group_id": record["group_id"],
-           "status": record["status"]}
+    out = {"case_id": record["case_id"], "group_id": record["group_id"], "status": record["status"]}
     return {**out, "profile": profile} if profile else out
 
 
@@ -87,35 +100,51 @@ class MLflowTracker:
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
-        self.uri = os.environ.get("MLFLOW_TRACKING_URI") or \
-            f"sqlite:///{(results_dir / 'mlflow.db').resolve()}"
+        self.uri = (
+            os.environ.get("MLFLOW_TRACKING_URI")
+            or f"sqlite:///{(results_dir / 'mlflow.db').resolve()}"
+        )
         results_dir.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(tracking_uri=self.uri)
         self.profile = profile
         self.run = run
         experiment = self.client.get_experiment_by_name(EXPERIMENT)
         try:
-            self.experiment_id: str = experiment.experiment_id if experiment else \
-                self.client.create_experiment(EXPERIMENT, tags=KIND)
+            self.experiment_id: str = (
+                experiment.experiment_id
+                if experiment
+                else self.client.create_experiment(EXPERIMENT, tags=KIND)
+            )
         except MlflowException:  # another worker created it first
             self.experiment_id = self.client.get_experiment_by_name(  # type: ignore[union-attr]
-                EXPERIMENT).experiment_id
+                EXPERIMENT
+            ).experiment_id
 
     def log(self, record: dict[str, Any]) -> None:
         from mlflow.entities import Metric, Param
 
         stamp = _millis(record)
-        run = self.client.create_run(self.experiment_id, start_time=stamp,
-                                     run_name=record["name"],
-                                     tags={**tags(record, self.profile), "kdbench_run": self.run})
-        metrics = [Metric(k, v, stamp, epoch) for epoch, values in history(record)
-                   for k, v in values.items()]
+        run = self.client.create_run(
+            self.experiment_id,
+            start_time=stamp,
+            run_name=record["name"],
+            tags={**tags(record, self.profile), "kdbench_run": self.run},
+        )
+        metrics = [
+            Metric(k, v, stamp, epoch)
+            for epoch, values in history(record)
+            for k, v in values.items()
+        ]
         last = history(record)[-1][0] if record.get("history") else 0
         metrics += [Metric(k, v, stamp, last) for k, v in final_metrics(record).items()]
-        self.client.log_batch(run.info.run_id, metrics=metrics,
-                              params=[Param(k, v) for k, v in params(record).items()])
-        self.client.set_terminated(run.info.run_id,
-                                   "FINISHED" if record["status"] == "ok" else "FAILED")
+        self.client.log_batch(
+            run.info.run_id,
+            metrics=metrics,
+            params=[Param(k, v) for k, v in params(record).items()],
+        )
+        self.client.set_terminated(
+            run.info.run_id, "FINISHED" if record["status"] == "ok" else "FAILED"
+        )
 
 
 class TensorBoardTracker:
@@ -150,18 +179,28 @@ class WandbTracker:
         self.profile = profile
         self.run = run
         self.mode: Literal["online", "offline"] | None = (  # None: wandb reads WANDB_MODE
-            None if os.environ.get("WANDB_MODE") else
-            "online" if os.environ.get("WANDB_API_KEY") else "offline")
+            None
+            if os.environ.get("WANDB_MODE")
+            else "online"
+            if os.environ.get("WANDB_API_KEY")
+            else "offline"
+        )
 
     def log(self, record: dict[str, Any]) -> None:
         import wandb
 
         self.dir.mkdir(parents=True, exist_ok=True)
-        run = wandb.init(project=EXPERIMENT, name=record["name"], group=record["group_id"],
-                         config=params(record), tags=[f"{k}={v}" for k, v in
-                                                      tags(record, self.profile).items()],
-                         dir=str(self.dir), mode=self.mode, job_type=self.run,
-                         settings=wandb.Settings(silent=True))
+        run = wandb.init(
+            project=EXPERIMENT,
+            name=record["name"],
+            group=record["group_id"],
+            config=params(record),
+            tags=[f"{k}={v}" for k, v in tags(record, self.profile).items()],
+            dir=str(self.dir),
+            mode=self.mode,
+            job_type=self.run,
+            settings=wandb.Settings(silent=True),
+        )
         try:
             for epoch, values in history(record):
                 run.log({"epoch": epoch, **values}, step=epoch)
@@ -176,8 +215,7 @@ CLASSES = {"mlflow": MLflowTracker, "tensorboard": TensorBoardTracker, "wandb": 
 class Trackers:
     """The session's trackers, opened on first use in the process that logs."""
 
-    def __init__(self, names: list[str], results_dir: Path, profile: str | None,
-                 run: str) -> None:
+    def __init__(self, names: list[str], results_dir: Path, profile: str | None, run: str) -> None:
         self.names = names
         self.args = (results_dir, profile, run)
         self._open: dict[str, Any] = {}
@@ -198,6 +236,8 @@ class Trackers:
                     warnings.simplefilter("ignore", DeprecationWarning)
                     tracker.log(record)
             except Exception as exc:  # a tracker never costs a record or the session
-                warnings.warn(f"--kd-log {name}: {record['name']} not logged "
-                              f"({type(exc).__name__}: {exc}); its record is written",
-                              stacklevel=2)
+                warnings.warn(
+                    f"--kd-log {name}: {record['name']} not logged "
+                    f"({type(exc).__name__}: {exc}); its record is written",
+                    stacklevel=2,
+                )

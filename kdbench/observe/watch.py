@@ -34,11 +34,15 @@ ARRAY = re.compile(r"^#SBATCH --array=1-(\d+)$", re.MULTILINE)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("results", metavar="RESULTS",
-                   help="the run's results folder (--kd-results), or a SLURM job's folder of "
-                        "shards (<results>/<array job id>)")
-    p.add_argument("--interval", type=float, default=2.0, metavar="S",
-                   help="seconds between two looks (2)")
+    p.add_argument(
+        "results",
+        metavar="RESULTS",
+        help="the run's results folder (--kd-results), or a SLURM job's folder of "
+        "shards (<results>/<array job id>)",
+    )
+    p.add_argument(
+        "--interval", type=float, default=2.0, metavar="S", help="seconds between two looks (2)"
+    )
     p.add_argument("--once", action="store_true", help="show the run as it stands and exit")
 
 
@@ -63,8 +67,11 @@ class Watch:
         newest: dict[str, Path] = {}
         for run in find_runs(self.folder):  # <shard>/runs/<session>.progress, sorted by time
             shard = run.parent.parent
-            newest[shard.relative_to(self.folder).as_posix() if shard != self.folder
-                   else self.folder.name] = run
+            newest[
+                shard.relative_to(self.folder).as_posix()
+                if shard != self.folder
+                else self.folder.name
+            ] = run
         out: dict[str, RunState | None] = {label: None for label in self.expected()}
         for label, run in sorted(newest.items()):
             out[label] = self.states.setdefault(run, RunState(run)).update()
@@ -74,7 +81,8 @@ class Watch:
         """Every shard's session has ended (a folder of records without progress: a run from
         before kdbench kept progress, ended)."""
         return all(s is not None and s.ended for s in shards.values()) and (
-            bool(shards) or bool(self.record_files()))
+            bool(shards) or bool(self.record_files())
+        )
 
     def record_files(self) -> list[Path]:
         """The run's records: every shard's of a SLURM job (a requeued task's earlier sessions
@@ -83,8 +91,7 @@ class Watch:
             return sorted(self.folder.rglob("*.jsonl"))
         runs = {run.parent: run for run in find_runs(self.folder)}  # the newest per folder
         files = [run.with_suffix(".jsonl") for run in runs.values()]
-        return [f for f in files if f.is_file()] if files else \
-            sorted(self.folder.rglob("*.jsonl"))
+        return [f for f in files if f.is_file()] if files else sorted(self.folder.rglob("*.jsonl"))
 
     def leaderboard(self) -> str:
         """The leaderboard of the run's records so far (recomputed when they change)."""
@@ -97,8 +104,7 @@ class Watch:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 records = results.read(files).records if files else []
-            self._leaderboard = session_report(results.records_frame(records)) if records \
-                else ""
+            self._leaderboard = session_report(results.records_frame(records)) if records else ""
         return self._leaderboard
 
     def summary(self, shards: dict[str, RunState | None], now: float) -> list[str]:
@@ -115,10 +121,14 @@ class Watch:
             if state is None:
                 lines.append(f"  {label}: not started")
                 continue
-            end = "" if not state.ended else " · ended" if state.end is None else \
-                f" · ended (exit {state.end['exitstatus']})"
-            lines.append(f"  {label}: {headline(state, remaining(state, self.known, now))}"
-                         f"{end}")
+            end = (
+                ""
+                if not state.ended
+                else " · ended"
+                if state.end is None
+                else f" · ended (exit {state.end['exitstatus']})"
+            )
+            lines.append(f"  {label}: {headline(state, remaining(state, self.known, now))}{end}")
         return lines
 
     def render(self) -> RenderableType:
@@ -150,8 +160,9 @@ def main(args: argparse.Namespace) -> int:
     watch = Watch(folder)
     console = Console()
     if console.is_terminal and not args.once:
-        with Live(get_renderable=watch.render, console=console, refresh_per_second=1,
-                  transient=True):
+        with Live(
+            get_renderable=watch.render, console=console, refresh_per_second=1, transient=True
+        ):
             while not watch.ended(watch.shards()):
                 time.sleep(args.interval)
     elif not args.once:  # a pipe or a log: when a count moves, else every HEARTBEAT_S

@@ -16,8 +16,7 @@ Renderer = Callable[[pd.DataFrame, "pd.DataFrame | None", Sequence[str]], str]
 
 
 def _report(method: str) -> Renderer:
-    def render(frame: pd.DataFrame, published: pd.DataFrame | None,
-               notes: Sequence[str]) -> str:
+    def render(frame: pd.DataFrame, published: pd.DataFrame | None, notes: Sequence[str]) -> str:
         return getattr(build_report(frame, published, notes), method)()
 
     return render
@@ -32,7 +31,11 @@ FORMATS: dict[str, Renderer] = {
 }
 
 
-def render(frame: pd.DataFrame, fmt: str = "md", published: pd.DataFrame | None = None,
-           notes: Sequence[str] = ()) -> str:
+def render(
+    frame: pd.DataFrame,
+    fmt: str = "md",
+    published: pd.DataFrame | None = None,
+    notes: Sequence[str] = (),
+) -> str:
     """The report of ``frame`` in format ``fmt`` (a key of ``FORMATS``)."""
     return FORMATS[fmt](frame, published, notes)

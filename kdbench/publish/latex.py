@@ -26,11 +26,30 @@ from kdbench.publish.summary import SELECTION, provenance_line, sections, summar
 from kdbench.publish.tables import CellStyle, fmt_top1
 from kdbench.spec import pair_name
 
-SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-           "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-           "^": r"\textasciicircum{}", "±": r"$\pm$", "→": r"$\to$", "Δ": r"$\Delta$",
-           "α": r"$\alpha$", "β": r"$\beta$", "·": r"$\cdot$", "×": r"$\times$",
-           "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}", "\n": " ", "\r": " "}
+SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+    "→": r"$\to$",
+    "Δ": r"$\Delta$",
+    "α": r"$\alpha$",
+    "β": r"$\beta$",
+    "·": r"$\cdot$",
+    "×": r"$\times$",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "|": r"\textbar{}",
+    "\n": " ",
+    "\r": " ",
+}
 TOP_ROWS = ("teacher", "ce")
 
 
@@ -44,6 +63,7 @@ def style(seeds: int) -> CellStyle:
     """Cells: ``mean $\\pm$ std`` of test top-1 (``(k/n)`` where only k of the run's n seeds
     finished; the status, N/A, diverged or error, where none did); the temperature as a
     subscript; the best method in bold (math included)."""
+
     def top1(row: pd.Series) -> str:
         n = int(row["n"])
         if n == 0:
@@ -52,9 +72,12 @@ def style(seeds: int) -> CellStyle:
         text = f"{mean:.2f}" if pd.isna(std) else rf"{mean:.2f} $\pm$ {std:.2f}"
         return text if n >= seeds else f"{text} ({n}/{seeds})"
 
-    return CellStyle(top1=top1, temperature=lambda t: rf"\,\textsubscript{{$T$={escape(t)}}}",
-                     best=lambda cell: rf"{{\bfseries\boldmath {cell}}}",
-                     near_chance=" (near chance)")
+    return CellStyle(
+        top1=top1,
+        temperature=lambda t: rf"\,\textsubscript{{$T$={escape(t)}}}",
+        best=lambda cell: rf"{{\bfseries\boldmath {cell}}}",
+        near_chance=" (near chance)",
+    )
 
 
 def _columns(board: pd.DataFrame) -> pd.DataFrame:
@@ -65,8 +88,13 @@ def _columns(board: pd.DataFrame) -> pd.DataFrame:
         board.columns = board.columns.map(escape)
         return board
     board.columns = pd.MultiIndex.from_tuples(
-        [(escape(c.removesuffix(" published")), "published") if c.endswith(" published")
-         else (escape(c), "ours") for c in board.columns])
+        [
+            (escape(c.removesuffix(" published")), "published")
+            if c.endswith(" published")
+            else (escape(c), "ours")
+            for c in board.columns
+        ]
+    )
     return board
 
 
@@ -76,22 +104,26 @@ def _setting(frame: pd.DataFrame, part: pd.DataFrame, key: str) -> str:
     return ", ".join(str(v) for v in sorted(values, key=str))
 
 
-def caption(frame: pd.DataFrame, part: pd.DataFrame, title: str,
-            published: pd.DataFrame | None) -> str:
+def caption(
+    frame: pd.DataFrame, part: pd.DataFrame, title: str, published: pd.DataFrame | None
+) -> str:
     seeds = sorted(frame["seed"].dropna().unique())
     teacher_epochs = _setting(frame, part, "teacher_epochs")
-    text = (f"Test top-1 (%) on {_setting(frame, part, 'dataset')}"
-            f"{f' ({title})' if title else ''}: mean ± std over {len(seeds)} seed(s) "
-            f"({', '.join(map(str, seeds))}); recipe {_setting(frame, part, 'recipe')}, "
-            f"{_setting(frame, part, 'epochs')} epochs (teacher {teacher_epochs}). "
-            f"The temperature of each cell (subscript) and the best method per pair (bold) are "
-            f"chosen on {SELECTION}, never on test; (k/n): only k of the n seeds finished; "
-            f"N/A: the method does not apply to the pair. Teacher and ce (the student trained "
-            f"alone) on top.")
+    text = (
+        f"Test top-1 (%) on {_setting(frame, part, 'dataset')}"
+        f"{f' ({title})' if title else ''}: mean ± std over {len(seeds)} seed(s) "
+        f"({', '.join(map(str, seeds))}); recipe {_setting(frame, part, 'recipe')}, "
+        f"{_setting(frame, part, 'epochs')} epochs (teacher {teacher_epochs}). "
+        f"The temperature of each cell (subscript) and the best method per pair (bold) are "
+        f"chosen on {SELECTION}, never on test; (k/n): only k of the n seeds finished; "
+        f"N/A: the method does not apply to the pair. Teacher and ce (the student trained "
+        f"alone) on top."
+    )
     if published is not None:
         pairs = set(part["pair"])
-        shown = published[[pair_name(t, s) in pairs for t, s in
-                           zip(published["teacher"], published["student"])]]
+        shown = published[
+            [pair_name(t, s) in pairs for t, s in zip(published["teacher"], published["student"])]
+        ]
         if len(shown):
             text += " Published: " + "; ".join(shown["source"].unique()) + "."
     return escape(text)
@@ -110,23 +142,39 @@ def table(board: pd.DataFrame, caption_text: str, label: str) -> str:
     """One leaderboard (``leaderboard(…, style=style(seeds))``) as a booktabs ``table`` float."""
     board = _columns(board)
     styler = board.style.hide(names=True, axis="index")
-    latex = styler.to_latex(hrules=True, multicol_align="c", position="t",
-                            position_float="centering", column_format="l" + "c" * board.shape[1],
-                            caption=caption_text, label=label)
+    latex = styler.to_latex(
+        hrules=True,
+        multicol_align="c",
+        position="t",
+        position_float="centering",
+        column_format="l" + "c" * board.shape[1],
+        caption=caption_text,
+        label=label,
+    )
     return _midrule_after_top_rows(latex, board)
 
 
-def render(frame: pd.DataFrame, published: pd.DataFrame | None = None,
-           notes: Sequence[str] = ()) -> str:
+def render(
+    frame: pd.DataFrame, published: pd.DataFrame | None = None, notes: Sequence[str] = ()
+) -> str:
     """Every section's leaderboard as LaTeX, under comments saying what produced it."""
     summary = summarize(frame)
     boards = leaderboards(frame, summary, published, style(frame["seed"].nunique()))
-    comments = ["kdbench report --format latex: needs \\usepackage{booktabs}",
-                provenance_line(frame), *notes]
+    comments = [
+        "kdbench report --format latex: needs \\usepackage{booktabs}",
+        provenance_line(frame),
+        *notes,
+    ]
     blocks = ["".join(f"% {' '.join(str(line).splitlines())}\n" for line in comments)]
     for (title, part), (_, board, _) in zip(sections(summary), boards):
         slug = re.sub(r"[^A-Za-z0-9]+", "-", title).strip("-").lower()
         has_ref = any(c.endswith(" published") for c in board.columns)
-        blocks.append(table(board, caption(frame, part, title, published if has_ref else None),
-                            f"tab:kdbench-{slug}" if slug else "tab:kdbench") + "\n")
+        blocks.append(
+            table(
+                board,
+                caption(frame, part, title, published if has_ref else None),
+                f"tab:kdbench-{slug}" if slug else "tab:kdbench",
+            )
+            + "\n"
+        )
     return "".join(blocks)

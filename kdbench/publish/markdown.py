@@ -11,8 +11,8 @@ would start a spreadsheet formula (``=``, ``+``, ``-``, ``@``) gets a leading ``
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import pandas as pd
 
@@ -31,13 +31,13 @@ from kdbench.publish.summary import (
 from kdbench.publish.tables import (
     COLUMNS_NOTE,
     LEADERBOARD_NOTE,
+    MARKDOWN,
     CellStyle,
     detail_table,
     leaderboard,
     session_table,
     temperature_table,
 )
-
 
 FORMULA = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as a formula's start
 
@@ -63,8 +63,11 @@ def csv_cell(value: object) -> object:
 def markdown(table: pd.DataFrame) -> str:
     """Render preformatted cells with tabulate: label columns left, value columns right."""
     align = ["left" if c in LABELS else "right" for c in table.columns]
-    return table.rename(columns=md_cell).map(md_cell).to_markdown(
-        index=False, disable_numparse=True, colalign=align)
+    return (
+        table.rename(columns=md_cell)
+        .map(md_cell)
+        .to_markdown(index=False, disable_numparse=True, colalign=align)
+    )
 
 
 def session_report(frame: pd.DataFrame, notes: Sequence[str] = ()) -> str:
@@ -75,8 +78,11 @@ def session_report(frame: pd.DataFrame, notes: Sequence[str] = ()) -> str:
     summary = summarize(frame)
     blocks = [*map(md_text, (provenance_line(frame), *notes)), markdown(session_table(summary))]
     for heading, table, warnings in leaderboards(frame, summary, load_published()):
-        blocks += [md_text(f"#{heading} ({LEADERBOARD_NOTE})"), markdown(table),
-                   *map(md_text, warnings)]
+        blocks += [
+            md_text(f"#{heading} ({LEADERBOARD_NOTE})"),
+            markdown(table),
+            *map(md_text, warnings),
+        ]
     blocks.append(COLUMNS_NOTE)
     return "\n\n".join(blocks) + "\n"
 
@@ -90,8 +96,12 @@ class Report:
     findings: list[str] = field(default_factory=list)  # findings.lines(summary)
 
     def to_markdown(self) -> str:
-        lines = ["# kdbench report", "",
-                 *(f"- **{k}**: {md_text(v)}" for k, v in self.provenance.items()), ""]
+        lines = [
+            "# kdbench report",
+            "",
+            *(f"- **{k}**: {md_text(v)}" for k, v in self.provenance.items()),
+            "",
+        ]
         lines += [*(f"{md_text(note)}\n" for note in self.notes)]
         if self.findings:
             lines += ["## Findings", "", *map(md_text, self.findings)]
@@ -104,17 +114,26 @@ class Report:
         return self.summary.map(csv_cell).to_csv(index=False)
 
     def to_dict(self) -> dict:
-        return {"provenance": self.provenance, "notes": self.notes,
-                "groups": json.loads(self.summary.to_json(orient="records")),
-                "tables": [{"title": h.lstrip("# "), "rows": t.to_dict(orient="records")}
-                           for h, t in self.tables]}
+        return {
+            "provenance": self.provenance,
+            "notes": self.notes,
+            "groups": json.loads(self.summary.to_json(orient="records")),
+            "tables": [
+                {"title": h.lstrip("# "), "rows": t.to_dict(orient="records")}
+                for h, t in self.tables
+            ],
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
 
 
-def leaderboards(frame: pd.DataFrame, summary: pd.DataFrame, published: pd.DataFrame | None,
-                 style: CellStyle = CellStyle()):
+def leaderboards(
+    frame: pd.DataFrame,
+    summary: pd.DataFrame,
+    published: pd.DataFrame | None,
+    style: CellStyle = MARKDOWN,
+):
     """(heading, paper-style table, warnings) per setting, in the order of ``sections``;
     published numbers for CIFAR-100."""
     for title, part in sections(summary):
@@ -124,11 +143,16 @@ def leaderboards(frame: pd.DataFrame, summary: pd.DataFrame, published: pd.DataF
         yield f"## Leaderboard{suffix}", leaderboard(part, ref, style), teacher_warnings(part)
 
 
-def build_report(frame: pd.DataFrame, published: pd.DataFrame | None = None,
-                 notes: Sequence[str] = ()) -> Report:
+def build_report(
+    frame: pd.DataFrame, published: pd.DataFrame | None = None, notes: Sequence[str] = ()
+) -> Report:
     summary = summarize(frame)
-    report = Report(provenance=provenance(frame), summary=summary, notes=list(notes),
-                    findings=findings.lines(summary))
+    report = Report(
+        provenance=provenance(frame),
+        summary=summary,
+        notes=list(notes),
+        findings=findings.lines(summary),
+    )
     boards = leaderboards(frame, summary, published)
     for (title, part), (heading, board, _) in zip(sections(summary), boards):
         suffix = f" ({title})" if title else ""
@@ -137,7 +161,7 @@ def build_report(frame: pd.DataFrame, published: pd.DataFrame | None = None,
             report.tables.append((f"### {pair}{suffix}", detail_table(rows)))
         temps = temperature_table(part)
         if not temps.empty:
-            report.tables.append((f"## Temperature{suffix} — test top-1; ✓ chosen on "
-                                  f"{SELECTION}", temps))
+            report.tables.append(
+                (f"## Temperature{suffix} — test top-1; ✓ chosen on {SELECTION}", temps)
+            )
     return report
-

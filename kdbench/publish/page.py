@@ -53,11 +53,14 @@ def anchor(text: str) -> str:
 def table_html(table: pd.DataFrame, table_id: str, links: dict[str, str] | None = None) -> str:
     """A sortable table; ``links``: column → id of the block its header links to."""
     links = links or {}
-    headers = [inline(c) + (f' <a class="detail" href="#{links[c]}">detail</a>'
-                            if c in links else "") for c in table.columns]
+    headers = [
+        inline(c) + (f' <a class="detail" href="#{links[c]}">detail</a>' if c in links else "")
+        for c in table.columns
+    ]
     cells = table.apply(lambda column: column.map(inline)).set_axis(headers, axis=1)
-    return cells.to_html(escape=False, index=False, border=0, table_id=table_id,
-                         classes="sortable", justify="left")
+    return cells.to_html(
+        escape=False, index=False, border=0, table_id=table_id, classes="sortable", justify="left"
+    )
 
 
 def _blocks(part: pd.DataFrame, prefix: str, suffix: str) -> list[dict[str, str]]:
@@ -65,13 +68,24 @@ def _blocks(part: pd.DataFrame, prefix: str, suffix: str) -> list[dict[str, str]
     blocks = []
     for pair, rows in part.groupby("pair", sort=True):
         block_id = f"{prefix}pair-{anchor(pair)}"
-        blocks.append({"id": block_id, "pair": pair, "heading": f"{pair}{suffix}",
-                       "table": table_html(detail_table(rows), f"{block_id}-table")})
+        blocks.append(
+            {
+                "id": block_id,
+                "pair": pair,
+                "heading": f"{pair}{suffix}",
+                "table": table_html(detail_table(rows), f"{block_id}-table"),
+            }
+        )
     temps = temperature_table(part)
     if not temps.empty:
-        blocks.append({"id": f"{prefix}temperature", "pair": "",
-                       "heading": f"Temperature{suffix} — test top-1; ✓ chosen on {SELECTION}",
-                       "table": table_html(temps, f"{prefix}temperature-table")})
+        blocks.append(
+            {
+                "id": f"{prefix}temperature",
+                "pair": "",
+                "heading": f"Temperature{suffix} — test top-1; ✓ chosen on {SELECTION}",
+                "table": table_html(temps, f"{prefix}temperature-table"),
+            }
+        )
     return blocks
 
 
@@ -84,12 +98,17 @@ def _plots(summary: pd.DataFrame) -> tuple[list[tuple[str, str]], str]:
             paths = write_plots(summary, tmp)
         except KdbenchError as exc:
             return [], str(exc)
-        return [(Path(p).stem, base64.b64encode(Path(p).read_bytes()).decode("ascii"))
-                for p in paths], ""
+        return [
+            (Path(p).stem, base64.b64encode(Path(p).read_bytes()).decode("ascii")) for p in paths
+        ], ""
 
 
-def render(frame: pd.DataFrame, published: pd.DataFrame | None = None,
-           notes: Sequence[str] = (), plots: bool = True) -> str:
+def render(
+    frame: pd.DataFrame,
+    published: pd.DataFrame | None = None,
+    notes: Sequence[str] = (),
+    plots: bool = True,
+) -> str:
     from jinja2 import Environment
     from markupsafe import Markup
 
@@ -102,15 +121,28 @@ def render(frame: pd.DataFrame, published: pd.DataFrame | None = None,
         blocks = _blocks(part, prefix, suffix)
         links = {b["pair"]: b["id"] for b in blocks if b["pair"]}
         section_id = f"{prefix}leaderboard"
-        page_sections.append({
-            "id": section_id, "heading": f"{heading.lstrip('# ')} — {LEADERBOARD_NOTE}",
-            "table": Markup(table_html(board, f"{section_id}-table", links)),
-            "warnings": warnings,
-            "blocks": [{**b, "table": Markup(b["table"])} for b in blocks]})
+        page_sections.append(
+            {
+                "id": section_id,
+                "heading": f"{heading.lstrip('# ')} — {LEADERBOARD_NOTE}",
+                "table": Markup(table_html(board, f"{section_id}-table", links)),
+                "warnings": warnings,
+                "blocks": [{**b, "table": Markup(b["table"])} for b in blocks],
+            }
+        )
     images, plots_note = _plots(summary) if plots else ([], "")
     datasets = ", ".join(sorted(map(str, frame["dataset"].unique())))
     template = (files("kdbench.publish") / "templates" / TEMPLATE).read_text(encoding="utf-8")
-    return Environment(autoescape=True).from_string(template).render(
-        title=f"kdbench leaderboard: {datasets}", provenance=provenance(frame),
-        rule=Markup(inline(COLUMNS_NOTE)), notes=list(notes), sections=page_sections,
-        plots=images, plots_note=plots_note)
+    return (
+        Environment(autoescape=True)
+        .from_string(template)
+        .render(
+            title=f"kdbench leaderboard: {datasets}",
+            provenance=provenance(frame),
+            rule=Markup(inline(COLUMNS_NOTE)),
+            notes=list(notes),
+            sections=page_sections,
+            plots=images,
+            plots_note=plots_note,
+        )
+    )

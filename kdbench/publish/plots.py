@@ -57,8 +57,9 @@ def write_plots(summary: pd.DataFrame, directory: Path | str) -> list[Path]:
     written = []
     for title, part in sections(summary):
         suffix = f" ({title})" if title else ""
-        written += _plot_section(part.dropna(subset=["top1_mean"]), out, _prefix(title), suffix,
-                                 plt)
+        written += _plot_section(
+            part.dropna(subset=["top1_mean"]), out, _prefix(title), suffix, plt
+        )
     return written
 
 
@@ -67,15 +68,26 @@ def _plot_section(ok: pd.DataFrame, out: Path, prefix: str, suffix: str, plt) ->
     for pair, rows in ok[ok["T"].notna()].groupby("pair"):
         fig, ax = plt.subplots(figsize=(6, 4))
         for loss, curve in rows.sort_values("T").groupby("loss"):
-            ax.errorbar(curve["T"], curve["top1_mean"], yerr=curve["top1_std"].fillna(0),
-                        marker="o", capsize=3, label=loss)
-        ax.set(xscale="log", xlabel="temperature T", ylabel="test top-1 %",
-               title=f"{pair}: top-1 vs T{suffix}")
+            ax.errorbar(
+                curve["T"],
+                curve["top1_mean"],
+                yerr=curve["top1_std"].fillna(0),
+                marker="o",
+                capsize=3,
+                label=loss,
+            )
+        ax.set(
+            xscale="log",
+            xlabel="temperature T",
+            ylabel="test top-1 %",
+            title=f"{pair}: top-1 vs T{suffix}",
+        )
         ax.legend()
         written.append(_save(fig, out / f"{prefix}{_safe(pair)}-temperature.png", plt))
     for x, label, higher, name in (
-            ("student_params_mean", "student params", False, "pareto-params.png"),
-            ("infer_throughput_mean", "inference samples/s", True, "pareto-throughput.png")):
+        ("student_params_mean", "student params", False, "pareto-params.png"),
+        ("infer_throughput_mean", "inference samples/s", True, "pareto-throughput.png"),
+    ):
         points = ok.dropna(subset=[x])
         if points.empty:
             continue
@@ -85,8 +97,7 @@ def _plot_section(ok: pd.DataFrame, out: Path, prefix: str, suffix: str, plt) ->
         ax.plot(front[x], front["top1_mean"], "r-o", label="Pareto front")
         for _, row in front.iterrows():
             ax.annotate(row["loss"], (row[x], row["top1_mean"]), fontsize=7)
-        ax.set(xscale="log", xlabel=label, ylabel="test top-1 %",
-               title=f"top-1 vs {label}{suffix}")
+        ax.set(xscale="log", xlabel=label, ylabel="test top-1 %", title=f"top-1 vs {label}{suffix}")
         ax.legend()
         written.append(_save(fig, out / f"{prefix}{name}", plt))
     return written
@@ -108,20 +119,36 @@ def write_history_plots(trend: pd.DataFrame, directory: Path | str) -> list[Path
         runs = rows.drop_duplicates("run").sort_values("run")
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))
         for (metric, label, step), ax in zip(
-                (("top1", "test top-1 %", "top1_step"),
-                 (SPEED, "train samples/s", "speed_step")), axes):
+            (("top1", "test top-1 %", "top1_step"), (SPEED, "train samples/s", "speed_step")), axes
+        ):
             for method, curve in rows.groupby("method", sort=True):
-                ax.errorbar(curve["run"], curve[f"{metric}_mean"],
-                            yerr=curve[f"{metric}_std"].fillna(0), marker="o", capsize=3,
-                            label=method)
+                ax.errorbar(
+                    curve["run"],
+                    curve[f"{metric}_mean"],
+                    yerr=curve[f"{metric}_std"].fillna(0),
+                    marker="o",
+                    capsize=3,
+                    label=method,
+                )
                 for decision, (marker, color) in STEP_MARKERS.items():
                     hit = curve[curve[step].eq(decision)]
-                    ax.scatter(hit["run"], hit[f"{metric}_mean"], marker=marker, s=120,
-                               color=color, zorder=3)
-            ax.set_xticks(runs["run"], [f"{sha}\n{date:%Y-%m-%d}" for sha, date in
-                                        zip(runs["git_sha"], runs["date"])], fontsize=7)
-            ax.set(ylabel=label, title=f"{pair}: {label} over runs"
-                   + (f" ({section})" if section else ""))
+                    ax.scatter(
+                        hit["run"],
+                        hit[f"{metric}_mean"],
+                        marker=marker,
+                        s=120,
+                        color=color,
+                        zorder=3,
+                    )
+            ax.set_xticks(
+                runs["run"],
+                [f"{sha}\n{date:%Y-%m-%d}" for sha, date in zip(runs["git_sha"], runs["date"])],
+                fontsize=7,
+            )
+            ax.set(
+                ylabel=label,
+                title=f"{pair}: {label} over runs" + (f" ({section})" if section else ""),
+            )
         axes[0].legend(fontsize=7)
         written.append(_save(fig, out / f"{_prefix(section)}{_safe(pair)}-history.png", plt))
     return written

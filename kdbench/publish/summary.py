@@ -24,8 +24,8 @@ from dataclasses import fields
 
 import pandas as pd
 
-from kdbench.publish import tuned
 from kdbench.losses import LOSSES
+from kdbench.publish import tuned
 from kdbench.results import METRICS
 from kdbench.run.measure import near_chance
 from kdbench.spec import RunSpec, pair_name
@@ -34,16 +34,37 @@ from kdbench.spec import RunSpec, pair_name
 METHOD_KEYS = ("loss", "T", "alpha", "ce_weight", "loss_options")
 
 
-SETTING_KEYS = tuple(f.name for f in fields(RunSpec)
-                     if f.name not in ("seed", "teacher", "student", "temperature", "loss",
-                                       "alpha", "ce_weight", "loss_options"))
+SETTING_KEYS = tuple(
+    f.name
+    for f in fields(RunSpec)
+    if f.name
+    not in (
+        "seed",
+        "teacher",
+        "student",
+        "temperature",
+        "loss",
+        "alpha",
+        "ce_weight",
+        "loss_options",
+    )
+)
 
 
 FAILED = ("diverged", "error")
 
 
-LABELS = {*SETTING_KEYS, *METHOD_KEYS, "pair", "method", "case", "metric", "decision", "why",
-          "note"}
+LABELS = {
+    *SETTING_KEYS,
+    *METHOD_KEYS,
+    "pair",
+    "method",
+    "case",
+    "metric",
+    "decision",
+    "why",
+    "note",
+}
 
 
 SPEED = "train_throughput_online"  # the speed tables show and the history decides on
@@ -51,14 +72,19 @@ SELECTION = "validation top-1"  # what every choice of a table is made on
 
 
 def _options_text(value: object) -> str:
-    return ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                    for k, v in sorted(value.items())) if isinstance(value, dict) else ""
+    return (
+        ",".join(
+            f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(value.items())
+        )
+        if isinstance(value, dict)
+        else ""
+    )
 
 
 def _setting_options(loss: object, options: object) -> object:
     """A case's data options less those its loss trains on (MLKD's ``strong_view``): those are
     part of the method, so the method stays in its setting's table beside ``ce``."""
-    if not isinstance(options, dict) or loss not in LOSSES:
+    if not isinstance(options, dict) or not isinstance(loss, str) or loss not in LOSSES:
         return options
     own = LOSSES.get(loss).dataset_options
     return {k: v for k, v in options.items() if own.get(k) != v}
@@ -71,8 +97,9 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
     df["pair"] = [pair_name(t, s) for t, s in zip(df["teacher"], df["student"])]
     df["T"] = pd.to_numeric(df["temperature"], errors="coerce")
     if "dataset_options" in df:
-        df["dataset_options"] = [_setting_options(loss, o)
-                                 for loss, o in zip(df["loss"], df["dataset_options"])]
+        df["dataset_options"] = [
+            _setting_options(loss, o) for loss, o in zip(df["loss"], df["dataset_options"])
+        ]
     for col in ("loss_options", "dataset_options"):
         df[col] = df[col].map(_options_text) if col in df else ""
     for col in (*METRICS, "num_classes"):
@@ -87,8 +114,11 @@ def label_columns(df: pd.DataFrame) -> list[str]:
     """pair, loss, T plus every setting that varies and every method knob varied within a loss,
     so that the labels tell the case groups apart."""
     settings = [c for c in SETTING_KEYS if c in df and df[c].nunique(dropna=False) > 1]
-    knobs = [c for c in METHOD_KEYS[2:] if c in df
-             and df.groupby("loss")[c].nunique(dropna=False).max() > 1]
+    knobs = [
+        c
+        for c in METHOD_KEYS[2:]
+        if c in df and df.groupby("loss")[c].nunique(dropna=False).max() > 1
+    ]
     return [*settings, "pair", "loss", "T", *knobs]
 
 
@@ -101,9 +131,13 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     df = prepare(frame)
     keys = label_columns(df)
     ok = df["status"].eq("ok")
-    df = df.assign(**{m: df[m].where(ok) for m in METRICS}, n=ok, na=df["status"].eq("n/a"),
-                   **{s: df["status"].eq(s) for s in FAILED},
-                   note=df["reason"].where(df["reason"].notna(), df["error"]))
+    df = df.assign(
+        **{m: df[m].where(ok) for m in METRICS},
+        n=ok,
+        na=df["status"].eq("n/a"),
+        **{s: df["status"].eq(s) for s in FAILED},
+        note=df["reason"].where(df["reason"].notna(), df["error"]),
+    )
     grouped = df.groupby(keys, dropna=False, sort=False)
     stats = grouped[list(METRICS)].agg(["mean", "std"])
     stats.columns = [f"{m}_{s}" for m, s in stats.columns]
@@ -126,9 +160,15 @@ def chosen(summary: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     return order.drop_duplicates(list(by)).drop(columns="_val")
 
 
-PROVENANCE = (("kdbench", "env.kdbench_version"), ("git", "env.git_sha"), ("torch", "env.torch"),
-              ("device", "env.device_name"), ("threads", "env.threads"), ("seeds", "seed"),
-              ("epochs", "epochs"))
+PROVENANCE = (
+    ("kdbench", "env.kdbench_version"),
+    ("git", "env.git_sha"),
+    ("torch", "env.torch"),
+    ("device", "env.device_name"),
+    ("threads", "env.threads"),
+    ("seeds", "seed"),
+    ("epochs", "epochs"),
+)
 
 
 def provenance(frame: pd.DataFrame) -> dict[str, str]:
@@ -163,26 +203,35 @@ def published_cells(published: pd.DataFrame | None, pairs: list[str]) -> pd.Data
     """(method, pair) → the published top-1 values, joined over sources."""
     if published is None or published.empty:
         return pd.DataFrame()
-    ref = published.assign(pair=[pair_name(t, s) for t, s in
-                                 zip(published["teacher"], published["student"])],
-                           method=published["method"].replace(PUBLISHED_METHOD),
-                           top1=published["top1"].map(lambda v: "N/A" if pd.isna(v) else str(v)))
+    ref = published.assign(
+        pair=[pair_name(t, s) for t, s in zip(published["teacher"], published["student"])],
+        method=published["method"].replace(PUBLISHED_METHOD),
+        top1=published["top1"].map(lambda v: "N/A" if pd.isna(v) else str(v)),
+    )
     ref = ref[ref["pair"].isin(pairs)]
-    return ref.groupby(["method", "pair"])["top1"].agg(
-        lambda v: " / ".join(dict.fromkeys(v))).unstack("pair")
+    return (
+        ref.groupby(["method", "pair"])["top1"]
+        .agg(lambda v: " / ".join(dict.fromkeys(v)))
+        .unstack("pair")
+    )
 
 
 def weak_teachers(summary: pd.DataFrame) -> dict[str, float]:
     """pair → its teacher's test top-1, for teachers that score near chance."""
     rows = summary.dropna(subset=["teacher_top1_mean", "num_classes"]).drop_duplicates("pair")
-    return {r.pair: r.teacher_top1_mean for r in rows.itertuples()
-            if near_chance(r.teacher_top1_mean, int(r.num_classes))}
+    return {
+        r.pair: r.teacher_top1_mean
+        for r in rows.itertuples()
+        if near_chance(r.teacher_top1_mean, int(r.num_classes))
+    }
 
 
 def teacher_warnings(summary: pd.DataFrame) -> list[str]:
-    return [f"⚠ The teacher of {pair} scores {top1:.2f} % test top-1, near chance: its students' "
-            f"numbers say nothing about distillation, and no method of it is marked best."
-            for pair, top1 in sorted(weak_teachers(summary).items())]
+    return [
+        f"⚠ The teacher of {pair} scores {top1:.2f} % test top-1, near chance: its students' "
+        f"numbers say nothing about distillation, and no method of it is marked best."
+        for pair, top1 in sorted(weak_teachers(summary).items())
+    ]
 
 
 def sections(summary: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
@@ -193,8 +242,10 @@ def sections(summary: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
         return
     for values, part in summary.groupby(settings, sort=True, dropna=False):
         part.attrs = summary.attrs
-        yield tuned.title(" · ".join(f"{k} {v}" for k, v in zip(settings, values)), part,
-                          summary), part
+        yield (
+            tuned.title(" · ".join(f"{k} {v}" for k, v in zip(settings, values)), part, summary),
+            part,
+        )
 
 
 def load_published() -> pd.DataFrame | None:

@@ -67,17 +67,19 @@ def _labels_view(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 def session_table(summary: pd.DataFrame) -> pd.DataFrame:
     """One row per case group over seeds, sorted by mean test top-1 (the minimum leaderboard)."""
     s = summary
-    return _labels_view(s, s.attrs["labels"]).assign(**{
-        "test top-1 %": s.apply(fmt_top1, axis=1),
-        "val top-1 %": s["val_top1_mean"].map(fmt_num),
-        "Δ top-1 vs ce": s["d_top1"].map(lambda x: fmt_num(x, sign=True)),
-        "agreement %": s["agreement_mean"].map(fmt_num),
-        "fidelity KL": s["fidelity_kl_mean"].map(lambda x: fmt_num(x, 3)),
-        "student params": s["student_params_mean"].map(fmt_count),
-        "FLOPs": s["student_flops_mean"].map(fmt_count),
-        "train samples/s": s["train_throughput_online_mean"].map(fmt_count),
-        "infer samples/s": s["infer_throughput_mean"].map(fmt_count),
-    })
+    return _labels_view(s, s.attrs["labels"]).assign(
+        **{
+            "test top-1 %": s.apply(fmt_top1, axis=1),
+            "val top-1 %": s["val_top1_mean"].map(fmt_num),
+            "Δ top-1 vs ce": s["d_top1"].map(lambda x: fmt_num(x, sign=True)),
+            "agreement %": s["agreement_mean"].map(fmt_num),
+            "fidelity KL": s["fidelity_kl_mean"].map(lambda x: fmt_num(x, 3)),
+            "student params": s["student_params_mean"].map(fmt_count),
+            "FLOPs": s["student_flops_mean"].map(fmt_count),
+            "train samples/s": s["train_throughput_online_mean"].map(fmt_count),
+            "infer samples/s": s["infer_throughput_mean"].map(fmt_count),
+        }
+    )
 
 
 LEADERBOARD_NOTE = f"test top-1; T and bold chosen on {SELECTION}"
@@ -89,7 +91,8 @@ COLUMNS_NOTE = (
     "diverged / error: seeds that failed (not counted as 0 %); N/A: the method does not apply "
     "to the pair. train samples/s: training steps with the teacher's forward pass included for "
     "every distillation method (measured where the teacher ran online; measured step time + "
-    "the teacher's measured forward time where its outputs were cached).")
+    "the teacher's measured forward time where its outputs were cached)."
+)
 
 
 @dataclass(frozen=True)
@@ -105,22 +108,29 @@ class CellStyle:
     near_chance: str = " ⚠ near chance"
 
 
-def leaderboard(summary: pd.DataFrame, published: pd.DataFrame | None = None,
-                style: CellStyle = CellStyle()) -> pd.DataFrame:
+MARKDOWN = CellStyle()  # the cells of Markdown tables
+
+
+def leaderboard(
+    summary: pd.DataFrame, published: pd.DataFrame | None = None, style: CellStyle = MARKDOWN
+) -> pd.DataFrame:
     """Methods × pairs of one setting (see the module docstring)."""
     s = summary.assign(method=tuned.methods(summary, method_names(summary)))
     best = chosen(s, ["pair", "method"])
-    cells = best.apply(style.top1, axis=1) + best.apply(
-        lambda r: style.temperature(fmt_T(r)) if fmt_T(r) else "", axis=1) + best.apply(
-        tuned.setting_text, axis=1)
+    cells = (
+        best.apply(style.top1, axis=1)
+        + best.apply(lambda r: style.temperature(fmt_T(r)) if fmt_T(r) else "", axis=1)
+        + best.apply(tuned.setting_text, axis=1)
+    )
     weak = weak_teachers(s)
     contenders = best[best["loss"].ne("ce") & best["n"].gt(0) & ~best["pair"].isin(weak)]
     winners = chosen(contenders.dropna(subset=["val_top1_mean"]), ["pair"])
     cells[winners.index] = cells[winners.index].map(style.best)
     table = best.assign(cell=cells).pivot(index="method", columns="pair", values="cell")
     teacher = s.dropna(subset=["teacher_top1_mean"]).groupby("pair")["teacher_top1_mean"].first()
-    table.loc["teacher"] = [fmt_num(teacher.get(p)) + (style.near_chance if p in weak else "")
-                            for p in table.columns]
+    table.loc["teacher"] = [
+        fmt_num(teacher.get(p)) + (style.near_chance if p in weak else "") for p in table.columns
+    ]
     order = ["teacher", "ce", *sorted(m for m in table.index if m not in ("teacher", "ce"))]
     table = table.reindex([m for m in order if m in table.index])
     pairs = sorted(table.columns)
@@ -133,20 +143,22 @@ def leaderboard(summary: pd.DataFrame, published: pd.DataFrame | None = None,
     return pd.DataFrame(columns).rename_axis("method").reset_index()
 
 
-DETAIL = (("val top-1 %", "val_top1_mean", fmt_num),
-          ("Δ top-1 vs ce", "d_top1", lambda x: fmt_num(x, sign=True)),
-          ("agreement %", "agreement_mean", fmt_num),
-          ("fidelity KL", "fidelity_kl_mean", lambda x: fmt_num(x, 3)),
-          ("student params", "student_params_mean", fmt_count),
-          ("extra params", "extra_params_mean", fmt_count),
-          ("compression", "compression_mean", lambda x: fmt_num(x, 1)),
-          ("FLOPs", "student_flops_mean", fmt_count),
-          ("train samples/s", "train_throughput_online_mean", fmt_count),
-          ("train samples/s as run", "train_throughput_mean", fmt_count),
-          ("infer samples/s", "infer_throughput_mean", fmt_count),
-          ("latency ms", "latency_ms_mean", lambda x: fmt_num(x, 3)),
-          ("peak mem MB", "peak_mem_mb_mean", lambda x: fmt_num(x, 1)),
-          ("train s", "train_s_mean", lambda x: fmt_num(x, 1)))
+DETAIL = (
+    ("val top-1 %", "val_top1_mean", fmt_num),
+    ("Δ top-1 vs ce", "d_top1", lambda x: fmt_num(x, sign=True)),
+    ("agreement %", "agreement_mean", fmt_num),
+    ("fidelity KL", "fidelity_kl_mean", lambda x: fmt_num(x, 3)),
+    ("student params", "student_params_mean", fmt_count),
+    ("extra params", "extra_params_mean", fmt_count),
+    ("compression", "compression_mean", lambda x: fmt_num(x, 1)),
+    ("FLOPs", "student_flops_mean", fmt_count),
+    ("train samples/s", "train_throughput_online_mean", fmt_count),
+    ("train samples/s as run", "train_throughput_mean", fmt_count),
+    ("infer samples/s", "infer_throughput_mean", fmt_count),
+    ("latency ms", "latency_ms_mean", lambda x: fmt_num(x, 3)),
+    ("peak mem MB", "peak_mem_mb_mean", lambda x: fmt_num(x, 1)),
+    ("train s", "train_s_mean", lambda x: fmt_num(x, 1)),
+)
 
 
 def detail_table(summary: pd.DataFrame) -> pd.DataFrame:
@@ -154,14 +166,24 @@ def detail_table(summary: pd.DataFrame) -> pd.DataFrame:
     (teacher outputs cached or online; why a seed failed or the method is N/A)."""
     s = summary.assign(method=method_names(summary))
     rank = s["top1_mean"].rank(ascending=False, method="min")
-    return pd.DataFrame({
-        "rank": rank.map(lambda r: "" if pd.isna(r) else f"{r:.0f}"),
-        "method": s["method"], "T": s.apply(fmt_T, axis=1) if len(s) else "",
-        "test top-1 %": s.apply(fmt_top1, axis=1) if len(s) else "",
-        **{label: s[col].map(fmt) for label, col, fmt in DETAIL},
-        "note": [", ".join(str(v) for v in (o, n) if isinstance(v, str) and v)
-                 for o, n in zip(s["teacher_outputs"].map(
-                     lambda o: f"teacher {o}" if isinstance(o, str) else ""), s["note"])]})
+    return pd.DataFrame(
+        {
+            "rank": rank.map(lambda r: "" if pd.isna(r) else f"{r:.0f}"),
+            "method": s["method"],
+            "T": s.apply(fmt_T, axis=1) if len(s) else "",
+            "test top-1 %": s.apply(fmt_top1, axis=1) if len(s) else "",
+            **{label: s[col].map(fmt) for label, col, fmt in DETAIL},
+            "note": [
+                ", ".join(str(v) for v in (o, n) if isinstance(v, str) and v)
+                for o, n in zip(
+                    s["teacher_outputs"].map(
+                        lambda o: f"teacher {o}" if isinstance(o, str) else ""
+                    ),
+                    s["note"],
+                )
+            ],
+        }
+    )
 
 
 def temperature_table(summary: pd.DataFrame) -> pd.DataFrame:
@@ -172,10 +194,12 @@ def temperature_table(summary: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     s = s.assign(method=method_names(s))
     picked = chosen(s, ["pair", "method"]).index
-    s = s.assign(cell=s.apply(fmt_top1, axis=1).where(~s.index.isin(picked),
-                                                      s.apply(fmt_top1, axis=1) + " ✓"),
-                 T=s["T"].map(lambda t: f"T={t:g}"))
-    table = s.pivot_table(index=["pair", "method"], columns="T", values="cell",
-                          aggfunc="first")
+    s = s.assign(
+        cell=s.apply(fmt_top1, axis=1).where(
+            ~s.index.isin(picked), s.apply(fmt_top1, axis=1) + " ✓"
+        ),
+        T=s["T"].map(lambda t: f"T={t:g}"),
+    )
+    table = s.pivot_table(index=["pair", "method"], columns="T", values="cell", aggfunc="first")
     table = table[sorted(table.columns, key=lambda c: float(c[2:]))]
     return table.fillna("N/A").reset_index().rename_axis(columns=None)

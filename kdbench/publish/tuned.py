@@ -53,6 +53,9 @@ def setting_text(row: pd.Series) -> str:
     setting; "" for any other row."""
     if row.get(TUNE) != "tuned" or row["loss"] == "ce":
         return ""
-    words = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-             for k in SETTINGS if isinstance(v := row.get(k), (float, str)) and v != ""]
+    words = [
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+        for k in SETTINGS
+        if isinstance(v := row.get(k), (float, str)) and v != ""
+    ]
     return " " + " ".join(words) if words else ""

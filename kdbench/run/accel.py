@@ -58,5 +58,7 @@ class Accel:
             self.scaler.update()
 
     def describe(self) -> dict[str, object]:
-        return {"amp_dtype": str(self.dtype).replace("torch.", "") if self.dtype else "fp32",
-                "channels_last": self.channels_last}
+        return {
+            "amp_dtype": str(self.dtype).replace("torch.", "") if self.dtype else "fp32",
+            "channels_last": self.channels_last,
+        }

@@ -89,8 +89,9 @@ class TensorCache:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         else:
             return payload, meta
-        warnings.warn(f"corrupt {self.kind} cache entry {payload_path} ({reason}): rebuilding",
-                      stacklevel=2)
+        warnings.warn(
+            f"corrupt {self.kind} cache entry {payload_path} ({reason}): rebuilding", stacklevel=2
+        )
         with contextlib.suppress(OSError):  # a read-only cache keeps it; it is rebuilt anyway
             for p in (payload_path, meta_path):
                 p.unlink(missing_ok=True)
@@ -102,8 +103,9 @@ class TensorCache:
         meta = {**meta, "sha256": sha256_file(payload_path)}
         _atomic_write(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
 
-    def get_or_build(self, key: str, build: Callable[[], tuple[Any, dict]],
-                     map_location: Any = "cpu") -> tuple[Any, dict, bool]:
+    def get_or_build(
+        self, key: str, build: Callable[[], tuple[Any, dict]], map_location: Any = "cpu"
+    ) -> tuple[Any, dict, bool]:
         """(payload, meta, built): built once across processes; others wait on the lock. The
         payload's tensors are on ``map_location`` whether it was loaded or just built. A
         read-only cache builds an entry it lacks without saving it."""
@@ -111,8 +113,11 @@ class TensorCache:
         if hit is not None:
             return (*hit, False)
         if not writable(self.dir):
-            warnings.warn(f"{self.kind} cache {self.dir} is read-only: entry {key} built for "
-                          f"this session only", stacklevel=2)
+            warnings.warn(
+                f"{self.kind} cache {self.dir} is read-only: entry {key} built for "
+                f"this session only",
+                stacklevel=2,
+            )
             payload, meta = build()
             return _to(payload, map_location), meta, True
         with file_lock(self.dir / f"{key}.lock"):

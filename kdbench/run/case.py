@@ -35,8 +35,12 @@ def run(engine: Engine, spec: RunSpec, env: dict[str, Any], store: Store) -> dic
     except NotApplicable as exc:
         record = results.make_record(spec, "n/a", {}, env, reason=str(exc))
     except Diverged as exc:
-        record = results.make_record(spec, "diverged", {
-            "diverged_epoch": exc.epoch, "last_finite_loss": exc.last_finite_loss}, env)
+        record = results.make_record(
+            spec,
+            "diverged",
+            {"diverged_epoch": exc.epoch, "last_finite_loss": exc.last_finite_loss},
+            env,
+        )
     except Exception as exc:
         message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         traceback.clear_frames(exc.__traceback__)

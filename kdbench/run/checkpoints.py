@@ -48,23 +48,31 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     for key in NESTED_UNDER:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
-    if not (isinstance(obj, dict) and obj and all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())):
-        raise KdbenchError(f"{where} holds no state dict (name → tensor), as it is or under "
-                           f"{' or '.join(map(repr, NESTED_UNDER))}: it holds {_describe(obj)}")
+    if not (
+        isinstance(obj, dict)
+        and obj
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    ):
+        raise KdbenchError(
+            f"{where} holds no state dict (name → tensor), as it is or under "
+            f"{' or '.join(map(repr, NESTED_UNDER))}: it holds {_describe(obj)}"
+        )
     return obj
 
 
-def load_into(model: nn.Module, state: dict[str, torch.Tensor], name: str,
-              path: str | os.PathLike) -> None:
+def load_into(
+    model: nn.Module, state: dict[str, torch.Tensor], name: str, path: str | os.PathLike
+) -> None:
     """Load ``state`` into ``model`` (architecture ``name``) strictly; on a mismatch, one line
     naming the keys the model expects and the file lacks, those the file holds and the model
     lacks, and the tensors whose shapes differ."""
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise KdbenchError(f"teacher checkpoint {str(path)!r} does not fit model {name!r}: "
-                           f"{_mismatch(model.state_dict(), state, exc)}") from None
+        raise KdbenchError(
+            f"teacher checkpoint {str(path)!r} does not fit model {name!r}: "
+            f"{_mismatch(model.state_dict(), state, exc)}"
+        ) from None
 
 
 def load_checkpoint(path: str, name: str, model: nn.Module) -> tuple[dict, dict]:
@@ -78,10 +86,14 @@ def _unreadable(path: str | os.PathLike, exc: Exception) -> str:
     if isinstance(exc, pickle.UnpicklingError) and zipfile.is_zipfile(path):
         objects = torch.serialization.get_unsafe_globals_in_checkpoint(path)
         if objects:
-            return (f"holds pickled Python objects of {_few(objects)}, which kdbench does not "
-                    f"load; save the weights alone: torch.save(model.state_dict(), path)")
-    return (f"torch.load cannot read it ({type(exc).__name__}): truncated, corrupted, not written "
-            f"by torch.save, or pickled objects other than tensors")
+            return (
+                f"holds pickled Python objects of {_few(objects)}, which kdbench does not "
+                f"load; save the weights alone: torch.save(model.state_dict(), path)"
+            )
+    return (
+        f"torch.load cannot read it ({type(exc).__name__}): truncated, corrupted, not written "
+        f"by torch.save, or pickled objects other than tensors"
+    )
 
 
 def _describe(obj: Any) -> str:
@@ -89,20 +101,29 @@ def _describe(obj: Any) -> str:
         return f"a {type(obj).__name__}"
     if not obj:
         return "an empty dict"
-    others = [f"{k!r} ({type(v).__name__})" for k, v in obj.items()
-              if not (isinstance(k, str) and isinstance(v, torch.Tensor))]
+    others = [
+        f"{k!r} ({type(v).__name__})"
+        for k, v in obj.items()
+        if not (isinstance(k, str) and isinstance(v, torch.Tensor))
+    ]
     return f"a dict whose entries include {_few(others)}"
 
 
-def _mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor],
-              exc: RuntimeError) -> str:
+def _mismatch(
+    expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], exc: RuntimeError
+) -> str:
     missing = [k for k in expected if k not in found]
     unexpected = [k for k in found if k not in expected]
-    resized = [f"{k} {tuple(found[k].shape)} vs {tuple(v.shape)}"
-               for k, v in expected.items() if k in found and found[k].shape != v.shape]
-    parts = [f"the model expects {_keys(missing)} that the file lacks" if missing else "",
-             f"the file holds {_keys(unexpected)} that the model lacks" if unexpected else "",
-             f"shapes differ (file vs model) for {_keys(resized)}" if resized else ""]
+    resized = [
+        f"{k} {tuple(found[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in found and found[k].shape != v.shape
+    ]
+    parts = [
+        f"the model expects {_keys(missing)} that the file lacks" if missing else "",
+        f"the file holds {_keys(unexpected)} that the model lacks" if unexpected else "",
+        f"shapes differ (file vs model) for {_keys(resized)}" if resized else "",
+    ]
     lines = str(exc).splitlines()  # "Error(s) in loading state_dict for …:", then one per line
     return "; ".join(filter(None, parts)) or (lines[1] if len(lines) > 1 else str(exc)).strip()
 

@@ -56,12 +56,19 @@ class Engine:
     each case's env: the mode changes speed, not what the student computes (up to the rounding
     of the kernels it picks), so it is not part of the spec and its case id."""
 
-    def __init__(self, cache_dir: Path | str = ".kdbench_cache", data_root: Path | str | None = None,
-                 download: bool = False, progress: Progress | None = None,
-                 compile_mode: str = "default", tick: Tick | None = None) -> None:
+    def __init__(
+        self,
+        cache_dir: Path | str = ".kdbench_cache",
+        data_root: Path | str | None = None,
+        download: bool = False,
+        progress: Progress | None = None,
+        compile_mode: str = "default",
+        tick: Tick | None = None,
+    ) -> None:
         if compile_mode not in COMPILE_MODES:
-            raise KdbenchError(f"invalid compile mode {compile_mode!r}: valid: "
-                               f"{', '.join(COMPILE_MODES)}")
+            raise KdbenchError(
+                f"invalid compile mode {compile_mode!r}: valid: {', '.join(COMPILE_MODES)}"
+            )
         self.compile_mode = compile_mode
         self.data_root = data_root
         self.download = download
@@ -101,16 +108,28 @@ class Engine:
         """FLOPs per sample, inference samples/s and latency of the student architecture, timed
         as the case runs it. They depend on the architecture, input, device, precision, compile
         mode and threads, not on the trained weights: measured once per session for those."""
-        key = (spec.student, data.input_shape, spec.device, spec.precision, spec.compile,
-               torch.get_num_threads())
+        key = (
+            spec.student,
+            data.input_shape,
+            spec.device,
+            spec.precision,
+            spec.compile,
+            torch.get_num_threads(),
+        )
         if key not in self._speed:
             accel = Accel.for_spec(spec.precision, torch.device(spec.device))
             infer, latency = measure.inference_speed(
-                model, data.input_shape, min(EVAL_BATCH, data.num_test), accel,
-                self.compile_mode_for(spec))
+                model,
+                data.input_shape,
+                min(EVAL_BATCH, data.num_test),
+                accel,
+                self.compile_mode_for(spec),
+            )
             self._speed[key] = {
                 "student_flops": measure.flops_per_sample(model, data.input_shape, accel.device),
-                "infer_throughput": infer, "latency_ms": latency}
+                "infer_throughput": infer,
+                "latency_ms": latency,
+            }
         return self._speed[key]
 
     def distill(self, spec: RunSpec) -> Outcome:
@@ -125,27 +144,58 @@ class Engine:
             self._checked.add(key)
         teacher, teacher_meta = self.teachers.get(spec)
         teacher_logits = self.teachers.test_logits(spec)
-        loss: DistillLoss = LOSSES.get(spec.loss)(temperature=spec.temperature,
-                                                  **dict(spec.loss_options))
+        loss: DistillLoss = LOSSES.get(spec.loss)(
+            temperature=spec.temperature, **dict(spec.loss_options)
+        )
         teacher_fn, teacher_outputs = (
             self.teachers.outputs(spec, tuple(t for t in loss.taps if t != "index"), data)
-            if loss.needs_teacher else (no_teacher, None))
+            if loss.needs_teacher
+            else (no_teacher, None)
+        )
         accel = Accel.for_spec(spec.precision, device)
         with measure.MemoryProbe(device) as memory:  # what the case adds to the session's data
             torch.manual_seed(spec.seed)
             student = accel.prepare(
-                build_model(spec.student, data.num_classes, data.input_shape).to(device))
+                build_model(spec.student, data.num_classes, data.input_shape).to(device)
+            )
             with Tapper(student, loss.taps, self.compile_mode_for(spec)) as tapper:
                 _setup(loss, tapper, teacher_fn, teacher, data, spec)
                 start = time.perf_counter()
                 pre = loss.pretrain_epochs(spec.epochs)
                 if pre:
-                    fit(Stage(tapper, loss.pretrain_loss, spec.student, pre, spec.seed,
-                              f"{spec.name} (init stage)", loss.trainable(), teacher_fn),
-                        spec, data, self.progress, self.tick)
-                stats = fit(Stage(tapper, _objective(spec, loss), spec.student, spec.epochs,
-                                  spec.seed, spec.name, loss.trainable(), teacher_fn,
-                                  loss.set_progress), spec, data, self.progress, self.tick)
+                    fit(
+                        Stage(
+                            tapper,
+                            loss.pretrain_loss,
+                            spec.student,
+                            pre,
+                            spec.seed,
+                            f"{spec.name} (init stage)",
+                            loss.trainable(),
+                            teacher_fn,
+                        ),
+                        spec,
+                        data,
+                        self.progress,
+                        self.tick,
+                    )
+                stats = fit(
+                    Stage(
+                        tapper,
+                        _objective(spec, loss),
+                        spec.student,
+                        spec.epochs,
+                        spec.seed,
+                        spec.name,
+                        loss.trainable(),
+                        teacher_fn,
+                        loss.set_progress,
+                    ),
+                    spec,
+                    data,
+                    self.progress,
+                    self.tick,
+                )
                 train_s = time.perf_counter() - start
             val_logits, logits = evaluate(student, data)
         metrics = {
@@ -164,29 +214,42 @@ class Engine:
         }
         if spec.compile:
             metrics["compile_s"] = stats.compile_seconds()
-        info = {"history": stats.history, "accel": accel.describe(),
-                "memory_scope": memory.scope, "teacher_train_s": teacher_meta.get("train_s")}
+        info = {
+            "history": stats.history,
+            "accel": accel.describe(),
+            "memory_scope": memory.scope,
+            "teacher_train_s": teacher_meta.get("train_s"),
+        }
         if measure.near_chance(metrics["teacher_top1"], data.num_classes):
-            info["warnings"] = [f"teacher near chance: {metrics['teacher_top1']:.2f} % test "
-                                f"top-1 ({100 / data.num_classes:.2f} % is chance)"]
+            info["warnings"] = [
+                f"teacher near chance: {metrics['teacher_top1']:.2f} % test "
+                f"top-1 ({100 / data.num_classes:.2f} % is chance)"
+            ]
         return Outcome(metrics, info)
 
     def compile_mode_for(self, spec: RunSpec) -> str | None:
         """The torch.compile mode of the spec's student; None: not compiled."""
         return self.compile_mode if spec.compile else None
 
-    def _training_speed(self, spec: RunSpec, stats: FitStats,
-                        teacher_outputs: str | None) -> dict[str, Any]:
+    def _training_speed(
+        self, spec: RunSpec, stats: FitStats, teacher_outputs: str | None
+    ) -> dict[str, Any]:
         """``train_throughput`` as run; ``train_throughput_online``: the rate with the teacher
         run on every batch — as run when it was online, else the measured step time plus the
         teacher's measured forward time per sample — so rows compare alike."""
         rate = stats.throughput(skip_first=spec.compile)
         if teacher_outputs is None:
             return {"train_throughput": rate, "train_throughput_online": rate}
-        online = rate if teacher_outputs == "online" else \
-            1.0 / (1.0 / rate + 1.0 / self.teachers.forward_rate(spec))
-        return {"train_throughput": rate, "train_throughput_online": online,
-                "teacher_outputs": teacher_outputs}
+        online = (
+            rate
+            if teacher_outputs == "online"
+            else 1.0 / (1.0 / rate + 1.0 / self.teachers.forward_rate(spec))
+        )
+        return {
+            "train_throughput": rate,
+            "train_throughput_online": online,
+            "teacher_outputs": teacher_outputs,
+        }
 
 
 def _objective(spec: RunSpec, loss: DistillLoss) -> Objective:
@@ -196,8 +259,14 @@ def _objective(spec: RunSpec, loss: DistillLoss) -> Objective:
     return objective
 
 
-def _setup(loss: DistillLoss, tapper: Tapper, teacher_fn: TeacherFn, teacher: nn.Module,
-           data: DataSource, spec: RunSpec) -> None:
+def _setup(
+    loss: DistillLoss,
+    tapper: Tapper,
+    teacher_fn: TeacherFn,
+    teacher: nn.Module,
+    data: DataSource,
+    spec: RunSpec,
+) -> None:
     """Size the loss's connectors from the tapped shapes of a two-sample probe (the student in
     eval mode: a shape probe must not move batch-norm statistics)."""
     x0, _, i0 = next(iter(data.train_batches(2, torch.Generator().manual_seed(0))))
@@ -207,8 +276,18 @@ def _setup(loss: DistillLoss, tapper: Tapper, teacher_fn: TeacherFn, teacher: nn
         s_shapes = shapes({**tapper(x0), "index": i0})
         t_shapes = shapes(teacher_fn(x0, i0))
     student.train()
-    loss.setup(LossContext(s_shapes, t_shapes, data.num_classes, data.num_train,
-                           spec.epochs, teacher, data.train_targets(), student))
+    loss.setup(
+        LossContext(
+            s_shapes,
+            t_shapes,
+            data.num_classes,
+            data.num_train,
+            spec.epochs,
+            teacher,
+            data.train_targets(),
+            student,
+        )
+    )
     loss.to(spec.device)
 
 
@@ -217,9 +296,12 @@ def _check_classes(spec: RunSpec, data: DataSource) -> None:
     models are built on the meta device, nothing is initialised or trained)."""
     x = torch.empty(1, *data.input_shape, device="meta")
     with torch.device("meta"), torch.no_grad():
-        t_out, s_out = (build_model(name, data.num_classes, data.input_shape).eval()(x).shape[1]
-                        for name in (spec.teacher, spec.student))
+        t_out, s_out = (
+            build_model(name, data.num_classes, data.input_shape).eval()(x).shape[1]
+            for name in (spec.teacher, spec.student)
+        )
     if not t_out == s_out == data.num_classes:
         raise KdbenchError(
             f"class counts differ: teacher {spec.teacher} has {t_out}, student {spec.student} "
-            f"has {s_out}, dataset {spec.dataset} has {data.num_classes}: they must match")
+            f"has {s_out}, dataset {spec.dataset} has {data.num_classes}: they must match"
+        )

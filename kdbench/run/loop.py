@@ -92,20 +92,29 @@ class Stage:
 
 def evaluate(model: nn.Module, data: DataSource) -> tuple[torch.Tensor, torch.Tensor]:
     """(validation logits, test logits) of ``model``."""
-    return (measure.predict(model, data.val_batches(EVAL_BATCH)),
-            measure.predict(model, data.test_batches(EVAL_BATCH)))
+    return (
+        measure.predict(model, data.val_batches(EVAL_BATCH)),
+        measure.predict(model, data.test_batches(EVAL_BATCH)),
+    )
 
 
 def cat_taps(parts: list[dict]) -> dict:
     """The taps of several forward passes (one per view) as those of one batch."""
     if len(parts) == 1:
         return parts[0]
-    return {k: ([torch.cat(z) for z in zip(*(p[k] for p in parts))] if isinstance(v, list)
-                else torch.cat([p[k] for p in parts])) for k, v in parts[0].items()}
+    return {
+        k: (
+            [torch.cat(z) for z in zip(*(p[k] for p in parts))]
+            if isinstance(v, list)
+            else torch.cat([p[k] for p in parts])
+        )
+        for k, v in parts[0].items()
+    }
 
 
-def fit(stage: Stage, spec: RunSpec, data: DataSource, progress: Progress,
-        tick: Tick | None = None) -> FitStats:
+def fit(
+    stage: Stage, spec: RunSpec, data: DataSource, progress: Progress, tick: Tick | None = None
+) -> FitStats:
     """Train ``stage.tapper.model`` to minimise ``stage.objective``; validation and test top-1
     after every epoch, one host sync per epoch; ``tick(label, epochs done, epochs)`` before every
     step and after every epoch (kdbench.observe's live progress)."""
@@ -134,8 +143,9 @@ def fit(stage: Stage, spec: RunSpec, data: DataSource, progress: Progress,
                 student = cat_taps([stage.tapper(v) for v in x.chunk(getattr(data, "views", 1))])
                 teacher = stage.teacher(x, index)
             student["index"] = index
-            loss = stage.objective(map_taps(accel.for_loss, student),
-                                   map_taps(accel.for_loss, teacher), y)
+            loss = stage.objective(
+                map_taps(accel.for_loss, student), map_taps(accel.for_loss, teacher), y
+            )
             accel.step(loss, optimizer)
             total += loss.detach().float() * len(y)
             seen += len(y)
@@ -152,10 +162,13 @@ def fit(stage: Stage, spec: RunSpec, data: DataSource, progress: Progress,
         top1 = measure.topk_accuracy(test_logits, data.test_targets(), 1)
         stats.best_top1 = max(stats.best_top1, top1)
         stats.epochs = epoch + 1
-        stats.history.append({"epoch": epoch + 1, "loss": epoch_loss, "val_top1": val_top1,
-                              "top1": top1})
-        progress(f"{stage.label}: epoch {epoch + 1}/{stage.epochs} loss {epoch_loss:.4f} "
-                 f"val top1 {val_top1:.2f} test top1 {top1:.2f}")
+        stats.history.append(
+            {"epoch": epoch + 1, "loss": epoch_loss, "val_top1": val_top1, "top1": top1}
+        )
+        progress(
+            f"{stage.label}: epoch {epoch + 1}/{stage.epochs} loss {epoch_loss:.4f} "
+            f"val top1 {val_top1:.2f} test top1 {top1:.2f}"
+        )
         if tick is not None:
             tick(stage.label, epoch + 1, stage.epochs)
     return stats

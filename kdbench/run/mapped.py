@@ -44,8 +44,10 @@ def _flat(taps: Taps) -> dict[str, torch.Tensor]:
 
 def _nested(flat: dict[str, torch.Tensor], layout: dict[str, int | None]) -> Taps:
     """The inverse of ``_flat``; ``layout``: tap name → list length (None: one tensor)."""
-    return {name: flat[name] if n is None else [flat[f"{name}.{j}"] for j in range(n)]
-            for name, n in layout.items()}
+    return {
+        name: flat[name] if n is None else [flat[f"{name}.{j}"] for j in range(n)]
+        for name, n in layout.items()
+    }
 
 
 def _dtype(name: str) -> torch.dtype:
@@ -66,8 +68,9 @@ class MappedCache:
         """Whether an entry of ``size`` bytes can be written, the disk keeping ``DISK_MARGIN``."""
         if not writable(self.dir):
             return False
-        existing = next(p for p in (self.dir.absolute(), *self.dir.absolute().parents)
-                        if p.exists())
+        existing = next(
+            p for p in (self.dir.absolute(), *self.dir.absolute().parents) if p.exists()
+        )
         return shutil.disk_usage(existing).free >= size + DISK_MARGIN
 
     def load(self, key: str) -> Taps | None:
@@ -83,19 +86,28 @@ class MappedCache:
                 if path.stat().st_size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
                     raise ValueError(f"{entry['file']}: size or checksum mismatch")
                 flat[entry["name"]] = torch.from_file(
-                    str(path), shared=False, size=math.prod(entry["shape"]),
-                    dtype=_dtype(entry["dtype"])).view(entry["shape"])
+                    str(path),
+                    shared=False,
+                    size=math.prod(entry["shape"]),
+                    dtype=_dtype(entry["dtype"]),
+                ).view(entry["shape"])
             return _nested(flat, meta["layout"])
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        warnings.warn(f"corrupt {self.kind} cache entry {folder} ({reason}): rebuilding",
-                      stacklevel=2)
+        warnings.warn(
+            f"corrupt {self.kind} cache entry {folder} ({reason}): rebuilding", stacklevel=2
+        )
         shutil.rmtree(folder, ignore_errors=True)
         return None
 
-    def get_or_build(self, key: str, rows: int, probe: Taps,
-                     fill: Callable[[Callable[[torch.Tensor, Taps], None]], None],
-                     meta: dict[str, Any]) -> Taps:
+    def get_or_build(
+        self,
+        key: str,
+        rows: int,
+        probe: Taps,
+        fill: Callable[[Callable[[torch.Tensor, Taps], None]], None],
+        meta: dict[str, Any],
+    ) -> Taps:
         """The entry of ``key``, written first if missing (once across processes): ``rows``
         samples, each tensor shaped as ``probe``'s (one sample's taps) on its first dimension;
         ``fill(write)`` calls ``write(index, taps)`` for batches covering every row."""
@@ -117,14 +129,19 @@ class MappedCache:
                 shutil.rmtree(tmp, ignore_errors=True)
         hit = self.load(key)
         if hit is None:
-            raise RuntimeError(f"{self.kind} cache entry {self.dir / key} unreadable right "
-                               f"after it was written")
+            raise RuntimeError(
+                f"{self.kind} cache entry {self.dir / key} unreadable right after it was written"
+            )
         return hit
 
     @staticmethod
-    def _write(folder: Path, rows: int, probe: Taps,
-               fill: Callable[[Callable[[torch.Tensor, Taps], None]], None],
-               meta: dict[str, Any]) -> None:
+    def _write(
+        folder: Path,
+        rows: int,
+        probe: Taps,
+        fill: Callable[[Callable[[torch.Tensor, Taps], None]], None],
+        meta: dict[str, Any],
+    ) -> None:
         entries, out = [], {}
         for i, (name, t) in enumerate(_flat(probe).items()):
             shape = [rows, *t.shape[1:]]
@@ -132,10 +149,18 @@ class MappedCache:
             nbytes = math.prod(shape) * t.element_size()
             with open(path, "wb") as fh:
                 fh.truncate(nbytes)
-            out[name] = torch.from_file(str(path), shared=True, size=math.prod(shape),
-                                        dtype=t.dtype).view(shape)
-            entries.append({"name": name, "file": path.name, "shape": shape,
-                            "dtype": str(t.dtype), "bytes": nbytes})
+            out[name] = torch.from_file(
+                str(path), shared=True, size=math.prod(shape), dtype=t.dtype
+            ).view(shape)
+            entries.append(
+                {
+                    "name": name,
+                    "file": path.name,
+                    "shape": shape,
+                    "dtype": str(t.dtype),
+                    "bytes": nbytes,
+                }
+            )
 
         def write(index: torch.Tensor, taps: Taps) -> None:
             index = index.cpu()
@@ -150,5 +175,6 @@ class MappedCache:
                 os.fsync(written.fileno())
             entry["sha256"] = sha256_file(path)
         layout = {name: len(v) if isinstance(v, list) else None for name, v in probe.items()}
-        (folder / "meta.json").write_text(json.dumps(
-            {**meta, "rows": rows, "layout": layout, "tensors": entries}, indent=1))
+        (folder / "meta.json").write_text(
+            json.dumps({**meta, "rows": rows, "layout": layout, "tensors": entries}, indent=1)
+        )

@@ -65,9 +65,12 @@ def fidelity_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> f
     """Mean KL(teacher ‖ student) of the softmax outputs at T = 1, in nats (Stanton et al.,
     "Does Knowledge Distillation Really Work?", NeurIPS 2021): 0 when the student matches the
     teacher's predictive distribution on every sample."""
-    return F.kl_div(F.log_softmax(student_logits.float(), 1),
-                    F.log_softmax(teacher_logits.float(), 1),
-                    reduction="batchmean", log_target=True).item()
+    return F.kl_div(
+        F.log_softmax(student_logits.float(), 1),
+        F.log_softmax(teacher_logits.float(), 1),
+        reduction="batchmean",
+        log_target=True,
+    ).item()
 
 
 def near_chance(top1: float, num_classes: int) -> bool:
@@ -77,20 +80,28 @@ def near_chance(top1: float, num_classes: int) -> bool:
     return top1 < chance + 0.1 * (100.0 - chance)
 
 
-def accuracy(logits: torch.Tensor, targets: torch.Tensor,
-             teacher_logits: torch.Tensor) -> dict[str, float]:
+def accuracy(
+    logits: torch.Tensor, targets: torch.Tensor, teacher_logits: torch.Tensor
+) -> dict[str, float]:
     """Test metrics of a student: top-1, top-5, agreement with and fidelity to its teacher."""
-    return {"top1": topk_accuracy(logits, targets, 1), "top5": topk_accuracy(logits, targets, 5),
-            "agreement": agreement(logits, teacher_logits),
-            "fidelity_kl": fidelity_kl(logits, teacher_logits)}
+    return {
+        "top1": topk_accuracy(logits, targets, 1),
+        "top5": topk_accuracy(logits, targets, 5),
+        "agreement": agreement(logits, teacher_logits),
+        "fidelity_kl": fidelity_kl(logits, teacher_logits),
+    }
 
 
 def sizes(student: nn.Module, teacher: nn.Module, loss: nn.Module) -> dict[str, float]:
     """Trainable parameters of the student and of the loss's own parts; the whole teacher."""
     student_params = count_params(student)
     teacher_params = count_params(teacher, trainable_only=False)
-    return {"student_params": student_params, "teacher_params": teacher_params,
-            "extra_params": count_params(loss), "compression": teacher_params / student_params}
+    return {
+        "student_params": student_params,
+        "teacher_params": teacher_params,
+        "extra_params": count_params(loss),
+        "compression": teacher_params / student_params,
+    }
 
 
 def flops_per_sample(model: nn.Module, input_shape: tuple[int, ...], device: torch.device) -> int:
@@ -104,8 +115,13 @@ def flops_per_sample(model: nn.Module, input_shape: tuple[int, ...], device: tor
     return int(counter.get_total_flops())
 
 
-def median_seconds(fn: Callable[[], object], device: torch.device, warmup: int = 3,
-                   rounds: int = 15, budget_s: float = 1.0) -> float:
+def median_seconds(
+    fn: Callable[[], object],
+    device: torch.device,
+    warmup: int = 3,
+    rounds: int = 15,
+    budget_s: float = 1.0,
+) -> float:
     """Median wall time of ``fn`` over up to ``rounds`` rounds (fewer if over ``budget_s``)."""
     for _ in range(warmup):
         fn()
@@ -121,8 +137,12 @@ def median_seconds(fn: Callable[[], object], device: torch.device, warmup: int =
 
 
 @torch.inference_mode()
-def forward_rate(forward: Callable[[torch.Tensor], Any], input_shape: tuple[int, ...],
-                 batch_size: int, accel: Accel) -> float:
+def forward_rate(
+    forward: Callable[[torch.Tensor], Any],
+    input_shape: tuple[int, ...],
+    batch_size: int,
+    accel: Accel,
+) -> float:
     """Samples/s of ``forward`` at ``batch_size`` in the precision and memory format of
     ``accel``: median of rounds after warm-up."""
     batch = accel.batch(torch.randn(batch_size, *input_shape, device=accel.device))
@@ -130,8 +150,13 @@ def forward_rate(forward: Callable[[torch.Tensor], Any], input_shape: tuple[int,
         return batch_size / median_seconds(lambda: forward(batch), accel.device)
 
 
-def inference_speed(model: nn.Module, input_shape: tuple[int, ...], batch_size: int,
-                    accel: Accel, compile_mode: str | None = None) -> tuple[float, float]:
+def inference_speed(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    batch_size: int,
+    accel: Accel,
+    compile_mode: str | None = None,
+) -> tuple[float, float]:
     """(samples/s at ``batch_size``, latency in ms at batch 1) of ``model`` in eval mode, run
     as the case runs it (``accel``'s precision and memory format; compiled in
     ``compile_mode`` unless it is None)."""
@@ -190,8 +215,13 @@ class MemoryProbe:
 def git_sha() -> str:
     try:
         root = os.path.dirname(os.path.dirname(os.path.abspath(kdbench.__file__)))
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
-                             capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"

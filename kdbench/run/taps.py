@@ -24,7 +24,8 @@ def _stage_path(model: StagedModel, kind: str, i: int) -> str:
     path = paths[i] if -len(paths) <= i < len(paths) else None
     if path is None:
         raise NotApplicable(
-            f"{type(model).__name__} has no {kind} stage {i} (it declares {len(paths)})")
+            f"{type(model).__name__} has no {kind} stage {i} (it declares {len(paths)})"
+        )
     return path
 
 
@@ -43,16 +44,18 @@ def resolve(model: StagedModel, tap: str) -> list[tuple[str, str]]:
     kind, _, index = tap.partition(":")
     if kind in ("feat", "preact") and index.lstrip("-").isdigit():
         return [(_stage_path(model, kind, int(index)), "out" if kind == "feat" else "in")]
-    raise NotApplicable(f"unknown tap {tap!r}: valid: logits, embed, feat:i, preact:i, feats, "
-                        f"preacts, index")
+    raise NotApplicable(
+        f"unknown tap {tap!r}: valid: logits, embed, feat:i, preact:i, feats, preacts, index"
+    )
 
 
 class Tapper:
     """Runs a model and returns the requested taps; hooks only the modules those taps need.
     With a ``compile_mode`` (a ``torch.compile`` mode) the model runs compiled, hooks inside."""
 
-    def __init__(self, model: nn.Module, taps: Iterable[str],
-                 compile_mode: str | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, taps: Iterable[str], compile_mode: str | None = None
+    ) -> None:
         self.model = model
         self._forward = torch.compile(model, mode=compile_mode) if compile_mode else model
         self.taps = tuple(t for t in taps if t not in ENGINE_TAPS)
@@ -68,16 +71,17 @@ class Tapper:
             else:
                 self._handles.append(module.register_forward_pre_hook(self._in_hook(key)))
 
-    def _out_hook(self, key: tuple[str, str]
-                  ) -> Callable[[nn.Module, tuple, torch.Tensor], None]:
+    def _out_hook(self, key: tuple[str, str]) -> Callable[[nn.Module, tuple, torch.Tensor], None]:
         def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
             self._seen[key] = output
+
         return hook
 
     def _in_hook(self, key: tuple[str, str]) -> Callable[[nn.Module, tuple], None]:
         def hook(module: nn.Module, args: tuple) -> None:
             # an in-place activation would overwrite the pre-activation we keep
             self._seen[key] = args[0].clone() if getattr(module, "inplace", False) else args[0]
+
         return hook
 
     def __call__(self, x: torch.Tensor) -> dict[str, Any]:

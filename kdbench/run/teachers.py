@@ -42,8 +42,13 @@ class TeacherStore:
     teacher gives each sample the same output; in memory, or memory-mapped from disk when they
     are larger than ``TEACHER_OUTPUT_BUDGET``) and its forward speed."""
 
-    def __init__(self, cache_dir: Path, data: Callable[[RunSpec], DataSource],
-                 progress: Progress, tick: Tick | None = None) -> None:
+    def __init__(
+        self,
+        cache_dir: Path,
+        data: Callable[[RunSpec], DataSource],
+        progress: Progress,
+        tick: Tick | None = None,
+    ) -> None:
         self.cache = TensorCache(cache_dir, "teachers")
         self.output_cache = TensorCache(cache_dir, "teacher_outputs")
         self.mapped_cache = MappedCache(cache_dir, "teacher_taps")
@@ -63,14 +68,21 @@ class TeacherStore:
         checkpoint's bytes included; computed once per session for each teacher (hashing a data
         set is not free)."""
         ckpt_stat = os.stat(spec.teacher_ckpt) if spec.teacher_ckpt else None
-        named = (stable_hash(spec.teacher_key()),
-                 ckpt_stat and (ckpt_stat.st_mtime_ns, ckpt_stat.st_size))
+        named = (
+            stable_hash(spec.teacher_key()),
+            ckpt_stat and (ckpt_stat.st_mtime_ns, ckpt_stat.st_size),
+        )
         if named not in self._keys:
             ckpt = sha256_file(Path(spec.teacher_ckpt)) if spec.teacher_ckpt else None
-            self._keys[named] = stable_hash({**spec.teacher_key(),
-                                             "recipe": RECIPES.get(spec.recipe).key(),
-                                             "data": self.data(spec).fingerprint(),
-                                             "code": TRAIN_CODE_VERSION, "ckpt_sha256": ckpt})
+            self._keys[named] = stable_hash(
+                {
+                    **spec.teacher_key(),
+                    "recipe": RECIPES.get(spec.recipe).key(),
+                    "data": self.data(spec).fingerprint(),
+                    "code": TRAIN_CODE_VERSION,
+                    "ckpt_sha256": ckpt,
+                }
+            )
         return self._keys[named]
 
     def get(self, spec: RunSpec) -> tuple[nn.Module, dict]:
@@ -95,18 +107,36 @@ class TeacherStore:
         return self._models[key]
 
     def _train(self, spec: RunSpec, model: nn.Module, data: DataSource) -> tuple[dict, dict]:
-        self.progress(f"training teacher {spec.teacher} on {spec.dataset} "
-                      f"({spec.teacher_epochs} epochs, seed {spec.teacher_seed})")
+        self.progress(
+            f"training teacher {spec.teacher} on {spec.dataset} "
+            f"({spec.teacher_epochs} epochs, seed {spec.teacher_seed})"
+        )
         model.to(spec.device)
         start = time.perf_counter()
         with Tapper(model, ()) as tapper:
-            stats = fit(Stage(tapper, cross_entropy, spec.teacher, spec.teacher_epochs,
-                              spec.teacher_seed, label=f"teacher {spec.teacher}"),
-                        spec, data, self.progress, self.tick)
-        meta = {"key": spec.teacher_key(), "top1": stats.history[-1]["top1"],
-                "val_top1": stats.history[-1]["val_top1"],
-                "train_s": time.perf_counter() - start, "params": count_params(model),
-                "trained_at": utc_now(), "pid": os.getpid()}
+            stats = fit(
+                Stage(
+                    tapper,
+                    cross_entropy,
+                    spec.teacher,
+                    spec.teacher_epochs,
+                    spec.teacher_seed,
+                    label=f"teacher {spec.teacher}",
+                ),
+                spec,
+                data,
+                self.progress,
+                self.tick,
+            )
+        meta = {
+            "key": spec.teacher_key(),
+            "top1": stats.history[-1]["top1"],
+            "val_top1": stats.history[-1]["val_top1"],
+            "train_s": time.perf_counter() - start,
+            "params": count_params(model),
+            "trained_at": utc_now(),
+            "pid": os.getpid(),
+        }
         if writable(self.cache.dir):  # a read-only cache: the teacher is the session's only
             append_record(self.cache.dir / "trained.jsonl", meta)  # audit: a line a training
         return {k: v.cpu() for k, v in model.state_dict().items()}, meta
@@ -115,12 +145,14 @@ class TeacherStore:
         key = self.key(spec)
         if key not in self._test_logits:
             model, _ = self.get(spec)
-            self._test_logits[key] = measure.predict(model,
-                                                     self.data(spec).test_batches(EVAL_BATCH))
+            self._test_logits[key] = measure.predict(
+                model, self.data(spec).test_batches(EVAL_BATCH)
+            )
         return self._test_logits[key]
 
-    def outputs(self, spec: RunSpec, taps: tuple[str, ...], data: DataSource
-                ) -> tuple[TeacherFn, str]:
+    def outputs(
+        self, spec: RunSpec, taps: tuple[str, ...], data: DataSource
+    ) -> tuple[TeacherFn, str]:
         """The teacher's taps for a batch and how they are had: ``"cached"`` from a train-set
         cache when the data are not augmented (in memory up to ``TEACHER_OUTPUT_BUDGET``, else
         memory-mapped from disk up to ``TEACHER_DISK_BUDGET`` and the disk's free space), else
@@ -141,17 +173,26 @@ class TeacherStore:
         if key not in self._outputs:
             x, _, index = next(iter(data.test_batches(1)))
             probe = online(x, index)
-            per_sample = sum(t.numel() * t.element_size()
-                             for v in probe.values() for t in (v if isinstance(v, list) else [v]))
+            per_sample = sum(
+                t.numel() * t.element_size()
+                for v in probe.values()
+                for t in (v if isinstance(v, list) else [v])
+            )
             size = per_sample * data.num_train
             if size <= TEACHER_OUTPUT_BUDGET:
                 outputs, _, _ = self.output_cache.get_or_build(
-                    key, lambda: (_collect(online, data), {"taps": list(taps)}),
-                    map_location=spec.device)
+                    key,
+                    lambda: (_collect(online, data), {"taps": list(taps)}),
+                    map_location=spec.device,
+                )
             elif size <= TEACHER_DISK_BUDGET and self.mapped_cache.fits(size):
                 outputs = self.mapped_cache.get_or_build(
-                    key, data.num_train, probe, lambda write: _collect_into(write, online, data),
-                    {"taps": list(taps)})
+                    key,
+                    data.num_train,
+                    probe,
+                    lambda write: _collect_into(write, online, data),
+                    {"taps": list(taps)},
+                )
             else:
                 return online, "online"
             self._outputs[key] = outputs
@@ -169,14 +210,16 @@ class TeacherStore:
         if key not in self._rates:
             model, _ = self.get(spec)
             accel = Accel.for_spec(spec.precision, torch.device(spec.device))
-            self._rates[key] = measure.forward_rate(model, self.data(spec).input_shape,
-                                                    spec.batch_size, accel)
+            self._rates[key] = measure.forward_rate(
+                model, self.data(spec).input_shape, spec.batch_size, accel
+            )
         return self._rates[key]
 
 
 @torch.no_grad()
-def _collect_into(write: Callable[[torch.Tensor, dict], None], teacher_fn: TeacherFn,
-                  data: DataSource) -> None:
+def _collect_into(
+    write: Callable[[torch.Tensor, dict], None], teacher_fn: TeacherFn, data: DataSource
+) -> None:
     """``write(index, taps)`` for every batch of the training set (batches of ``EVAL_BATCH``)."""
     for x, _, index in data.train_batches(EVAL_BATCH, torch.Generator().manual_seed(0)):
         write(index, teacher_fn(x, index))
@@ -197,6 +240,11 @@ def _collect(teacher_fn: TeacherFn, data: DataSource) -> dict[str, Any]:
     def gather(parts: list[torch.Tensor]) -> torch.Tensor:
         return torch.cat(parts)[order]
 
-    return {k: ([gather([b[k][j] for b in batches]).cpu() for j in range(len(v))]
-                if isinstance(v, list) else gather([b[k] for b in batches]).cpu())
-            for k, v in batches[0].items()}
+    return {
+        k: (
+            [gather([b[k][j] for b in batches]).cpu() for j in range(len(v))]
+            if isinstance(v, list)
+            else gather([b[k] for b in batches]).cpu()
+        )
+        for k, v in batches[0].items()
+    }

@@ -38,12 +38,16 @@ def check_cases_per_gpu(per_gpu: int, workers: int, devices: int) -> None:
     if per_gpu < 1:
         raise KdbenchError(f"invalid --kd-cases-per-gpu {per_gpu}: must be an integer ≥ 1")
     if devices < 1:
-        raise KdbenchError(f"--kd-cases-per-gpu {per_gpu}: no CUDA GPU is available; CPU cases "
-                           f"share the cores through -n and --kd-threads")
+        raise KdbenchError(
+            f"--kd-cases-per-gpu {per_gpu}: no CUDA GPU is available; CPU cases "
+            f"share the cores through -n and --kd-threads"
+        )
     if (workers or 1) != per_gpu * devices:
         got = f"-n {workers}" if workers else "no -n"
-        raise KdbenchError(f"--kd-cases-per-gpu {per_gpu} with {devices} GPU(s) needs "
-                           f"-n {per_gpu * devices} (or -n auto), got {got}")
+        raise KdbenchError(
+            f"--kd-cases-per-gpu {per_gpu} with {devices} GPU(s) needs "
+            f"-n {per_gpu * devices} (or -n auto), got {got}"
+        )
 
 
 def claim_gpu(worker: int, workers: int, per_gpu: int, cap_memory: bool) -> dict[str, Any]:
@@ -55,6 +59,8 @@ def claim_gpu(worker: int, workers: int, per_gpu: int, cap_memory: bool) -> dict
     fraction = 1.0 / per_gpu if cap_memory and per_gpu > 1 else None
     if fraction is not None:
         torch.cuda.set_per_process_memory_fraction(fraction, index)
-    return {"gpu_index": index, "workers_per_gpu": workers_on_gpu(worker, workers, per_gpu,
-                                                                  devices),
-            "gpu_memory_fraction": fraction}
+    return {
+        "gpu_index": index,
+        "workers_per_gpu": workers_on_gpu(worker, workers, per_gpu, devices),
+        "gpu_memory_fraction": fraction,
+    }

@@ -26,9 +26,13 @@ SHARDS_SCRIPT = "shards.sbatch"
 MERGE_SCRIPT = "merge.sbatch"
 EXIT_FILE = "pytest-exit"  # a shard's pytest exit status, written when pytest returns
 # pytest options that fix where and what a shard runs: kdbench slurm sets them itself
-OWN_OPTIONS = {"--kd-results": "--results", "--kd-baseline": "--baseline",
-               "--kd-profile": "--kd-profile before --", "--splits": "--shards",
-               "--group": "--shards"}
+OWN_OPTIONS = {
+    "--kd-results": "--results",
+    "--kd-baseline": "--baseline",
+    "--kd-profile": "--kd-profile before --",
+    "--splits": "--shards",
+    "--group": "--shards",
+}
 # sbatch --time: minutes, minutes:seconds, hours:minutes:seconds, days-hours,
 # days-hours:minutes, days-hours:minutes:seconds
 TIME_LIMIT = re.compile(r"\d+(:\d{1,2}){0,2}|\d+-\d+(:\d{1,2}){0,2}")
@@ -68,12 +72,15 @@ class ShardedRun:
         """The shard's pytest command, one option per line; ``$shard`` and
         ``$SLURM_ARRAY_TASK_ID`` are left to bash."""
         q = shlex.quote
-        lines = [f"{q(self.python)} -m pytest suites", f"--kd-profile {q(self.profile)}",
-                 '--kd-results "$shard" --kd-resume',
-                 f'--splits {self.shards} --group "$SLURM_ARRAY_TASK_ID"',
-                 f"--durations-path {q(str(self.root / '.test_durations'))}",
-                 f"--kd-device {'cuda' if self.gpus else 'cpu'}",
-                 f"--kd-threads {max(1, self.cpus // self.workers)}"]
+        lines = [
+            f"{q(self.python)} -m pytest suites",
+            f"--kd-profile {q(self.profile)}",
+            '--kd-results "$shard" --kd-resume',
+            f'--splits {self.shards} --group "$SLURM_ARRAY_TASK_ID"',
+            f"--durations-path {q(str(self.root / '.test_durations'))}",
+            f"--kd-device {'cuda' if self.gpus else 'cpu'}",
+            f"--kd-threads {max(1, self.cpus // self.workers)}",
+        ]
         if self.workers > 1:
             lines.append(f"-n {self.workers}")
         if self.cases_per_gpu is not None:
@@ -88,44 +95,66 @@ def plan(args: argparse.Namespace) -> ShardedRun:
     from kdbench.matrix.user_profiles import find_profiles, project_profiles
 
     project_profiles(find_profiles(Path.cwd())).get(args.kd_profile)
-    for name, value, least in (("--shards", args.shards, 1), ("--gpus", args.gpus, 0),
-                               ("--cpus", args.cpus, 1), ("--kd-cases-per-gpu",
-                                                          args.kd_cases_per_gpu, 1)):
+    for name, value, least in (
+        ("--shards", args.shards, 1),
+        ("--gpus", args.gpus, 0),
+        ("--cpus", args.cpus, 1),
+        ("--kd-cases-per-gpu", args.kd_cases_per_gpu, 1),
+    ):
         if value is not None and value < least:
             raise KdbenchError(f"invalid {name} {value}: must be an integer ≥ {least}")
     if args.kd_cases_per_gpu is not None and not args.gpus:
         raise KdbenchError(f"--kd-cases-per-gpu {args.kd_cases_per_gpu} needs --gpus ≥ 1")
     if args.time is not None and not TIME_LIMIT.fullmatch(args.time):
-        raise KdbenchError(f"invalid --time {args.time!r}: use minutes, minutes:seconds, "
-                           "hours:minutes:seconds, days-hours, days-hours:minutes or "
-                           "days-hours:minutes:seconds")
+        raise KdbenchError(
+            f"invalid --time {args.time!r}: use minutes, minutes:seconds, "
+            "hours:minutes:seconds, days-hours, days-hours:minutes or "
+            "days-hours:minutes:seconds"
+        )
     if args.partition is not None and not re.fullmatch(r"[\w.,-]+", args.partition):
-        raise KdbenchError(f"invalid --partition {args.partition!r}: a partition name "
-                           "(letters, digits, _ . - ; several separated by commas)")
+        raise KdbenchError(
+            f"invalid --partition {args.partition!r}: a partition name "
+            "(letters, digits, _ . - ; several separated by commas)"
+        )
     for arg in args.pytest_args:
         option = arg.split("=", 1)[0]
         if option in OWN_OPTIONS:
-            raise KdbenchError(f"pytest option {option} after --: kdbench slurm sets it "
-                               f"(use {OWN_OPTIONS[option]})")
+            raise KdbenchError(
+                f"pytest option {option} after --: kdbench slurm sets it "
+                f"(use {OWN_OPTIONS[option]})"
+            )
     baseline = Path(os.path.abspath(args.baseline)) if args.baseline else None
     if baseline and not baseline.is_file():
         raise KdbenchError(f"--baseline {args.baseline!r}: no such file")
     results = Path(os.path.abspath(args.results))
     if re.search(r"\s", str(results)):
-        raise KdbenchError(f"invalid --results {str(results)!r}: #SBATCH --output cannot hold "
-                           "whitespace")
+        raise KdbenchError(
+            f"invalid --results {str(results)!r}: #SBATCH --output cannot hold whitespace"
+        )
     root = Path.cwd()
     if not (root / "suites").is_dir():
-        raise KdbenchError(f"no suites folder in {root}: run kdbench slurm from the kdbench "
-                           "project root")
+        raise KdbenchError(
+            f"no suites folder in {root}: run kdbench slurm from the kdbench project root"
+        )
     if args.submit and not shutil.which("sbatch"):
-        raise KdbenchError("--submit: sbatch not found on PATH (run on a SLURM login node, "
-                           "or write the scripts without --submit)")
+        raise KdbenchError(
+            "--submit: sbatch not found on PATH (run on a SLURM login node, "
+            "or write the scripts without --submit)"
+        )
     run = ShardedRun(
-        profile=args.kd_profile, shards=args.shards, gpus=args.gpus,
-        cases_per_gpu=args.kd_cases_per_gpu, cpus=args.cpus or 1, time=args.time,
-        partition=args.partition, results=results, baseline=baseline,
-        pytest_args=tuple(args.pytest_args), root=root, python=os.path.abspath(sys.executable))
+        profile=args.kd_profile,
+        shards=args.shards,
+        gpus=args.gpus,
+        cases_per_gpu=args.kd_cases_per_gpu,
+        cpus=args.cpus or 1,
+        time=args.time,
+        partition=args.partition,
+        results=results,
+        baseline=baseline,
+        pytest_args=tuple(args.pytest_args),
+        root=root,
+        python=os.path.abspath(sys.executable),
+    )
     return run if args.cpus else replace(run, cpus=run.workers)  # default: a CPU per worker
 
 
@@ -135,25 +164,28 @@ def shards_script(run: ShardedRun) -> str:
     if run.gpus:
         resources.append(f"#SBATCH --gres=gpu:{run.gpus}")
     command = " \\\n    ".join(run.pytest_command())
-    return "\n".join([
-        "#!/bin/bash",
-        *run.sbatch_lines(f"kdbench-{run.profile}", "shard-%A_%a.out"),
-        *resources,
-        f"# kdbench slurm: profile {run.profile}, shard $SLURM_ARRAY_TASK_ID of {run.shards} "
-        "(pytest-split group);",
-        "# --kd-resume: a requeued task skips the cases it recorded. Submit it with the merge:",
-        f"#   {submit_command(SHARDS_SCRIPT, MERGE_SCRIPT)}",
-        "set -u",
-        ': "${SLURM_ARRAY_TASK_ID:?run this script with sbatch: it is a job array}"',
-        f"cd {shlex.quote(str(run.root))}",
-        f"shard={shlex.quote(str(run.results))}/$SLURM_ARRAY_JOB_ID/shard-$SLURM_ARRAY_TASK_ID",
-        'mkdir -p "$shard"',
-        f'rm -f "$shard/{EXIT_FILE}"',
-        command,
-        "status=$?",
-        f'echo "$status" > "$shard/{EXIT_FILE}"',
-        'exit "$status"',
-        ""])
+    return "\n".join(
+        [
+            "#!/bin/bash",
+            *run.sbatch_lines(f"kdbench-{run.profile}", "shard-%A_%a.out"),
+            *resources,
+            f"# kdbench slurm: profile {run.profile}, shard $SLURM_ARRAY_TASK_ID of {run.shards} "
+            "(pytest-split group);",
+            "# --kd-resume: a requeued task skips the cases it recorded. Submit it with the merge:",
+            f"#   {submit_command(SHARDS_SCRIPT, MERGE_SCRIPT)}",
+            "set -u",
+            ': "${SLURM_ARRAY_TASK_ID:?run this script with sbatch: it is a job array}"',
+            f"cd {shlex.quote(str(run.root))}",
+            f"shard={shlex.quote(str(run.results))}/$SLURM_ARRAY_JOB_ID/shard-$SLURM_ARRAY_TASK_ID",
+            'mkdir -p "$shard"',
+            f'rm -f "$shard/{EXIT_FILE}"',
+            command,
+            "status=$?",
+            f'echo "$status" > "$shard/{EXIT_FILE}"',
+            'exit "$status"',
+            "",
+        ]
+    )
 
 
 def merge_script(run: ShardedRun) -> str:
@@ -171,66 +203,74 @@ def merge_script(run: ShardedRun) -> str:
             '1: regression, 2: unusable input)"',
             '[ "$gate" -gt "$status" ] && status=$gate',
         ]
-    return "\n".join([
-        "#!/bin/bash",
-        *run.sbatch_lines(f"kdbench-{run.profile}-merge", "merge-%j.out"),
-        "#SBATCH --cpus-per-task=1",
-        f"# kdbench slurm: the merge of the {run.shards} shards of profile {run.profile}; "
-        "argument: the array job id.",
-        "# Exit 2 when a shard is lost: no folder, no records, or its pytest did not finish (no",
-        f"# {EXIT_FILE}: killed by the time limit, memory or a node failure) or exited with "
-        "another",
-        "# status than 0 or 1 (1: some cases failed; their records say how). Exit 1 on a",
-        "# regression against the baseline. The leaderboard of what is there is written anyway.",
-        "set -u",
-        'job="${1:?usage: sbatch --dependency=afterany:ARRAY_JOB_ID merge.sbatch ARRAY_JOB_ID}"',
-        f"cd {shlex.quote(str(run.root))}",
-        f'run={results}/"$job"',
-        "status=0",
-        "shards=()",
-        f"for i in $(seq 1 {run.shards}); do",
-        '    shard="$run/shard-$i"',
-        f'    log={results}/logs/shard-"$job"_"$i".out',
-        '    if [ ! -d "$shard" ]; then',
-        f'        echo "kdbench merge: shard $i/{run.shards} lost: no folder $shard '
-        '(did the task run? see $log)" >&2',
-        "        status=2",
-        "        continue",
-        "    fi",
-        '    shards+=("$shard")',
-        f'    code=$(cat "$shard/{EXIT_FILE}" 2>/dev/null)',
-        f'    echo "kdbench merge: shard $i/{run.shards}: pytest exit ${{code:-none}}, '
-        '$(cat "$shard"/runs/*.jsonl 2>/dev/null | wc -l) record line(s)"',
-        '    case "$code" in',
-        "        0|1) ;;",
-        f'        "") echo "kdbench merge: shard $i/{run.shards} did not finish (killed: time '
-        'limit, memory, node failure? see $log)" >&2; status=2 ;;',
-        f'        *) echo "kdbench merge: shard $i/{run.shards}: pytest exited $code (2: '
-        "interrupted, 3: internal error, 4: usage error, 5: no tests, more shards than cases?"
-        '; see $log)" >&2; status=2 ;;',
-        "    esac",
-        f'    if ! {kdbench} report "$shard" --format csv --out /dev/null; then',
-        f'        echo "kdbench merge: shard $i/{run.shards} lost its records (see $log)" >&2',
-        "        status=2",
-        "    fi",
-        "done",
-        'if [ "${#shards[@]}" -gt 0 ] && '
-        f'{kdbench} report "${{shards[@]}}" --out "$run/leaderboard.md"; then',
-        '    cat "$run/leaderboard.md"',
-        '    echo "kdbench merge: leaderboard $run/leaderboard.md"',
-        "else",
-        "    status=2",
-        "fi",
-        *gate,
-        'echo "kdbench merge: exit $status"',
-        'exit "$status"',
-        ""])
+    return "\n".join(
+        [
+            "#!/bin/bash",
+            *run.sbatch_lines(f"kdbench-{run.profile}-merge", "merge-%j.out"),
+            "#SBATCH --cpus-per-task=1",
+            f"# kdbench slurm: the merge of the {run.shards} shards of profile {run.profile}; "
+            "argument: the array job id.",
+            "# Exit 2 when a shard is lost: no folder, no records, or its pytest did not "
+            "finish (no",
+            f"# {EXIT_FILE}: killed by the time limit, memory or a node failure) or exited with "
+            "another",
+            "# status than 0 or 1 (1: some cases failed; their records say how). Exit 1 on a",
+            "# regression against the baseline. The leaderboard of what is there is written "
+            "anyway.",
+            "set -u",
+            'job="${1:?usage: sbatch --dependency=afterany:ARRAY_JOB_ID merge.sbatch '
+            'ARRAY_JOB_ID}"',
+            f"cd {shlex.quote(str(run.root))}",
+            f'run={results}/"$job"',
+            "status=0",
+            "shards=()",
+            f"for i in $(seq 1 {run.shards}); do",
+            '    shard="$run/shard-$i"',
+            f'    log={results}/logs/shard-"$job"_"$i".out',
+            '    if [ ! -d "$shard" ]; then',
+            f'        echo "kdbench merge: shard $i/{run.shards} lost: no folder $shard '
+            '(did the task run? see $log)" >&2',
+            "        status=2",
+            "        continue",
+            "    fi",
+            '    shards+=("$shard")',
+            f'    code=$(cat "$shard/{EXIT_FILE}" 2>/dev/null)',
+            f'    echo "kdbench merge: shard $i/{run.shards}: pytest exit ${{code:-none}}, '
+            '$(cat "$shard"/runs/*.jsonl 2>/dev/null | wc -l) record line(s)"',
+            '    case "$code" in',
+            "        0|1) ;;",
+            f'        "") echo "kdbench merge: shard $i/{run.shards} did not finish (killed: time '
+            'limit, memory, node failure? see $log)" >&2; status=2 ;;',
+            f'        *) echo "kdbench merge: shard $i/{run.shards}: pytest exited $code (2: '
+            "interrupted, 3: internal error, 4: usage error, 5: no tests, more shards than cases?"
+            '; see $log)" >&2; status=2 ;;',
+            "    esac",
+            f'    if ! {kdbench} report "$shard" --format csv --out /dev/null; then',
+            f'        echo "kdbench merge: shard $i/{run.shards} lost its records (see $log)" >&2',
+            "        status=2",
+            "    fi",
+            "done",
+            'if [ "${#shards[@]}" -gt 0 ] && '
+            f'{kdbench} report "${{shards[@]}}" --out "$run/leaderboard.md"; then',
+            '    cat "$run/leaderboard.md"',
+            '    echo "kdbench merge: leaderboard $run/leaderboard.md"',
+            "else",
+            "    status=2",
+            "fi",
+            *gate,
+            'echo "kdbench merge: exit $status"',
+            'exit "$status"',
+            "",
+        ]
+    )
 
 
 def submit_command(shards: Path | str, merge: Path | str) -> str:
     """The shell line that submits the array, then the merge after it."""
-    return (f"id=$(sbatch --parsable {shards}) && "
-            f"sbatch --dependency=afterany:${{id%%;*}} {merge} ${{id%%;*}}")
+    return (
+        f"id=$(sbatch --parsable {shards}) && "
+        f"sbatch --dependency=afterany:${{id%%;*}} {merge} ${{id%%;*}}"
+    )
 
 
 def write_scripts(run: ShardedRun) -> tuple[Path, Path]:
@@ -260,8 +300,10 @@ def main(args: argparse.Namespace) -> int:
         try:
             merge = sbatch(f"--dependency=afterany:{job}", str(merge_path), job)
         except KdbenchError as exc:
-            raise KdbenchError(f"{exc}; the shards run as job {job}: submit the merge with "
-                               f"sbatch --dependency=afterany:{job} {merge_path} {job}") from None
+            raise KdbenchError(
+                f"{exc}; the shards run as job {job}: submit the merge with "
+                f"sbatch --dependency=afterany:{job} {merge_path} {job}"
+            ) from None
         print(f"shards: job {job} (array 1-{run.shards})")
         print(f"merge: job {merge} (after every shard: afterany:{job})")
     else:

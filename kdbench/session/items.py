@@ -32,9 +32,13 @@ MARKERS = (
 
 def marks_of(spec: RunSpec) -> list[pytest.MarkDecorator]:
     loss = LOSSES.get(spec.loss)
-    kind = (pytest.mark.student_alone if not loss.needs_teacher else
-            pytest.mark.logits_only if set(loss.taps) <= {"logits"} else
-            pytest.mark.hidden_layers)
+    kind = (
+        pytest.mark.student_alone
+        if not loss.needs_teacher
+        else pytest.mark.logits_only
+        if set(loss.taps) <= {"logits"}
+        else pytest.mark.hidden_layers
+    )
     stage = {"trial": [pytest.mark.tuning], "tuned": [pytest.mark.tuned]}.get(spec.tune, [])
     return [pytest.mark.pair_case, kind, *stage, *device_marks(spec.device)]
 
@@ -42,8 +46,11 @@ def marks_of(spec: RunSpec) -> list[pytest.MarkDecorator]:
 def device_marks(device: str) -> list[pytest.MarkDecorator]:
     marks = [getattr(pytest.mark, device)]
     if device == "cuda":
-        marks.append(pytest.mark.skipif(not torch.cuda.is_available(),
-                                        reason="CUDA case: no CUDA GPU on this machine"))
+        marks.append(
+            pytest.mark.skipif(
+                not torch.cuda.is_available(), reason="CUDA case: no CUDA GPU on this machine"
+            )
+        )
     return marks
 
 
@@ -62,8 +69,11 @@ class ModelCase:
 
 
 def model_cases(specs: list[RunSpec]) -> list[ModelCase]:
-    seen = {ModelCase(s.dataset, s.dataset_options, m, s.device): None
-            for s in specs for m in (s.teacher, s.student)}
+    seen = {
+        ModelCase(s.dataset, s.dataset_options, m, s.device): None
+        for s in specs
+        for m in (s.teacher, s.student)
+    }
     return list(seen)
 
 
@@ -76,10 +86,13 @@ def case_spec(item: pytest.Item) -> RunSpec | ModelCase | None:
 def parametrize(metafunc: pytest.Metafunc, specs: list[RunSpec]) -> None:
     if "kd_spec" in metafunc.fixturenames:
         metafunc.parametrize(
-            "kd_spec", [pytest.param(s, id=s.name, marks=marks_of(s)) for s in specs])
+            "kd_spec", [pytest.param(s, id=s.name, marks=marks_of(s)) for s in specs]
+        )
     if "kd_model" in metafunc.fixturenames:
-        metafunc.parametrize("kd_model", [
-            pytest.param(m, id=m.name, marks=device_marks(m.device)) for m in model_cases(specs)])
+        metafunc.parametrize(
+            "kd_model",
+            [pytest.param(m, id=m.name, marks=device_marks(m.device)) for m in model_cases(specs)],
+        )
 
 
 DESELECTED = pytest.StashKey[int]()  # the profile's items that -k / -m deselected
@@ -102,12 +115,14 @@ def nothing_selected(config: pytest.Config, specs: list[RunSpec]) -> str | None:
     def offered(values) -> str:
         return ", ".join(dict.fromkeys(map(str, values)))
 
-    return (f"kdbench: -k {keyword!r} selects none of the {deselected} tests of profile "
-            f"{config.getoption('kd_profile')!r}; their ids name pairs: "
-            f"{offered(s.pair for s in specs)}; losses: {offered(s.loss for s in specs)}; "
-            f"devices: {offered(s.device for s in specs)}; seeds: "
-            f"{offered(f's{s.seed}' for s in specs)} (`kdbench list profiles`; ids as "
-            f"`pytest --collect-only -q` lists them)")
+    return (
+        f"kdbench: -k {keyword!r} selects none of the {deselected} tests of profile "
+        f"{config.getoption('kd_profile')!r}; their ids name pairs: "
+        f"{offered(s.pair for s in specs)}; losses: {offered(s.loss for s in specs)}; "
+        f"devices: {offered(s.device for s in specs)}; seeds: "
+        f"{offered(f's{s.seed}' for s in specs)} (`kdbench list profiles`; ids as "
+        f"`pytest --collect-only -q` lists them)"
+    )
 
 
 def check_before_training(kd_session: KdSession, specs: list[RunSpec | ModelCase]) -> None:
@@ -119,7 +134,9 @@ def check_before_training(kd_session: KdSession, specs: list[RunSpec | ModelCase
         engine.host_data(dataset, options)
     checkpoints = dict.fromkeys(  # each checkpointed teacher once, in order
         (s.teacher, ckpt, s.dataset, s.dataset_options)
-        for s in specs if isinstance(s, RunSpec) and (ckpt := s.teacher_ckpt))
+        for s in specs
+        if isinstance(s, RunSpec) and (ckpt := s.teacher_ckpt)
+    )
     for teacher, ckpt, dataset, options in checkpoints:
         data = engine.host_data(dataset, options)
         with torch.device("meta"):

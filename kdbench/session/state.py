@@ -63,19 +63,32 @@ class KdSession:
             opt = self.config.getoption
             echo = self.config.getoption("capture") == "no"
             self.engine = Engine(
-                cache_dir=opt("kd_cache"), data_root=opt("kd_data_root"),
-                download=opt("kd_download"), compile_mode=opt("kd_compile_mode"),
-                progress=(lambda message: print(f"[kdbench] {message}", flush=True)) if echo
-                else None, tick=self.observer.tick if self.observer else None)
+                cache_dir=opt("kd_cache"),
+                data_root=opt("kd_data_root"),
+                download=opt("kd_download"),
+                compile_mode=opt("kd_compile_mode"),
+                progress=(lambda message: print(f"[kdbench] {message}", flush=True))
+                if echo
+                else None,
+                tick=self.observer.tick if self.observer else None,
+            )
         return self.engine
 
     def share(self, device: str) -> dict[str, Any]:
         """The hardware share a case on ``device`` had, for its record's env."""
         if device != "cuda":
             return {"workers": self.workers}
-        return {"workers": self.workers, **(self.gpu_share or {
-            "gpu_index": torch.cuda.current_device(), "workers_per_gpu": 1,
-            "gpu_memory_fraction": None})}
+        return {
+            "workers": self.workers,
+            **(
+                self.gpu_share
+                or {
+                    "gpu_index": torch.cuda.current_device(),
+                    "workers_per_gpu": 1,
+                    "gpu_memory_fraction": None,
+                }
+            ),
+        }
 
     def store(self, record: dict[str, Any]) -> None:
         """Append the record; if the write fails (disk full, folder removed), keep it in memory,
@@ -94,8 +107,11 @@ class KdSession:
         saved = results.read([self.run_file]).records if self.run_file.exists() else []
         wanted = {s.case_id for s in self.specs}
         tuned = {tuning.tuned_case(s.to_dict()) for s in self.specs if s.tune == "tuned"}
-        resumed = [r for cid, r in self.done.items()
-                   if cid in wanted or tuning.tuned_case(r["spec"]) in tuned]
+        resumed = [
+            r
+            for cid, r in self.done.items()
+            if cid in wanted or tuning.tuned_case(r["spec"]) in tuned
+        ]
         return results.newest([*resumed, *saved, *self.unsaved])
 
     @property
@@ -111,4 +127,3 @@ def run_file_name() -> str:
     one process (pytester runs in-process) started within a second get files of their own."""
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     return f"{stamp}_{measure.git_sha()}_{os.getpid()}.jsonl"
-

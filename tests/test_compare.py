@@ -17,11 +17,19 @@ from kdbench.results import load_records, make_record
 from kdbench.spec import make_spec
 
 CASES = (("ce", None), ("kd", 1.0), ("kd", 4.0), ("mse_logits", None))
-SPECS = {(loss, t, seed): make_spec("digits", "cnn_t", "cnn_s", loss, temperature=t, seed=seed,
-                                    epochs=5)
-         for loss, t in CASES for seed in range(6)}
-ENV = {"torch": "2.3.0", "kdbench_version": "0.1.0", "git_sha": "abc1234", "threads": 2,
-       "device_name": "cpu", "python": "3.11"}
+SPECS = {
+    (loss, t, seed): make_spec("digits", "cnn_t", "cnn_s", loss, temperature=t, seed=seed, epochs=5)
+    for loss, t in CASES
+    for seed in range(6)
+}
+ENV = {
+    "torch": "2.3.0",
+    "kdbench_version": "0.1.0",
+    "git_sha": "abc1234",
+    "threads": 2,
+    "device_name": "cpu",
+    "python": "3.11",
+}
 # seed-to-seed noise of a digits case: ≈3 of 360 test images, throughput/latency ±8 %
 TOP1_SD, CV = 0.8, 0.08
 SPEED = Thresholds().updated(metrics=("top1", "agreement", "infer_throughput", "latency_ms"))
@@ -29,17 +37,24 @@ SPEED = Thresholds().updated(metrics=("top1", "agreement", "infer_throughput", "
 
 def draw(rng: np.random.Generator, seeds=(0, 1, 2), cases=CASES) -> list[dict]:
     """Records of the same configs as a fresh run with these seeds would give them."""
+
     def noisy(mean: float, cv: float = CV) -> float:
         return mean * (1.0 + rng.normal(0.0, cv))
 
     records = []
     for loss, t in cases:
         for seed in seeds:
-            metrics = {"top1": 90.0 + rng.normal(0, TOP1_SD),
-                       "agreement": 92.0 + rng.normal(0, TOP1_SD),
-                       "train_throughput": noisy(5e4), "infer_throughput": noisy(8e5),
-                       "latency_ms": noisy(0.2), "peak_mem_mb": noisy(300.0, 0.02),
-                       "student_params": 2634, "extra_params": 0, "student_flops": 20736}
+            metrics = {
+                "top1": 90.0 + rng.normal(0, TOP1_SD),
+                "agreement": 92.0 + rng.normal(0, TOP1_SD),
+                "train_throughput": noisy(5e4),
+                "infer_throughput": noisy(8e5),
+                "latency_ms": noisy(0.2),
+                "peak_mem_mb": noisy(300.0, 0.02),
+                "student_params": 2634,
+                "extra_params": 0,
+                "student_flops": 20736,
+            }
             record = make_record(SPECS[loss, t, seed], "ok", metrics, ENV)
             record["created_at"] = f"2024-01-0{seed + 1}T00:00:00+00:00"
             records.append(record)
@@ -69,12 +84,13 @@ def test_t_test_pairs_shared_seeds_and_uses_welch_otherwise():
     stats = pytest.importorskip("scipy.stats")
     a = {0: 1.0, 1: 2.0, 2: 3.0, 3: 4.0}
     b = {4: 2.0, 5: 4.0, 6: 6.0, 7: 8.0, 8: 10.0}
-    p, se, test = t_test(a, b)  # no shared seeds: Welch, t = 2.2514, df = 5.52
+    p, _, test = t_test(a, b)  # no shared seeds: Welch, t = 2.2514, df = 5.52
     assert test == "Welch" and p == pytest.approx(0.069134, abs=1e-6)
     shifted = {s: v + 0.5 + 0.1 * s for s, v in a.items()}
-    p, se, test = t_test(a, shifted)
+    p, _, test = t_test(a, shifted)
     assert test == "paired" and p == pytest.approx(
-        stats.ttest_rel(list(shifted.values()), list(a.values())).pvalue)
+        stats.ttest_rel(list(shifted.values()), list(a.values())).pvalue
+    )
     assert t_test(a, {s: v + 1 for s, v in a.items()})[0] == 0.0  # one shift on every seed
     assert t_test(a, a)[0] == 1.0
     assert math.isnan(t_test({0: 1.0, 1: 1.0}, {2: 2.0, 3: 2.0})[0])  # no noise estimate
@@ -114,18 +130,25 @@ def test_planted_top1_drop_caught_under_fresh_seed_noise():
 def test_seed_noise_false_alarm_rate_at_most_5_percent():
     """200 comparisons of same-config runs with different seeds (noise only)."""
     rng = np.random.default_rng(2024)
-    alarms = sum(compare(draw(rng, seeds=(0, 1, 2)), draw(rng, seeds=(3, 4, 5))).has_regression
-                 for _ in range(200))
+    alarms = sum(
+        compare(draw(rng, seeds=(0, 1, 2)), draw(rng, seeds=(3, 4, 5))).has_regression
+        for _ in range(200)
+    )
     rate = alarms / 200
-    print(f"\nseed-noise false-alarm rate: {rate:.1%} ({alarms}/200 comparisons of "
-          f"{len(CASES)} cases; top-1 sd {TOP1_SD} points, speed cv {CV:.0%})")
+    print(
+        f"\nseed-noise false-alarm rate: {rate:.1%} ({alarms}/200 comparisons of "
+        f"{len(CASES)} cases; top-1 sd {TOP1_SD} points, speed cv {CV:.0%})"
+    )
     assert rate <= 0.05
 
 
 def test_improvements_do_not_fail(rng):
     base = draw(rng)
-    result = compare(base, planted(base, "kd", 4.0, top1=lambda v: v + 5.0,
-                                   infer_throughput=lambda v: 2 * v), SPEED)
+    result = compare(
+        base,
+        planted(base, "kd", 4.0, top1=lambda v: v + 5.0, infer_throughput=lambda v: 2 * v),
+        SPEED,
+    )
     assert not result.has_regression
     assert decisions(result)["digits-cnn_t/cnn_s-kd-T4-cpu"] == "improvement"
 
@@ -175,8 +198,7 @@ def test_case_that_now_diverges_is_a_regression(rng):
     current = copy.deepcopy(base)
     for r in current:
         if r["spec"]["loss"] == "mse_logits":
-            r["status"], r["metrics"] = "diverged", {"diverged_epoch": 2,
-                                                     "last_finite_loss": 3.2}
+            r["status"], r["metrics"] = "diverged", {"diverged_epoch": 2, "last_finite_loss": 3.2}
     result = compare(base, current)
     row = result.metrics.query("decision == 'regression'").iloc[0]
     assert (row["case"], row["metric"]) == ("digits-cnn_t/cnn_s-mse_logits-cpu", "status")
@@ -185,12 +207,17 @@ def test_case_that_now_diverges_is_a_regression(rng):
 
 def test_thresholds_from_pyproject_then_overrides(tmp_path):
     config = tmp_path / "pyproject.toml"
-    config.write_text("[tool.kdbench.compare]\nalpha = 0.05\nmetrics = ['top1']\n"
-                      "min_effect = { top1 = 0.5 }\n")
+    config.write_text(
+        "[tool.kdbench.compare]\nalpha = 0.05\nmetrics = ['top1']\nmin_effect = { top1 = 0.5 }\n"
+    )
     th = Thresholds.load(config, min_effect={"top1": 2.0})
     assert (th.alpha, th.metrics, th.min_effect["top1"], th.tolerance_for("top1")) == (
-        0.05, ("top1",), 2.0, 4.0)
-    with pytest.raises(KdbenchError, match="no config file or folder at .*absent.toml"):
+        0.05,
+        ("top1",),
+        2.0,
+        4.0,
+    )
+    with pytest.raises(KdbenchError, match=r"no config file or folder at .*absent\.toml"):
         Thresholds.load(tmp_path / "absent.toml")
     inner = tmp_path / "project" / "suites"
     inner.mkdir(parents=True)  # from a folder inside the project: the nearest table above it
@@ -224,7 +251,6 @@ def test_json_output_and_refreshed_baseline(rng, tmp_path):
     assert data["has_regression"] and data["counts"]["regression"] == 1
     assert not math.isnan(data["changes"][0]["baseline"])
     path = tmp_path / "baseline.jsonl"
-    older = [dict(r, created_at="2023-01-01T00:00:00+00:00", metrics={"top1": 1.0})
-             for r in base]
+    older = [dict(r, created_at="2023-01-01T00:00:00+00:00", metrics={"top1": 1.0}) for r in base]
     assert write_baseline(older + base, path) == len(base)
     assert compare(load_records([path]), base).counts()["unchanged"] == len(CASES)

@@ -23,9 +23,10 @@ REPO = Path(__file__).resolve().parents[1]
 # run on seeds 3-5 and one on seeds 0-2 at two threads (where the thresholds were chosen), and
 # the held-out run on seeds 6-11 (where their rates are measured)
 SEEDS_A = REPO / "results" / "baseline-fashion-gate.jsonl"
-SEEDS_B, THREADS, HELD_OUT, NIGHTLY = (REPO / "results" / "gate" / name for name in (
-    "seeds-3-5.jsonl", "seeds-0-2-threads2.jsonl", "seeds-6-11.jsonl",
-    "gate.toml"))  # NIGHTLY: its thresholds
+SEEDS_B, THREADS, HELD_OUT, NIGHTLY = (
+    REPO / "results" / "gate" / name
+    for name in ("seeds-3-5.jsonl", "seeds-0-2-threads2.jsonl", "seeds-6-11.jsonl", "gate.toml")
+)  # NIGHTLY: its thresholds
 ZERO = """
 import kdbench.losses.at as at
 import kdbench.losses.kd as kd
@@ -40,19 +41,38 @@ def power(script):
     return script("benchmarks/gate_power.py")
 
 
-def test_a_real_run_whose_distillation_terms_were_zeroed_fails_the_gate(kd_suite, pytester,
-                                                                       capsys):
-    args = ("--kd-profile", "quick", "--kd-device", "cpu", "--kd-seeds", "3", "--kd-epochs", "8",
-            "-k", "cnn_t/cnn_s-kd-T4- or cnn_t/cnn_s-at- or cnn_t/cnn_s-ce-")
+def test_a_real_run_whose_distillation_terms_were_zeroed_fails_the_gate(kd_suite, pytester, capsys):
+    args = (
+        "--kd-profile",
+        "quick",
+        "--kd-device",
+        "cpu",
+        "--kd-seeds",
+        "3",
+        "--kd-epochs",
+        "8",
+        "-k",
+        "cnn_t/cnn_s-kd-T4- or cnn_t/cnn_s-at- or cnn_t/cnn_s-ce-",
+    )
     kd_suite(*args, results=pytester.path / "base").assert_outcomes(passed=9)
     pytester.makeconftest(ZERO)  # a subprocess: the patch must not outlive the run
     kd_suite(*args, results=pytester.path / "broken", subprocess=True)
     capsys.readouterr()
-    status = main(["compare", str(pytester.path / "base" / "runs"),
-                   str(pytester.path / "broken" / "runs"), "--format", "json"])
+    status = main(
+        [
+            "compare",
+            str(pytester.path / "base" / "runs"),
+            str(pytester.path / "broken" / "runs"),
+            "--format",
+            "json",
+        ]
+    )
     changes = json.loads(capsys.readouterr().out)["changes"]
-    why = {(c["case"].split("-")[2], c["check"]): c["why"] for c in changes
-           if c["decision"] == "regression"}
+    why = {
+        (c["case"].split("-")[2], c["check"]): c["why"]
+        for c in changes
+        if c["decision"] == "regression"
+    }
     assert status == 1
     # kd keeps CE at weight 0.1: a worse student than ce; at keeps CE at weight 1: ce to the bit
     assert why[("kd", "value")].startswith("drop of")
@@ -70,14 +90,18 @@ def test_a_method_identical_to_ce_on_every_seed_is_a_no_op_whatever_its_gain():
 
 def test_the_gain_check_has_its_own_thresholds(tmp_path):
     config = tmp_path / "gate.toml"
-    config.write_text("[tool.kdbench.compare]\nalpha = 0.05\nmin_effect = { top1 = 1.5 }\n"
-                      "gain_alpha = 0.1\ngain_min_effect = { top1 = 0.5 }\n")
+    config.write_text(
+        "[tool.kdbench.compare]\nalpha = 0.05\nmin_effect = { top1 = 1.5 }\n"
+        "gain_alpha = 0.1\ngain_min_effect = { top1 = 0.5 }\n"
+    )
     th = Thresholds.load(config)
     assert (th.alpha_gain, th.gain_min_for("top1"), th.gain_min_for("agreement")) == (0.1, 0.5, 1.0)
     base, cur = {0: 1.0, 1: 1.2, 2: 0.8}, {3: 0.2, 4: 0.3, 5: 0.25}  # lost 0.75 points of gain
     assert decide_gain(base, cur, "top1", th)["decision"] == "regression"
-    assert decide_gain(base, cur, "top1", th.updated(gain_min_effect={"top1": 1.0}))[
-        "decision"] == "unchanged"
+    assert (
+        decide_gain(base, cur, "top1", th.updated(gain_min_effect={"top1": 1.0}))["decision"]
+        == "unchanged"
+    )
 
 
 def _gate_run(path: Path) -> list[dict]:
@@ -98,8 +122,9 @@ def test_a_planted_one_point_collapse_of_every_method_fails_the_gate(power):
     base, current = _gate_run(SEEDS_A), _gate_run(SEEDS_B)
     every = power.methods(power.Pool.of(base + current))
     assert [m for m in every if m.qualifies], "no method beats ce by 1 point: nothing to catch"
-    result = compare(base, power.collapse(current, {m.group for m in every}),
-                     Thresholds.load(NIGHTLY))
+    result = compare(
+        base, power.collapse(current, {m.group for m in every}), Thresholds.load(NIGHTLY)
+    )
     decisions = result.cases.set_index("group_id")["decision"]
     assert result.failed
     assert {m.name: decisions[m.group] for m in every} == {m.name: "regression" for m in every}
@@ -114,10 +139,12 @@ def test_detection_and_false_alarm_rates_out_of_sample(power, capsys):
     caught, planted = rates.detection(target)
     near, _ = rates.detection(target, near=True)
     with capsys.disabled():
-        print(f"\ngate on seeds {pool.seeds()}, {len(pool.records)} groups, every split into "
-              f"3 + 3: collapses caught {caught}/{planted} ({near} one test image off ce), "
-              f"false alarms {rates.false_alarm_run_rate:.1%} of runs, "
-              f"{rates.false_alarm_group_rate:.2%} of case comparisons")
+        print(
+            f"\ngate on seeds {pool.seeds()}, {len(pool.records)} groups, every split into "
+            f"3 + 3: collapses caught {caught}/{planted} ({near} one test image off ce), "
+            f"false alarms {rates.false_alarm_run_rate:.1%} of runs, "
+            f"{rates.false_alarm_group_rate:.2%} of case comparisons"
+        )
     assert target, "no method beats ce by 1 point on the held-out seeds: nothing to catch"
     assert caught / planted >= 0.95, rates.caught
     assert rates.false_alarm_run_rate <= 0.05

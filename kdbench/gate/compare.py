@@ -51,9 +51,10 @@ mismatch, unknown metric) raises ``KdbenchError``.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -91,8 +92,11 @@ class Side:
     def values(self, metrics: Iterable[str]) -> dict[tuple[str, str], Values]:
         """(group_id, metric) → {seed: value} of the ok records."""
         ok = self.frame[self.frame["ok"]]
-        long = ok.melt(id_vars=["group_id", "seed"], value_vars=[m for m in metrics if m in ok],
-                       var_name="metric").dropna(subset=["value"])
+        long = ok.melt(
+            id_vars=["group_id", "seed"],
+            value_vars=[m for m in metrics if m in ok],
+            var_name="metric",
+        ).dropna(subset=["value"])
         out: dict[tuple[str, str], Values] = {}
         for gid, seed, metric, value in long.itertuples(index=False):
             out.setdefault((gid, metric), {})[int(seed)] = float(value)
@@ -104,10 +108,20 @@ class Side:
         from kdbench.losses import LOSSES
 
         ce_weight, alpha = LOSSES.get(BASELINE).weights()
-        return {r["group_id"]: group_id_of({**r["spec"], "loss": BASELINE, "temperature": None,
-                                            "alpha": alpha, "ce_weight": ce_weight,
-                                            "loss_options": {}})
-                for r in self.records if r["spec"]["loss"] != BASELINE}
+        return {
+            r["group_id"]: group_id_of(
+                {
+                    **r["spec"],
+                    "loss": BASELINE,
+                    "temperature": None,
+                    "alpha": alpha,
+                    "ce_weight": ce_weight,
+                    "loss_options": {},
+                }
+            )
+            for r in self.records
+            if r["spec"]["loss"] != BASELINE
+        }
 
 
 @dataclass
@@ -136,10 +150,13 @@ class Comparison:
         if self.has_regression:
             return "REGRESSION"
         if missing and not self.allow_missing:
-            return (f"FAILED: {missing} baseline case(s) missing from the current run "
-                    f"(a lost shard or a subset? --allow-missing decides on what ran)")
-        return "no regression" + (f" ({missing} baseline case(s) not run, allowed)"
-                                  if missing else "")
+            return (
+                f"FAILED: {missing} baseline case(s) missing from the current run "
+                f"(a lost shard or a subset? --allow-missing decides on what ran)"
+            )
+        return "no regression" + (
+            f" ({missing} baseline case(s) not run, allowed)" if missing else ""
+        )
 
     def counts(self) -> dict[str, int]:
         counts = self.cases["decision"].value_counts()
@@ -154,11 +171,15 @@ class Comparison:
             n = int(part["current_n"].median())
             x = part["detectable"].median()
             unit = DIRECTIONS[metric][1]
-            line = (f"{metric}: n = {n} seeds a side can detect changes ≥ {fmt_value(x)} {unit} "
-                    f"at α = {th.alpha:g} (median over {len(part)} cases)")
+            line = (
+                f"{metric}: n = {n} seeds a side can detect changes ≥ {fmt_value(x)} {unit} "
+                f"at α = {th.alpha:g} (median over {len(part)} cases)"
+            )
             if x > th.min_effect[metric] > 0:
-                line += (f" — more than the minimum effect {th.min_effect[metric]:g} {unit}: "
-                         f"smaller changes pass unseen; run more seeds")
+                line += (
+                    f" — more than the minimum effect {th.min_effect[metric]:g} {unit}: "
+                    f"smaller changes pass unseen; run more seeds"
+                )
             lines.append(line)
         return lines
 
@@ -166,19 +187,27 @@ class Comparison:
         def rows(df: pd.DataFrame) -> list[dict[str, Any]]:
             return json.loads(df.to_json(orient="records"))
 
-        return {"has_regression": self.has_regression, "failed": self.failed,
-                "allow_missing": self.allow_missing, "counts": self.counts(),
-                "power": self.power(),
-                "thresholds": {"alpha": self.thresholds.alpha,
-                               "metrics": list(self.thresholds.metrics),
-                               "min_effect": self.thresholds.min_effect,
-                               "tolerance": {m: self.thresholds.tolerance_for(m)
-                                             for m in self.thresholds.metrics},
-                               "gain_alpha": self.thresholds.alpha_gain,
-                               "gain_min_effect": {m: self.thresholds.gain_min_for(m)
-                                                   for m in RELATIVE
-                                                   if m in self.thresholds.metrics}},
-                "cases": rows(self.cases), "changes": rows(self.metrics)}
+        return {
+            "has_regression": self.has_regression,
+            "failed": self.failed,
+            "allow_missing": self.allow_missing,
+            "counts": self.counts(),
+            "power": self.power(),
+            "thresholds": {
+                "alpha": self.thresholds.alpha,
+                "metrics": list(self.thresholds.metrics),
+                "min_effect": self.thresholds.min_effect,
+                "tolerance": {m: self.thresholds.tolerance_for(m) for m in self.thresholds.metrics},
+                "gain_alpha": self.thresholds.alpha_gain,
+                "gain_min_effect": {
+                    m: self.thresholds.gain_min_for(m)
+                    for m in RELATIVE
+                    if m in self.thresholds.metrics
+                },
+            },
+            "cases": rows(self.cases),
+            "changes": rows(self.metrics),
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -186,8 +215,12 @@ class Comparison:
     def to_markdown(self) -> str:
         counts = self.counts()
         verdict = f"**{self.verdict()}**" if self.failed else self.verdict()
-        lines = [f"### kdbench compare: {verdict}", "",
-                 " · ".join(f"{n} {d}" for d, n in counts.items()), ""]
+        lines = [
+            f"### kdbench compare: {verdict}",
+            "",
+            " · ".join(f"{n} {d}" for d, n in counts.items()),
+            "",
+        ]
         changed = self.metrics[self.metrics["decision"].isin(["regression", "improvement"])]
         for decision in ("regression", "improvement"):
             rows = changed[changed["decision"].eq(decision)]
@@ -196,19 +229,29 @@ class Comparison:
         for decision in ("unchanged", "new", "missing"):
             names = self.cases.loc[self.cases["decision"].eq(decision), "case"]
             if len(names):
-                lines += [f"#### {decision.capitalize()} ({len(names)})", "",
-                          ", ".join(f"`{n}`" for n in sorted(names)), ""]
+                lines += [
+                    f"#### {decision.capitalize()} ({len(names)})",
+                    "",
+                    ", ".join(f"`{n}`" for n in sorted(names)),
+                    "",
+                ]
         th = self.thresholds
         lines += ["#### What the gate can see", "", *(f"- {line}" for line in self.power()), ""]
         gain = [m for m in RELATIVE if m in th.metrics]
-        lines.append(f"t-tests (paired on shared seeds, else Welch) at α = {th.alpha:g}; a "
-                     f"method's gain over ce is checked too" + (
-                         f" (α = {th.alpha_gain:g}; minimum effects: " + ", ".join(
-                             f"{m} {th.gain_min_for(m):g} {DIRECTIONS[m][1]}" for m in gain)
-                         + "; identical to ce on every seed: a no-op)" if gain else "")
-                     + "; minimum effects: " + ", ".join(
-                         f"{m} {th.min_effect[m]:g} {DIRECTIONS[m][1]}" for m in th.metrics)
-                     + ".")
+        lines.append(
+            f"t-tests (paired on shared seeds, else Welch) at α = {th.alpha:g}; a "
+            f"method's gain over ce is checked too"
+            + (
+                f" (α = {th.alpha_gain:g}; minimum effects: "
+                + ", ".join(f"{m} {th.gain_min_for(m):g} {DIRECTIONS[m][1]}" for m in gain)
+                + "; identical to ce on every seed: a no-op)"
+                if gain
+                else ""
+            )
+            + "; minimum effects: "
+            + ", ".join(f"{m} {th.min_effect[m]:g} {DIRECTIONS[m][1]}" for m in th.metrics)
+            + "."
+        )
         return "\n".join(lines) + "\n"
 
 
@@ -222,16 +265,24 @@ def _change_table(rows: pd.DataFrame) -> pd.DataFrame:
     def side(mean: pd.Series, std: pd.Series, n: pd.Series) -> pd.Series:
         return pd.Series(list(map(cell, mean, std, n, rows["unit"])), index=rows.index)
 
-    return pd.DataFrame({
-        "case": rows["case"], "check": rows["check"], "metric": rows["metric"],
-        "baseline": side(rows["baseline"], rows["baseline_std"], rows["baseline_n"]),
-        "current": side(rows["current"], rows["current_std"], rows["current_n"]),
-        "why": rows["why"],
-    })
+    return pd.DataFrame(
+        {
+            "case": rows["case"],
+            "check": rows["check"],
+            "metric": rows["metric"],
+            "baseline": side(rows["baseline"], rows["baseline_std"], rows["baseline_n"]),
+            "current": side(rows["current"], rows["current_std"], rows["current_n"]),
+            "why": rows["why"],
+        }
+    )
 
 
-def compare(baseline: list[dict[str, Any]], current: list[dict[str, Any]],
-            thresholds: Thresholds | None = None, allow_missing: bool = False) -> Comparison:
+def compare(
+    baseline: list[dict[str, Any]],
+    current: list[dict[str, Any]],
+    thresholds: Thresholds | None = None,
+    allow_missing: bool = False,
+) -> Comparison:
     """Decide per case group, check and metric; see the module docstring."""
     th = thresholds or Thresholds()
     if not baseline or not current:
@@ -239,14 +290,19 @@ def compare(baseline: list[dict[str, Any]], current: list[dict[str, Any]],
     base, cur = Side(baseline), Side(current)
     schemas = set(base.frame["schema"].dropna()) | set(cur.frame["schema"].dropna())
     if len(schemas) > 1:
-        raise KdbenchError(f"schema mismatch: records of schema versions "
-                           f"{', '.join(map(str, sorted(schemas)))}: refresh the baseline")
+        raise KdbenchError(
+            f"schema mismatch: records of schema versions "
+            f"{', '.join(map(str, sorted(schemas)))}: refresh the baseline"
+        )
     shared = sorted(set(base.frame["group_id"]) & set(cur.frame["group_id"]))
     if not shared:
-        raise KdbenchError("no shared cases between baseline and current run "
-                           "(cases match by every spec field but the seed)")
-    names = pd.concat([cur.frame, base.frame]).drop_duplicates("group_id") \
-        .set_index("group_id")["name"]
+        raise KdbenchError(
+            "no shared cases between baseline and current run "
+            "(cases match by every spec field but the seed)"
+        )
+    names = (
+        pd.concat([cur.frame, base.frame]).drop_duplicates("group_id").set_index("group_id")["name"]
+    )
     case_name = names.str.replace(r"-s\d+$", "", regex=True)
     bv, cv = base.values(th.metrics), cur.values(th.metrics)
     ok_b = base.frame.groupby("group_id")["ok"].agg(["sum", "size"])
@@ -257,34 +313,72 @@ def compare(baseline: list[dict[str, Any]], current: list[dict[str, Any]],
         if status:
             rows.append({"group_id": gid, "metric": "status", **status})
     lost = {r["group_id"] for r in rows}
-    rows += [{"group_id": gid, "metric": metric, **decide(bv[gid, metric], cv[gid, metric],
-                                                          metric, th)}
-             for gid, metric in sorted(bv.keys() & cv.keys()) if gid not in lost]
+    rows += [
+        {"group_id": gid, "metric": metric, **decide(bv[gid, metric], cv[gid, metric], metric, th)}
+        for gid, metric in sorted(bv.keys() & cv.keys())
+        if gid not in lost
+    ]
     ce_of = base.ce_groups()
     for gid in (g for g in shared if g in ce_of and g not in lost):
         for metric in (m for m in RELATIVE if m in th.metrics):
             ce = ce_of[gid]
             if {(gid, metric), (ce, metric)} <= bv.keys() & cv.keys():
-                row = decide_gain(gains(bv[gid, metric], bv[ce, metric]),
-                                  gains(cv[gid, metric], cv[ce, metric]), metric, th)
+                row = decide_gain(
+                    gains(bv[gid, metric], bv[ce, metric]),
+                    gains(cv[gid, metric], cv[ce, metric]),
+                    metric,
+                    th,
+                )
                 if row:
                     rows.append({"group_id": gid, "metric": metric, **row})
-    metrics = pd.DataFrame(rows, columns=[
-        "group_id", "check", "metric", "baseline", "baseline_std", "baseline_n", "current",
-        "current_std", "current_n", "delta", "effect", "unit", "p", "test", "detectable",
-        "decision", "why"])
+    metrics = pd.DataFrame(
+        rows,
+        columns=[
+            "group_id",
+            "check",
+            "metric",
+            "baseline",
+            "baseline_std",
+            "baseline_n",
+            "current",
+            "current_std",
+            "current_n",
+            "delta",
+            "effect",
+            "unit",
+            "p",
+            "test",
+            "detectable",
+            "decision",
+            "why",
+        ],
+    )
     metrics.insert(0, "case", metrics["group_id"].map(case_name))
     per_case = metrics.groupby("group_id")["decision"].agg(
-        lambda d: "regression" if d.eq("regression").any() else
-        "improvement" if d.eq("improvement").any() else "unchanged")
-    only = pd.Series({**{g: "new" for g in set(cur.frame["group_id"]) - set(shared)},
-                      **{g: "missing" for g in set(base.frame["group_id"]) - set(shared)}},
-                     dtype=object)
+        lambda d: (
+            "regression"
+            if d.eq("regression").any()
+            else "improvement"
+            if d.eq("improvement").any()
+            else "unchanged"
+        )
+    )
+    only = pd.Series(
+        {
+            **{g: "new" for g in set(cur.frame["group_id"]) - set(shared)},
+            **{g: "missing" for g in set(base.frame["group_id"]) - set(shared)},
+        },
+        dtype=object,
+    )
     decisions = pd.concat([per_case, only]).rename("decision")
     cases = decisions.rename_axis("group_id").reset_index()
     cases.insert(0, "case", cases["group_id"].map(case_name))
-    return Comparison(metrics=metrics, cases=cases.sort_values("case", ignore_index=True),
-                      thresholds=th, allow_missing=allow_missing)
+    return Comparison(
+        metrics=metrics,
+        cases=cases.sort_values("case", ignore_index=True),
+        thresholds=th,
+        allow_missing=allow_missing,
+    )
 
 
 def write_baseline(records: Iterable[dict[str, Any]], path: Path | str) -> int:
@@ -293,8 +387,10 @@ def write_baseline(records: Iterable[dict[str, Any]], path: Path | str) -> int:
     from kdbench.results import newest
 
     latest, _ = newest(records)
-    lines = [json.dumps(r, sort_keys=True) for r in
-             sorted(latest, key=lambda r: (r.get("name") or "", r["case_id"]))]
+    lines = [
+        json.dumps(r, sort_keys=True)
+        for r in sorted(latest, key=lambda r: (r.get("name") or "", r["case_id"]))
+    ]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(line + "\n" for line in lines))

@@ -28,15 +28,18 @@ def t_test(base: Values, cur: Values) -> tuple[float, float, str]:
         diff = np.array([cur[s] - base[s] for s in seeds])
         if np.all(diff == diff[0]):  # one shift on every seed: a change, not noise
             return (1.0 if diff[0] == 0 else 0.0), 0.0, "paired"
-        return float(stats.ttest_rel(diff, np.zeros_like(diff)).pvalue), \
-            float(diff.std(ddof=1) / math.sqrt(len(diff))), "paired"
+        return (
+            float(stats.ttest_rel(diff, np.zeros_like(diff)).pvalue),
+            float(diff.std(ddof=1) / math.sqrt(len(diff))),
+            "paired",
+        )
     if min(len(b), len(c)) < 2 or (np.all(b == b[0]) and np.all(c == c[0])):
         return math.nan, math.nan, "none"
     # Welch-Satterthwaite, as scipy's ttest_ind(equal_var=False), which warns of precision
     # loss where one side has almost no spread (a collapse one test image off ce)
     vb, vc = b.var(ddof=1) / len(b), c.var(ddof=1) / len(c)
     se = math.sqrt(vb + vc)
-    df = (vb + vc) ** 2 / (vb ** 2 / (len(b) - 1) + vc ** 2 / (len(c) - 1))
+    df = (vb + vc) ** 2 / (vb**2 / (len(b) - 1) + vc**2 / (len(c) - 1))
     return float(2 * stats.t.sf(abs(c.mean() - b.mean()) / se, df)), se, "Welch"
 
 
@@ -75,25 +78,47 @@ def decide(base: Values, cur: Values, metric: str, th: Thresholds) -> dict[str, 
     if base == cur:
         decision, why = "unchanged", "identical on every seed"
     elif abs(effect) <= th.min_effect[metric]:
-        decision, why = "unchanged", (f"{change}, below the minimum effect "
-                                      f"{th.min_effect[metric]:g} {unit}")
+        decision, why = (
+            "unchanged",
+            (f"{change}, below the minimum effect {th.min_effect[metric]:g} {unit}"),
+        )
     elif test == "none" and abs(effect) <= th.tolerance_for(metric):
-        decision, why = "unchanged", (f"{change} within the tolerance {th.tolerance_for(metric):g}"
-                                      f" {unit} (no noise estimate: one seed or no spread)")
+        decision, why = (
+            "unchanged",
+            (
+                f"{change} within the tolerance {th.tolerance_for(metric):g}"
+                f" {unit} (no noise estimate: one seed or no spread)"
+            ),
+        )
     elif test != "none" and p >= th.alpha:
-        decision, why = "unchanged", (f"{change} within seed noise ({test} t-test p = "
-                                      f"{p:.2g} ≥ {th.alpha:g})")
+        decision, why = (
+            "unchanged",
+            (f"{change} within seed noise ({test} t-test p = {p:.2g} ≥ {th.alpha:g})"),
+        )
     else:
         decision = "regression" if worse else "improvement"
-        why = (f"{change} beyond the tolerance {th.tolerance_for(metric):g} {unit} (no noise "
-               f"estimate)" if test == "none" else
-               f"{change}, {test} t-test p = {p:.2g} < {th.alpha:g}")
-    return {"check": "value", "baseline": b.mean(), "baseline_std": _std(b),
-            "baseline_n": len(b), "current": c.mean(), "current_std": _std(c),
-            "current_n": len(c), "delta": delta, "effect": effect, "unit": unit, "p": p,
-            "test": test, "detectable": _in_unit(metric, b.mean(),
-                                                 detectable(se, len(b), len(c), test, th.alpha)),
-            "decision": decision, "why": why}
+        why = (
+            f"{change} beyond the tolerance {th.tolerance_for(metric):g} {unit} (no noise estimate)"
+            if test == "none"
+            else f"{change}, {test} t-test p = {p:.2g} < {th.alpha:g}"
+        )
+    return {
+        "check": "value",
+        "baseline": b.mean(),
+        "baseline_std": _std(b),
+        "baseline_n": len(b),
+        "current": c.mean(),
+        "current_std": _std(c),
+        "current_n": len(c),
+        "delta": delta,
+        "effect": effect,
+        "unit": unit,
+        "p": p,
+        "test": test,
+        "detectable": _in_unit(metric, b.mean(), detectable(se, len(b), len(c), test, th.alpha)),
+        "decision": decision,
+        "why": why,
+    }
 
 
 def _in_unit(metric: str, base_mean: float, value: float) -> float:
@@ -125,28 +150,53 @@ def decide_gain(base: Values, cur: Values, metric: str, th: Thresholds) -> dict[
     lost = direction * delta < 0
     # one-sided: only a smaller gain counts here (a larger one is check 1's improvement)
     p = (p_two / 2 if lost else 1 - p_two / 2) if not math.isnan(p_two) else math.nan
-    row = {"check": "gain over ce", "baseline": b.mean(), "baseline_std": _std(b),
-           "baseline_n": len(b), "current": c.mean(), "current_std": _std(c),
-           "current_n": len(c), "delta": delta, "effect": delta, "unit": unit, "p": p,
-           "test": test, "detectable": detectable(se, len(b), len(c), test, 2 * alpha)}
+    row = {
+        "check": "gain over ce",
+        "baseline": b.mean(),
+        "baseline_std": _std(b),
+        "baseline_n": len(b),
+        "current": c.mean(),
+        "current_std": _std(c),
+        "current_n": len(c),
+        "delta": delta,
+        "effect": delta,
+        "unit": unit,
+        "p": p,
+        "test": test,
+        "detectable": detectable(se, len(b), len(c), test, 2 * alpha),
+    }
     gain = f"gain over ce {b.mean():+.2f} → {c.mean():+.2f} {unit}"
     if len(c) >= 2 and not c.any() and b.any():
-        return {**row, "decision": "regression",
-                "why": f"no-op: identical to ce on every seed ({gain}; a distillation term "
-                       f"that stopped acting?)"}
+        return {
+            **row,
+            "decision": "regression",
+            "why": f"no-op: identical to ce on every seed ({gain}; a distillation term "
+            f"that stopped acting?)",
+        }
     if direction * b.mean() <= 0:
         return None
     spread = b.std(ddof=1)
-    p_gain = 0.0 if spread == 0 else float(stats.ttest_1samp(direction * b, 0.0,
-                                                             alternative="greater").pvalue)
+    p_gain = (
+        0.0
+        if spread == 0
+        else float(stats.ttest_1samp(direction * b, 0.0, alternative="greater").pvalue)
+    )
     if p_gain >= alpha:
         return None
-    if lost and abs(delta) > min_effect and (
+    if (
+        lost
+        and abs(delta) > min_effect
+        and (
             (not math.isnan(p) and p < alpha)
-            or (math.isnan(p) and abs(delta) > th.tolerance_for(metric))):
-        return {**row, "decision": "regression",
-                "why": f"lost its gain: {gain} (the baseline gain had p = {p_gain:.2g}; "
-                       f"{test} one-sided p = {p:.2g} < {alpha:g})"}
+            or (math.isnan(p) and abs(delta) > th.tolerance_for(metric))
+        )
+    ):
+        return {
+            **row,
+            "decision": "regression",
+            "why": f"lost its gain: {gain} (the baseline gain had p = {p_gain:.2g}; "
+            f"{test} one-sided p = {p:.2g} < {alpha:g})",
+        }
     return {**row, "decision": "unchanged", "why": f"kept its gain: {gain}"}
 
 
@@ -154,7 +204,13 @@ def status_change(base_ok: int, base_n: int, cur_ok: int, cur_n: int) -> dict[st
     """A group that lost (or regained) every ok seed: decided on its status alone."""
     if (base_ok == 0) == (cur_ok == 0):
         return None
-    return {"check": "status", "baseline": base_ok, "baseline_n": base_n, "current": cur_ok,
-            "current_n": cur_n, "unit": "ok seeds",
-            "decision": "regression" if cur_ok == 0 else "improvement",
-            "why": "no ok seed left" if cur_ok == 0 else "ok again"}
+    return {
+        "check": "status",
+        "baseline": base_ok,
+        "baseline_n": base_n,
+        "current": cur_ok,
+        "current_n": cur_n,
+        "unit": "ok seeds",
+        "decision": "regression" if cur_ok == 0 else "improvement",
+        "why": "no ok seed left" if cur_ok == 0 else "ok again",
+    }

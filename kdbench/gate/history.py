@@ -3,8 +3,8 @@
 Each RUN is the records of one run (a file or a folder); runs are ordered by date (the first
 ``created_at`` of their records) and named by their ``env.git_sha``. The trend follows, per
 setting, pair and method, the configuration that the **newest** run's leaderboard shows (the
-temperature chosen on validation top-1, ``kdbench.publish.summary.chosen``), held fixed across the runs,
-so that each row is one case group and each step is decided on like data: per run its test
+temperature chosen on validation top-1, ``kdbench.publish.summary.chosen``), held fixed across
+the runs, so that each row is one case group and each step is decided on like data: per run its test
 top-1 (mean ± std (n) over seeds) and training speed (``train_throughput_online``: samples/s
 with the teacher's forward pass included). A step between a run and the one before it is
 marked (▼ regression, ▲ improvement) exactly where ``kdbench compare`` would decide one —
@@ -19,9 +19,9 @@ API::
     h.trend     # one row per (tracked configuration, run) with its numbers and steps
     h.steps     # compare's regressions/improvements of the tracked configurations
     h.to_markdown(); h.to_csv()
-    kdbench.publish.plots.write_history_plots(h.trend, directory)   # top-1 and speed over runs per pair
+    kdbench.publish.plots.write_history_plots(h.trend, directory)  # top-1, speed over runs
 
-    benchmark_action(summary)        # {"customBiggerIsBetter": [...], "customSmallerIsBetter": [...]}
+    benchmark_action(summary)  # {"customBiggerIsBetter": [...], "customSmallerIsBetter": [...]}
     write_benchmark_action(summary, directory)  # bigger-is-better.json, smaller-is-better.json
 
 The export is the input of benchmark-action/github-action-benchmark's ``customBiggerIsBetter``
@@ -61,6 +61,7 @@ MARKS = {"regression": "▼", "improvement": "▲"}
 
 # ---------------------------------------------------------------- runs
 
+
 def _summary(records: list[dict[str, Any]]) -> pd.DataFrame:
     """``summarize`` of one run, each case group with its ``group_id`` and ``method``."""
     frame = records_frame(records)
@@ -75,15 +76,19 @@ def _summary(records: list[dict[str, Any]]) -> pd.DataFrame:
 def _run_row(path: str, records: list[dict[str, Any]]) -> dict[str, Any]:
     frame = records_frame(records)
     shas = frame["env.git_sha"].dropna().unique() if "env.git_sha" in frame else []
-    return {"path": path, "git_sha": ", ".join(sorted(map(str, shas))) or "?",
-            "date": pd.to_datetime(frame["created_at"], utc=True, format="ISO8601").min(),
-            "records": len(frame)}
+    return {
+        "path": path,
+        "git_sha": ", ".join(sorted(map(str, shas))) or "?",
+        "date": pd.to_datetime(frame["created_at"], utc=True, format="ISO8601").min(),
+        "records": len(frame),
+    }
 
 
 def _tracked(newest: pd.DataFrame) -> pd.DataFrame:
     """The configurations the newest run's leaderboards show, with their section title."""
-    parts = [chosen(part, ["pair", "method"]).assign(section=title)
-             for title, part in sections(newest)]
+    parts = [
+        chosen(part, ["pair", "method"]).assign(section=title) for title, part in sections(newest)
+    ]
     return pd.concat(parts)[["section", "pair", "method", "group_id"]]
 
 
@@ -93,6 +98,7 @@ def _step_text(row: pd.Series) -> str:
 
 
 # ---------------------------------------------------------------- history
+
 
 @dataclass
 class History:
@@ -104,30 +110,40 @@ class History:
 
     def rule(self) -> str:
         th = self.thresholds
-        return (f"Per pair and method: the configuration the newest run's leaderboard shows "
-                f"(temperature chosen on {SELECTION}), held fixed across runs; cells: test "
-                f"top-1 % mean ± std (n seeds); train samples/s: {SPEED} (teacher forward "
-                f"included). ▼ regression / ▲ improvement against the run before, decided as "
-                f"`kdbench compare` decides: Welch t-test at α = {th.alpha:g} and minimum "
-                f"effects on the gated metrics " + ", ".join(
-                    f"{m} {th.min_effect[m]:g} {DIRECTIONS[m][1]}" for m in th.metrics)
-                + f"; the speed marker is compare's {SPEED} decision (only when gated).")
+        return (
+            f"Per pair and method: the configuration the newest run's leaderboard shows "
+            f"(temperature chosen on {SELECTION}), held fixed across runs; cells: test "
+            f"top-1 % mean ± std (n seeds); train samples/s: {SPEED} (teacher forward "
+            f"included). ▼ regression / ▲ improvement against the run before, decided as "
+            f"`kdbench compare` decides: Welch t-test at α = {th.alpha:g} and minimum "
+            f"effects on the gated metrics "
+            + ", ".join(f"{m} {th.min_effect[m]:g} {DIRECTIONS[m][1]}" for m in th.metrics)
+            + f"; the speed marker is compare's {SPEED} decision (only when gated)."
+        )
 
     def table(self, rows: pd.DataFrame) -> pd.DataFrame:
         """The Markdown trend of one pair: method × run."""
-        return pd.DataFrame({
-            "method": rows["method"], "T": rows["T_text"], "run": rows["run"].astype(str),
-            "git": rows["git_sha"], "date": rows["date"].dt.strftime("%Y-%m-%d %H:%M"),
-            "test top-1 %": rows["top1_text"] + rows["top1_step"].map(MARKS).fillna("")
-            .radd(" ").str.rstrip(),
-            "train samples/s": rows[f"{SPEED}_mean"].map(fmt_count) + rows["speed_step"]
-            .map(MARKS).fillna("").radd(" ").str.rstrip(),
-            "steps": rows["steps"]})
+        return pd.DataFrame(
+            {
+                "method": rows["method"],
+                "T": rows["T_text"],
+                "run": rows["run"].astype(str),
+                "git": rows["git_sha"],
+                "date": rows["date"].dt.strftime("%Y-%m-%d %H:%M"),
+                "test top-1 %": rows["top1_text"]
+                + rows["top1_step"].map(MARKS).fillna("").radd(" ").str.rstrip(),
+                "train samples/s": rows[f"{SPEED}_mean"].map(fmt_count)
+                + rows["speed_step"].map(MARKS).fillna("").radd(" ").str.rstrip(),
+                "steps": rows["steps"],
+            }
+        )
 
     def to_markdown(self) -> str:
-        runs = self.runs.assign(run=self.runs["run"].astype(str),
-                                date=self.runs["date"].dt.strftime("%Y-%m-%d %H:%M"),
-                                records=self.runs["records"].astype(str))
+        runs = self.runs.assign(
+            run=self.runs["run"].astype(str),
+            date=self.runs["date"].dt.strftime("%Y-%m-%d %H:%M"),
+            records=self.runs["records"].astype(str),
+        )
         lines = ["# kdbench history", "", self.rule(), "", runs.to_markdown(index=False), ""]
         lines += [f"{note}\n" for note in self.notes]
         for (section, pair), rows in self.trend.groupby(["section", "pair"], sort=True):
@@ -136,14 +152,31 @@ class History:
         return "\n".join(lines)
 
     def to_csv(self) -> str:
-        columns = ["run", "git_sha", "date", "section", "pair", "method", "T", "group_id", "n",
-                   "top1_mean", "top1_std", "val_top1_mean", f"{SPEED}_mean", f"{SPEED}_std",
-                   "top1_step", "speed_step", "steps"]
+        columns = [
+            "run",
+            "git_sha",
+            "date",
+            "section",
+            "pair",
+            "method",
+            "T",
+            "group_id",
+            "n",
+            "top1_mean",
+            "top1_std",
+            "val_top1_mean",
+            f"{SPEED}_mean",
+            f"{SPEED}_std",
+            "top1_step",
+            "speed_step",
+            "steps",
+        ]
         return self.trend[columns].to_csv(index=False)
 
 
-def history(runs: Sequence[tuple[str, list[dict[str, Any]]]],
-            thresholds: Thresholds | None = None) -> History:
+def history(
+    runs: Sequence[tuple[str, list[dict[str, Any]]]], thresholds: Thresholds | None = None
+) -> History:
     """Trend and steps of ``runs`` ((path, records) each); see the module docstring."""
     if not runs:
         raise KdbenchError("no runs: give one records file or folder per run")
@@ -166,13 +199,27 @@ def history(runs: Sequence[tuple[str, list[dict[str, Any]]]],
         except KdbenchError as exc:
             notes.append(f"Run {i} → {i + 1}: not compared: {exc}.")
             continue
-        steps.append(changes[changes["decision"].isin(list(MARKS))
-                             & changes["group_id"].isin(tracked["group_id"])].assign(run=i + 1))
+        steps.append(
+            changes[
+                changes["decision"].isin(list(MARKS))
+                & changes["group_id"].isin(tracked["group_id"])
+            ].assign(run=i + 1)
+        )
     trend = pd.concat(rows, ignore_index=True)
-    step_frame = pd.concat(steps, ignore_index=True) if steps else pd.DataFrame(
-        columns=["run", "group_id", "metric", "decision", "effect", "unit", "p", "why"])
-    return History(runs=meta, trend=_with_steps(trend, step_frame), steps=step_frame,
-                   thresholds=th, notes=notes)
+    step_frame = (
+        pd.concat(steps, ignore_index=True)
+        if steps
+        else pd.DataFrame(
+            columns=["run", "group_id", "metric", "decision", "effect", "unit", "p", "why"]
+        )
+    )
+    return History(
+        runs=meta,
+        trend=_with_steps(trend, step_frame),
+        steps=step_frame,
+        thresholds=th,
+        notes=notes,
+    )
 
 
 def _with_steps(trend: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
@@ -187,23 +234,35 @@ def _with_steps(trend: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
 
     keys = list(zip(trend["run"], trend["group_id"]))
     method_order = trend["method"].map(lambda m: (m != "ce", m))
-    return trend.assign(
-        T_text=trend.apply(fmt_T, axis=1), top1_text=trend.apply(fmt_top1, axis=1),
-        top1_step=[decision(k, ("top1", "status")) for k in keys],
-        speed_step=[decision(k, (SPEED, "status")) for k in keys],
-        steps=["; ".join(_step_text(row) for _, row in found.get(k, none).iterrows())
-               for k in keys], _order=method_order,
-    ).sort_values(["section", "pair", "_order", "run"], kind="stable").drop(
-        columns="_order").reset_index(drop=True)
+    return (
+        trend.assign(
+            T_text=trend.apply(fmt_T, axis=1),
+            top1_text=trend.apply(fmt_top1, axis=1),
+            top1_step=[decision(k, ("top1", "status")) for k in keys],
+            speed_step=[decision(k, (SPEED, "status")) for k in keys],
+            steps=[
+                "; ".join(_step_text(row) for _, row in found.get(k, none).iterrows()) for k in keys
+            ],
+            _order=method_order,
+        )
+        .sort_values(["section", "pair", "_order", "run"], kind="stable")
+        .drop(columns="_order")
+        .reset_index(drop=True)
+    )
 
 
 # ---------------------------------------------------------------- github-action-benchmark
 
-BIGGER = (("test top-1", "top1", "%"), ("train samples/s", SPEED, "samples/s"),
-          ("infer samples/s", "infer_throughput", "samples/s"))
+BIGGER = (
+    ("test top-1", "top1", "%"),
+    ("train samples/s", SPEED, "samples/s"),
+    ("infer samples/s", "infer_throughput", "samples/s"),
+)
 SMALLER = (("latency", "latency_ms", "ms"), ("fidelity KL", "fidelity_kl", "nats"))
-TOOLS = {"customBiggerIsBetter": ("bigger-is-better.json", BIGGER),
-         "customSmallerIsBetter": ("smaller-is-better.json", SMALLER)}
+TOOLS = {
+    "customBiggerIsBetter": ("bigger-is-better.json", BIGGER),
+    "customSmallerIsBetter": ("smaller-is-better.json", SMALLER),
+}
 
 
 def benchmark_action(summary: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
@@ -220,8 +279,12 @@ def benchmark_action(summary: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
                     mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
                     if pd.isna(mean):
                         continue
-                    entry = {"name": f"{prefix}{row['pair']} {row['method']}: {label}",
-                             "unit": unit, "value": round(float(mean), 6), "extra": extra}
+                    entry = {
+                        "name": f"{prefix}{row['pair']} {row['method']}: {label}",
+                        "unit": unit,
+                        "value": round(float(mean), 6),
+                        "extra": extra,
+                    }
                     if not pd.isna(std):
                         entry["range"] = f"± {std:.4g}"
                     out[tool].append(entry)
@@ -234,7 +297,6 @@ def write_benchmark_action(summary: pd.DataFrame, directory: Path | str) -> list
     written = []
     for tool, entries in benchmark_action(summary).items():
         path = out / TOOLS[tool][0]
-        path.write_text(json.dumps(entries, indent=2, ensure_ascii=False) + "\n",
-                        encoding="utf-8")
+        path.write_text(json.dumps(entries, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         written.append(path)
     return written

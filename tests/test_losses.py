@@ -652,6 +652,7 @@ def g_rld():
 # CAT-KD's and SDD's golden values are the authors' code transcribed in tests/test_losses_cam.py
 # (they need the networks' classifiers, which features() here does not have).
 from test_losses_cam import golden_catkd as g_catkd  # noqa: E402, F401
+from test_losses_cam import golden_sdd as g_sdd  # noqa: E402, F401
 
 GOLDEN = {name[2:]: fn for name, fn in dict(globals()).items() if name.startswith("g_")}
 

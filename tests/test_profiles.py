@@ -61,7 +61,9 @@ def test_profile_loss_options_override_only_their_loss():
     assert {s.loss_options for s in specs if s.loss == "at"} == {(("beta", 100.0),)}
     assert {s.loss_options for s in specs if s.loss == "dkd"} == {(("warmup", 1 / 3),)}
     assert {s.loss_options for s in specs if s.loss == "crd"} == {(("beta", 0.1),)}
-    assert all(s.loss_options == () for s in specs if s.loss not in ("at", "dkd", "crd"))
+    assert {s.loss_options for s in specs if s.loss == "rld"} == {(("warmup", 1 / 3),)}
+    assert {s.alpha for s in specs if s.loss == "mlkd"} == {0.5}
+    assert all(s.loss_options == () for s in specs if s.loss not in ("at", "dkd", "crd", "rld"))
 
 
 def test_a_newly_registered_loss_is_picked_up(monkeypatch):

@@ -62,6 +62,8 @@ def test_a_toml_copy_of_quick_makes_quicks_cases(tmp_path):
         "at = { beta = 100 }\n"
         "dkd = { warmup = 0.3333333333333333 }\n"
         "crd = { beta = 0.1 }\n"
+        "rld = { warmup = 0.3333333333333333 }\n"
+        "mlkd = { alpha = 0.5 }\n"
     )
     (mine,) = user_profiles(pyproject)
     assert (mine.name, mine.teacher_epochs, mine.seeds) == ("my-quick", 15, 3)

@@ -123,7 +123,7 @@ def test_a_killed_session_leaves_every_finished_case_loadable(kd_suite, pytester
         assert proc.returncode == int(pytest.ExitCode.INTERRUPTED)
         assert "kdbench leaderboard" in out
         records = load_records([run_file])
-    assert len(records) >= 2 and all(r["status"] == "ok" for r in records)
+    assert len(records) >= 2 and all(r["status"] in ("ok", "n/a") for r in records)  # finished
 
 
 def test_resume_skips_cases_already_recorded(kd_suite, pytester):

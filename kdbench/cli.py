@@ -26,119 +26,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
+from kdbench.gate.thresholds import add_options as add_threshold_options
+from kdbench.publish.catalog import LISTERS
 from kdbench.registry import KdbenchError
 
-KINDS = ("losses", "models", "datasets", "profiles", "recipes")
-
-
 # ---------------------------------------------------------------- list
-
-
-def _first_line(obj: Any) -> str:
-    return ((obj.__doc__ or "").strip().splitlines() or [""])[0]
-
-
-def _losses() -> tuple[list[str], Callable[[str], dict]]:
-    from kdbench.losses import LOSSES
-    from kdbench.publish.findings import citation
-
-    def details(name: str) -> dict:
-        c = citation(LOSSES.get(name))
-        return {
-            "paper": c["paper"],
-            "venue": c["venue"],
-            "year": c["year"],
-            "temperature": "yes" if LOSSES.get(name).uses_temperature else "",
-        }
-
-    return LOSSES.names(), details
-
-
-def _models() -> tuple[list[str], Callable[[str], dict]]:
-    import torch
-
-    from kdbench.models import MODELS, build_model, count_params
-
-    def params(name: str, classes: int) -> tuple[str, str]:
-        with torch.device("meta"):  # shapes only: no memory, no initialisation time
-            shape = build_model(name, classes, (3, 32, 32)).native_input
-            n = count_params(build_model(name, classes, shape))
-        return f"{n:,}", "×".join(map(str, shape))
-
-    def details(name: str) -> dict:
-        (p10, shape), (p100, _) = params(name, 10), params(name, 100)
-        return {
-            "input": shape,
-            "params 10 classes": p10,
-            "params 100 classes": p100,
-            "description": _first_line(MODELS.get(name)),
-        }
-
-    return MODELS.names(), details
-
-
-def _datasets() -> tuple[list[str], Callable[[str], dict]]:
-    from kdbench.data import DATASETS, load_dataset
-
-    def details(name: str) -> dict:
-        row = {"description": _first_line(DATASETS.get(name))}
-        try:
-            data = load_dataset(name)
-        except (KdbenchError, OSError, RuntimeError):
-            return {**row, "classes": "", "shape": "", "train / val / test": "not on disk"}
-        return {
-            **row,
-            "classes": data.num_classes,
-            "shape": "×".join(map(str, data.input_shape)),
-            "train / val / test": f"{data.num_train} / {data.num_val} / {data.num_test}",
-        }
-
-    return DATASETS.names(), details
-
-
-def _profiles() -> tuple[list[str], Callable[[str], dict]]:
-    """The shipped profiles and those of the nearest pyproject.toml with
-    ``[tool.kdbench.profiles]``, from the current folder upwards."""
-    from kdbench.matrix.profiles import PROFILES
-    from kdbench.matrix.user_profiles import find_profiles, project_profiles
-
-    pyproject = find_profiles(Path.cwd())
-    profiles = project_profiles(pyproject)
-
-    def details(name: str) -> dict:
-        p = profiles.get(name)
-        return {
-            "dataset": p.dataset,
-            "pairs": len(p.pairs),
-            "from": "kdbench" if name in PROFILES else str(pyproject),
-            "description": p.description,
-        }
-
-    return profiles.names(), details
-
-
-def _recipes() -> tuple[list[str], Callable[[str], dict]]:
-    from kdbench.recipes import RECIPES
-
-    return RECIPES.names(), lambda n: {
-        "lr": RECIPES.get(n).lr,
-        "description": RECIPES.get(n).description,
-    }
-
-
-LISTERS = {
-    "losses": _losses,
-    "models": _models,
-    "datasets": _datasets,
-    "profiles": _profiles,
-    "recipes": _recipes,
-}
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -210,22 +107,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _thresholds(args: argparse.Namespace):
-    from kdbench.gate.thresholds import Thresholds, parse_assignments
-
-    return Thresholds.load(
-        args.config,
-        alpha=args.alpha,
-        metrics=args.metrics.split(",") if args.metrics else None,
-        min_effect=parse_assignments(args.min_effect, "--min-effect"),
-        tolerance=parse_assignments(args.tolerance, "--tolerance"),
-    )
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
     from kdbench.gate.compare import compare
+    from kdbench.gate.thresholds import Thresholds
 
-    thresholds = _thresholds(args)
+    thresholds = Thresholds.from_args(args)
     (baseline, _), (current, _) = (
         _load([path], strict=True) for path in (args.baseline, args.current)
     )
@@ -236,9 +122,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_history(args: argparse.Namespace) -> int:
     from kdbench.gate.history import history
+    from kdbench.gate.thresholds import Thresholds
 
     result = history(
-        [(path, _load([path], strict=True)[0]) for path in args.runs], _thresholds(args)
+        [(path, _load([path], strict=True)[0]) for path in args.runs], Thresholds.from_args(args)
     )
     for note in result.notes:
         print(f"kdbench: note: {note}", file=sys.stderr)
@@ -272,37 +159,6 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return watch.main(args)
 
 
-def _threshold_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--alpha", type=float, help="significance level of the t-test (0.01)")
-    p.add_argument(
-        "--metrics",
-        metavar="M,...",
-        help="gated metrics (default: "
-        "kdbench.gate.compare.GATED, the machine-independent ones: accuracy, agreement, "
-        "fidelity, sizes)",
-    )
-    p.add_argument(
-        "--min-effect",
-        nargs="+",
-        default=[],
-        metavar="METRIC=VALUE",
-        help="minimum effect: points for top1/agreement, percent for the others",
-    )
-    p.add_argument(
-        "--tolerance",
-        nargs="+",
-        default=[],
-        metavar="METRIC=VALUE",
-        help="one-seed tolerance (default: twice the minimum effect)",
-    )
-    p.add_argument(
-        "--config",
-        default=None,
-        help="pyproject.toml with [tool.kdbench.compare] (default: the nearest one "
-        "with that table, from the current folder upwards)",
-    )
-
-
 def parser() -> argparse.ArgumentParser:
     from kdbench.publish.formats import FORMATS
 
@@ -315,7 +171,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     ls = sub.add_parser("list", help="registered names, one per line, then details")
-    ls.add_argument("kind", choices=KINDS)
+    ls.add_argument("kind", choices=list(LISTERS))
     ls.add_argument("--names-only", action="store_true", help="only the names")
     ls.set_defaults(func=cmd_list)
 
@@ -353,7 +209,7 @@ def parser() -> argparse.ArgumentParser:
     cp.add_argument("current", metavar="CURRENT", help="current records (file or folder)")
     cp.add_argument("--format", choices=("md", "json"), default="md")
     cp.add_argument("--out", metavar="FILE", help="write here instead of stdout")
-    _threshold_options(cp)
+    add_threshold_options(cp)
     cp.add_argument(
         "--allow-missing",
         action="store_true",
@@ -381,7 +237,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="write history.md, history.csv and <pair>-history.png plots here",
     )
-    _threshold_options(hi)
+    add_threshold_options(hi)
     hi.set_defaults(func=cmd_history)
 
     sl = sub.add_parser(

@@ -4,6 +4,7 @@ project's pyproject.toml ← command-line overrides)."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -143,6 +144,17 @@ class Thresholds:
             )
         return cls().updated(**config).updated(**overrides)
 
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Thresholds:
+        """``load`` with the options of ``add_options`` (``--config`` first, the rest over it)."""
+        return cls.load(
+            args.config,
+            alpha=args.alpha,
+            metrics=args.metrics.split(",") if args.metrics else None,
+            min_effect=parse_assignments(args.min_effect, "--min-effect"),
+            tolerance=parse_assignments(args.tolerance, "--tolerance"),
+        )
+
 
 def parse_assignments(items: Iterable[str], what: str) -> dict[str, float]:
     """``["top1=0.5", "infer_throughput=20%"]`` → ``{"top1": 0.5, "infer_throughput": 20.0}``."""
@@ -157,3 +169,36 @@ def parse_assignments(items: Iterable[str], what: str) -> dict[str, float]:
                 "e.g. top1=1.0 or infer_throughput=15"
             ) from None
     return out
+
+
+def add_options(p: argparse.ArgumentParser) -> None:
+    """The command-line options of ``kdbench compare`` and ``kdbench history`` that
+    ``Thresholds.from_args`` reads."""
+    p.add_argument("--alpha", type=float, help="significance level of the t-test (0.01)")
+    p.add_argument(
+        "--metrics",
+        metavar="M,...",
+        help="gated metrics (default: "
+        "kdbench.gate.compare.GATED, the machine-independent ones: accuracy, agreement, "
+        "fidelity, sizes)",
+    )
+    p.add_argument(
+        "--min-effect",
+        nargs="+",
+        default=[],
+        metavar="METRIC=VALUE",
+        help="minimum effect: points for top1/agreement, percent for the others",
+    )
+    p.add_argument(
+        "--tolerance",
+        nargs="+",
+        default=[],
+        metavar="METRIC=VALUE",
+        help="one-seed tolerance (default: twice the minimum effect)",
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        help="pyproject.toml with [tool.kdbench.compare] (default: the nearest one "
+        "with that table, from the current folder upwards)",
+    )

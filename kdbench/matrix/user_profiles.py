@@ -36,10 +36,9 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
-import json
 import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +46,15 @@ from kdbench.data import DATASETS
 from kdbench.losses import LOSSES
 from kdbench.matrix.config import find_first, read_table
 from kdbench.matrix.profiles import PROFILES, Pair, Profile
+from kdbench.matrix.toml_values import (
+    Key,
+    as_count,
+    as_kind,
+    as_list,
+    as_registered,
+    as_table,
+    check_keys,
+)
 from kdbench.models.base import model_factory
 from kdbench.recipes import RECIPES
 from kdbench.registry import KdbenchError, Registry, did_you_mean
@@ -74,30 +82,6 @@ KEYS = (
     "base",
 )
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a word for --kd-profile and job names
-BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")  # TOML keys written without quotes
-KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-
-
-@dataclass(frozen=True)
-class _Key:
-    """Where a value sits: the file and the dotted key path TOML would write."""
-
-    path: Path
-    keys: tuple[str | int, ...]
-
-    def __truediv__(self, key: str | int) -> _Key:
-        return _Key(self.path, (*self.keys, key))
-
-    def __str__(self) -> str:
-        return "".join(
-            f"[{k}]"
-            if isinstance(k, int)
-            else ("." if i else "") + (k if BARE_KEY.fullmatch(k) else json.dumps(k))
-            for i, k in enumerate(self.keys)
-        )
-
-    def error(self, message: str) -> KdbenchError:
-        return KdbenchError(f"{self.path}: {self}: {message}")
 
 
 def find_profiles(*starts: Path) -> Path | None:
@@ -119,13 +103,13 @@ def project_profiles(pyproject: Path | None) -> Registry:
 
 def user_profiles(pyproject: Path) -> list[Profile]:
     """The profiles of ``[tool.kdbench.profiles]`` in ``pyproject``, each checked in full."""
-    table = _Key(pyproject, tuple(TABLE.split(".")))
+    table = Key(pyproject, tuple(TABLE.split(".")))
     return [
         _profile(table / name, name, entry) for name, entry in read_table(pyproject, TABLE).items()
     ]
 
 
-def _profile(at: _Key, name: str, entry: Any) -> Profile:
+def _profile(at: Key, name: str, entry: Any) -> Profile:
     if not NAME.fullmatch(name):
         raise at.error(f"invalid profile name {name!r}: use letters, digits, '-', '_' and '.'")
     if name in PROFILES:
@@ -133,30 +117,30 @@ def _profile(at: _Key, name: str, entry: Any) -> Profile:
             f"the name {name!r} is taken by kdbench's shipped profile {name!r}: "
             f"rename yours; shipped: {', '.join(PROFILES.names())}"
         )
-    entry = _table(at, entry)
-    _check_keys(at, entry, KEYS, "unknown key {}")
+    entry = as_table(at, entry)
+    check_keys(at, entry, KEYS, "unknown key {}")
     if "base" in entry:
         entry = _inherited(
-            PROFILES.get(_registered(at / "base", PROFILES.get, entry["base"])), entry
+            PROFILES.get(as_registered(at / "base", PROFILES.get, entry["base"])), entry
         )
     missing = [key for key in REQUIRED if key not in entry]
     if missing:
         raise at.error(f"missing key {missing[0]!r}: required: {', '.join(REQUIRED)}")
-    dataset = _registered(at / "dataset", DATASETS.get, entry["dataset"])
+    dataset = as_registered(at / "dataset", DATASETS.get, entry["dataset"])
     fields: dict[str, Any] = {
-        "description": _like(at / "description", entry.get("description", ""), ""),
+        "description": as_kind(at / "description", entry.get("description", ""), ""),
         "dataset": dataset,
         "pairs": _pairs(at / "pairs", entry["pairs"]),
-        "recipe": _registered(at / "recipe", RECIPES.get, entry["recipe"]),
+        "recipe": as_registered(at / "recipe", RECIPES.get, entry["recipe"]),
         "dataset_options": _dataset_options(
             at / "dataset_options", dataset, entry.get("dataset_options", {})
         ),
     }
     for key in ("epochs", "teacher_epochs", "batch_size", "seeds"):
         if key in entry:
-            fields[key] = _count(at / key, entry[key])
+            fields[key] = as_count(at / key, entry[key])
     if "tuning_seed" in entry:
-        fields["tuning_seed"] = _like(at / "tuning_seed", entry["tuning_seed"], 0)
+        fields["tuning_seed"] = as_kind(at / "tuning_seed", entry["tuning_seed"], 0)
     fields.setdefault("teacher_epochs", fields["epochs"])
     if "losses" in entry:
         fields["losses"] = _patterns(at / "losses", entry["losses"], LOSSES.names(), "loss")
@@ -172,8 +156,8 @@ def _profile(at: _Key, name: str, entry: Any) -> Profile:
             ),
         )
     pairs = {pair_name(*pair): pair for pair in profile.pairs}
-    settings = _table(at / "pair_settings", entry.get("pair_settings", {}))
-    _check_keys(at / "pair_settings", settings, pairs, "pair {} is not in pairs")
+    settings = as_table(at / "pair_settings", entry.get("pair_settings", {}))
+    check_keys(at / "pair_settings", settings, pairs, "pair {} is not in pairs")
     profile = replace(
         profile,
         loss_options=_loss_settings(at / "loss_options", entry.get("loss_options", {}), losses),
@@ -231,65 +215,10 @@ def _inherited(base: Profile, entry: dict) -> dict:
     return {**inherited, **{k: v for k, v in entry.items() if k != "base"}}
 
 
-def _check_keys(at: _Key, table: dict, valid: Iterable[str], problem: str) -> None:
-    """Every key of ``table`` is one of ``valid``; ``problem`` says what another one is."""
-    valid = list(valid)
-    for key in table:
-        if key not in valid:
-            raise at.error(
-                f"{problem.format(repr(key))}: {did_you_mean(key, valid)}valid: "
-                f"{', '.join(valid) or 'none'}"
-            )
-
-
-def _registered(at: _Key, lookup: Callable[[str], Any], name: Any) -> str:
-    """``name`` when it is a string ``lookup`` (a registry's ``get``) knows; its one-line
-    error otherwise."""
-    name = _like(at, name, "")
-    try:
-        lookup(name)
-    except KdbenchError as exc:
-        raise at.error(str(exc)) from None
-    return name
-
-
-def _like(at: _Key, value: Any, default: Any) -> Any:
-    """``value`` as the kind of ``default`` (a float for a float, given an int or a float); any
-    scalar where the default is none of ``KINDS`` (``None``)."""
-    kind = type(default)
-    if kind not in KINDS:
-        if isinstance(value, (dict, list)):
-            raise at.error(f"must be a string, a number or true/false, got {value!r}")
-        return value
-    if isinstance(value, bool) != (kind is bool) or not isinstance(
-        value, (int, float) if kind is float else kind
-    ):
-        raise at.error(f"must be {KINDS[kind]}, got {value!r}")
-    return float(value) if kind is float else value
-
-
-def _count(at: _Key, value: Any) -> int:
-    if _like(at, value, 0) < 1:
-        raise at.error(f"must be an integer ≥ 1, got {value!r}")
-    return value
-
-
-def _table(at: _Key, value: Any) -> dict:
-    if not isinstance(value, dict):
-        raise at.error(f"must be a table, got {value!r}")
-    return value
-
-
-def _list(at: _Key, value: Any, empty: bool = False) -> list:
-    if not isinstance(value, list) or not (value or empty):
-        raise at.error(f"must be a {'' if empty else 'non-empty '}list, got {value!r}")
-    return value
-
-
-def _pairs(at: _Key, value: Any) -> tuple[Pair, ...]:
+def _pairs(at: Key, value: Any) -> tuple[Pair, ...]:
     """``["teacher/student", …]`` or ``[["teacher", "student"], …]``, registered models."""
     pairs: list[Pair] = []
-    for i, item in enumerate(_list(at, value)):
+    for i, item in enumerate(as_list(at, value)):
         if isinstance(item, str) and item.count(PAIR_SEP) == 1:
             pair = tuple(item.split(PAIR_SEP))
         elif isinstance(item, list) and len(item) == 2 and all(isinstance(n, str) for n in item):
@@ -299,29 +228,29 @@ def _pairs(at: _Key, value: Any) -> tuple[Pair, ...]:
                 f'a pair is "teacher{PAIR_SEP}student" or ["teacher", "student"], got {item!r}'
             )
         for model in pair:
-            _registered(at / i, model_factory, model)
+            as_registered(at / i, model_factory, model)
         if pair in pairs:
             raise (at / i).error(f"pair {pair_name(*pair)!r} is listed twice")
         pairs.append(pair)  # type: ignore[arg-type]
     return tuple(pairs)
 
 
-def _temperatures(at: _Key, value: Any) -> tuple[float, ...]:
+def _temperatures(at: Key, value: Any) -> tuple[float, ...]:
     temperatures: list[float] = []
-    for i, t in enumerate(_list(at, value)):
-        if _like(at / i, t, 1.0) in temperatures:
+    for i, t in enumerate(as_list(at, value)):
+        if as_kind(at / i, t, 1.0) in temperatures:
             raise (at / i).error(f"temperature {t!r} is listed twice")
         temperatures.append(float(t))
     return tuple(temperatures)
 
 
 def _patterns(
-    at: _Key, value: Any, names: list[str], what: str, empty: bool = False
+    at: Key, value: Any, names: list[str], what: str, empty: bool = False
 ) -> tuple[str, ...]:
     """Name patterns (``fnmatch``), each matching one of ``names`` at least."""
-    patterns = _list(at, value, empty)
+    patterns = as_list(at, value, empty)
     for i, pattern in enumerate(patterns):
-        if not fnmatch.filter(names, _like(at / i, pattern, "")):
+        if not fnmatch.filter(names, as_kind(at / i, pattern, "")):
             raise (at / i).error(
                 f"pattern {pattern!r} matches no {what}: "
                 f"{did_you_mean(pattern, names)}valid: {', '.join(names)}"
@@ -329,40 +258,40 @@ def _patterns(
     return tuple(patterns)
 
 
-def _dataset_options(at: _Key, dataset: str, value: Any) -> tuple[tuple[str, Any], ...]:
+def _dataset_options(at: Key, dataset: str, value: Any) -> tuple[tuple[str, Any], ...]:
     """The data set's keyword-only parameters, each of its default's kind."""
     params = {
         p.name: p.default
         for p in inspect.signature(DATASETS.get(dataset)).parameters.values()
         if p.kind is inspect.Parameter.KEYWORD_ONLY
     }
-    options = _table(at, value)
-    _check_keys(at, options, params, f"unknown option {{}} of data set {dataset!r}")
-    return tuple(sorted((k, _like(at / k, v, params[k])) for k, v in options.items()))
+    options = as_table(at, value)
+    check_keys(at, options, params, f"unknown option {{}} of data set {dataset!r}")
+    return tuple(sorted((k, as_kind(at / k, v, params[k])) for k, v in options.items()))
 
 
-def _tuning(at: _Key, value: Any) -> dict[str, dict[str, tuple[float, ...]]]:
+def _tuning(at: Key, value: Any) -> dict[str, dict[str, tuple[float, ...]]]:
     """loss → setting → values, each a number; what they may be is checked with the profile's
     cases (``kdbench.matrix.tuning.check``)."""
     return {
         loss: {
             key: tuple(
-                _like(at / loss / key / i, v, 1.0)
-                for i, v in enumerate(_list(at / loss / key, values, empty=True))
+                as_kind(at / loss / key / i, v, 1.0)
+                for i, v in enumerate(as_list(at / loss / key, values, empty=True))
             )
-            for key, values in _table(at / loss, grid).items()
+            for key, values in as_table(at / loss, grid).items()
         }
-        for loss, grid in _table(at, value).items()
+        for loss, grid in as_table(at, value).items()
     }
 
 
-def _loss_settings(at: _Key, value: Any, losses: list[str]) -> dict[str, dict[str, Any]]:
+def _loss_settings(at: Key, value: Any, losses: list[str]) -> dict[str, dict[str, Any]]:
     """loss → settings (its options, ``temperature`` where it has one, ``alpha``,
     ``ce_weight``) for losses of the profile, each value of its default's kind."""
     out = {}
-    for loss, table in _table(at, value).items():
+    for loss, table in as_table(at, value).items():
         if loss not in losses:
-            _registered(at / loss, LOSSES.get, loss)
+            as_registered(at / loss, LOSSES.get, loss)
             raise (at / loss).error(
                 f"loss {loss!r} is not among this profile's losses: valid: {', '.join(losses)}"
             )
@@ -373,7 +302,7 @@ def _loss_settings(at: _Key, value: Any, losses: list[str]) -> dict[str, dict[st
             "alpha": 1.0,
             "ce_weight": 1.0,
         }
-        settings = _table(at / loss, table)
-        _check_keys(at / loss, settings, defaults, f"unknown setting {{}} of loss {loss!r}")
-        out[loss] = {k: _like(at / loss / k, v, defaults[k]) for k, v in settings.items()}
+        settings = as_table(at / loss, table)
+        check_keys(at / loss, settings, defaults, f"unknown setting {{}} of loss {loss!r}")
+        out[loss] = {k: as_kind(at / loss / k, v, defaults[k]) for k, v in settings.items()}
     return out

@@ -1,0 +1,211 @@
+"""The profiles kdbench ships, registered in ``PROFILES`` when ``kdbench.matrix.profiles`` is
+imported. Each adapted setting is measured: docs/profiles.md ("Adapted settings")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from kdbench.losses import LOSSES
+from kdbench.matrix.paper_settings import (
+    CIFAR100_PAIR_SETTINGS,
+    REPDISTILLER_CROSS,
+    REPDISTILLER_SAME,
+)
+from kdbench.matrix.profiles.profile import Profile, Settings, register_profile
+from kdbench.spec import RunSpec, stable_hash
+
+# Settings adapted to the digits CNNs, each measured: docs/profiles.md ("Adapted settings").
+DIGITS_LOSS_OPTIONS: dict[str, Settings] = {
+    "at": {"beta": 100.0},
+    "dkd": {"warmup": 1 / 3},
+    "crd": {"beta": 0.1},
+    "rld": {"warmup": 1 / 3},
+    "mlkd": {"alpha": 0.5},
+}
+DIGITS_BATCH = 32
+
+register_profile(
+    Profile(
+        "quick",
+        "digits (bundled, no download): cnn_t (151k) → cnn_s (2.6k) and cnn_m (9.8k), "
+        "every loss, kd swept over T, 3 seeds; CPU minutes",
+        dataset="digits",
+        pairs=(("cnn_t", "cnn_s"), ("cnn_t", "cnn_m")),
+        recipe="digits",
+        epochs=15,
+        teacher_epochs=15,
+        batch_size=DIGITS_BATCH,
+        sweep=("kd",),
+        loss_options=DIGITS_LOSS_OPTIONS,
+    )
+)
+register_profile(
+    Profile(
+        "smoke",
+        "digits, one pair, every loss at its paper temperature, 1 seed, 8 epochs: "
+        "checks an installation in under a minute",
+        dataset="digits",
+        pairs=(("cnn_t", "cnn_m"),),
+        recipe="digits",
+        epochs=8,
+        teacher_epochs=8,
+        batch_size=DIGITS_BATCH,
+        seeds=1,
+        sweep=(),
+        loss_options=DIGITS_LOSS_OPTIONS,
+    )
+)
+# Fashion-MNIST's budget and adapted settings, each measured: docs/profiles.md ("Adapted
+# settings").
+FASHION_PAIRS = (("fmnist_t", "fmnist_m"), ("fmnist_t", "fmnist_s"))
+FASHION_LOSS_OPTIONS: dict[str, Settings] = {
+    "at": {"beta": 10.0},
+    "ft": {"beta": 20.0},
+    "fitnet": {"beta": 1.0},
+    "dkd_ls": {"tckd_weight": 1.0, "nckd_weight": 8.0},
+    "crd": {"nce_k": 1024},
+}
+FASHION: dict[str, Any] = dict(
+    dataset="fashion_mnist",
+    recipe="fmnist",
+    epochs=2,
+    teacher_epochs=15,
+    batch_size=128,
+    loss_options=FASHION_LOSS_OPTIONS,
+)
+
+register_profile(
+    Profile(
+        "fashion",
+        "Fashion-MNIST (Debian's dataset-fashion-mnist or torchvision files): fmnist_t "
+        "(61k) → fmnist_m (6.3k) and fmnist_s (1.7k), every loss, kd swept over T, 3 seeds; "
+        "an hour on 2 CPU cores",
+        pairs=FASHION_PAIRS,
+        sweep=("kd",),
+        **FASHION,
+    )
+)
+register_profile(
+    Profile(
+        "fashion-gate",
+        "the nightly regression gate: fashion's fmnist_t → fmnist_m cases (the "
+        "same settings, so the same case ids), 3 seeds; half an hour on 2 CPU cores",
+        pairs=FASHION_PAIRS[:1],
+        sweep=("kd",),
+        **FASHION,
+    )
+)
+register_profile(
+    Profile(
+        "mnist",
+        "MNIST 28×28 (torchvision files): cnn_t → cnn_s, resnet20 → resnet8, kd swept over T",
+        dataset="mnist",
+        pairs=(("cnn_t", "cnn_s"), ("resnet20", "resnet8")),
+        recipe="digits",
+        epochs=10,
+        teacher_epochs=10,
+        batch_size=128,
+        sweep=("kd",),
+    )
+)
+register_profile(
+    Profile(
+        "cifar10",
+        "CIFAR-10 (torchvision files), CRD recipe: resnet56 → resnet20, "
+        "resnet32x4 → resnet8x4; GPU hours",
+        dataset="cifar10",
+        pairs=(("resnet56", "resnet20"), ("resnet32x4", "resnet8x4")),
+        recipe="crd",
+        epochs=240,
+        teacher_epochs=240,
+        sweep=("kd",),
+    )
+)
+register_profile(
+    Profile(
+        "cifar100-crd",
+        "CIFAR-100, the CRD/DKD tables: 7 same- and 6 cross-architecture pairs, "
+        "CRD recipe (240 epochs), every loss at its paper temperature, each published "
+        "(pair, method) "
+        "at its authors' settings; GPU days",
+        dataset="cifar100",
+        pairs=REPDISTILLER_SAME + REPDISTILLER_CROSS,
+        recipe="crd",
+        epochs=240,
+        teacher_epochs=240,
+        sweep=(),
+        pair_settings=CIFAR100_PAIR_SETTINGS,
+    )
+)
+
+
+@dataclass(frozen=True)
+class GpuEstimate:
+    """GPU time of a profile's cases run one after another (no gain from running several at
+    once is assumed): every epoch passes ``images`` (the training images, and the validation
+    and test images evaluated after it counted as if trained on) at ``case_rate`` samples/s in
+    a case, initialisation stages included, and at ``teacher_rate`` in the training of each
+    teacher not given as a checkpoint; each case adds ``case_overhead_s``."""
+
+    case_rate: float
+    teacher_rate: float
+    images: int
+    case_overhead_s: float
+
+    def hours(self, specs: Iterable[RunSpec]) -> float:
+        specs = list(specs)
+        seconds = 0.0
+        for s in specs:
+            loss = LOSSES.get(s.loss)(temperature=s.temperature, **dict(s.loss_options))
+            epochs = s.epochs + loss.pretrain_epochs(s.epochs)
+            seconds += epochs * self.images / self.case_rate + self.case_overhead_s
+        teachers = {
+            stable_hash(s.teacher_key()): s.teacher_epochs for s in specs if s.teacher_ckpt is None
+        }
+        seconds += sum(teachers.values()) * self.images / self.teacher_rate
+        return seconds / 3600
+
+
+# cifar100-nightly's GPU time on one H200, estimated (no GPU was lent to measure it) from the
+# figures measured on an H200 (README, "Performance → GPU"): kdbench trained resnet32x4 →
+# resnet8x4 under KD with the teacher online (CIFAR augmentation), AMP, batch 64, at 4,718
+# samples/s, one case alone.
+# - cases: 3,500 samples/s = 0.75 × 4,718, a margin for the feature losses' extra kernels
+#   (FitNet's regressor, AT's maps, CRD's embeddings and 16,384 negatives); vgg13 → vgg8 has
+#   fewer layers (kernel launches, which bound these nets at batch 64) and FLOPs than
+#   resnet32x4 → resnet8x4, so the same rate is a bound for it;
+# - teachers: 2,500 samples/s. A teacher's step is its forward and backward (≈ 3 forwards of
+#   launches), a KD step the teacher's forward plus the 4×-shallower student's forward and
+#   backward: (1 + 3/4) / 3 ≈ 0.58 × 4,718 ≈ 2,750, rounded down;
+# - 60,000 images an epoch: 45,000 training images after the 5,000-image validation split,
+#   plus the 15,000 validation and test images evaluated after every epoch;
+# - 30 s per case for start-up, data on the GPU, cuDNN warm-up, FLOPs and inference timing.
+# 12 cases × (24 × 60,000 / 3,500 + 30 s) + 2 teachers × 24 × 60,000 / 2,500 = 5,297 + 1,152 s
+# ≈ 1.8 h one case at a time. Teachers are cached: later nights with the same cache skip them
+# (≈ 1.5 h). Run with `-n K --kd-cases-per-gpu K`, the run takes that divided by the gain of
+# K concurrent cases (target ≥ 3× at K = 4, unmeasured).
+CIFAR100_NIGHTLY_GPU_HOURS = 1.8
+CIFAR100_NIGHTLY_ESTIMATE = GpuEstimate(
+    case_rate=3_500, teacher_rate=2_500, images=60_000, case_overhead_s=30
+)
+
+register_profile(
+    Profile(
+        "cifar100-nightly",
+        "CIFAR-100 nightly for a GPU runner: resnet32x4 → resnet8x4 and vgg13 → "
+        "vgg8, ce/kd/dkd/fitnet/at/crd at the authors' per-pair settings, CRD recipe scaled to 24 "
+        f"epochs, 1 seed; ≈ {CIFAR100_NIGHTLY_GPU_HOURS:g} GPU-hours on one H200, one case at a "
+        "time (estimated)",
+        dataset="cifar100",
+        pairs=(("resnet32x4", "resnet8x4"), ("vgg13", "vgg8")),
+        recipe="crd",
+        epochs=24,
+        teacher_epochs=24,
+        seeds=1,
+        losses=("ce", "kd", "dkd", "fitnet", "at", "crd"),
+        sweep=(),
+        pair_settings=CIFAR100_PAIR_SETTINGS,
+    )
+)

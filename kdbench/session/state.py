@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from kdbench import results
-from kdbench.gate.compare import Comparison
+from kdbench.gate.comparison import Comparison
 from kdbench.matrix import tuning
 from kdbench.observe.hooks import Observer
 from kdbench.registry import KdbenchError

@@ -90,3 +90,8 @@ def test_no_import_cycle():
 def test_the_top_level_holds_at_most_eight_modules():
     modules = sorted(p.name for p in ROOT.glob("*.py"))
     assert len(modules) <= 8, modules
+
+
+def test_no_module_is_over_350_lines():
+    long = {m: n for m, p in MODULES.items() if (n := len(p.read_text().splitlines())) > 350}
+    assert not long, f"split these modules (lines): {long}"

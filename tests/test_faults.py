@@ -120,7 +120,7 @@ def test_a_killed_session_leaves_every_finished_case_loadable(kd_suite, pytester
         with pytest.warns(UserWarning, match="skipped 1 corrupt or torn"):
             records = load_records([run_file])
     else:
-        assert proc.returncode == int(pytest.ExitCode.INTERRUPTED)
+        assert proc.returncode == int(pytest.ExitCode.INTERRUPTED), out
         assert "kdbench leaderboard" in out
         records = load_records([run_file])
     assert len(records) >= 2 and all(r["status"] in ("ok", "n/a") for r in records)  # finished

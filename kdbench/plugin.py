@@ -57,7 +57,10 @@ def pytest_configure(config: pytest.Config) -> None:
         worker = getattr(config, "workerinput", None)
         run_file = results_dir / "runs" / (worker["kd_run_file"] if worker else run_file_name())
         observer = Observer.from_config(
-            config, run_file, config.getoption("kd_profile"), items_module.case_spec
+            config,
+            run_file,
+            config.getoption("kd_profile"),
+            lambda item: items_module.planned_case(item, config.stash[SESSION].done),
         )
     except KdbenchError as exc:
         raise pytest.UsageError(str(exc)) from None

@@ -10,6 +10,7 @@ import re
 import sys
 
 import pytest
+import torch
 
 from kdbench.cli import main
 from kdbench.matrix.profiles import PROFILES
@@ -68,6 +69,21 @@ def test_xdist_workers_progress_reaches_the_controller_and_the_log_is_bounded(kd
     out = watch.stdout.str()
     assert f"{len(expected)}/{len(expected)} done · 0 failed · ended" in out
     assert "ended (exit 0)" in out and "### Leaderboard" in out
+
+
+def test_cases_skipped_before_they_start_are_not_counted_in_progress(kd_suite):
+    """A resumed case and, without a GPU, the CUDA cases skip at once: counted as cases to
+    train they made a resumed run's ETA hours long."""
+    kd_suite(*SMOKE, "-k", "cnn_m-ce-").assert_outcomes(passed=1)
+    every_device = ("--kd-profile", "smoke", "--kd-device", "all", "--kd-epochs", str(EPOCHS))
+    result = kd_suite(*every_device, *CASES, "--kd-resume", "--kd-progress", "log")
+    to_train = {
+        s.name
+        for s in PROFILES.get("smoke").specs(("cpu", "cuda"), seeds=1, epochs=EPOCHS)
+        if s.loss in ("ce", "kd") and (s.device == "cpu" or torch.cuda.is_available())
+    } - {s for s in names(1) if "-ce-" in s}
+    log = [line for line in result.outlines if line.startswith("[kdbench] ")]
+    assert log[-1].startswith(f"[kdbench] {len(to_train)}/{len(to_train)} done · 0 running")
 
 
 def test_a_terminal_gets_a_live_panel(kd_suite):

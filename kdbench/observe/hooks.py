@@ -74,7 +74,7 @@ class Observer:
         self.config = config
         self.folder = progress_dir(run_file)
         self.results_dir = run_file.parent
-        self.case_of = case_of  # pytest item → its RunSpec, or None
+        self.case_of = case_of  # pytest item → its RunSpec, or None when it will not run
         self.trackers = logs
         self.worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
         self.events: EventLog | None = None

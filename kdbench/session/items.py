@@ -83,6 +83,19 @@ def case_spec(item: pytest.Item) -> RunSpec | ModelCase | None:
     return params.get("kd_spec", params.get("kd_model"))
 
 
+def planned_case(item: pytest.Item, resumed: dict[str, Any]) -> RunSpec | ModelCase | None:
+    """``case_spec`` of an item that will run; None for one skipped before it starts: a
+    ``skipif`` whose condition holds at collection (a CUDA case without a GPU) or a case
+    ``resumed`` (``--kd-resume``: case_id → its earlier record). The progress display and its
+    ETA count only these."""
+    spec = case_spec(item)
+    if any(m.args and m.args[0] is True for m in item.iter_markers("skipif")):
+        return None
+    if isinstance(spec, RunSpec) and spec.case_id in resumed:
+        return None
+    return spec
+
+
 def parametrize(metafunc: pytest.Metafunc, specs: list[RunSpec]) -> None:
     if "kd_spec" in metafunc.fixturenames:
         metafunc.parametrize(

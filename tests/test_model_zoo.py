@@ -4,6 +4,8 @@ shape, the stage contract through ``Tapper``, and parameter counts (after timm's
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torchvision
@@ -140,3 +142,13 @@ def test_fashion_students_span_ten_to_a_hundred_times_fewer_params_and_flops() -
     assert [p for p, _ in sizes.values()] == [61_050, 6_274, 1_702]
     (p_t, f_t), (p_m, f_m), (p_s, f_s) = sizes.values()
     assert 7 < f_t / f_m < p_t / p_m < 12 and 20 < f_t / f_s < p_t / p_s < 40
+
+
+def test_fashion_students_for_a_size_sweep_span_over_thirty_times_in_params() -> None:
+    sweep = ("fmnist_xs", "fmnist_s", "fmnist_m", "fmnist_l")
+    params = [count_params(build_model(name, 10, MNIST)) for name in sweep]
+    assert params == [496, 1_702, 6_274, 24_058]  # increasing: one student per size
+    assert params[-1] / params[0] > 30
+    page = (Path(__file__).parents[1] / "docs" / "models-and-data.md").read_text()
+    for name, count in zip(("fmnist_t", *sweep), (61_050, *params)):
+        assert f"`{name}` {count:,}" in page  # the models page states each count

@@ -57,6 +57,12 @@ def fmnist_t(num_classes: int, input_shape: tuple[int, int, int]) -> FashionCNN:
     return FashionCNN((16, 32, 64), (1, 1, 2), num_classes, input_shape)
 
 
+@MODELS.register("fmnist_l")
+def fmnist_l(num_classes: int, input_shape: tuple[int, int, int]) -> FashionCNN:
+    """Large student for 28×28 grey images, ≈24k parameters (fmnist_t's widths, one conv each)."""
+    return FashionCNN((16, 32, 64), (1, 1, 1), num_classes, input_shape)
+
+
 @MODELS.register("fmnist_m")
 def fmnist_m(num_classes: int, input_shape: tuple[int, int, int]) -> FashionCNN:
     """Medium student for 28×28 grey images, ≈6.3k parameters (10× fewer than fmnist_t)."""
@@ -67,3 +73,9 @@ def fmnist_m(num_classes: int, input_shape: tuple[int, int, int]) -> FashionCNN:
 def fmnist_s(num_classes: int, input_shape: tuple[int, int, int]) -> FashionCNN:
     """Small student for 28×28 grey images, ≈1.7k parameters (36× fewer than fmnist_t)."""
     return FashionCNN((4, 8, 16), (1, 1, 1), num_classes, input_shape)
+
+
+@MODELS.register("fmnist_xs")
+def fmnist_xs(num_classes: int, input_shape: tuple[int, int, int]) -> FashionCNN:
+    """Extra-small student for 28×28 grey images, ≈0.5k parameters (48× fewer than fmnist_l)."""
+    return FashionCNN((2, 4, 8), (1, 1, 1), num_classes, input_shape)

@@ -163,14 +163,20 @@ def kd_case(request: pytest.FixtureRequest, kd_session: KdSession) -> Callable[[
             **kd_session.share(spec.device),
             "compile_mode": engine.compile_mode_for(spec),
         }
-        record = case.run(
-            engine,
-            spec,
-            env,
-            kd_session.store
-            if tuning is None
-            else lambda r: kd_session.store({**r, "tuning": tuning}),
-        )
+        try:
+            record = case.run(
+                engine,
+                spec,
+                env,
+                kd_session.store
+                if tuning is None
+                else lambda r: kd_session.store({**r, "tuning": tuning}),
+            )
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (``_interrupt``), mid-training
+            # raised afresh: pytest cannot format a traceback through a frame without a line
+            # number (torch's dynamo-wrapped optimizer.zero_grad has one) and would exit 1 with
+            # a TypeError instead of ending the session as interrupted (exit 2)
+            raise KeyboardInterrupt(*exc.args) from None
         m = record["metrics"]
         if record["status"] == "n/a":
             pytest.skip(f"N/A: {record['reason']}")

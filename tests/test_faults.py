@@ -126,6 +126,31 @@ def test_a_killed_session_leaves_every_finished_case_loadable(kd_suite, pytester
     assert len(records) >= 2 and all(r["status"] in ("ok", "n/a") for r in records)  # finished
 
 
+LINE_LESS_INTERRUPT = """
+import kdbench.run.engine
+
+
+def distill(self, spec):
+    raise KeyboardInterrupt("signal 15")
+
+
+# a frame without a line number, as torch's dynamo-wrapped optimizer.zero_grad has
+kdbench.run.engine.Engine.distill = type(distill)(
+    distill.__code__.replace(co_linetable=b""), globals()
+)
+"""
+
+
+def test_an_interrupt_inside_a_frame_without_line_number_ends_the_session_as_interrupted(
+    kd_suite, pytester
+):
+    pytester.makeconftest(LINE_LESS_INTERRUPT)  # a subprocess: the patch must not outlive it
+    result = kd_suite(*SMOKE, *TWO_CASES, subprocess=True)
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.INTERRUPTED, out
+    assert "KeyboardInterrupt: signal 15" in out and "TypeError" not in out
+
+
 def test_resume_skips_cases_already_recorded(kd_suite, pytester):
     kd_suite(*SMOKE, *TWO_CASES).assert_outcomes(passed=2)
     assert len(run_files(pytester.path)) == 1

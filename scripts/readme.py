@@ -139,10 +139,13 @@ def latex_table(paths: list[Path]) -> Callable[[], str]:
 
 
 def findings(paths: list[Path]) -> Callable[[], str]:
-    """``kdbench report``'s findings of committed records: per pair, in words."""
+    """``kdbench report``'s findings of committed records: per pair, in words, and their
+    agreement with the published CIFAR-100 ranking."""
 
     def render() -> str:
-        return "\n".join(words.findings(summarize(records_frame(read(paths).records)))) + "\n"
+        summary = summarize(records_frame(read(paths).records))
+        lines = words.findings(summary) + words.published_agreement(summary, load_published())
+        return "\n".join(lines) + "\n"
 
     return render
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from kdbench.publish import findings
 from kdbench.publish.markdown import build_report
-from kdbench.publish.summary import summarize
+from kdbench.publish.summary import load_published, summarize
 from kdbench.results import make_record, read, records_frame
 from kdbench.spec import make_spec
 
@@ -96,3 +98,51 @@ def test_names_from_records_stay_data_in_the_findings():
     section = text.split("## Findings\n", 1)[1].split("\n## ", 1)[0]
     assert "<b>" not in section and "\n# owned" not in section
     assert "cnn_t/&lt;b&gt;x&lt;/b&gt; # owned" in section
+
+
+def published_table(pair, tops):
+    teacher, student = pair.split("/")
+    rows = [("paper", m, teacher, student, t, "") for m, t in tops.items()]
+    rows += [("paper", "student", teacher, student, 70.0, "")]  # ce's counterpart: left out
+    return pd.DataFrame(rows, columns=["source", "method", "teacher", "student", "top1", "note"])
+
+
+FIVE = {"kd": 71.0, "dist": 72.0, "at": 73.0, "rkd": 74.0, "sp": 75.0}
+
+
+def five_methods(order):
+    records = list(CE)
+    for rank, loss in enumerate(order):
+        t = 4.0 if loss in ("kd", "dist") else None
+        records += [record(loss, s, 90.0 + rank, 90.0, t=t) for s in range(2)]
+    return summary(records)
+
+
+def test_rank_agreement_with_the_published_table_is_spearmans_rho_of_shared_methods():
+    same = five_methods(["kd", "dist", "at", "rkd", "sp"])
+    [line, _, caveat] = findings.published_agreement(same, published_table("cnn_t/cnn_s", FIVE))
+    assert line.startswith(
+        "- **cnn_t/cnn_s** against the published CIFAR-100 cnn_t → cnn_s table, 5 methods in "
+        "both: Spearman ρ = +1.00 (p = "
+    )
+    assert caveat.startswith("Caveats: different data, models, epochs")
+    reversed_ = five_methods(["sp", "rkd", "at", "dist", "kd"])
+    [line, *_] = findings.published_agreement(
+        reversed_,
+        published_table(findings.REFERENCE_PAIR, FIVE),  # the pair was not published
+    )
+    assert "resnet32x4 → resnet8x4 table, 5 methods in both: Spearman ρ = -1.00" in line
+
+
+def test_rank_agreement_needs_five_shared_methods_and_a_published_table():
+    few = published_table("cnn_t/cnn_s", dict(list(FIVE.items())[:4]))
+    assert findings.published_agreement(five_methods(list(FIVE)), few) == []
+    assert findings.published_agreement(five_methods(list(FIVE)), None) == []
+
+
+def test_the_fashion_report_states_its_agreement_with_the_published_ranking():
+    frame = records_frame(read([REPO / "results" / "fashion"]).records)
+    text = build_report(frame, load_published()).to_markdown()
+    section = text.split("## Findings\n", 1)[1].split("\n## ", 1)[0]
+    assert section.count("against the published CIFAR-100 resnet32x4 → resnet8x4 table") == 2
+    assert "Spearman ρ = +0.17 (p = 0.49)" in section and "Caveats:" in section

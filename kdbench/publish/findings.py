@@ -1,7 +1,8 @@
 """What a record set says in words, beside its tables: per pair, the teacher, ``ce``, the best
 method chosen on validation and how many methods beat or fall below ``ce`` beyond seed noise
-(``findings``); where choosing on the test set would have chosen otherwise (``selection``).
-Both read a ``summarize`` frame of one setting (``sections``); ``lines`` gives both for every
+(``findings``); where choosing on the test set would have chosen otherwise (``selection``); how
+its ranking of the methods agrees with the published CIFAR-100 one (``published_agreement``).
+They read a ``summarize`` frame of one setting (``sections``); ``lines`` gives them for every
 setting, as the Markdown report prints them. ``citation`` reads the paper of a method from its
 loss class's docstring, for the tables that name methods (``kdbench list losses``, the docs)."""
 
@@ -11,8 +12,20 @@ import math
 import re
 
 import pandas as pd
+from scipy import stats
 
 from kdbench.publish.summary import chosen, sections
+
+# The published pair with the most methods (CRD, DKD, logit standardization, DIST, the 2023–25
+# papers all report it): the reference ranking for pairs that were not published themselves.
+REFERENCE_PAIR = "resnet32x4/resnet8x4"
+MIN_SHARED = 5  # fewer methods in both tables give no rank correlation worth a sentence
+AGREEMENT_CAVEAT = (
+    "Caveats: different data, models, epochs and per-method settings; each published number "
+    "comes from its own paper's recipe (often tuned on CIFAR-100 itself, one run or a mean of "
+    "a few), and the published top methods lie within about a point of each other, so their "
+    "order there is partly noise."
+)
 
 # A loss docstring's first line: Authors, "Title", Venue Year[: which variant].
 CITATION = re.compile(
@@ -99,11 +112,42 @@ def selection(summary: pd.DataFrame) -> str:
     )
 
 
-def lines(summary: pd.DataFrame) -> list[str]:
-    """Findings and the selection note of every setting, a setting's title above its own."""
+def published_agreement(summary: pd.DataFrame, published: pd.DataFrame | None) -> list[str]:
+    """Per pair, Spearman's rank correlation between its methods' test top-1 (each at the
+    setting chosen on validation; ``ce`` left out) and the published CIFAR-100 top-1 of the
+    same methods, on the same pair where it was published, else on ``REFERENCE_PAIR`` (a
+    method published by several sources: their mean). Pairs sharing fewer than ``MIN_SHARED``
+    methods with it are left out; the caveat follows the lines."""
+    if published is None:
+        return []
+    paper = published[~published["method"].isin(["teacher", "student"])].dropna(subset=["top1"])
+    paper = paper.assign(pair=paper["teacher"] + "/" + paper["student"])
+    methods = summary[summary["n"].gt(0) & summary["loss"].ne("ce")]
+    out = []
+    for pair, rows in methods.groupby("pair"):
+        ref = pair if pair in set(paper["pair"]) else REFERENCE_PAIR
+        theirs = paper[paper["pair"].eq(ref)].groupby("method")["top1"].mean()
+        ours = chosen(rows, ["loss"]).set_index("loss")["top1_mean"]
+        shared = sorted(set(ours.index) & set(theirs.index))
+        if len(shared) < MIN_SHARED:
+            continue
+        rho, p = stats.spearmanr(ours[shared], theirs[shared])
+        out.append(
+            f"- **{pair}** against the published CIFAR-100 {ref.replace('/', ' → ')} table, "
+            f"{len(shared)} methods in both: Spearman ρ = {rho:+.2f} (p = {p:.2g})."
+        )
+    return [*out, "", AGREEMENT_CAVEAT] if out else []
+
+
+def lines(summary: pd.DataFrame, published: pd.DataFrame | None = None) -> list[str]:
+    """Findings, the selection note and the agreement with the published CIFAR-100 ranking of
+    every setting, a setting's title above its own."""
     out: list[str] = []
     for title, part in sections(summary):
         if title:
             out += [f"### {title}", ""]
         out += [*findings(part), "", selection(part), ""]
+        agreement = published_agreement(part, published)
+        if agreement:
+            out += [*agreement, ""]
     return out

@@ -93,7 +93,7 @@ class Report:
     summary: pd.DataFrame  # summarize(frame)
     tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)  # (heading, cells)
     notes: list[str] = field(default_factory=list)  # lines under the provenance
-    findings: list[str] = field(default_factory=list)  # findings.lines(summary)
+    findings: list[str] = field(default_factory=list)  # findings.lines(summary, published)
 
     def to_markdown(self) -> str:
         lines = [
@@ -151,7 +151,7 @@ def build_report(
         provenance=provenance(frame),
         summary=summary,
         notes=list(notes),
-        findings=findings.lines(summary),
+        findings=findings.lines(summary, published),
     )
     boards = leaderboards(frame, summary, published)
     for (title, part), (heading, board, _) in zip(sections(summary), boards):

@@ -40,21 +40,23 @@ def remaining(state: RunState, known: dict[str, float], now: float | None = None
 
     A pending case takes its earlier duration times this run's pace (the median ratio, over the
     cases done here that have one, of the time from their last stage's start to their end — a
-    worker's first case also loads data and teachers — to their earlier duration), else the
-    median wall time of the cases done here. A running case takes what its stage's pace leaves
+    worker's first case also loads data and trains or loads teachers — to their earlier
+    duration), else the median of that time over the cases done here (their wall time where
+    they reported no stage). A running case takes what its stage's pace leaves
     (elapsed × (1 − f) / f), else its estimate less its elapsed time. The sum is shared by the
     run's processes.
     """
     now = time.time() if now is None else now
     done = state.done()
-    ratios = [
-        (c.ended - c.stage_started) / known[c.case_id]
+    last_stage = {
+        c.case_id: c.ended - c.stage_started if c.stage_started is not None else c.seconds
         for c in done
-        if known.get(c.case_id, 0) > 0 and c.stage_started is not None and c.ended is not None
-    ]
+        if c.ended is not None and c.outcome != "skipped"
+    }
+    ratios = [s / known[c] for c, s in last_stage.items() if s and known.get(c, 0) > 0]
     pace = statistics.median(ratios) if ratios else 1.0
-    walls = [c.seconds for c in done if c.seconds is not None and c.outcome != "skipped"]
-    fallback = statistics.median(walls) if walls else None
+    times = [s for s in last_stage.values() if s is not None]
+    fallback = statistics.median(times) if times else None
 
     def estimate(case_id: str) -> float | None:
         return known[case_id] * pace if case_id in known else fallback

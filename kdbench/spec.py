@@ -148,10 +148,20 @@ class RunSpec:
 
 def teacher_options(options: tuple[tuple[str, Any], ...]) -> tuple[tuple[str, Any], ...]:
     """The dataset options a teacher sees: a student's training views (``strong_view``) are
-    not the teacher's data, which every student case of the data set shares."""
+    not the teacher's data, which every student case of the data set shares; an option
+    ``teacher_<name>`` is the option ``<name>`` for the teacher alone (``teacher_augment``: a
+    teacher trained on augmented images, its students on the images as they are, so that the
+    teacher's outputs and taps on their batches can be cached)."""
+    from kdbench.data.base import TEACHER_PREFIX
     from kdbench.data.views import STRONG_VIEW
 
-    return tuple(kv for kv in options if kv[0] != STRONG_VIEW)
+    own = dict(
+        kv for kv in options if kv[0] != STRONG_VIEW and not kv[0].startswith(TEACHER_PREFIX)
+    )
+    own.update(
+        (k.removeprefix(TEACHER_PREFIX), v) for k, v in options if k.startswith(TEACHER_PREFIX)
+    )
+    return tuple(sorted(own.items()))
 
 
 def _check(ok: bool, message: str) -> None:

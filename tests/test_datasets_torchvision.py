@@ -128,6 +128,17 @@ def test_mnist_from_idx_files(tmp_path, monkeypatch, name, cls) -> None:
         assert sorted(map(_key, both)) == sorted(map(_key, expected))
 
 
+def test_fashion_mnist_augments_with_crop_and_flip_on_request(tmp_path) -> None:
+    write_mnist(tmp_path, datasets.FashionMNIST)
+    augmented = load_dataset("fashion_mnist", tmp_path, augment=True)
+    black = tuple(
+        ((0 - torch.tensor(FASHION_MNIST_STATS[0])) / torch.tensor(FASHION_MNIST_STATS[1])).tolist()
+    )
+    assert augmented.augment == RandomCropFlip(2, black)
+    as_is = load_dataset("fashion_mnist", tmp_path, teacher_augment=True)  # the teacher's alone
+    assert not as_is.augmented and torch.equal(as_is.x_train, augmented.x_train)
+
+
 @pytest.fixture
 def system_copy(tmp_path, monkeypatch) -> Path:
     """An empty stand-in for the folder Debian's dataset-fashion-mnist installs."""

@@ -313,3 +313,25 @@ def test_the_teacher_key_follows_the_recipe_settings_not_only_its_name(
     changed = dataclasses.replace(RECIPES.get(spec.recipe), lr=0.123)
     monkeypatch.setitem(RECIPES._entries, spec.recipe, changed)
     assert Engine(cache_dir).teachers.key(spec) != key  # a cached teacher is not reused
+
+
+def test_a_teacher_only_dataset_option_augments_the_teachers_data_not_the_students(
+    cache_dir, tiny_spec, distill
+):
+    """``teacher_augment``: the teacher trains on crop+flip batches, its students on the images
+    as they are, so the teacher's outputs on their batches still come from the cache."""
+    plain = tiny_spec("kd")
+    options = dict(plain.dataset_options)
+    spec = tiny_spec("kd", dataset_options={**options, "teacher_augment": True})
+    assert spec.teacher_key()["dataset_options"] == {**options, "augment": True}
+    engine = Engine(cache_dir)
+    assert engine.teacher_data(spec).augmented and not engine.data(spec).augmented
+    assert not engine.teacher_data(plain).augmented
+    metrics = distill(engine, spec)["metrics"]
+    assert metrics["teacher_outputs"] == "cached"
+    assert_differs(teacher_state(engine, spec), teacher_state(engine, plain))  # two teachers
+    assert engine.teachers_trained == 2
+
+
+def assert_differs(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys() and not all(torch.equal(a[k], b[k]) for k in a)

@@ -83,6 +83,17 @@ def test_the_required_keys_make_a_profile_of_every_loss_at_its_papers_temperatur
     assert all(s.temperature == LOSSES.get(s.loss).default_temperature for s in specs)
 
 
+def test_a_data_set_option_may_be_the_teachers_alone(tmp_path):
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        profile_toml(dataset='"synthetic"', dataset_options="{ teacher_augment = true }")
+    )
+    (tiny,) = user_profiles(pyproject)
+    spec = tiny.specs(("cpu",), seeds=1)[0]
+    assert dict(spec.dataset_options) == {"teacher_augment": True}
+    assert spec.teacher_key()["dataset_options"] == {"augment": True}
+
+
 def test_pair_settings_apply_to_their_pair_only(tmp_path):
     pyproject = tmp_path / "pyproject.toml"
     pyproject.write_text(
@@ -293,6 +304,11 @@ AT = "tool.kdbench.profiles.tiny"
             [f"{AT}.dataset_options.augment: must be true or false, got 'yes'"],
         ),
         (
+            "tiny",
+            {"dataset": '"synthetic"', "dataset_options": '{ teacher_augment = "yes" }'},
+            [f"{AT}.dataset_options.teacher_augment: must be true or false, got 'yes'"],
+        ),
+        (
             "quick",
             {},
             [
@@ -330,6 +346,7 @@ AT = "tool.kdbench.profiles.tiny"
         "loss-constraint",
         "unknown-dataset-option",
         "dataset-option-kind",
+        "teacher-dataset-option-kind",
         "shipped-name",
         "name-with-a-space",
     ],

@@ -235,13 +235,20 @@ class TensorData:
 TENSORS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 
 
+# A dataset option ``teacher_<name>`` is the data set's option ``<name>`` for the teacher alone
+# (``kdbench.spec.teacher_options``): its students train on the data set without it.
+TEACHER_PREFIX = "teacher_"
+
+
 def load_dataset(
     name: str, root: Path | str | None = None, download: bool = False, **options
 ) -> DataSource:
     """The registered data set ``name`` built with ``options``; ``strong_view`` is every
-    in-memory set's option (``kdbench.data.views``), the others go to its factory."""
+    in-memory set's option (``kdbench.data.views``), ``teacher_*`` options are the teacher's
+    (left out here), the others go to its factory."""
     from kdbench.data.views import STRONG_VIEW, with_strong_view
 
+    options = {k: v for k, v in options.items() if not k.startswith(TEACHER_PREFIX)}
     strong = options.pop(STRONG_VIEW, None)
     data = DATASETS.get(name)(root=Path(root) if root else None, download=download, **options)
     return data if strong is None else with_strong_view(data, strong)

@@ -122,11 +122,11 @@ def _in_memory(
     root: Path | None,
     download: bool,
     stats: tuple[tuple[float, ...], tuple[float, ...]],
-    augment: bool,
+    padding: int,
     description: str,
 ) -> TensorData:
     """Train (less ``VAL_SIZE`` validation images) and test as normalised float tensors;
-    CIFAR-style augmentation if ``augment``."""
+    training batches randomly cropped (``padding`` pixels) and flipped where ``padding`` > 0."""
     from torchvision import (
         datasets,  # imported on first use: the bundled digits never need it
     )
@@ -149,7 +149,7 @@ def _in_memory(
         x_test=(x_test / 255 - mean) / std,
         y_test=y_test,
         num_classes=len(train_set.classes),
-        augment=RandomCropFlip(4, fill) if augment else None,
+        augment=RandomCropFlip(padding, fill) if padding else None,
         description=description,
     )
 
@@ -158,20 +158,24 @@ def _in_memory(
 def mnist(root: Path | None = None, download: bool = False) -> TensorData:
     """MNIST handwritten digits, 1×28×28, 55,000 train / 5,000 val / 10,000 test, normalised."""
     return _in_memory(
-        "mnist", "MNIST", root, download, MNIST_STATS, False, "MNIST digits, 1×28×28, 10 classes"
+        "mnist", "MNIST", root, download, MNIST_STATS, 0, "MNIST digits, 1×28×28, 10 classes"
     )
 
 
 @DATASETS.register("fashion_mnist")
-def fashion_mnist(root: Path | None = None, download: bool = False) -> TensorData:
-    """Fashion-MNIST clothing images, 1×28×28, 55,000 train / 5,000 val / 10,000 test."""
+def fashion_mnist(
+    root: Path | None = None, download: bool = False, *, augment: bool = False
+) -> TensorData:
+    """Fashion-MNIST clothing images, 1×28×28, 55,000 train / 5,000 val / 10,000 test;
+    ``augment``: random crop (padding 2) and horizontal flip (clothes are mirror images of
+    themselves; digits are not, so ``mnist`` has none)."""
     return _in_memory(
         "fashion_mnist",
         "FashionMNIST",
         root,
         download,
         FASHION_MNIST_STATS,
-        False,
+        2 if augment else 0,
         "Fashion-MNIST, 1×28×28, 10 classes",
     )
 
@@ -188,7 +192,7 @@ def cifar10(
         root,
         download,
         CIFAR10_STATS,
-        augment,
+        4 if augment else 0,
         "CIFAR-10, 3×32×32, 10 classes",
     )
 
@@ -205,6 +209,6 @@ def cifar100(
         root,
         download,
         CIFAR100_STATS,
-        augment,
+        4 if augment else 0,
         "CIFAR-100, 3×32×32, 100 classes",
     )

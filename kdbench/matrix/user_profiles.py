@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from kdbench.data import DATASETS
+from kdbench.data.base import TEACHER_PREFIX
 from kdbench.losses import LOSSES
 from kdbench.matrix.config import find_first, read_table
 from kdbench.matrix.profiles import PROFILES, Pair, Profile
@@ -259,12 +260,14 @@ def _patterns(
 
 
 def _dataset_options(at: Key, dataset: str, value: Any) -> tuple[tuple[str, Any], ...]:
-    """The data set's keyword-only parameters, each of its default's kind."""
-    params = {
+    """The data set's keyword-only parameters, each of its default's kind, and each of them
+    prefixed ``teacher_`` (the teacher's alone)."""
+    own = {
         p.name: p.default
         for p in inspect.signature(DATASETS.get(dataset)).parameters.values()
         if p.kind is inspect.Parameter.KEYWORD_ONLY
     }
+    params = {**own, **{TEACHER_PREFIX + k: v for k, v in own.items()}}
     options = as_table(at, value)
     check_keys(at, options, params, f"unknown option {{}} of data set {dataset!r}")
     return tuple(sorted((k, as_kind(at / k, v, params[k])) for k, v in options.items()))

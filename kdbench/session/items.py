@@ -14,7 +14,7 @@ from kdbench.losses import LOSSES
 from kdbench.models import build_model
 from kdbench.run.checkpoints import load_checkpoint
 from kdbench.session.state import KdSession
-from kdbench.spec import RunSpec
+from kdbench.spec import RunSpec, teacher_options
 
 # Markers. `pytest -k` matches marker names as substrings too, so none contains a loss name:
 # `-k crd` selects the crd cases and nothing else.
@@ -143,7 +143,11 @@ def check_before_training(kd_session: KdSession, specs: list[RunSpec | ModelCase
     unreadable, or a teacher checkpoint does not fit its architecture."""
     results.check_writable(kd_session.results_dir / "runs")
     engine = kd_session.get_engine()
-    for dataset, options in {(s.dataset, s.dataset_options) for s in specs}:
+    for dataset, options in {
+        (s.dataset, o)
+        for s in specs
+        for o in (s.dataset_options, teacher_options(s.dataset_options))
+    }:
         engine.host_data(dataset, options)
     checkpoints = dict.fromkeys(  # each checkpointed teacher once, in order
         (s.teacher, ckpt, s.dataset, s.dataset_options)

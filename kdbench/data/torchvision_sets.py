@@ -166,9 +166,10 @@ def mnist(root: Path | None = None, download: bool = False) -> TensorData:
 def fashion_mnist(
     root: Path | None = None, download: bool = False, *, augment: bool = False
 ) -> TensorData:
-    """Fashion-MNIST clothing images, 1×28×28, 55,000 train / 5,000 val / 10,000 test;
-    ``augment``: random crop (padding 2) and horizontal flip (clothes are mirror images of
-    themselves; digits are not, so ``mnist`` has none)."""
+    """Fashion-MNIST clothing images, 1×28×28, 55,000 train / 5,000 val / 10,000 test.
+
+    ``augment``: random crop (padding 2) and horizontal flip of training batches (clothes are
+    mirror images of themselves; digits are not, so ``mnist`` has none)."""
     return _in_memory(
         "fashion_mnist",
         "FashionMNIST",

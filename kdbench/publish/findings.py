@@ -14,11 +14,12 @@ import re
 import pandas as pd
 from scipy import stats
 
-from kdbench.publish.summary import chosen, sections
+from kdbench.publish.summary import chosen, published_rows, sections
+from kdbench.spec import PAIR_SEP, pair_name
 
 # The published pair with the most methods (CRD, DKD, logit standardization, DIST, the 2023–25
 # papers all report it): the reference ranking for pairs that were not published themselves.
-REFERENCE_PAIR = "resnet32x4/resnet8x4"
+REFERENCE_PAIR = pair_name("resnet32x4", "resnet8x4")
 MIN_SHARED = 5  # fewer methods in both tables give no rank correlation worth a sentence
 AGREEMENT_CAVEAT = (
     "Caveats: different data, models, epochs and per-method settings; each published number "
@@ -120,8 +121,7 @@ def published_agreement(summary: pd.DataFrame, published: pd.DataFrame | None) -
     methods with it are left out; the caveat follows the lines."""
     if published is None:
         return []
-    paper = published[~published["method"].isin(["teacher", "student"])].dropna(subset=["top1"])
-    paper = paper.assign(pair=paper["teacher"] + "/" + paper["student"])
+    paper = published_rows(published).dropna(subset=["top1"])  # its teacher, ce: none of ours
     methods = summary[summary["n"].gt(0) & summary["loss"].ne("ce")]
     out = []
     for pair, rows in methods.groupby("pair"):
@@ -133,7 +133,7 @@ def published_agreement(summary: pd.DataFrame, published: pd.DataFrame | None) -
             continue
         rho, p = stats.spearmanr(ours[shared], theirs[shared])
         out.append(
-            f"- **{pair}** against the published CIFAR-100 {ref.replace('/', ' → ')} table, "
+            f"- **{pair}** against the published CIFAR-100 {ref.replace(PAIR_SEP, ' → ')} table, "
             f"{len(shared)} methods in both: Spearman ρ = {rho:+.2f} (p = {p:.2g})."
         )
     return [*out, "", AGREEMENT_CAVEAT] if out else []

@@ -199,15 +199,21 @@ def method_names(summary: pd.DataFrame) -> pd.Series:
     return summary["loss"].str.cat([c + "=" + summary[c].astype(str) for c in knobs], sep=" ")
 
 
+def published_rows(published: pd.DataFrame) -> pd.DataFrame:
+    """The published rows with their ``pair`` named as kdbench names pairs and ``method`` as the
+    row of ours each one is (the reference's student is our ``ce``)."""
+    return published.assign(
+        pair=[pair_name(t, s) for t, s in zip(published["teacher"], published["student"])],
+        method=published["method"].replace(PUBLISHED_METHOD),
+    )
+
+
 def published_cells(published: pd.DataFrame | None, pairs: list[str]) -> pd.DataFrame:
     """(method, pair) → the published top-1 values, joined over sources."""
     if published is None or published.empty:
         return pd.DataFrame()
-    ref = published.assign(
-        pair=[pair_name(t, s) for t, s in zip(published["teacher"], published["student"])],
-        method=published["method"].replace(PUBLISHED_METHOD),
-        top1=published["top1"].map(lambda v: "N/A" if pd.isna(v) else str(v)),
-    )
+    ref = published_rows(published)
+    ref = ref.assign(top1=ref["top1"].map(lambda v: "N/A" if pd.isna(v) else str(v)))
     ref = ref[ref["pair"].isin(pairs)]
     return (
         ref.groupby(["method", "pair"])["top1"]

@@ -23,8 +23,18 @@ from kdbench.run.engine import Engine
 from kdbench.spec import make_spec
 
 
+def register(widths: tuple[int, ...], depths: tuple[int, ...]) -> str:
+    """A FashionCNN of these widths and depths as a model name."""
+    name = "fmnist_" + "x".join(map(str, widths)) + "_" + "x".join(map(str, depths))
+    MODELS.register(name)(
+        lambda num_classes, input_shape: FashionCNN(widths, depths, num_classes, input_shape)
+    )
+    return name
+
+
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
+    p.add_argument("--model", help="a registered model (instead of --widths and --depths)")
     p.add_argument("--widths", nargs=3, type=int, default=[16, 32, 64])
     p.add_argument("--depths", nargs=3, type=int, default=[1, 1, 2])
     p.add_argument("--epochs", nargs="+", type=int, default=[15])
@@ -34,11 +44,7 @@ def main() -> None:
     p.add_argument("--cache", default=None, help="teacher cache (default: a temporary folder)")
     args = p.parse_args()
     header(args)
-    widths, depths = tuple(args.widths), tuple(args.depths)
-    name = "fmnist_" + "x".join(map(str, widths)) + "_" + "x".join(map(str, depths))
-    MODELS.register(name)(
-        lambda num_classes, input_shape: FashionCNN(widths, depths, num_classes, input_shape)
-    )
+    name = args.model or register(tuple(args.widths), tuple(args.depths))
     engine = Engine(args.cache or tempfile.mkdtemp(prefix="kdbench-teacher-"))
     for epochs in args.epochs:
         spec = make_spec(

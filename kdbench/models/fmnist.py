@@ -57,6 +57,12 @@ def fmnist_t(num_classes: int, input_shape: tuple[int, int, int]) -> FashionCNN:
     return FashionCNN((16, 32, 64), (1, 1, 2), num_classes, input_shape)
 
 
+@MODELS.register("fmnist_tl")
+def fmnist_tl(num_classes: int, input_shape: tuple[int, int, int]) -> FashionCNN:
+    """Large teacher for 28×28 grey images, ≈279k parameters (two convs in stages 2 and 3)."""
+    return FashionCNN((32, 64, 128), (1, 2, 2), num_classes, input_shape)
+
+
 @MODELS.register("fmnist_l")
 def fmnist_l(num_classes: int, input_shape: tuple[int, int, int]) -> FashionCNN:
     """Large student for 28×28 grey images, ≈24k parameters (fmnist_t's widths, one conv each)."""

@@ -91,6 +91,7 @@ SPEC_OPTIONAL = {
     "loss_options": (dict,),
     "dataset_options": (dict,),
     "tune": (str, NONE),
+    "channels_last": (bool,),
 }
 KINDS = {
     str: "a string",

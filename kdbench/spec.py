@@ -43,11 +43,11 @@ def pair_name(teacher: str, student: str) -> str:
 class RunSpec:
     """Everything that determines one case, frozen: data set, teacher and student, the loss with
     its temperature, weights and options, seed, device, epochs, recipe, precision, compile,
-    teacher checkpoint, data options. Two equal specs on the same machine give the same record
-    (on the CPU bit for bit). ``case_id`` is a stable hash of all of it, ``group_id`` of all
-    but the seed (the seeds of one configuration); ``name`` is the readable test id
-    (``digits-cnn_t/cnn_s-kd-T4-cpu-s0``, every part selectable with ``-k``). Checked on
-    construction (``validate_spec``): a bad value is a one-line ``KdbenchError``."""
+    teacher checkpoint, data options, the student's memory format. Two equal specs on the same
+    machine give the same record (on the CPU bit for bit). ``case_id`` is a stable hash of all
+    of it, ``group_id`` of all but the seed (the seeds of one configuration); ``name`` is the
+    readable test id (``digits-cnn_t/cnn_s-kd-T4-cpu-s0``, every part selectable with ``-k``).
+    Checked on construction (``validate_spec``): a bad value is a one-line ``KdbenchError``."""
 
     dataset: str
     teacher: str
@@ -69,6 +69,7 @@ class RunSpec:
     teacher_ckpt: str | None = None  # a user's teacher checkpoint instead of training one
     dataset_options: tuple[tuple[str, Any], ...] = field(default=())
     tune: str = ""  # one of TUNE (kdbench.matrix.tuning); "" is left out of the dict and the ids
+    channels_last: bool = False  # the student channels_last on the CPU too (always on CUDA)
 
     def __post_init__(self) -> None:
         validate_spec(self)
@@ -77,8 +78,9 @@ class RunSpec:
         d = asdict(self)
         d["loss_options"] = dict(self.loss_options)
         d["dataset_options"] = dict(self.dataset_options)
-        if not self.tune:  # the case ids of untuned cases stay what they were before tuning
-            del d["tune"]
+        for key in ("tune", "channels_last"):  # left out at their defaults: the case ids of
+            if not d[key]:  # the cases before these fields stay what they were
+                del d[key]
         return d
 
     @classmethod
@@ -116,6 +118,7 @@ class RunSpec:
             parts += self._setting_words() if self.tune else []
         parts += [self.device] + ([] if self.precision == "fp32" else [self.precision])
         parts += ["compiled"] if self.compile else []
+        parts += ["chlast"] if self.channels_last else []
         parts.append(f"s{self.seed}")
         return "-".join(parts)
 

@@ -56,6 +56,7 @@ OTHER = {
     "teacher_ckpt": "teacher.pt",
     "dataset_options": (("num_classes", 10), ("num_train", 128)),
     "tune": "trial",
+    "channels_last": True,
 }
 
 
@@ -110,6 +111,7 @@ def test_seeds_share_a_group():
             "synthetic-cnn_t/cnn_s-dkd-tune-T4-a1-c1-o8-cpu-s7",
         ),
         (dataclasses.replace(WITH_OPTIONS, tune="tuned"), "synthetic-cnn_t/cnn_s-dkd-tuned-cpu-s0"),
+        (dataclasses.replace(KD, channels_last=True), "digits-cnn_t/cnn_s-kd-T4-cpu-chlast-s0"),
     ],
 )
 def test_readable_name(spec, name):
@@ -119,7 +121,8 @@ def test_readable_name(spec, name):
 @pytest.mark.parametrize("spec", [KD, WITH_OPTIONS], ids=["kd", "options"])
 def test_dict_round_trip_through_json(spec):
     d = json.loads(json.dumps(spec.to_dict()))
-    assert set(d) == {f.name for f in dataclasses.fields(RunSpec)} - {"tune"}  # "" is left out
+    # left out at their defaults: tune "", channels_last False
+    assert set(d) == {f.name for f in dataclasses.fields(RunSpec)} - {"tune", "channels_last"}
     assert d["loss_options"] == dict(spec.loss_options)
     back = RunSpec.from_dict({**d, "a_future_field": 1})
     assert back == spec and back.case_id == spec.case_id and back.name == spec.name

@@ -124,8 +124,8 @@ def test_the_paper_setting_of_every_pair_must_be_in_the_grid():
         per_pair.specs(("cpu",))
 
 
-def test_the_shipped_profiles_tune_nothing_unless_asked():
-    assert all(not PROFILES.get(n).tuning for n in PROFILES.names())
+def test_of_the_shipped_profiles_only_the_converged_leaderboard_tunes():
+    assert {n for n in PROFILES.names() if PROFILES.get(n).tuning} == {"fashion-tuned"}
 
 
 def test_a_tuned_case_waits_for_trials_still_running(monkeypatch):

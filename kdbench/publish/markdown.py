@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from kdbench.publish import findings
+from kdbench.publish import convergence, findings, tuned
 from kdbench.publish.summary import (
     LABELS,
     PUBLISHED_DATASET,
@@ -146,6 +146,7 @@ def leaderboards(
 def build_report(
     frame: pd.DataFrame, published: pd.DataFrame | None = None, notes: Sequence[str] = ()
 ) -> Report:
+    frame, converged = convergence.split(frame)
     summary = summarize(frame)
     report = Report(
         provenance=provenance(frame),
@@ -153,6 +154,8 @@ def build_report(
         notes=list(notes),
         findings=findings.lines(summary, published),
     )
+    if not converged.empty:
+        report.tables.append((convergence.heading(), converged))
     boards = leaderboards(frame, summary, published)
     for (title, part), (heading, board, _) in zip(sections(summary), boards):
         suffix = f" ({title})" if title else ""
@@ -164,4 +167,7 @@ def build_report(
             report.tables.append(
                 (f"## Temperature{suffix} — test top-1; ✓ chosen on {SELECTION}", temps)
             )
+    changes = tuned.changes(frame)
+    if not changes.empty:
+        report.tables.append((tuned.CHANGES_HEADING, changes))
     return report

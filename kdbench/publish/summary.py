@@ -52,6 +52,7 @@ SETTING_KEYS = tuple(
 
 
 FAILED = ("diverged", "error")
+PER_PAIR = ("epochs",)  # settings a profile may give each pair (Profile.pair_epochs)
 
 
 LABELS = {
@@ -112,8 +113,15 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
 
 def label_columns(df: pd.DataFrame) -> list[str]:
     """pair, loss, T plus every setting that varies and every method knob varied within a loss,
-    so that the labels tell the case groups apart."""
-    settings = [c for c in SETTING_KEYS if c in df and df[c].nunique(dropna=False) > 1]
+    so that the labels tell the case groups apart; a setting a profile gives per pair
+    (``PER_PAIR``) is told by the pair where it varies with the pair alone."""
+    settings = [
+        c
+        for c in SETTING_KEYS
+        if c in df
+        and df[c].nunique(dropna=False) > 1
+        and not (c in PER_PAIR and df.groupby("pair")[c].nunique(dropna=False).max() == 1)
+    ]
     knobs = [
         c
         for c in METHOD_KEYS[2:]

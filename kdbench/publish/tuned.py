@@ -8,10 +8,21 @@ their names."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
+
+from kdbench.losses import LOSSES
+from kdbench.matrix import tuning
+from kdbench.spec import pair_name
 
 TUNE = "tune"  # the spec field
 SETTINGS = ("alpha", "ce_weight", "loss_options")  # a tuned cell names these (T is named apart)
+TUNED_WORDS = "tuned on validation"  # what a section of tuned cases is titled by
+CHANGES_HEADING = (
+    "## What tuning changed — each method's trial at its paper setting and the trial chosen "
+    "on validation top-1, on the tuning seed"
+)
 
 
 def trials_per_method(summary: pd.DataFrame) -> str:
@@ -31,7 +42,7 @@ def title(title: str, part: pd.DataFrame, summary: pd.DataFrame) -> str:
         return title
     stage = part[TUNE].iloc[0]
     if stage == "tuned":
-        words = f"tuned on validation, {trials_per_method(summary)} trials per method"
+        words = f"{TUNED_WORDS}, {trials_per_method(summary)} trials per method"
     elif stage == "trial":
         words = "tuning trials on the tuning seed, chosen on validation top-1"
     else:
@@ -59,3 +70,67 @@ def setting_text(row: pd.Series) -> str:
         if isinstance(v := row.get(k), (float, str)) and v != ""
     ]
     return " " + " ".join(words) if words else ""
+
+
+def _setting(row: pd.Series) -> dict[str, object]:
+    options = row.get("loss_options")
+    return {
+        "T": row.get("temperature"),
+        "alpha": row.get("alpha"),
+        "ce_weight": row.get("ce_weight"),
+        **(options if isinstance(options, dict) else {}),
+    }
+
+
+def _paper(loss: str) -> dict[str, object]:
+    """A loss's own settings: its paper's temperature, weights and options."""
+    cls = LOSSES.get(loss)
+    ce_weight, alpha = cls.weights(None)
+    t = cls.default_temperature if cls.uses_temperature else None
+    return {"T": t, "alpha": alpha, "ce_weight": ce_weight, **cls.options}
+
+
+def _words(setting: dict[str, object], keys: list[str]) -> str:
+    return " ".join(
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in zip(keys, map(setting.get, keys))
+    )
+
+
+def changes(frame: pd.DataFrame) -> pd.DataFrame:
+    """What tuning changed, from the trial records of ``frame`` (records_frame): per pair and
+    method, its trial at the paper setting and the trial chosen on validation top-1, each with
+    its validation and test top-1 on the tuning seed; the settings named by what the trials
+    vary. Empty without trials."""
+    if TUNE not in frame:
+        return pd.DataFrame()
+    trials = frame[frame[TUNE].eq("trial") & frame["status"].eq("ok")]
+    rows = []
+    for (teacher, student, loss), group in trials.groupby(["teacher", "student", "loss"]):
+        settings = [_setting(r) for _, r in group.iterrows()]
+        keys = [k for k in settings[0] if len({str(s.get(k)) for s in settings}) > 1]
+        paper = _paper(loss)
+        at_paper = [i for i, s in enumerate(settings) if all(s[k] == paper.get(k) for k in keys)]
+        order = [  # tuning.choose's order: best validation top-1, ties by setting
+            (-r["val_top1"], json.dumps(tuning.setting(r), sort_keys=True), i)
+            for i, (_, r) in enumerate(group.iterrows())
+        ]
+        best = min(order)[-1]
+        chosen = group.iloc[best]
+        row = {"pair": pair_name(teacher, student), "loss": loss}
+        if at_paper:
+            p = group.iloc[at_paper[0]]
+            row |= {
+                "paper setting": _words(settings[at_paper[0]], keys),
+                "paper val": f"{p['val_top1']:.2f}",
+                "paper test": f"{p['top1']:.2f}",
+            }
+        else:
+            row |= {"paper setting": "not among the trials", "paper val": "", "paper test": ""}
+        row |= {
+            "chosen setting": _words(settings[best], keys),
+            "chosen val": f"{chosen['val_top1']:.2f}",
+            "chosen test": f"{chosen['top1']:.2f}",
+        }
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -2,7 +2,8 @@
 
 ``precision="amp"`` autocasts the forward passes to bf16 where the device supports it (CPU,
 Ampere+ GPUs) and to fp16 with a gradient scaler otherwise; the loss is computed in fp32 on the
-upcast outputs. Conv nets on CUDA use channels_last.
+upcast outputs. Conv nets on CUDA use channels_last; on the CPU where the spec asks for it
+(``RunSpec.channels_last``: chosen per model by measurement, benchmarks/cpu_formats.py).
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ class Accel:
     scaler: torch.amp.GradScaler | None
 
     @classmethod
-    def for_spec(cls, precision: str, device: torch.device) -> Accel:
+    def for_spec(cls, precision: str, device: torch.device, channels_last: bool = False) -> Accel:
         dtype = None
         if precision == "amp":
             bf16 = device.type == "cpu" or torch.cuda.is_bf16_supported()
             dtype = torch.bfloat16 if bf16 else torch.float16
         scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
-        return cls(device, dtype, device.type == "cuda", scaler)
+        return cls(device, dtype, channels_last or device.type == "cuda", scaler)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is None:

@@ -114,10 +114,11 @@ class Engine:
             spec.device,
             spec.precision,
             spec.compile,
+            spec.channels_last,
             torch.get_num_threads(),
         )
         if key not in self._speed:
-            accel = Accel.for_spec(spec.precision, torch.device(spec.device))
+            accel = Accel.for_spec(spec.precision, torch.device(spec.device), spec.channels_last)
             infer, latency = measure.inference_speed(
                 model,
                 data.input_shape,
@@ -152,7 +153,7 @@ class Engine:
             if loss.needs_teacher
             else (no_teacher, None)
         )
-        accel = Accel.for_spec(spec.precision, device)
+        accel = Accel.for_spec(spec.precision, device, spec.channels_last)
         with measure.MemoryProbe(device) as memory:  # what the case adds to the session's data
             torch.manual_seed(spec.seed)
             student = accel.prepare(
@@ -173,6 +174,7 @@ class Engine:
                             f"{spec.name} (init stage)",
                             loss.trainable(),
                             teacher_fn,
+                            channels_last=spec.channels_last,
                         ),
                         spec,
                         data,
@@ -190,6 +192,7 @@ class Engine:
                         loss.trainable(),
                         teacher_fn,
                         loss.set_progress,
+                        spec.channels_last,
                     ),
                     spec,
                     data,

@@ -77,7 +77,8 @@ def cross_entropy(s: dict, t: dict, y: torch.Tensor) -> torch.Tensor:
 class Stage:
     """One run of the training loop: the model behind ``tapper`` (and ``extra`` parameters, a
     loss's connectors) learns ``objective`` for ``epochs`` with the recipe's optimizer for
-    ``model_name``; ``on_step(progress, epochs)`` sees the fractional epoch before every step."""
+    ``model_name``; ``on_step(progress, epochs)`` sees the fractional epoch before every step;
+    ``channels_last``: the model and its batches in that memory format on the CPU too."""
 
     tapper: Tapper
     objective: Objective
@@ -88,6 +89,7 @@ class Stage:
     extra: Sequence[nn.Parameter] = ()
     teacher: TeacherFn = no_teacher
     on_step: Callable[[float, int], None] | None = None
+    channels_last: bool = False
 
 
 def evaluate(model: nn.Module, data: DataSource) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,7 +122,7 @@ def fit(
     step and after every epoch (kdbench.observe's live progress)."""
     model = stage.tapper.model
     device = torch.device(spec.device)
-    accel = Accel.for_spec(spec.precision, device)
+    accel = Accel.for_spec(spec.precision, device, stage.channels_last)
     recipe = RECIPES.get(spec.recipe)
     optimizer = recipe.optimizer([*model.parameters(), *stage.extra], stage.model_name)
     scheduler = recipe.scheduler(optimizer, stage.epochs)

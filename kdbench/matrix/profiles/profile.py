@@ -33,7 +33,11 @@ class Profile:
     ``pair_settings`` ((teacher, student) → loss → settings) override them for one pair, where a
     setting is ``temperature`` (then not swept), ``alpha``, ``ce_weight`` or a loss option.
     ``tuning`` (loss → setting → a few values) gives every method the same tuning budget on
-    validation, its trials run on ``tuning_seed`` (``kdbench.matrix.tuning``)."""
+    validation, its trials run on ``tuning_seed`` (``kdbench.matrix.tuning``); with
+    ``paper_cases`` False a tuned profile runs no plain cases at the paper settings on its
+    seeds (the paper setting is one of each method's trials). Per pair: ``pair_epochs`` (the
+    students' epochs, else ``epochs``) and ``pair_losses`` (loss name patterns, else
+    ``losses``). ``channels_last``: the students trained in that memory format on the CPU."""
 
     name: str
     description: str
@@ -52,9 +56,23 @@ class Profile:
     pair_settings: Mapping[Pair, Mapping[str, Settings]] = field(default_factory=dict)
     tuning: Mapping[str, tuning_stage.Grid] = field(default_factory=dict)
     tuning_seed: int = 100
+    paper_cases: bool = True
+    pair_epochs: Mapping[Pair, int] = field(default_factory=dict)
+    pair_losses: Mapping[Pair, tuple[str, ...]] = field(default_factory=dict)
+    channels_last: tuple[str, ...] = ()
 
-    def loss_names(self) -> list[str]:
-        return [n for n in LOSSES.names() if any(fnmatch.fnmatchcase(n, p) for p in self.losses)]
+    def loss_names(self, pair: Pair | None = None) -> list[str]:
+        """The losses of ``pair``, or of every pair."""
+        patterns = (
+            [p for pr in self.pairs for p in self.pair_losses.get(pr, self.losses)]
+            if pair is None
+            else self.pair_losses.get(pair, self.losses)
+        )
+        return [n for n in LOSSES.names() if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+
+    def plain_cases(self) -> bool:
+        """Whether the cases at the paper settings run on the profile's seeds."""
+        return self.paper_cases or not self.tuning
 
     def settings(self, pair: Pair, loss: str) -> dict[str, float]:
         """The loss's options and weights for one pair: the profile's, then the pair's."""
@@ -76,20 +94,45 @@ class Profile:
             self.tuning,
             self.tuning_seed,
             self.loss_names(),
-            lambda loss: ((pair_name(*pair), self.settings(pair, loss)) for pair in self.pairs),
+            lambda loss: (
+                (pair_name(*pair), self.settings(pair, loss))
+                for pair in self.pairs
+                if loss in self.loss_names(pair)
+            ),
         )
+
+    def check_pairs(self) -> None:
+        """A one-line ``KdbenchError`` for per-pair epochs or losses of a pair not in ``pairs``,
+        or per-pair losses that name none."""
+        for what, table in (("pair_epochs", self.pair_epochs), ("pair_losses", self.pair_losses)):
+            for pair in table:
+                if pair not in self.pairs:
+                    raise KdbenchError(
+                        f"{what}: pair {pair_name(*pair)} is not among the profile's pairs: "
+                        f"valid: {', '.join(pair_name(*p) for p in self.pairs)}"
+                    )
+        for pair in self.pair_losses:
+            if not self.loss_names(pair):
+                raise KdbenchError(
+                    f"pair_losses: {', '.join(self.pair_losses[pair])} names no loss of pair "
+                    f"{pair_name(*pair)}: valid: {', '.join(LOSSES.names())}"
+                )
 
     def size(self, devices: tuple[str, ...] = DEVICES, seeds: int | None = None) -> int:
         """How many cases ``specs`` makes, counted without making them."""
         configurations = sum(
             len(self.temperatures_for(loss, self.settings(pair, loss)))
             for pair in self.pairs
-            for loss in self.loss_names()
+            for loss in self.loss_names(pair)
+            if self.plain_cases()
         )
         if self.tuning:  # a tuned configuration per loss
-            configurations += len(self.pairs) * len(self.loss_names())
-        trials = len(self.pairs) * sum(
-            len(tuning_stage.points(grid)) for grid in self.tuning.values()
+            configurations += sum(len(self.loss_names(pair)) for pair in self.pairs)
+        trials = sum(
+            len(tuning_stage.points(self.tuning[loss]))
+            for pair in self.pairs
+            for loss in self.loss_names(pair)
+            if loss in self.tuning
         )
         return (configurations * (self.seeds if seeds is None else seeds) + trials) * len(devices)
 
@@ -116,11 +159,12 @@ class Profile:
         n_seeds = self.seeds if seeds is None else seeds
         if not isinstance(n_seeds, int) or n_seeds < 1:
             raise KdbenchError(f"invalid number of seeds {n_seeds!r}: must be an integer ≥ 1")
+        self.check_pairs()
         self.check_tuning()
         seed_range = range(first_seed, first_seed + n_seeds)
         trials, specs = [], []
         for pair in self.pairs:
-            for loss in self.loss_names():
+            for loss in self.loss_names(pair):
                 settings = self.settings(pair, loss)
 
                 def cases(
@@ -142,7 +186,9 @@ class Profile:
                             device=device,
                             recipe=self.recipe,
                             batch_size=self.batch_size,
-                            epochs=self.epochs if epochs is None else epochs,
+                            epochs=self.pair_epochs.get(pair, self.epochs)
+                            if epochs is None
+                            else epochs,
                             teacher_epochs=self.teacher_epochs,
                             dataset_options=self.dataset_options,
                             precision=_precision(precision, device),
@@ -152,12 +198,13 @@ class Profile:
                             alpha=setting.get("alpha"),
                             ce_weight=setting.get("ce_weight"),
                             tune=tune,
+                            channels_last=device == "cpu" and pair[1] in self.channels_last,
                         )
                         for device in devices
                         for seed in seeds
                     ]
 
-                for t in self.temperatures_for(loss, settings):
+                for t in self.temperatures_for(loss, settings) if self.plain_cases() else ():
                     specs += cases(settings, t, seed_range)
                 if not self.tuning:
                     continue

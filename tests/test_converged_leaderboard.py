@@ -1,0 +1,162 @@
+"""The converged, equally tuned leaderboard (``fashion-tuned``, issue 20): the profile's shape
+(every method tuned with the same budget on one pair, a size sweep of 4 students over ≥ 30× in
+parameters, the doubled ``ce`` run beside it), per-pair epochs and losses, no plain cases where
+the paper setting is a trial, the students channels_last on the CPU, the convergence table and
+what tuning changed, both read from records."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from kdbench.losses import LOSSES
+from kdbench.matrix.profiles import PROFILES, Profile
+from kdbench.models import build_model
+from kdbench.publish import convergence, tuned
+from kdbench.publish.markdown import build_report
+from kdbench.publish.summary import sections, summarize
+from kdbench.registry import KdbenchError
+from kdbench.results import make_record, records_frame
+from kdbench.run.engine import Engine
+from kdbench.spec import make_spec
+
+TUNED = PROFILES.get("fashion-tuned")
+TWICE = PROFILES.get("fashion-tuned-2x")
+MAIN = TUNED.pairs[0]
+
+
+def params(model: str) -> int:
+    return sum(p.numel() for p in build_model(model, 10, (1, 28, 28)).parameters())
+
+
+def test_every_method_is_tuned_on_the_main_pair_with_the_same_budget():
+    specs = TUNED.specs(("cpu",), seeds=1)
+    trials = {}
+    for s in specs:
+        if s.tune == "trial" and (s.teacher, s.student) == MAIN:
+            trials[s.loss] = trials.get(s.loss, 0) + 1
+    with_teacher = {n for n in LOSSES.names() if LOSSES.get(n).needs_teacher}
+    assert set(trials) == with_teacher and set(trials.values()) == {4}
+    tuned_losses = {s.loss for s in specs if s.tune == "tuned" and (s.teacher, s.student) == MAIN}
+    assert tuned_losses == set(LOSSES.names())  # ce too: the table's baseline
+    assert not [s for s in specs if not s.tune]  # the paper setting is a trial, not 3 more seeds
+    assert TUNED.size(("cpu",)) == len(TUNED.specs(("cpu",)))
+
+
+def test_four_student_sizes_span_thirty_times_and_each_runs_ce_kd_and_three_more():
+    students = [s for _, s in TUNED.pairs]
+    sizes = sorted(map(params, students))
+    assert len(set(students)) >= 4 and sizes[-1] / sizes[0] >= 30
+    for pair in TUNED.pairs[1:]:
+        losses = TUNED.loss_names(pair)
+        assert {"ce", "kd"} <= set(losses) and len(losses) == 5
+
+
+def test_the_teacher_is_the_largest_model_and_trains_alone_on_crop_and_flip():
+    assert {t for t, _ in TUNED.pairs} == {"fmnist_tl"}
+    assert params("fmnist_tl") > 10 * max(params(s) for _, s in TUNED.pairs)
+    spec = TUNED.specs(("cpu",), seeds=1)[0]
+    assert dict(spec.dataset_options) == {"teacher_augment": True}
+
+
+def test_the_doubled_run_is_ce_at_twice_each_students_epochs():
+    once = {(s.student, s.seed): s for s in TUNED.specs(("cpu",)) if s.loss == "ce"}
+    twice = TWICE.specs(("cpu",))
+    assert {s.loss for s in twice} == {"ce"} and len(twice) == len(once)
+    for s in twice:
+        e = once[(s.student, s.seed)]
+        assert s.epochs == 2 * e.epochs
+        assert replace(s, epochs=e.epochs, tune="tuned") == e
+
+
+def test_students_run_channels_last_on_the_cpu_where_it_was_measured_faster():
+    specs = TUNED.specs(("cpu", "cuda"), seeds=1)
+    assert {s.student for s in specs if s.channels_last} == {"fmnist_s", "fmnist_m", "fmnist_l"}
+    assert not any(s.channels_last for s in specs if s.device == "cuda")  # there always
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"pair_epochs": {("fmnist_tl", "fmnist_t"): 5}}, "pair fmnist_tl/fmnist_t is not among"),
+        ({"pair_losses": {("a", "b"): ("kd",)}}, "pair_losses: pair a/b is not among"),
+        ({"pair_losses": {MAIN: ("nope*",)}}, "nope* names no loss of pair fmnist_tl/fmnist_m"),
+    ],
+)
+def test_bad_per_pair_settings_get_one_line(change, words):
+    with pytest.raises(KdbenchError) as err:
+        replace(TUNED, **change).specs(("cpu",), seeds=1)
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_channels_last_student_trains_in_that_format_and_says_so(tiny_spec, cache_dir):
+    spec = tiny_spec("kd", channels_last=True)
+    engine = Engine(cache_dir)
+    outcome = engine.distill(spec)
+    assert outcome.info["accel"]["channels_last"] is True
+    plain = engine.distill(replace(spec, channels_last=False))
+    assert plain.info["accel"]["channels_last"] is False
+    # the same arithmetic in another order: equal to rounding, not bit for bit
+    assert outcome.metrics["top1"] == pytest.approx(plain.metrics["top1"], abs=20)
+
+
+def record(student: str, epochs: int, seed: int, top1: float, loss: str = "ce", **spec) -> dict:
+    s = make_spec("fashion_mnist", "fmnist_tl", student, loss, epochs=epochs, seed=seed, **spec)
+    return make_record(s, "ok", {"top1": top1, "val_top1": top1}, {})
+
+
+def test_convergence_sets_ce_at_e_against_ce_at_2e_and_leaves_2e_out_of_the_leaderboard():
+    records = [
+        *(record("fmnist_m", 24, s, 90.0 + s / 10, tune="tuned") for s in range(3)),
+        *(record("fmnist_m", 48, s, 90.3 + s / 10) for s in range(3)),
+        *(record("fmnist_xs", 48, s, 80.0, tune="tuned") for s in range(3)),
+        *(record("fmnist_xs", 96, s, 81.0) for s in range(3)),
+        record("fmnist_m", 24, 0, 91.0, loss="kd", temperature=4.0, tune="tuned"),
+    ]
+    frame, table = convergence.split(records_frame(records))
+    assert len(frame) == 7 and set(frame["epochs"]) == {24, 48}  # xs's 48 is its E
+    rows = table.set_index("pair")
+    assert rows.loc["fmnist_tl/fmnist_m", "converged"] == "yes"  # +0.30
+    assert rows.loc["fmnist_tl/fmnist_m", "ce at E"] == "90.10 ± 0.10 (3)"
+    assert rows.loc["fmnist_tl/fmnist_xs", "2E − E"] == "+1.00"
+    assert rows.loc["fmnist_tl/fmnist_xs", "converged"] == "no"
+    report = build_report(records_frame(records)).to_markdown()
+    assert convergence.heading() in report and "| fmnist_tl/fmnist_xs " in report
+
+
+def test_epochs_given_per_pair_do_not_split_the_leaderboard_but_other_settings_do():
+    records = [record("fmnist_m", 24, 0, 90.0), record("fmnist_xs", 48, 0, 80.0)]
+    assert [t for t, _ in sections(summarize(records_frame(records)))] == [""]
+    records.append(record("fmnist_m", 48, 0, 90.0))
+    assert len(list(sections(summarize(records_frame(records))))) == 2
+
+
+def trial(loss: str, val: float, test: float, **spec) -> dict:
+    s = make_spec(
+        "fashion_mnist", "fmnist_tl", "fmnist_m", loss, epochs=24, seed=100, tune="trial", **spec
+    )
+    return make_record(s, "ok", {"top1": test, "val_top1": val}, {})
+
+
+def test_what_tuning_changed_names_the_paper_trial_and_the_one_chosen_on_validation():
+    records = [
+        trial("kd", 90.0, 92.0, temperature=4.0, alpha=0.9),  # the paper setting, best on test
+        trial("kd", 91.0, 89.0, temperature=2.0, alpha=0.9),  # best on validation
+        trial("kd", 85.0, 85.0, temperature=4.0, alpha=0.5),
+        trial("at", 88.0, 88.0, loss_options=(("beta", 1000.0),)),
+        trial("at", 87.0, 87.0, loss_options=(("beta", 10.0),)),
+    ]
+    rows = tuned.changes(records_frame(records)).set_index("loss")
+    kd = rows.loc["kd"]
+    assert kd["paper setting"] == "T=4 alpha=0.9 ce_weight=0.1"
+    assert (kd["paper val"], kd["paper test"]) == ("90.00", "92.00")
+    assert kd["chosen setting"] == "T=2 alpha=0.9 ce_weight=0.1" and kd["chosen test"] == "89.00"
+    assert rows.loc["at", "paper setting"] == rows.loc["at", "chosen setting"] == "beta=1000"
+
+
+def test_a_profile_without_tuning_keeps_its_plain_cases_whatever_paper_cases_says():
+    plain = Profile(
+        "p", "", "digits", (("cnn_t", "cnn_s"),), "digits", 2, 2, losses=("ce",), paper_cases=False
+    )
+    assert len(plain.specs(("cpu",))) == 3 == plain.size(("cpu",))

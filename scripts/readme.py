@@ -47,6 +47,12 @@ def _pairs(pairs: tuple[tuple[str, str], ...]) -> str:
     return ", ".join(f"{t}→{s}" for t, s in pairs) if len(pairs) <= 3 else f"{len(pairs)} pairs"
 
 
+def _epochs(profile) -> str:
+    """The students' epochs: one number, or the range a profile gives per pair."""
+    epochs = sorted({profile.pair_epochs.get(pair, profile.epochs) for pair in profile.pairs})
+    return str(epochs[0]) if len(epochs) == 1 else f"{epochs[0]}–{epochs[-1]}"
+
+
 def profiles() -> str:
     rows = []
     for name in PROFILES.names():
@@ -57,7 +63,7 @@ def profiles() -> str:
                 "data": p.dataset,
                 "pairs": _pairs(p.pairs),
                 "recipe": p.recipe,
-                "epochs": p.epochs,
+                "epochs": _epochs(p),
                 "batch": p.batch_size,
                 "seeds": p.seeds,
                 "cases per device": len(p.specs(("cpu",))),

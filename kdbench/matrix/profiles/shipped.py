@@ -111,7 +111,6 @@ TUNED_EPOCHS = {"fmnist_xs": 48, "fmnist_s": 48, "fmnist_m": 24, "fmnist_l": 24}
 TUNED_PAIRS = tuple((TUNED_TEACHER, s) for s in ("fmnist_m", "fmnist_xs", "fmnist_s", "fmnist_l"))
 TUNED_SWEEP = ("ce", "kd")  # on every size besides the main pair's three best methods
 FEATURE_WEIGHTS = {  # the main weight of each method without a temperature, and its paper value
-    "ab": ("beta", 1.0),
     "at": ("beta", 1000.0),
     "catkd": ("beta", 15.0),
     "cc": ("beta", 0.02),
@@ -142,6 +141,9 @@ TUNED_GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
     "sdd": {"temperature": (4.0, 2.0), "nckd_weight": (8.0, 2.0)},
     "ttm": {"temperature": (10.0, 4.0), "beta": (45.0, 15.0)},
     "wttm": {"temperature": (5.0, 2.0), "beta": (4.0, 1.0)},
+    # AB distils in its initialisation stage alone, unweighted (β acts only with main_stage=1):
+    # its knobs are that stage's length and the activation boundaries' margin
+    "ab": {"init": (30 / 240, 60 / 240), "margin": (1.0, 0.5)},
     "ctkd": {"alpha": (0.9, 0.7, 0.5, 0.3)},
     "mse_logits": {"alpha": (0.02, 0.1, 0.5, 0.9)},
     **{

@@ -184,6 +184,40 @@ def test_without_a_profiles_table_only_the_shipped_are_listed(tmp_path, monkeypa
     assert capsys.readouterr().out.split() == PROFILES.names()
 
 
+def test_per_pair_epochs_and_losses_paper_cases_and_channels_last_read_like_the_shipped(tmp_path):
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        profile_toml(pairs='["cnn_t/cnn_m", "cnn_t/cnn_s"]', losses='["ce", "kd", "dkd"]')
+        + 'channels_last = ["cnn_s"]\n'
+        + "paper_cases = false\n"
+        + "[tool.kdbench.profiles.tiny.tuning]\n"
+        + "kd = { alpha = [0.9, 0.5] }\n"
+        + "dkd = { nckd_weight = [8, 2] }\n"
+        + '[tool.kdbench.profiles.tiny.pair_epochs]\n"cnn_t/cnn_s" = 3\n'
+        + '[tool.kdbench.profiles.tiny.pair_losses]\n"cnn_t/cnn_s" = ["ce", "kd"]\n'
+    )
+    (profile,) = user_profiles(pyproject)
+    cases = {
+        (s.student, s.loss, s.tune, s.epochs, s.channels_last) for s in profile.specs(("cpu",))
+    }
+    assert cases == {
+        ("cnn_m", "ce", "tuned", 8, False),
+        ("cnn_m", "kd", "trial", 8, False),
+        ("cnn_m", "kd", "tuned", 8, False),
+        ("cnn_m", "dkd", "trial", 8, False),
+        ("cnn_m", "dkd", "tuned", 8, False),
+        ("cnn_s", "ce", "tuned", 3, True),
+        ("cnn_s", "kd", "trial", 3, True),
+        ("cnn_s", "kd", "tuned", 3, True),
+    }
+    based = tmp_path / "based" / "pyproject.toml"
+    based.parent.mkdir()
+    based.write_text('[tool.kdbench.profiles.mine]\nbase = "fashion-tuned"\nseeds = 1\n')
+    (mine,) = user_profiles(based)
+    shipped = PROFILES.get("fashion-tuned")
+    assert mine.specs(("cpu",)) == shipped.specs(("cpu",), seeds=1)
+
+
 AT = "tool.kdbench.profiles.tiny"
 
 
@@ -309,6 +343,31 @@ AT = "tool.kdbench.profiles.tiny"
             [f"{AT}.dataset_options.teacher_augment: must be true or false, got 'yes'"],
         ),
         (
+            "tiny",
+            {"pair_epochs": '{ "cnn_t/cnn_s" = 3 }'},
+            [f"{AT}.pair_epochs: pair 'cnn_t/cnn_s' is not in pairs", "valid: cnn_t/cnn_m"],
+        ),
+        (
+            "tiny",
+            {"pair_epochs": '{ "cnn_t/cnn_m" = 0 }'},
+            [f'{AT}.pair_epochs."cnn_t/cnn_m": must be an integer ≥ 1, got 0'],
+        ),
+        (
+            "tiny",
+            {"pair_losses": '{ "cnn_t/cnn_m" = ["kx"] }'},
+            [f"{AT}.pair_losses.\"cnn_t/cnn_m\"[0]: pattern 'kx' matches no loss", "valid: ab"],
+        ),
+        (
+            "tiny",
+            {"channels_last": '["cnn_x"]'},
+            [f"{AT}.channels_last[0]: unknown model 'cnn_x'", "valid:"],
+        ),
+        (
+            "tiny",
+            {"paper_cases": '"no"'},
+            [f"{AT}.paper_cases: must be true or false, got 'no'"],
+        ),
+        (
             "quick",
             {},
             [
@@ -347,6 +406,11 @@ AT = "tool.kdbench.profiles.tiny"
         "unknown-dataset-option",
         "dataset-option-kind",
         "teacher-dataset-option-kind",
+        "epochs-for-a-pair-not-run",
+        "zero-epochs-for-a-pair",
+        "pair-losses-pattern",
+        "channels-last-model",
+        "paper-cases-kind",
         "shipped-name",
         "name-with-a-space",
     ],

@@ -17,6 +17,9 @@ project's pyproject.toml, run with ``--kd-profile <name>`` like the shipped ones
     kd = { alpha = [0.5, 0.9], temperature = [2.0, 4.0] }  # the paper setting among the values
     dkd = { nckd_weight = [2.0, 4.0, 8.0, 16.0] }          # every method as many trials
     dkd_ls = { nckd_weight = [8.0, 81.0], warmup = [0.083333, 0.333] }
+    # optional: paper_cases = false (no plain seeds at the paper settings: the paper setting is
+    # a trial), channels_last = ["cnn_s"] (students channels_last on the CPU), and per pair:
+    # [tool.kdbench.profiles.my-digits.pair_epochs] "cnn_t/cnn_s" = 20, and pair_losses
 
 A table with ``base = "<shipped profile>"`` starts from that profile: the keys it gives replace
 the shipped ones, the shipped settings are kept for the pairs and losses it runs; a GPU user turns
@@ -80,6 +83,10 @@ KEYS = (
     "pair_settings",
     "tuning",
     "tuning_seed",
+    "paper_cases",
+    "pair_epochs",
+    "pair_losses",
+    "channels_last",
     "base",
 )
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a word for --kd-profile and job names
@@ -142,6 +149,13 @@ def _profile(at: Key, name: str, entry: Any) -> Profile:
             fields[key] = as_count(at / key, entry[key])
     if "tuning_seed" in entry:
         fields["tuning_seed"] = as_kind(at / "tuning_seed", entry["tuning_seed"], 0)
+    if "paper_cases" in entry:
+        fields["paper_cases"] = as_kind(at / "paper_cases", entry["paper_cases"], True)
+    if "channels_last" in entry:
+        fields["channels_last"] = tuple(
+            as_registered(at / "channels_last" / i, model_factory, model)
+            for i, model in enumerate(as_list(at / "channels_last", entry["channels_last"], True))
+        )
     fields.setdefault("teacher_epochs", fields["epochs"])
     if "losses" in entry:
         fields["losses"] = _patterns(at / "losses", entry["losses"], LOSSES.names(), "loss")
@@ -167,6 +181,14 @@ def _profile(at: Key, name: str, entry: Any) -> Profile:
             for key, value in settings.items()
         },
         tuning=_tuning(at / "tuning", entry.get("tuning", {})),
+        pair_epochs={
+            pairs[key]: as_count(at / "pair_epochs" / key, value)
+            for key, value in _per_pair(at / "pair_epochs", entry, pairs).items()
+        },
+        pair_losses={
+            pairs[key]: _patterns(at / "pair_losses" / key, value, LOSSES.names(), "loss")
+            for key, value in _per_pair(at / "pair_losses", entry, pairs).items()
+        },
     )
     try:
         profile.specs(("cpu",), seeds=1)
@@ -212,8 +234,23 @@ def _inherited(base: Profile, entry: dict) -> dict:
             loss: {k: list(v) for k, v in grid.items()} for loss, grid in kept(base.tuning).items()
         },
         "tuning_seed": base.tuning_seed,
+        "paper_cases": base.paper_cases,
+        "pair_epochs": {
+            pair_name(*p): e for p, e in base.pair_epochs.items() if pair_name(*p) in pairs
+        },
+        "pair_losses": {
+            pair_name(*p): list(v) for p, v in base.pair_losses.items() if pair_name(*p) in pairs
+        },
+        "channels_last": list(base.channels_last),
     }
     return {**inherited, **{k: v for k, v in entry.items() if k != "base"}}
+
+
+def _per_pair(at: Key, entry: dict, pairs: Mapping[str, Pair]) -> dict:
+    """The table ``entry[at's key]`` keyed by pairs of the profile ("teacher/student")."""
+    table = as_table(at, entry.get(str(at.keys[-1]), {}))
+    check_keys(at, table, pairs, "pair {} is not in pairs")
+    return table
 
 
 def _pairs(at: Key, value: Any) -> tuple[Pair, ...]:

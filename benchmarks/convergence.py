@@ -21,11 +21,10 @@ from _common import footer, header, parser
 
 from kdbench.data import load_dataset
 from kdbench.models import build_model
+from kdbench.publish.convergence import TOLERANCE
 from kdbench.run.loop import Stage, cross_entropy, fit
 from kdbench.run.taps import Tapper
 from kdbench.spec import make_spec
-
-TOLERANCE = 0.5  # points of test top-1
 
 
 def ce_top1(data, student: str, recipe: str, epochs: int, seed: int) -> float:

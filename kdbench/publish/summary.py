@@ -65,6 +65,10 @@ LABELS = {
     "decision",
     "why",
     "note",
+    "paper setting",
+    "chosen setting",
+    "epochs E",
+    "converged",
 }
 
 

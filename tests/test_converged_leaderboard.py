@@ -16,11 +16,13 @@ from kdbench.models import build_model
 from kdbench.publish import convergence, tuned
 from kdbench.publish.markdown import build_report
 from kdbench.publish.summary import sections, summarize
+from kdbench.publish.tables import NOT_RUN, leaderboard
 from kdbench.registry import KdbenchError
 from kdbench.results import make_record, records_frame
 from kdbench.run.engine import Engine
 from kdbench.spec import make_spec
 
+DKD2 = {"loss_options": (("nckd_weight", 2.0),)}
 TUNED = PROFILES.get("fashion-tuned")
 TWICE = PROFILES.get("fashion-tuned-2x")
 MAIN = TUNED.pairs[0]
@@ -160,3 +162,18 @@ def test_a_profile_without_tuning_keeps_its_plain_cases_whatever_paper_cases_say
         "p", "", "digits", (("cnn_t", "cnn_s"),), "digits", 2, 2, losses=("ce",), paper_cases=False
     )
     assert len(plain.specs(("cpu",))) == 3 == plain.size(("cpu",))
+
+
+def test_a_tuned_cell_names_what_differs_from_the_losss_own_and_a_method_not_run_is_a_dash():
+    records = [
+        record("fmnist_m", 24, 0, 90.0, tune="tuned"),
+        record("fmnist_xs", 48, 0, 80.0, tune="tuned"),
+        record("fmnist_m", 24, 0, 91.0, "kd", temperature=2.0, alpha=0.5, tune="tuned"),
+        record("fmnist_m", 24, 0, 90.5, "dkd", temperature=4.0, tune="tuned", **DKD2),
+    ]
+    board = leaderboard(summarize(records_frame(records))).set_index("method")
+    assert board.loc["kd", "fmnist_tl/fmnist_m"] == "**91.00 (1) T=2 alpha=0.5 ce_weight=0.5**"
+    assert board.loc["dkd", "fmnist_tl/fmnist_m"] == "90.50 (1) T=4 nckd_weight=2"
+    assert board.loc["kd", "fmnist_tl/fmnist_xs"] == NOT_RUN
+    ((title, _),) = sections(summarize(records_frame(records)))
+    assert title == "tuned on validation, the trials not in these records"

@@ -90,9 +90,9 @@ LEADERBOARD = """\
 |:-----------|-------------------------:|-------------------------:|
 | teacher    |                    98.50 |                    98.50 |
 | ce         |         94.50 ± 0.71 (2) |         91.00 ± 1.00 (3) |
-| fsp        |                      N/A |                      N/A |
+| fsp        |                        — |                      N/A |
 | kd         | **96.50 ± 0.71 (2) T=4** | **92.00 ± 0.71 (2) T=1** |
-| mse_logits |                      N/A |       92.00 (1); 1 error |"""
+| mse_logits |                        — |       92.00 (1); 1 error |"""
 
 DETAIL_CNN_S = (DATA / "report_detail_cnn_s.md").read_text(encoding="utf-8").rstrip("\n")
 

@@ -52,7 +52,7 @@ SETTING_KEYS = tuple(
 
 
 FAILED = ("diverged", "error")
-PER_PAIR = ("epochs",)  # settings a profile may give each pair (Profile.pair_epochs)
+PER_PAIR = ("epochs", "channels_last")  # settings a profile gives per pair or student
 
 
 LABELS = {
@@ -116,20 +116,24 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def label_columns(df: pd.DataFrame) -> list[str]:
-    """pair, loss, T plus every setting that varies and every method knob varied within a loss,
-    so that the labels tell the case groups apart; a setting a profile gives per pair
-    (``PER_PAIR``) is told by the pair where it varies with the pair alone."""
+    """pair, loss, T plus every setting that varies and every method knob varied within a loss
+    (every knob where tuned cases chose them), so that the labels tell the case groups apart,
+    and a tuned profile's stage even where it is one, so that its tables say what they hold; a
+    setting a profile gives per pair (``PER_PAIR``) is told by the pair where it varies with
+    the pair alone."""
+    staged = "tune" in df and df["tune"].isin(["trial", "tuned"]).any()  # a tuned profile's
     settings = [
         c
         for c in SETTING_KEYS
         if c in df
-        and df[c].nunique(dropna=False) > 1
+        and (df[c].nunique(dropna=False) > 1 or (c == "tune" and staged))
         and not (c in PER_PAIR and df.groupby("pair")[c].nunique(dropna=False).max() == 1)
     ]
+    tuned_cases = staged and df["tune"].eq("tuned").any()  # their cells name each knob
     knobs = [
         c
         for c in METHOD_KEYS[2:]
-        if c in df and df.groupby("loss")[c].nunique(dropna=False).max() > 1
+        if c in df and (tuned_cases or df.groupby("loss")[c].nunique(dropna=False).max() > 1)
     ]
     return [*settings, "pair", "loss", "T", *knobs]
 

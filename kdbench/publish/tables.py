@@ -82,6 +82,7 @@ def session_table(summary: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+NOT_RUN = "—"  # a leaderboard cell of a method the records do not run on the pair
 LEADERBOARD_NOTE = f"test top-1; T and bold chosen on {SELECTION}"
 
 
@@ -89,7 +90,8 @@ COLUMNS_NOTE = (
     "Cells: mean ± std (n ok seeds) of **test** top-1 %. The temperature of each cell (T=) and "
     f"the **bold** best method per pair are chosen on {SELECTION}, never on test. "
     "diverged / error: seeds that failed (not counted as 0 %); N/A: the method does not apply "
-    "to the pair. train samples/s: training steps with the teacher's forward pass included for "
+    f"to the pair; {NOT_RUN}: the records hold no case of it on the pair. train samples/s: "
+    "training steps with the teacher's forward pass included for "
     "every distillation method (measured where the teacher ran online; measured step time + "
     "the teacher's measured forward time where its outputs were cached)."
 )
@@ -137,7 +139,7 @@ def leaderboard(
     ref = published_cells(published, pairs)
     columns = {}
     for pair in pairs:
-        columns[pair] = table[pair].fillna("N/A")
+        columns[pair] = table[pair].fillna(NOT_RUN)
         if pair in ref:
             columns[f"{pair} published"] = ref[pair].reindex(table.index).fillna("")
     return pd.DataFrame(columns).rename_axis("method").reset_index()

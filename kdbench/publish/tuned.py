@@ -17,7 +17,6 @@ from kdbench.matrix import tuning
 from kdbench.spec import pair_name
 
 TUNE = "tune"  # the spec field
-SETTINGS = ("alpha", "ce_weight", "loss_options")  # a tuned cell names these (T is named apart)
 TUNED_WORDS = "tuned on validation"  # what a section of tuned cases is titled by
 CHANGES_HEADING = (
     "## What tuning changed — each method's trial at its paper setting and the trial chosen "
@@ -42,7 +41,10 @@ def title(title: str, part: pd.DataFrame, summary: pd.DataFrame) -> str:
         return title
     stage = part[TUNE].iloc[0]
     if stage == "tuned":
-        words = f"{TUNED_WORDS}, {trials_per_method(summary)} trials per method"
+        trials = trials_per_method(summary)
+        words = f"{TUNED_WORDS}, " + (
+            f"{trials} trials per method" if trials != "0" else "the trials not in these records"
+        )
     elif stage == "trial":
         words = "tuning trials on the tuning seed, chosen on validation top-1"
     else:
@@ -60,15 +62,19 @@ def methods(summary: pd.DataFrame, names: pd.Series) -> pd.Series:
 
 
 def setting_text(row: pd.Series) -> str:
-    """`` alpha=0.5 ce_weight=0.5`` after the cell of a tuned row with a teacher: its chosen
-    setting; "" for any other row."""
+    """`` alpha=0.5 nckd_weight=2`` after the cell of a tuned row with a teacher: its chosen
+    setting, the weights where they are not the loss's own, then its options; "" for any other
+    row (T is named apart)."""
     if row.get(TUNE) != "tuned" or row["loss"] == "ce":
         return ""
+    ce_weight, alpha = LOSSES.get(row["loss"]).weights(None)
     words = [
-        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-        for k in SETTINGS
-        if isinstance(v := row.get(k), (float, str)) and v != ""
+        f"{k}={v:g}"
+        for k, own in (("alpha", alpha), ("ce_weight", ce_weight))
+        if isinstance(v := row.get(k), float) and v != own
     ]
+    options = row.get("loss_options")
+    words += options.split(",") if isinstance(options, str) and options else []
     return " " + " ".join(words) if words else ""
 
 

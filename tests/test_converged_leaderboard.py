@@ -177,3 +177,19 @@ def test_a_tuned_cell_names_what_differs_from_the_losss_own_and_a_method_not_run
     assert board.loc["kd", "fmnist_tl/fmnist_xs"] == NOT_RUN
     ((title, _),) = sections(summarize(records_frame(records)))
     assert title == "tuned on validation, the trials not in these records"
+
+
+def test_what_tuning_changed_is_said_in_words_per_pair():
+    records = [
+        trial("kd", 90.0, 92.0, temperature=4.0, alpha=0.9),
+        trial("kd", 91.0, 89.0, temperature=2.0, alpha=0.9),
+        trial("at", 88.0, 88.0, loss_options=(("beta", 1000.0),)),
+        trial("at", 87.0, 87.0, loss_options=(("beta", 10.0),)),
+    ]
+    (line,) = tuned.change_findings(tuned.changes(records_frame(records)))
+    assert line == (
+        "- **fmnist_tl/fmnist_m**: tuning kept the paper setting of 1 of 2 methods; it moved 1, "
+        "their test top-1 on the tuning seed by -3.00 points (median); the largest moves: `kd` "
+        "T=4 → T=2 (-3.00)."
+    )
+    assert line in build_report(records_frame(records)).to_markdown()

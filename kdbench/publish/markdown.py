@@ -170,4 +170,5 @@ def build_report(
     changes = tuned.changes(frame)
     if not changes.empty:
         report.tables.append((tuned.CHANGES_HEADING, changes))
+        report.findings += ["### What tuning changed", "", *tuned.change_findings(changes), ""]
     return report

@@ -140,3 +140,29 @@ def changes(frame: pd.DataFrame) -> pd.DataFrame:
         }
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def change_findings(changes: pd.DataFrame) -> list[str]:
+    """``changes`` in words, per pair: how many methods tuning moved off their paper setting,
+    what that did to their test top-1 on the tuning seed (median, and the largest moves; one
+    run each, so a move smaller than about twice the seed std of the tuned cases is noise)."""
+    lines = []
+    for pair, rows in changes[changes["paper test"].ne("")].groupby("pair", sort=True):
+        moved = rows[rows["paper setting"].ne(rows["chosen setting"])]
+        gain = moved["chosen test"].astype(float) - moved["paper test"].astype(float)
+        line = (
+            f"- **{pair}**: tuning kept the paper setting of {len(rows) - len(moved)} of "
+            f"{len(rows)} methods"
+        )
+        if len(moved):
+            top = moved.assign(gain=gain).sort_values("gain", key=abs, ascending=False).head(3)
+            largest = "; ".join(
+                f"`{r['loss']}` {r['paper setting']} → {r['chosen setting']} ({r['gain']:+.2f})"
+                for _, r in top.iterrows()
+            )
+            line += (
+                f"; it moved {len(moved)}, their test top-1 on the tuning seed by "
+                f"{gain.median():+.2f} points (median); the largest moves: {largest}"
+            )
+        lines.append(line + ".")
+    return lines

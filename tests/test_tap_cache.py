@@ -68,7 +68,8 @@ def test_a_mapped_entry_is_written_once_and_a_corrupt_one_rebuilt(cache_dir, tin
     engine.teachers.outputs(spec, ("feats",), engine.data(spec))
     (folder,) = (cache_dir / "teacher_taps").glob("*/")
     meta = json.loads((folder / "meta.json").read_text())
-    assert meta["rows"] == engine.data(spec).num_train and meta["taps"] == ["feats"]
+    # cnn_t's features are ReLUs of its pre-activations: the entry keeps those
+    assert meta["rows"] == engine.data(spec).num_train and meta["taps"] == ["preacts"]
     stamps = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
     again = Engine(cache_dir)
     again.teachers.outputs(spec, ("feats",), again.data(spec))
@@ -88,3 +89,28 @@ def test_without_room_on_disk_the_teacher_runs_online(cache_dir, tiny_spec, mapp
     engine = Engine(cache_dir)
     assert engine.teachers.outputs(spec, ("feats",), engine.data(spec))[1] == "online"
     assert not (cache_dir / "teacher_taps").exists()
+
+
+def test_feature_and_pre_activation_methods_share_one_entry_where_features_are_relus(
+    cache_dir, tiny_spec, mapped
+):
+    spec = tiny_spec("at")
+    engine = Engine(cache_dir)
+    data = engine.data(spec)
+    feats, _ = engine.teachers.outputs(spec, ("feats",), data)
+    both, _ = engine.teachers.outputs(spec, ("feats", "preacts", "embed"), data)
+    folders = sorted(json.loads(m.read_text())["taps"] for m in cache_dir.glob("*/*/meta.json"))
+    assert folders == [["embed"], ["preacts"]]
+    x, _, index = next(data.train_batches(16, torch.Generator().manual_seed(1)))
+    one, two = feats(x, index), both(x, index)
+    assert set(one) == {"feats", "logits"} and set(two) == {"feats", "preacts", "embed", "logits"}
+    for f, p in zip(two["feats"], two["preacts"]):
+        assert torch.equal(f, torch.relu(p))
+
+
+@pytest.mark.parametrize("model, kept", [("fmnist_tl", ("preacts",)), ("resnet8", ("feats",))])
+def test_features_are_kept_as_pre_activations_only_where_they_are_their_relus(model, kept):
+    from kdbench.models import build_model
+
+    shape = (1, 28, 28) if model.startswith("fmnist") else (3, 32, 32)
+    assert teachers._stored(build_model(model, 10, shape), ("feats",)) == kept

@@ -156,8 +156,32 @@ class TeacherStore:
         """The teacher's taps for a batch and how they are had: ``"cached"`` from a train-set
         cache when the data are not augmented (in memory up to ``TEACHER_OUTPUT_BUDGET``, else
         memory-mapped from disk up to ``TEACHER_DISK_BUDGET`` and the disk's free space), else
-        ``"online"`` (the teacher runs on the batch)."""
+        ``"online"`` (the teacher runs on the batch). The cache keeps one entry per tap, and
+        ``feats`` as ``preacts`` where each stage's feature is the ReLU of its pre-activation
+        (``_stored``): every feature method of a teacher reads one entry, as it is recomputed
+        exactly."""
         model, _ = self.get(spec)
+        online = self._online(spec, model, taps)
+        if data.augmented:
+            return online, "online"
+        stored = _stored(model, taps)
+        parts = [self._cached(spec, model, group, data) for group in [(t,) for t in stored] or [()]]
+        if any(part is None for part in parts):
+            return online, "online"
+        outputs = {k: v for part in parts for k, v in (part or {}).items()}
+        derived = "feats" in taps and "feats" not in stored
+
+        def cached(x: torch.Tensor, index: torch.Tensor) -> dict:  # mapped rows: CPU → x's device
+            rows = map_taps(lambda t: t[index.to(t.device)].to(x.device), outputs)
+            if derived:
+                rows["feats"] = [torch.relu(p) for p in rows["preacts"]]
+                if "preacts" not in taps:
+                    del rows["preacts"]
+            return rows
+
+        return cached, "cached"
+
+    def _online(self, spec: RunSpec, model: nn.Module, taps: tuple[str, ...]) -> TeacherFn:
         hooked = (self.key(spec), taps)
         if hooked not in self._tappers:  # one set of hooks per teacher and tap set
             self._tappers[hooked] = Tapper(model, taps)
@@ -167,10 +191,16 @@ class TeacherStore:
             with torch.no_grad():
                 return tapper(x)
 
-        if data.augmented:
-            return online, "online"
+        return online
+
+    def _cached(
+        self, spec: RunSpec, model: nn.Module, taps: tuple[str, ...], data: DataSource
+    ) -> dict[str, Any] | None:
+        """The cached taps of the whole training set (row i: training sample i), built once;
+        None where they fit neither the memory nor the disk budget."""
         key = stable_hash([self.key(spec), taps])  # the teacher key covers the data
         if key not in self._outputs:
+            online = self._online(spec, model, taps)
             x, _, index = next(iter(data.test_batches(1)))
             probe = online(x, index)
             per_sample = sum(
@@ -194,14 +224,9 @@ class TeacherStore:
                     {"taps": list(taps)},
                 )
             else:
-                return online, "online"
+                return None
             self._outputs[key] = outputs
-        outputs = self._outputs[key]
-
-        def cached(x: torch.Tensor, index: torch.Tensor) -> dict:  # mapped rows: CPU → x's device
-            return map_taps(lambda t: t[index.to(t.device)].to(x.device), outputs)
-
-        return cached, "cached"
+        return self._outputs[key]
 
     def forward_rate(self, spec: RunSpec) -> float:
         """Samples/s of the teacher's forward pass at the training batch size, in the case's
@@ -217,6 +242,18 @@ class TeacherStore:
 
 
 @torch.no_grad()
+def _stored(model: nn.Module, taps: tuple[str, ...]) -> tuple[str, ...]:
+    """The taps the cache keeps for ``taps``: ``feats`` as ``preacts`` where every stage's
+    feature is the output of a ReLU whose input is that stage's pre-activation (then
+    ``relu(preact)`` is the feature, bit for bit), each tap once."""
+    stages = getattr(model, "stages", ())
+    relus = stages == getattr(model, "preact_stages", None) and all(
+        isinstance(model.get_submodule(path), nn.ReLU) for path in stages
+    )
+    kept = ["preacts" if tap == "feats" and relus else tap for tap in taps]
+    return tuple(dict.fromkeys(kept))
+
+
 def _collect_into(
     write: Callable[[torch.Tensor, dict], None], teacher_fn: TeacherFn, data: DataSource
 ) -> None:

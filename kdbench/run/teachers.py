@@ -165,7 +165,8 @@ class TeacherStore:
         if data.augmented:
             return online, "online"
         stored = _stored(model, taps)
-        parts = [self._cached(spec, model, group, data) for group in [(t,) for t in stored] or [()]]
+        groups: list[tuple[str, ...]] = [(tap,) for tap in stored] or [()]
+        parts = [self._cached(spec, model, group, data) for group in groups]
         if any(part is None for part in parts):
             return online, "online"
         outputs = {k: v for part in parts for k, v in (part or {}).items()}

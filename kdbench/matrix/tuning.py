@@ -176,6 +176,12 @@ def setting(spec: Mapping[str, Any]) -> Setting:
     }
 
 
+def rank(criterion: float, spec: Mapping[str, Any]) -> tuple[float, str]:
+    """The order trials are chosen in (smallest first): the best ``CRITERION``, ties to the
+    setting first in JSON order."""
+    return -criterion, json.dumps(setting(spec), sort_keys=True)
+
+
 def choose(trials: Iterable[Mapping[str, Any]]) -> Setting | None:
     """The setting of the trial record with the best validation top-1 among the ``ok`` ones
     (a diverged trial loses; ties go to the setting first in JSON order); None when no trial
@@ -183,9 +189,7 @@ def choose(trials: Iterable[Mapping[str, Any]]) -> Setting | None:
     ok = [r for r in trials if r["status"] == "ok"]
     if not ok:
         return None
-    best = min(
-        ok, key=lambda r: (-r["metrics"][CRITERION], json.dumps(setting(r["spec"]), sort_keys=True))
-    )
+    best = min(ok, key=lambda r: rank(r["metrics"][CRITERION], r["spec"]))
     return setting(best["spec"])
 
 

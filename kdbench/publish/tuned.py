@@ -8,8 +8,6 @@ their names."""
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 
 from kdbench.losses import LOSSES
@@ -117,9 +115,8 @@ def changes(frame: pd.DataFrame) -> pd.DataFrame:
         keys = [k for k in settings[0] if len({str(s.get(k)) for s in settings}) > 1]
         paper = _paper(loss)
         at_paper = [i for i, s in enumerate(settings) if all(s[k] == paper.get(k) for k in keys)]
-        order = [  # tuning.choose's order: best validation top-1, ties by setting
-            (-r["val_top1"], json.dumps(tuning.setting(r), sort_keys=True), i)
-            for i, (_, r) in enumerate(group.iterrows())
+        order = [
+            (*tuning.rank(r[tuning.CRITERION], r), i) for i, (_, r) in enumerate(group.iterrows())
         ]
         best = min(order)[-1]
         chosen = group.iloc[best]

@@ -25,11 +25,12 @@ import pandas as pd
 
 from kdbench.gate.thresholds import Thresholds
 from kdbench.losses import LOSSES
+from kdbench.matrix import tuning
 from kdbench.matrix.profiles import PROFILES
+from kdbench.publish import convergence, latex, tuned
 from kdbench.publish import findings as words
-from kdbench.publish import latex
 from kdbench.publish.findings import citation
-from kdbench.publish.markdown import leaderboards, markdown
+from kdbench.publish.markdown import build_report, leaderboards, markdown
 from kdbench.publish.summary import load_published, provenance_line, summarize
 from kdbench.publish.tables import COLUMNS_NOTE, LEADERBOARD_NOTE, session_table
 from kdbench.results import read, records_frame
@@ -38,6 +39,10 @@ REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 PAGES = [README, *sorted((REPO / "docs").glob("*.md"))]
 MEASUREMENTS = REPO / "benchmarks" / "measurements.csv"
+TUNED = {  # the converged, tuned leaderboard's profiles and their committed records
+    "fashion-tuned": REPO / "results" / "fashion-tuned",
+    "fashion-tuned-2x": REPO / "results" / "fashion-tuned-2x",
+}
 SECTION = re.compile(
     r"(<!-- kdbench:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /kdbench:(?P=name) -->)", re.S
 )
@@ -110,11 +115,15 @@ def method_count() -> str:
     )
 
 
+def _frame(paths: list[Path]) -> pd.DataFrame:
+    return records_frame(read(paths).records)
+
+
 def leaderboard(paths: list[Path]) -> Callable[[], str]:
     """The provenance line and the paper-style leaderboard(s) of committed records."""
 
     def render() -> str:
-        frame = records_frame(read(paths).records)
+        frame = _frame(paths)
         summary = summarize(frame)
         blocks = [f"```\n{provenance_line(frame)}\n```"]
         for _heading, table, warnings in leaderboards(frame, summary, load_published()):
@@ -128,7 +137,7 @@ def per_case(paths: list[Path], rows: int) -> Callable[[], str]:
     """The first rows of the per-case table (one row per pair, loss and T over seeds)."""
 
     def render() -> str:
-        table = session_table(summarize(records_frame(read(paths).records)))
+        table = session_table(summarize(_frame(paths)))
         return markdown(table.head(rows)) + "\n"
 
     return render
@@ -138,7 +147,7 @@ def latex_table(paths: list[Path]) -> Callable[[], str]:
     """``kdbench report --format latex`` of committed records, as the README shows it."""
 
     def render() -> str:
-        frame = records_frame(read(paths).records)
+        frame = _frame(paths)
         return f"```latex\n{latex.render(frame, load_published())}```\n"
 
     return render
@@ -149,7 +158,7 @@ def findings(paths: list[Path]) -> Callable[[], str]:
     agreement with the published CIFAR-100 ranking."""
 
     def render() -> str:
-        summary = summarize(records_frame(read(paths).records))
+        summary = summarize(_frame(paths))
         lines = words.findings(summary) + words.published_agreement(summary, load_published())
         return "\n".join(lines) + "\n"
 
@@ -160,11 +169,75 @@ def unmeasured(paths: list[Path]) -> Callable[[], str]:
     """The registered methods that committed records do not have (added since they were made)."""
 
     def render() -> str:
-        measured = set(records_frame(read(paths).records)["loss"])
+        measured = set(_frame(paths)["loss"])
         missing = [f"`{n}`" for n in LOSSES.names() if n not in measured]
         if not missing:
             return "Every registered method is in this table.\n"
         return f"Not in these records (registered since they were made): {', '.join(missing)}.\n"
+
+    return render
+
+
+def _recorded(paths: list[Path]) -> list[Path]:
+    """The folders of ``paths`` that hold records: a profile run in parts has none at first."""
+    return [p for p in paths if p.is_dir() and any(p.rglob("*.jsonl"))]
+
+
+STAGE_WORDS = {"trial": "tuning trials", "tuned": "tuned cases", "": "cases"}
+
+
+def progress(runs: dict[str, Path]) -> Callable[[], str]:
+    """How many of each profile's CPU cases the committed records hold, per tuning stage (a
+    tuned case is the same case at whatever setting its trials chose)."""
+
+    def render() -> str:
+        parts = []
+        for name, path in runs.items():
+            records = read(_recorded([path])).records
+            done = {tuning.tuned_case(r["spec"]) or r["case_id"] for r in records}
+            specs = PROFILES.get(name).specs(devices=("cpu",))
+            stages = {
+                stage: (
+                    sum((tuning.tuned_case(s.to_dict()) or s.case_id) in done for s in group),
+                    len(group),
+                )
+                for stage in dict.fromkeys(s.tune for s in specs)
+                if (group := [s for s in specs if s.tune == stage])
+            }
+            counts = "; ".join(
+                f"{STAGE_WORDS[stage]} {n} of {total}" for stage, (n, total) in stages.items()
+            )
+            recorded = sum(n for n, _ in stages.values())
+            parts.append(
+                f"`{name}` {recorded} of {len(specs)} cases"
+                + (f" ({counts})" if len(stages) > 1 else "")
+            )
+        return f"Recorded so far: {', '.join(parts)}.\n"
+
+    return render
+
+
+def report_tables(paths: list[Path], *headings: str) -> Callable[[], str]:
+    """The provenance line and the tables of ``kdbench report PATH...`` whose headings start
+    with one of ``headings``, in the report's order, each under its heading in bold."""
+
+    def render() -> str:
+        frame = _frame(_recorded(paths))
+        blocks = [f"```\n{provenance_line(frame)}\n```"]
+        for heading, table in build_report(frame, load_published()).tables:
+            if heading.startswith(headings):
+                blocks += [f"**{heading.lstrip('# ')}**", markdown(table)]
+        return "\n\n".join(blocks) + "\n"
+
+    return render
+
+
+def report_findings(paths: list[Path]) -> Callable[[], str]:
+    """The findings of ``kdbench report PATH...``, its subheadings in bold."""
+
+    def render() -> str:
+        lines = build_report(_frame(_recorded(paths)), load_published()).findings
+        return "\n".join(re.sub(r"^#+ (.*)", r"**\1**", line) for line in lines) + "\n"
 
     return render
 
@@ -190,7 +263,7 @@ def selection(paths: list[Path]) -> Callable[[], str]:
     """``kdbench report``'s note on where choosing on the test set would have chosen otherwise."""
 
     def render() -> str:
-        return words.selection(summarize(records_frame(read(paths).records))) + "\n"
+        return words.selection(summarize(_frame(paths))) + "\n"
 
     return render
 
@@ -216,6 +289,14 @@ SECTIONS: dict[str, Callable[[], str]] = {
     "fashion-latex": latex_table([REPO / "results" / "fashion"]),
     "fashion-findings": findings([REPO / "results" / "fashion"]),
     "fashion-unmeasured": unmeasured([REPO / "results" / "fashion"]),
+    "tuned-progress": progress(TUNED),
+    "tuned-leaderboard": report_tables(
+        list(TUNED.values()),
+        f"## Leaderboard ({tuned.TUNED_WORDS}",
+        convergence.heading(),
+        tuned.CHANGES_HEADING,
+    ),
+    "tuned-findings": report_findings(list(TUNED.values())),
     "gate-power": gate_power,
     "columns-note": lambda: COLUMNS_NOTE + "\n",
     "measurements": measurements,

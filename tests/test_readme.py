@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from kdbench import cli
+
 REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
@@ -72,3 +74,15 @@ def test_every_shown_selection_selects_a_case(kd_suite, pytester, args):
     result = kd_suite(*kept, "--collect-only", "-q", "--rootdir", str(pytester.path))
     selected = [line for line in result.outlines if "::test_case[" in line]
     assert result.ret == 0 and selected, f"{shlex.join(args)} selects nothing"
+
+
+def test_the_readmes_tuned_tables_are_what_kdbench_report_prints(readme, capsys):
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = re.search(r"<!-- kdbench:tuned-leaderboard -->\n(.*?)<!-- /", text, re.S)
+    tables = re.findall(r"(?:^\|.*\n)+", section[1], re.M)
+    assert tables, "the section shows the report's tables"
+    paths = readme._recorded(list(readme.TUNED.values()))
+    assert cli.main(["report", *map(str, paths)]) == 0
+    printed = capsys.readouterr().out
+    for table in tables:
+        assert table in printed

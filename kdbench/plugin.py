@@ -73,7 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
         kd_session.done = {
             r["case_id"]: r
             for r in results.load_records([results_dir / "runs"])
-            if r["status"] in ("ok", "n/a")
+            if r["status"] in results.FINAL
         }
     config.stash[SESSION] = kd_session
     if worker:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 SCHEMA = 2  # 2: validation split (val_top1), fidelity_kl, status "n/a", per-case memory
 SCHEMAS_READ = (1, 2)  # the versions reports read (the gate compares one version only)
 STATUSES = ("ok", "diverged", "error", "n/a")
+FINAL = ("ok", "diverged", "n/a")  # what a rerun of the case would repeat: --kd-resume skips it
 METRICS = (  # the numeric metrics reports aggregate over seeds
     "top1",
     "top5",

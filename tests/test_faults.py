@@ -64,6 +64,11 @@ def test_a_diverging_case_is_recorded_and_the_session_goes_on(kd_suite, pytester
     assert "last_finite_loss" in diverged["metrics"] and "top1" not in diverged["metrics"]
     assert records["cnn_m"]["status"] == "ok"
     assert "diverged" in leaderboard(pytester.path)
+    again = kd_suite(
+        "--kd-profile", "planted", "--kd-device", "cpu", "--kd-resume", "-rs", subprocess=True
+    )
+    again.assert_outcomes(skipped=2)  # a rerun would diverge at the same epoch: not rerun
+    again.stdout.fnmatch_lines(["*SKIPPED*resumed*cnn_s*already has a record (diverged)*"])
 
 
 def test_not_applicable_method_is_recorded_with_its_reason_and_shown(kd_suite, pytester):

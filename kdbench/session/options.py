@@ -138,7 +138,8 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--kd-resume",
         action="store_true",
-        help="skip cases that already have an ok record under --kd-results",
+        help="skip cases that already have a record under --kd-results that a rerun would "
+        "repeat (ok, diverged, n/a); an error is run again",
     )
     group.addoption(
         "--kd-baseline",

@@ -7,25 +7,28 @@ what tuning changed, both read from records."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from kdbench.losses import LOSSES
 from kdbench.matrix.profiles import PROFILES, Profile
+from kdbench.matrix.profiles.shipped import TUNED_SWEEP
 from kdbench.models import build_model
 from kdbench.publish import convergence, tuned
 from kdbench.publish.markdown import build_report
 from kdbench.publish.summary import sections, summarize
 from kdbench.publish.tables import NOT_RUN, leaderboard
 from kdbench.registry import KdbenchError
-from kdbench.results import make_record, records_frame
+from kdbench.results import make_record, read, records_frame
 from kdbench.run.engine import Engine
-from kdbench.spec import make_spec
+from kdbench.spec import make_spec, pair_name
 
 DKD2 = {"loss_options": (("nckd_weight", 2.0),)}
 TUNED = PROFILES.get("fashion-tuned")
 TWICE = PROFILES.get("fashion-tuned-2x")
 MAIN = TUNED.pairs[0]
+RECORDS = Path(__file__).resolve().parents[1] / "results" / "fashion-tuned"
 
 
 def params(model: str) -> int:
@@ -193,3 +196,39 @@ def test_what_tuning_changed_is_said_in_words_per_pair():
         "T=4 → T=2 (-3.00)."
     )
     assert line in build_report(records_frame(records)).to_markdown()
+
+
+def tuned_case(loss: str, seed: int, val: float, test: float, **spec) -> dict:
+    s = make_spec(
+        "fashion_mnist", "fmnist_tl", "fmnist_m", loss, epochs=24, seed=seed, tune="tuned", **spec
+    )
+    return make_record(s, "ok", {"top1": test, "val_top1": val}, {})
+
+
+def test_the_size_sweeps_three_best_are_chosen_on_validation_never_on_test():
+    records = [
+        tuned_case(loss, seed, val, test, **spec)
+        for loss, val, test, spec in [
+            ("ce", 90.0, 90.0, {}),
+            ("kd", 95.0, 95.0, {"temperature": 4.0}),  # every size runs it anyway
+            ("dkd", 92.0, 80.0, {"temperature": 4.0}),
+            ("fitnet", 91.5, 85.0, {}),
+            ("at", 91.0, 99.0, {}),  # best on test, third on validation
+            ("nst", 90.5, 99.5, {}),
+        ]
+        for seed in range(3)
+    ]
+    summary = summarize(records_frame(records))
+    assert tuned.best(summary, pair_name(*MAIN), 3, TUNED_SWEEP) == ["dkd", "fitnet", "at"]
+    assert tuned.best(summary, "fmnist_tl/fmnist_xs", 3) == []
+
+
+def test_every_other_size_runs_ce_kd_and_the_main_tables_three_best_by_validation():
+    records = [r for r in read([RECORDS]).records if r["spec"]["student"] == MAIN[1]]
+    done = {(r["spec"]["loss"], r["spec"]["seed"]) for r in records if r["spec"]["tune"] == "tuned"}
+    wanted = {(s.loss, s.seed) for s in TUNED.specs(("cpu",)) if s.tune == "tuned"}
+    if not wanted <= done:
+        pytest.skip(f"the main table is not complete yet: {len(wanted & done)} of {len(wanted)}")
+    three = tuned.best(summarize(records_frame(records)), pair_name(*MAIN), 3, TUNED_SWEEP)
+    for pair in TUNED.pairs[1:]:
+        assert set(TUNED.loss_names(pair)) == {*TUNED_SWEEP, *three}

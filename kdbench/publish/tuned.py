@@ -163,3 +163,16 @@ def change_findings(changes: pd.DataFrame) -> list[str]:
             )
         lines.append(line + ".")
     return lines
+
+
+def best(summary: pd.DataFrame, pair: str, n: int, besides: tuple[str, ...] = ()) -> list[str]:
+    """The ``n`` methods with the best mean validation top-1 of their tuned cases on ``pair``
+    (``summarize`` rows; ties by name), ``besides`` left out: what the size sweep of a tuned
+    profile runs besides ``ce`` and ``kd``. Test top-1 is never read."""
+    if TUNE not in summary:
+        return []
+    rows = summary[
+        summary[TUNE].eq("tuned") & summary["pair"].eq(pair) & ~summary["loss"].isin(besides)
+    ].dropna(subset=["val_top1_mean"])
+    ranked = rows.sort_values(["val_top1_mean", "loss"], ascending=[False, True])
+    return list(ranked["loss"].head(n))

@@ -16,6 +16,7 @@ when a page and this script disagree, so the tables and counts stay true.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from collections.abc import Callable
@@ -217,6 +218,46 @@ def progress(runs: dict[str, Path]) -> Callable[[], str]:
     return render
 
 
+def parts(runs: dict[str, Path]) -> Callable[[], str]:
+    """One row per part of a run (a records file: ``<UTC start>_<git sha>_<pid>.jsonl``): its
+    start, its last record, the hours between them and the cases it recorded; then the committed
+    teacher's training (its cache entry's metadata)."""
+
+    def render() -> str:
+        rows, teachers = [], []
+        for name, path in runs.items():
+            for meta in sorted(path.glob("teacher/*.json")):
+                t = json.loads(meta.read_text(encoding="utf-8"))
+                teachers.append(
+                    f"The teacher of `{name}` (`{t['key']['teacher']}`, {t['params']:,} "
+                    f"parameters, {t['key']['epochs']} epochs): {t['train_s']:,.0f} s, finished "
+                    f"{t['trained_at'][:16].replace('T', ' ')} UTC; {t['top1']:.2f} % test, "
+                    f"{t['val_top1']:.2f} % validation top-1."
+                )
+            for f in sorted(path.glob("runs/*.jsonl")):
+                start = pd.Timestamp(f.name.split("_")[0])
+                records = read([f]).records
+                last = max(pd.Timestamp(r["created_at"]) for r in records)
+                rows.append(
+                    {
+                        "profile": f"`{name}`",
+                        "part": f"`{f.name}`",
+                        "started (UTC)": f"{start:%Y-%m-%d %H:%M}",
+                        "last record": f"{last:%H:%M}",
+                        "hours": f"{(last - start).total_seconds() / 3600:.2f}",
+                        "records": len(records),
+                    }
+                )
+        table = pd.DataFrame(rows)
+        hours = table["hours"].astype(float).sum()
+        return (
+            f"{table.to_markdown(index=False)}\n\nIn all: {hours:.2f} hours in {len(table)} "
+            f"parts, {table['records'].sum()} records.\n" + "".join(f"\n{t}\n" for t in teachers)
+        )
+
+    return render
+
+
 def report_tables(paths: list[Path], *headings: str) -> Callable[[], str]:
     """The provenance line and the tables of ``kdbench report PATH...`` whose headings start
     with one of ``headings``, in the report's order, each under its heading in bold."""
@@ -290,6 +331,7 @@ SECTIONS: dict[str, Callable[[], str]] = {
     "fashion-findings": findings([REPO / "results" / "fashion"]),
     "fashion-unmeasured": unmeasured([REPO / "results" / "fashion"]),
     "tuned-progress": progress(TUNED),
+    "tuned-parts": parts(TUNED),
     "tuned-leaderboard": report_tables(
         list(TUNED.values()),
         f"## Leaderboard ({tuned.TUNED_WORDS}",

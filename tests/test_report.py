@@ -258,6 +258,35 @@ def test_plots_are_written_and_not_empty(tmp_path):
     assert list(pareto_front(points, "params", "top1", False)["params"]) == [1, 3]
 
 
+def test_a_method_run_on_several_sizes_gets_its_own_curve_one_row_per_size_chosen_on_validation():
+    from kdbench.publish.plots import method_fronts
+
+    points = pd.DataFrame(
+        {
+            "loss": ["kd", "kd", "kd", "kd", "at"],
+            "pair": ["t/l", "t/s", "t/s", "t/m", "t/s"],
+            "T": [4.0, 4.0, 2.0, 4.0, None],
+            "params": [400, 100, 100, 200, 100],
+            "val_top1_mean": [93.0, 80.0, 81.0, 90.0, 85.0],
+            "top1_mean": [92.0, 82.0, 79.0, 89.0, 84.0],  # T=4 would win on test at t/s
+        }
+    )
+    fronts = method_fronts(points, "params")
+    assert list(fronts) == ["kd"]  # at ran on one size: a point, no curve
+    assert list(fronts["kd"]["params"]) == [100, 200, 400]
+    assert list(fronts["kd"]["T"]) == [2.0, 4.0, 4.0]
+    many = pd.DataFrame(
+        {
+            "loss": [f"m{i}" for i in range(10) for _ in range(2)],
+            "pair": ["t/s", "t/m"] * 10,
+            "params": [100, 200] * 10,
+            "val_top1_mean": [float(i) for i in range(10) for _ in range(2)],
+            "top1_mean": [float(i) for i in range(10) for _ in range(2)],
+        }
+    )
+    assert list(method_fronts(many, "params")) == [f"m{i}" for i in range(2, 10)]  # the best 8
+
+
 def test_plots_group_exactly_as_tables_do(tmp_path):
     """A folder mixing 8- and 15-epoch runs: tables keep them apart, and so do the plots (one
     set per setting, never one curve or front across the two)."""

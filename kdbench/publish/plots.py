@@ -5,9 +5,11 @@
 (``kdbench.publish.summary.sections``: one per setting that varies, such as epochs or device —
 plots group exactly as tables do, never across two settings) and every pair: test top-1 vs
 temperature per loss (``<pair>-temperature.png``, only when a loss uses a temperature); and per
-section: test top-1 vs student params and vs inference throughput, the Pareto front (the best top-1
-for its size / for its speed) marked (``pareto-params.png``, ``pareto-throughput.png``). Files of a
-section carry its title as a prefix (``epochs_8-…``) when there are several.
+section: test top-1 vs student params and vs inference throughput, a curve per method run on
+several pairs (a size sweep: its front; the ``MAX_CURVES`` best on validation) and the Pareto
+front of all cases (the best top-1 for its size / for its speed) dashed (``pareto-params.png``,
+``pareto-throughput.png``). Files of a section carry its title as a prefix (``epochs_8-…``)
+when there are several.
 
 ``write_history_plots(trend, directory) -> list[Path]`` takes a history's trend
 (``kdbench.gate.history.History.trend``)
@@ -42,6 +44,20 @@ def pareto_front(points: pd.DataFrame, x: str, y: str, x_higher_better: bool) ->
     ordered = points.sort_values([x, y], ascending=[not x_higher_better, False])
     best_before = ordered[y].astype(float).cummax().shift(fill_value=-float("inf"))
     return ordered[ordered[y] > best_before]
+
+
+MAX_CURVES = 8  # methods drawn as curves in one plot, the best on validation
+
+
+def method_fronts(points: pd.DataFrame, x: str) -> dict[str, pd.DataFrame]:
+    """Per method run on more than one pair (a size sweep): its row per pair chosen on
+    validation top-1 (one T of a swept method), sorted by ``x`` — its own curve of top-1 against
+    student size or speed; the ``MAX_CURVES`` methods of best mean validation top-1, by name."""
+    chosen = points.sort_values("val_top1_mean", ascending=False, na_position="last")
+    chosen = chosen.drop_duplicates(["loss", "pair"])
+    swept = chosen.groupby("loss").filter(lambda rows: rows["pair"].nunique() > 1)
+    best = swept.groupby("loss")["val_top1_mean"].mean().nlargest(MAX_CURVES).index
+    return {str(loss): swept[swept["loss"].eq(loss)].sort_values(x) for loss in sorted(best)}
 
 
 def _safe(name: str) -> str:
@@ -93,12 +109,14 @@ def _plot_section(ok: pd.DataFrame, out: Path, prefix: str, suffix: str, plt) ->
             continue
         front = pareto_front(points, x, "top1_mean", higher)
         fig, ax = plt.subplots(figsize=(6, 4))
-        ax.scatter(points[x], points["top1_mean"], alpha=0.6, label="case")
-        ax.plot(front[x], front["top1_mean"], "r-o", label="Pareto front")
+        ax.scatter(points[x], points["top1_mean"], alpha=0.4, color="grey", label="case")
+        for loss, curve in method_fronts(points, x).items():
+            ax.plot(curve[x], curve["top1_mean"], "-o", markersize=3, label=loss)
+        ax.plot(front[x], front["top1_mean"], "r--", label="Pareto front")
         for _, row in front.iterrows():
             ax.annotate(row["loss"], (row[x], row["top1_mean"]), fontsize=7)
         ax.set(xscale="log", xlabel=label, ylabel="test top-1 %", title=f"top-1 vs {label}{suffix}")
-        ax.legend()
+        ax.legend(fontsize=7)
         written.append(_save(fig, out / f"{prefix}{name}", plt))
     return written
 

@@ -333,11 +333,9 @@ SECTIONS: dict[str, Callable[[], str]] = {
     "tuned-progress": progress(TUNED),
     "tuned-parts": parts(TUNED),
     "tuned-leaderboard": report_tables(
-        list(TUNED.values()),
-        f"## Leaderboard ({tuned.TUNED_WORDS}",
-        convergence.heading(),
-        tuned.CHANGES_HEADING,
+        list(TUNED.values()), f"## Leaderboard ({tuned.TUNED_WORDS}", convergence.heading()
     ),
+    "tuned-changes": report_tables(list(TUNED.values()), tuned.CHANGES_HEADING),
     "tuned-findings": report_findings(list(TUNED.values())),
     "gate-power": gate_power,
     "columns-note": lambda: COLUMNS_NOTE + "\n",

@@ -76,11 +76,16 @@ def test_every_shown_selection_selects_a_case(kd_suite, pytester, args):
     assert result.ret == 0 and selected, f"{shlex.join(args)} selects nothing"
 
 
-def test_the_readmes_tuned_tables_are_what_kdbench_report_prints(readme, capsys):
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    section = re.search(r"<!-- kdbench:tuned-leaderboard -->\n(.*?)<!-- /", text, re.S)
-    tables = re.findall(r"(?:^\|.*\n)+", section[1], re.M)
-    assert tables, "the section shows the report's tables"
+def test_the_tuned_leaderboards_tables_are_what_kdbench_report_prints(readme, capsys):
+    tables = []
+    for page, name in (
+        ("README.md", "tuned-leaderboard"),
+        ("docs/leaderboards.md", "tuned-changes"),
+    ):
+        text = (REPO / page).read_text(encoding="utf-8")
+        section = re.search(rf"<!-- kdbench:{name} -->\n(.*?)<!-- /", text, re.S)
+        tables += re.findall(r"(?:^\|.*\n)+", section[1], re.M)
+    assert tables, "the sections show the report's tables"
     paths = readme._recorded(list(readme.TUNED.values()))
     assert cli.main(["report", *map(str, paths)]) == 0
     printed = capsys.readouterr().out

@@ -16,6 +16,7 @@ when a page and this script disagree, so the tables and counts stay true.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import sys
@@ -31,7 +32,7 @@ from kdbench.matrix.profiles import PROFILES
 from kdbench.publish import convergence, latex, tuned
 from kdbench.publish import findings as words
 from kdbench.publish.findings import citation
-from kdbench.publish.markdown import build_report, leaderboards, markdown
+from kdbench.publish.markdown import Report, build_report, leaderboards, markdown
 from kdbench.publish.summary import load_published, provenance_line, summarize
 from kdbench.publish.tables import COLUMNS_NOTE, LEADERBOARD_NOTE, session_table
 from kdbench.results import read, records_frame
@@ -187,6 +188,11 @@ def _recorded(paths: list[Path]) -> list[Path]:
 STAGE_WORDS = {"trial": "tuning trials", "tuned": "tuned cases", "": "cases"}
 
 
+def _case(spec: dict, case_id: str) -> object:
+    """What a case is: a tuned case's identity whatever setting it ran at, else its id."""
+    return tuning.tuned_case(spec) or case_id
+
+
 def progress(runs: dict[str, Path]) -> Callable[[], str]:
     """How many of each profile's CPU cases the committed records hold, per tuning stage (a
     tuned case is the same case at whatever setting its trials chose)."""
@@ -195,13 +201,10 @@ def progress(runs: dict[str, Path]) -> Callable[[], str]:
         parts = []
         for name, path in runs.items():
             records = read(_recorded([path])).records
-            done = {tuning.tuned_case(r["spec"]) or r["case_id"] for r in records}
+            done = {_case(r["spec"], r["case_id"]) for r in records}
             specs = PROFILES.get(name).specs(devices=("cpu",))
             stages = {
-                stage: (
-                    sum((tuning.tuned_case(s.to_dict()) or s.case_id) in done for s in group),
-                    len(group),
-                )
+                stage: (sum(_case(s.to_dict(), s.case_id) in done for s in group), len(group))
                 for stage in dict.fromkeys(s.tune for s in specs)
                 if (group := [s for s in specs if s.tune == stage])
             }
@@ -244,12 +247,12 @@ def parts(runs: dict[str, Path]) -> Callable[[], str]:
                         "part": f"`{f.name}`",
                         "started (UTC)": f"{start:%Y-%m-%d %H:%M}",
                         "last record": f"{last:%H:%M}",
-                        "hours": f"{(last - start).total_seconds() / 3600:.2f}",
+                        "hours": round((last - start).total_seconds() / 3600, 2),
                         "records": len(records),
                     }
                 )
         table = pd.DataFrame(rows)
-        hours = table["hours"].astype(float).sum()
+        hours = table["hours"].sum()
         return (
             f"{table.to_markdown(index=False)}\n\nIn all: {hours:.2f} hours in {len(table)} "
             f"parts, {table['records'].sum()} records.\n" + "".join(f"\n{t}\n" for t in teachers)
@@ -258,14 +261,21 @@ def parts(runs: dict[str, Path]) -> Callable[[], str]:
     return render
 
 
+@functools.cache
+def _report(paths: tuple[Path, ...]) -> tuple[pd.DataFrame, Report]:
+    """The records of ``paths`` and their ``kdbench report``: built once for every section."""
+    frame = _frame(_recorded(list(paths)))
+    return frame, build_report(frame, load_published())
+
+
 def report_tables(paths: list[Path], *headings: str) -> Callable[[], str]:
     """The provenance line and the tables of ``kdbench report PATH...`` whose headings start
     with one of ``headings``, in the report's order, each under its heading in bold."""
 
     def render() -> str:
-        frame = _frame(_recorded(paths))
+        frame, report = _report(tuple(paths))
         blocks = [f"```\n{provenance_line(frame)}\n```"]
-        for heading, table in build_report(frame, load_published()).tables:
+        for heading, table in report.tables:
             if heading.startswith(headings):
                 blocks += [f"**{heading.lstrip('# ')}**", markdown(table)]
         return "\n\n".join(blocks) + "\n"
@@ -277,7 +287,7 @@ def report_findings(paths: list[Path]) -> Callable[[], str]:
     """The findings of ``kdbench report PATH...``, its subheadings in bold."""
 
     def render() -> str:
-        lines = build_report(_frame(_recorded(paths)), load_published()).findings
+        lines = _report(tuple(paths))[1].findings
         return "\n".join(re.sub(r"^#+ (.*)", r"**\1**", line) for line in lines) + "\n"
 
     return render

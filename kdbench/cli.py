@@ -1,8 +1,9 @@
-"""``kdbench list | report | compare | history | slurm | watch``.
+"""``kdbench list | report | speed | compare | history | slurm | watch``.
 
     kdbench list losses|models|datasets|profiles|recipes
     kdbench report PATH... [--format md|csv|json|latex|html] [--out FILE] [--plots DIR]
                    [--baseline OUT] [--benchmark-action DIR]
+    kdbench speed FOLDER... [--data-root DIR]
     kdbench compare BASELINE CURRENT [--format md|json] [--out FILE] [--alpha A]
                     [--metrics M,...] [--min-effect METRIC=VALUE ...] [--tolerance METRIC=VALUE ...]
                     [--allow-missing] [--config pyproject.toml]
@@ -18,7 +19,8 @@ regression, 1 with one or with baseline cases missing from CURRENT (unless ``--a
 2 on unusable input (corrupt lines included); ``history`` orders runs by date and marks the
 steps ``compare`` decides between consecutive runs (``kdbench.gate.history``); ``slurm`` writes (and
 submits) a sharded run as a SLURM job array and a merge job (``kdbench.scale.slurm``); ``watch``
-follows a run until it ends (``kdbench.observe.watch``). Every error is one line on stderr.
+follows a run until it ends (``kdbench.observe.watch``); ``speed`` measures a run's students
+apart from the run, for its reports (``kdbench.run.speed``). Every error is one line on stderr.
 """
 
 from __future__ import annotations
@@ -84,9 +86,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from kdbench.publish.formats import render
     from kdbench.publish.summary import load_published, summarize
     from kdbench.results import records_frame
+    from kdbench.run.speed import applied
 
     records, notes = _load(args.paths)
-    frame, published = records_frame(records), load_published()
+    frame, published = records_frame(applied(records, args.paths)), load_published()
     _emit(render(frame, args.format, published, notes), args.out)
     summary = summarize(frame) if args.benchmark_action or args.plots else None
     if args.benchmark_action:
@@ -105,6 +108,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         count = write_baseline(records, args.baseline)
         print(f"kdbench: wrote baseline {args.baseline} ({count} records)", file=sys.stderr)
     return 0
+
+
+def cmd_speed(args: argparse.Namespace) -> int:
+    from kdbench.run import speed
+
+    return speed.main(args)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -199,6 +208,17 @@ def parser() -> argparse.ArgumentParser:
         "e.g. results/baseline.jsonl",
     )
     rp.set_defaults(func=cmd_report)
+
+    sp = sub.add_parser(
+        "speed",
+        help="measure the inference speed of every student configuration of a run's records "
+        "again, one at a time in this process, into FOLDER/speed.json; reports of FOLDER "
+        "show these instead of what the cases measured beside the other workers",
+    )
+    from kdbench.run.speed import add_arguments as add_speed_arguments
+
+    add_speed_arguments(sp)
+    sp.set_defaults(func=cmd_speed)
 
     cp = sub.add_parser(
         "compare",

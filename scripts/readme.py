@@ -36,6 +36,7 @@ from kdbench.publish.markdown import Report, build_report, leaderboards, markdow
 from kdbench.publish.summary import load_published, provenance_line, summarize
 from kdbench.publish.tables import COLUMNS_NOTE, LEADERBOARD_NOTE, session_table
 from kdbench.results import read, records_frame
+from kdbench.run.speed import applied
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -118,7 +119,8 @@ def method_count() -> str:
 
 
 def _frame(paths: list[Path]) -> pd.DataFrame:
-    return records_frame(read(paths).records)
+    """The records of ``paths`` as ``kdbench report`` reads them (a speed file's included)."""
+    return records_frame(applied(read(paths).records, paths))
 
 
 def leaderboard(paths: list[Path]) -> Callable[[], str]:

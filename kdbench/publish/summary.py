@@ -184,6 +184,7 @@ PROVENANCE = (
     ("threads", "env.threads"),
     ("seeds", "seed"),
     ("epochs", "epochs"),
+    ("inference speed", "env.infer_measured"),  # only where a speed file was applied
 )
 
 
@@ -191,6 +192,8 @@ def provenance(frame: pd.DataFrame) -> dict[str, str]:
     """What produced the numbers: each value, or the distinct values joined, per field."""
     out = {}
     for label, col in PROVENANCE:
+        if col == "env.infer_measured" and col not in frame:
+            continue  # measured as run: no speed file (kdbench.run.speed)
         values = frame[col].dropna().unique() if col in frame else []
         out[label] = ", ".join(str(v) for v in sorted(values, key=str)) or "?"
     counts = frame["status"].value_counts()

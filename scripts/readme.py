@@ -218,18 +218,45 @@ def progress(runs: dict[str, Path]) -> Callable[[], str]:
                 f"`{name}` {recorded} of {len(specs)} cases"
                 + (f" ({counts})" if len(stages) > 1 else "")
             )
-        return f"Recorded so far: {', '.join(parts)}.\n"
+        table = _parts(runs)
+        return (
+            f"Recorded so far: {', '.join(parts)}; {table['hours'].sum():.1f} hours of running "
+            f"in {len(table)} parts.\n"
+        )
 
     return render
 
 
-def parts(runs: dict[str, Path]) -> Callable[[], str]:
+def _parts(runs: dict[str, Path]) -> pd.DataFrame:
     """One row per part of a run (a records file: ``<UTC start>_<git sha>_<pid>.jsonl``): its
-    start, its last record, the hours between them and the cases it recorded; then the committed
-    teacher's training (its cache entry's metadata)."""
+    start, its last record, the hours between them and the cases it recorded."""
+    rows = []
+    for name, path in runs.items():
+        for f in sorted(path.glob("runs/*.jsonl")):
+            start = pd.Timestamp(f.name.split("_")[0])
+            records = read([f]).records
+            last = max(pd.Timestamp(r["created_at"]) for r in records)
+            rows.append(
+                {
+                    "profile": f"`{name}`",
+                    "part": f"`{f.name}`",
+                    "started (UTC)": f"{start:%Y-%m-%d %H:%M}",
+                    "last record": f"{last:%H:%M}",
+                    "hours": round((last - start).total_seconds() / 3600, 2),
+                    "records": len(records),
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["profile", "part", "started (UTC)", "last record", "hours", "records"]
+    )
+
+
+def parts(runs: dict[str, Path]) -> Callable[[], str]:
+    """The parts of each run (``_parts``), then the committed teacher's training (its cache
+    entry's metadata)."""
 
     def render() -> str:
-        rows, teachers = [], []
+        teachers = []
         for name, path in runs.items():
             for meta in sorted(path.glob("teacher/*.json")):
                 t = json.loads(meta.read_text(encoding="utf-8"))
@@ -239,25 +266,11 @@ def parts(runs: dict[str, Path]) -> Callable[[], str]:
                     f"{t['trained_at'][:16].replace('T', ' ')} UTC; {t['top1']:.2f} % test, "
                     f"{t['val_top1']:.2f} % validation top-1."
                 )
-            for f in sorted(path.glob("runs/*.jsonl")):
-                start = pd.Timestamp(f.name.split("_")[0])
-                records = read([f]).records
-                last = max(pd.Timestamp(r["created_at"]) for r in records)
-                rows.append(
-                    {
-                        "profile": f"`{name}`",
-                        "part": f"`{f.name}`",
-                        "started (UTC)": f"{start:%Y-%m-%d %H:%M}",
-                        "last record": f"{last:%H:%M}",
-                        "hours": round((last - start).total_seconds() / 3600, 2),
-                        "records": len(records),
-                    }
-                )
-        table = pd.DataFrame(rows)
-        hours = table["hours"].sum()
+        table = _parts(runs)
         return (
-            f"{table.to_markdown(index=False)}\n\nIn all: {hours:.2f} hours in {len(table)} "
-            f"parts, {table['records'].sum()} records.\n" + "".join(f"\n{t}\n" for t in teachers)
+            f"{table.to_markdown(index=False)}\n\nIn all: {table['hours'].sum():.2f} hours in "
+            f"{len(table)} parts, {table['records'].sum()} records.\n"
+            + "".join(f"\n{t}\n" for t in teachers)
         )
 
     return render

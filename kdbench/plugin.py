@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from kdbench import results
+from kdbench.observe.channel import STOP_FILE, progress_dir, write_marker
 from kdbench.observe.hooks import Observer
 from kdbench.registry import KdbenchError
 from kdbench.run import case, measure
@@ -88,6 +89,8 @@ def pytest_configure(config: pytest.Config) -> None:
             )
     else:
         signal.signal(signal.SIGTERM, _interrupt)
+    if hasattr(signal, "SIGUSR1"):
+        signal.signal(signal.SIGUSR1, _stop_after_running_cases(progress_dir(run_file)))
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(), "kdbench-xdist")
 
@@ -95,6 +98,35 @@ def pytest_configure(config: pytest.Config) -> None:
 def _interrupt(signum: int, frame: Any) -> None:
     """SIGTERM ends the session like Ctrl-C: finished cases are on disk and summarized."""
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+STOPPED = (
+    "kdbench: stop requested (SIGUSR1): the cases that were running are recorded, no other "
+    "started; go on with --kd-resume"
+)
+
+
+def _stop_after_running_cases(folder: Path) -> Callable[[int, Any], None]:
+    """SIGUSR1 to any process of the session (the controller, a worker, or all of them: a
+    SLURM ``--signal``) asks every process to start no other case (``STOP_FILE``), so a run
+    in parts ends without losing the cases it is training."""
+
+    def stop(signum: int, frame: Any) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_marker(folder, STOP_FILE, signal=signum)
+
+    return stop
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """After each case: stop the session here when a stop was asked for (pytest and each
+    xdist worker check ``session.shouldstop`` between two tests)."""
+    if (
+        SESSION in item.config.stash
+        and (progress_dir(item.config.stash[SESSION].run_file) / STOP_FILE).exists()
+    ):
+        item.session.shouldstop = STOPPED
 
 
 class _XdistHooks:

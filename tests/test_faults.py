@@ -243,3 +243,25 @@ def test_a_corrupt_teacher_output_cache_is_rebuilt(cache_dir, tiny_spec, distill
     assert os.path.getsize(entry) > 0 and all(
         (second["weights"][k] == v).all() for k, v in first["weights"].items()
     )
+
+
+def events(pytester) -> list[dict]:
+    folder = run_files(pytester.path)[0].with_suffix(".progress")
+    return [json.loads(line) for f in folder.glob("*.ndjson") for line in f.open()]
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["one process", "xdist -n 2"])
+def test_sigusr1_ends_the_session_once_the_running_cases_are_recorded(kd_suite, pytester, workers):
+    six = " or ".join(f"cnn_m-{loss}-" for loss in ("ce", "kd", "dkd", "dist", "at", "fitnet"))
+    proc = start_session(pytester, *workers, "-k", six)
+    wait_for_records(pytester, 1, proc)
+    proc.send_signal(signal.SIGUSR1)  # to the controller alone
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == int(pytest.ExitCode.INTERRUPTED), out
+    assert "stop requested (SIGUSR1)" in out and "kdbench leaderboard" in out
+    seen = events(pytester)
+    planned = {c[0] for e in seen if e["event"] == "plan" for c in e["cases"]}
+    started = {e["case_id"] for e in seen if e["event"] == "start"}
+    records = load_records(run_files(pytester.path))
+    assert {r["case_id"] for r in records} == started  # every case begun was finished
+    assert len(started) < len(planned) == 6  # and no other begun

@@ -7,7 +7,8 @@ appends are whole lines; a reader keeps its offset and reads complete lines only
 every event once, from any process or machine that sees the folder (a SLURM array's shards on a
 shared file system). The controller writes ``controller.json`` (its host and pid) when the
 cases are known and ``end.json`` when the session finishes: the run's end, for ``kdbench
-watch`` (a controller gone without it was killed).
+watch`` (a controller gone without it was killed). ``stop.json``, written by any of them on
+SIGUSR1, asks every process to stop once its running case is recorded.
 
 Events: ``plan`` (the cases this process collected), ``start`` / ``end`` of a case (its pytest
 outcome), ``tick`` (a training stage's progress: epochs done, fractional; throttled, every epoch
@@ -28,6 +29,7 @@ SUFFIX = ".progress"  # the progress folder: the run file's name with this suffi
 EVENTS = ".ndjson"  # not .jsonl: record loaders read every *.jsonl under a results folder
 END_FILE = "end.json"
 CONTROLLER_FILE = "controller.json"  # the process that reports the run and writes its end
+STOP_FILE = "stop.json"  # a stop was asked for: no process starts another case
 TICK_INTERVAL = 1.0  # seconds between two mid-epoch ticks of one writer
 
 

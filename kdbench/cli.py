@@ -83,15 +83,16 @@ def _emit(text: str, out: str | None) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from kdbench.publish.convergence import leaderboard_summary
     from kdbench.publish.formats import render
-    from kdbench.publish.summary import load_published, summarize
+    from kdbench.publish.summary import load_published
     from kdbench.results import records_frame
     from kdbench.run.speed import applied
 
     records, notes = _load(args.paths)
     frame, published = records_frame(applied(records, args.paths)), load_published()
     _emit(render(frame, args.format, published, notes), args.out)
-    summary = summarize(frame) if args.benchmark_action or args.plots else None
+    summary = leaderboard_summary(frame) if args.benchmark_action or args.plots else None
     if args.benchmark_action:
         from kdbench.gate.history import write_benchmark_action
 

@@ -306,3 +306,24 @@ def test_plots_group_exactly_as_tables_do(tmp_path):
     assert not any(n.startswith("pareto") or n.startswith("cnn_t") for n in names)
     titles = [h for h, _ in build_report(pd.concat([FRAME, longer])).tables]
     assert sum(h.startswith("## Leaderboard (epochs 5)") for h in titles) == 1
+
+
+def test_every_format_leaves_the_convergence_runs_out_of_its_leaderboards(tmp_path):
+    """``ce`` at twice the epochs (``fashion-tuned-2x``) is the convergence table's: no format
+    splits its leaderboards, plots or page by epochs because of it."""
+    pytest.importorskip("matplotlib")
+    from kdbench.publish.convergence import leaderboard_summary
+    from kdbench.publish.plots import write_plots
+
+    doubled = [
+        {**r, "spec": {**r["spec"], "epochs": 10}, "case_id": f"{r['case_id']}-2E"}
+        for r in RECORDS
+        if r["spec"]["loss"] == "ce"
+    ]
+    frame = records_frame(RECORDS + doubled)
+    assert "epochs 5" not in "".join(h for h, _ in build_report(frame).tables if "Leader" in h)
+    names = {p.name for p in write_plots(leaderboard_summary(frame), tmp_path)}
+    assert "pareto-params.png" in names and not any("epochs" in n for n in names)
+    assert render(frame, "latex").count("\\begin{table}") == 1
+    assert "epochs 10" not in render(frame, "html") and "epochs 5" not in render(frame, "html")
+    assert "Convergence" in render(frame, "md")

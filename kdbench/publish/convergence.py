@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from kdbench.publish.summary import SETTING_KEYS
+from kdbench.publish.summary import SETTING_KEYS, summarize
 from kdbench.spec import pair_name
 
 TOLERANCE = 0.5  # points of test top-1
@@ -42,6 +42,12 @@ def split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     doubled = _doubled(frame)
     longer = {i for _, twice in doubled for i in twice.index}
     return frame.drop(index=sorted(longer)), table(doubled)
+
+
+def leaderboard_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """What every format's leaderboards and plots are made of: ``summarize`` of ``frame``
+    without the 2E runs of ``ce`` (they are the convergence table's)."""
+    return summarize(split(frame)[0])
 
 
 def _mean_std(rows: pd.DataFrame) -> str:

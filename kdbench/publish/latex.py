@@ -21,8 +21,9 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from kdbench.publish.convergence import leaderboard_summary
 from kdbench.publish.markdown import leaderboards
-from kdbench.publish.summary import SELECTION, provenance_line, sections, summarize
+from kdbench.publish.summary import SELECTION, provenance_line, sections
 from kdbench.publish.tables import CellStyle, fmt_top1
 from kdbench.spec import pair_name
 
@@ -158,7 +159,7 @@ def render(
     frame: pd.DataFrame, published: pd.DataFrame | None = None, notes: Sequence[str] = ()
 ) -> str:
     """Every section's leaderboard as LaTeX, under comments saying what produced it."""
-    summary = summarize(frame)
+    summary = leaderboard_summary(frame)
     boards = leaderboards(frame, summary, published, style(frame["seed"].nunique()))
     comments = [
         "kdbench report --format latex: needs \\usepackage{booktabs}",

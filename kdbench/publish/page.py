@@ -26,8 +26,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from kdbench.publish.convergence import leaderboard_summary
 from kdbench.publish.markdown import leaderboards
-from kdbench.publish.summary import SELECTION, provenance, sections, summarize
+from kdbench.publish.summary import SELECTION, provenance, sections
 from kdbench.publish.tables import (
     COLUMNS_NOTE,
     LEADERBOARD_NOTE,
@@ -112,7 +113,7 @@ def render(
     from jinja2 import Environment
     from markupsafe import Markup
 
-    summary = summarize(frame)
+    summary = leaderboard_summary(frame)
     page_sections = []
     boards = leaderboards(frame, summary, published)
     for (title, part), (heading, board, warnings) in zip(sections(summary), boards):

@@ -1,15 +1,15 @@
 """PNG plots of a report (``kdbench report --plots DIR``); needs the ``plots`` extra (matplotlib).
 
-``write_plots(summary, directory) -> list[Path]`` takes
-``kdbench.publish.summary.summarize(frame)`` and writes, for every section of the report
-(``kdbench.publish.summary.sections``: one per setting that varies, such as epochs or device —
-plots group exactly as tables do, never across two settings) and every pair: test top-1 vs
-temperature per loss (``<pair>-temperature.png``, only when a loss uses a temperature); and per
-section: test top-1 vs student params and vs inference throughput, a curve per method run on
-several pairs (a size sweep: its front; the ``MAX_CURVES`` best on validation) and the Pareto
-front of all cases (the best top-1 for its size / for its speed) dashed (``pareto-params.png``,
-``pareto-throughput.png``). Files of a section carry its title as a prefix (``epochs_8-…``)
-when there are several.
+``write_plots(summary, directory) -> list[Path]`` takes the leaderboards' summary
+(``kdbench.publish.convergence.leaderboard_summary(frame)``) and writes, for every section of
+the report (``kdbench.publish.summary.sections``: one per setting that varies, such as epochs
+or device — plots group exactly as tables do, never across two settings) and every pair: test
+top-1 vs temperature per loss (``<pair>-temperature.png``, only when a loss uses a
+temperature); and per section: test top-1 vs student params and vs inference throughput, a
+curve per method run on several pairs (a size sweep: its front; the ``MAX_CURVES`` best on
+validation) and the Pareto front of all cases (the best top-1 for its size / for its speed)
+dashed (``pareto-params.png``, ``pareto-throughput.png``). Files of a section carry its title
+as a prefix (``epochs_8-…``) when there are several.
 
 ``write_history_plots(trend, directory) -> list[Path]`` takes a history's trend
 (``kdbench.gate.history.History.trend``)

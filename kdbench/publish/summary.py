@@ -188,6 +188,11 @@ PROVENANCE = (
 )
 
 
+def _in_order(value: object) -> tuple[bool, object]:
+    """Numbers by value (seed 2 before 100), then text."""
+    return (True, str(value)) if isinstance(value, str) else (False, value)
+
+
 def provenance(frame: pd.DataFrame) -> dict[str, str]:
     """What produced the numbers: each value, or the distinct values joined, per field."""
     out = {}
@@ -195,7 +200,7 @@ def provenance(frame: pd.DataFrame) -> dict[str, str]:
         if col == "env.infer_measured" and col not in frame:
             continue  # measured as run: no speed file (kdbench.run.speed)
         values = frame[col].dropna().unique() if col in frame else []
-        out[label] = ", ".join(str(v) for v in sorted(values, key=str)) or "?"
+        out[label] = ", ".join(str(v) for v in sorted(values, key=_in_order)) or "?"
     counts = frame["status"].value_counts()
     out["records"] = f"{len(frame)} (" + ", ".join(f"{n} {s}" for s, n in counts.items()) + ")"
     out["selection"] = f"temperatures and bold chosen on {SELECTION}; cells are test top-1"

@@ -137,11 +137,15 @@ def test_epochs_given_per_pair_do_not_split_the_leaderboard_but_other_settings_d
     assert len(list(sections(summarize(records_frame(records))))) == 2
 
 
-def trial(loss: str, val: float, test: float, **spec) -> dict:
-    s = make_spec(
-        "fashion_mnist", "fmnist_tl", "fmnist_m", loss, epochs=24, seed=100, tune="trial", **spec
-    )
+def main_pair_case(loss: str, val: float, test: float, **spec) -> dict:
+    """An ok record of ``loss`` on the main pair with validation and test top-1 ``val``, ``test``
+    (the stage and the seed among ``spec``)."""
+    s = make_spec("fashion_mnist", "fmnist_tl", "fmnist_m", loss, epochs=24, **spec)
     return make_record(s, "ok", {"top1": test, "val_top1": val}, {})
+
+
+def trial(loss: str, val: float, test: float, **spec) -> dict:
+    return main_pair_case(loss, val, test, seed=100, tune="trial", **spec)
 
 
 def test_what_tuning_changed_names_the_paper_trial_and_the_one_chosen_on_validation():
@@ -199,10 +203,7 @@ def test_what_tuning_changed_is_said_in_words_per_pair():
 
 
 def tuned_case(loss: str, seed: int, val: float, test: float, **spec) -> dict:
-    s = make_spec(
-        "fashion_mnist", "fmnist_tl", "fmnist_m", loss, epochs=24, seed=seed, tune="tuned", **spec
-    )
-    return make_record(s, "ok", {"top1": test, "val_top1": val}, {})
+    return main_pair_case(loss, val, test, seed=seed, tune="tuned", **spec)
 
 
 def test_the_size_sweeps_three_best_are_chosen_on_validation_never_on_test():

@@ -9,8 +9,11 @@ measured power from ``benchmarks/gate_power.py``, the dated measurements from
 ``benchmarks/measurements.csv``. This script only places them. ``tests/test_readme.py`` fails
 when a page and this script disagree, so the tables and counts stay true.
 
-    python scripts/readme.py            # rewrite README.md and docs/*.md
-    python scripts/readme.py --check    # exit 1 when a page is out of date
+The plots the pages show are drawn from committed records too (``PLOTS``): each PNG carries
+the digest of the values it draws, and a plot whose records moved is drawn again.
+
+    python scripts/readme.py            # rewrite README.md, docs/*.md and the plots
+    python scripts/readme.py --check    # exit 1 when a page or a plot is out of date
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from kdbench.gate.thresholds import Thresholds
 from kdbench.losses import LOSSES
 from kdbench.matrix import tuning
 from kdbench.matrix.profiles import PROFILES
-from kdbench.publish import convergence, latex, tuned
+from kdbench.publish import convergence, latex, plots, tuned
 from kdbench.publish import findings as words
 from kdbench.publish.findings import citation
 from kdbench.publish.markdown import Report, build_report, leaderboards, markdown
@@ -45,6 +48,10 @@ MEASUREMENTS = REPO / "benchmarks" / "measurements.csv"
 TUNED = {  # the converged, tuned leaderboard's profiles and their committed records
     "fashion-tuned": REPO / "results" / "fashion-tuned",
     "fashion-tuned-2x": REPO / "results" / "fashion-tuned-2x",
+}
+PLOTS = {  # the plot folders the pages show → the records they are drawn from, and the stage
+    REPO / "docs" / "fashion": ((REPO / "results" / "fashion",), None),
+    REPO / "docs" / "fashion-tuned": (tuple(TUNED.values()), "tuned"),
 }
 SECTION = re.compile(
     r"(<!-- kdbench:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /kdbench:(?P=name) -->)", re.S
@@ -276,6 +283,38 @@ def parts(runs: dict[str, Path]) -> Callable[[], str]:
     return render
 
 
+def _plot_summary(folder: Path) -> pd.DataFrame:
+    """What the plots of ``folder`` are drawn from: its records' leaderboards (one tuning stage
+    of them where ``PLOTS`` names one)."""
+    paths, stage = PLOTS[folder]
+    summary = _report(paths)[1].summary
+    return summary if stage is None else summary[summary["tune"].eq(stage)]
+
+
+def plot_row(folder: Path, plotted: dict[str, str]) -> Callable[[], str]:
+    """The plots of ``folder`` whose file names end with a key of ``plotted`` (its value their
+    title), side by side in a table (links relative to the repository root); a line saying
+    they are to come while there are none."""
+
+    def render() -> str:
+        names = [n for n, _, _ in plots.figures(_plot_summary(folder))]
+        shown = [(n, title) for end, title in plotted.items() for n in names if n.endswith(end)]
+        if not shown:
+            return "The size and speed plots (a curve per method) come with the tuned cases.\n"
+        row = " | ".join(f"![{title}]({folder.relative_to(REPO)}/{n})" for n, title in shown)
+        titles = " | ".join(title for _, title in shown)
+        return f"| {titles} |\n|{'---|' * len(shown)}\n| {row} |\n"
+
+    return render
+
+
+def stale_plots() -> dict[Path, list[str]]:
+    """Plot folder → its plots that are missing or drawn from other records (``plots.stale``)."""
+    return {
+        folder: names for folder in PLOTS if (names := plots.stale(_plot_summary(folder), folder))
+    }
+
+
 @functools.cache
 def _report(paths: tuple[Path, ...]) -> tuple[pd.DataFrame, Report]:
     """The records of ``paths`` and their ``kdbench report``: built once for every section."""
@@ -360,6 +399,13 @@ SECTIONS: dict[str, Callable[[], str]] = {
     "tuned-leaderboard": report_tables(
         list(TUNED.values()), f"## Leaderboard ({tuned.TUNED_WORDS}", convergence.heading()
     ),
+    "tuned-plots": plot_row(
+        REPO / "docs" / "fashion-tuned",
+        {
+            "pareto-params.png": "top-1 vs student parameters",
+            "pareto-throughput.png": "top-1 vs inference samples/s",
+        },
+    ),
     "tuned-changes": report_tables(list(TUNED.values()), tuned.CHANGES_HEADING),
     "tuned-findings": report_findings(list(TUNED.values())),
     "gate-power": gate_power,
@@ -394,6 +440,12 @@ def main() -> int:
             stale.append(page.relative_to(REPO))
             if not args.check:
                 page.write_text(new, encoding="utf-8")
+    for folder, names in stale_plots().items():
+        stale += [folder.relative_to(REPO) / n for n in names]
+        if not args.check:
+            for png in folder.glob("*.png"):
+                png.unlink()
+            plots.write_plots(_plot_summary(folder), folder)
     if args.check and stale:
         print(
             f"out of date: {', '.join(map(str, stale))}: run python scripts/readme.py",

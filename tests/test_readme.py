@@ -35,6 +35,10 @@ def test_generated_sections_are_up_to_date(readme, page):
     assert readme.render(text) == text, f"{page.name} is out of date: python scripts/readme.py"
 
 
+def test_the_plots_the_pages_show_are_drawn_from_the_committed_records(readme):
+    assert readme.stale_plots() == {}, "plots out of date: python scripts/readme.py"
+
+
 def test_an_unknown_section_is_an_error(readme):
     with pytest.raises(SystemExit, match="'nope' has no generator"):
         readme.render("<!-- kdbench:nope -->\n<!-- /kdbench:nope -->")

@@ -327,3 +327,20 @@ def test_every_format_leaves_the_convergence_runs_out_of_its_leaderboards(tmp_pa
     assert render(frame, "latex").count("\\begin{table}") == 1
     assert "epochs 10" not in render(frame, "html") and "epochs 5" not in render(frame, "html")
     assert "Convergence" in render(frame, "md")
+
+
+def test_a_plot_knows_the_data_it_was_drawn_from(tmp_path):
+    """Each PNG carries the digest of its section's plotted values: ``stale`` names the plots
+    whose data moved, the ones missing and the PNGs that are no plot of the summary."""
+    pytest.importorskip("matplotlib")
+    from kdbench.publish.plots import stale, write_plots
+
+    summary = summarize(FRAME)
+    names = sorted(p.name for p in write_plots(summary, tmp_path))
+    assert stale(summary, tmp_path) == []
+    moved = summary.copy()
+    moved.loc[moved["loss"].eq("ce"), "top1_mean"] += 0.5
+    assert stale(moved, tmp_path) == names  # one section: every plot of it
+    (tmp_path / "pareto-params.png").unlink()
+    (tmp_path / "old.png").write_bytes(b"")
+    assert stale(summary, tmp_path) == ["old.png", "pareto-params.png"]

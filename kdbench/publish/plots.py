@@ -20,12 +20,15 @@ bars (± std over seeds) per method, and training speed over the runs; the steps
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from kdbench.publish.summary import SPEED
 from kdbench.registry import KdbenchError
+from kdbench.spec import stable_hash
 
 
 def _pyplot():
@@ -64,61 +67,128 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
 
 
-def write_plots(summary: pd.DataFrame, directory: Path | str) -> list[Path]:
+Figure = tuple[str, str, Callable[[Any], Any]]  # (file name, digest of its data, draw(plt))
+
+
+def figures(summary: pd.DataFrame) -> list[Figure]:
+    """Every plot of ``summary`` (see the module's docstring), not drawn yet: its file name, the
+    digest of the data it is drawn from (a section's rows; ``stale`` compares it) and a function
+    that draws it."""
     from kdbench.publish.summary import sections
 
+    out: list[Figure] = []
+    for title, part in sections(summary):
+        ok = part.dropna(subset=["top1_mean"])
+        suffix = f" ({title})" if title else ""
+        digest = stable_hash({"data": _plotted(ok), "title": title})
+        out += [
+            (f"{_prefix(title)}{name}", digest, draw) for name, draw in _section_figures(ok, suffix)
+        ]
+    return out
+
+
+PLOTTED = (  # the columns the plots are drawn from
+    "pair",
+    "loss",
+    "T",
+    "top1_mean",
+    "top1_std",
+    "val_top1_mean",
+    "student_params_mean",
+    "infer_throughput_mean",
+)
+
+
+def _plotted(ok: pd.DataFrame) -> list[list[object]]:
+    """The values the plots of a section draw, rounded, NaN as None: what their digest covers."""
+    return [
+        [None if pd.isna(v) else round(float(v), 6) if isinstance(v, float) else v for v in row]
+        for row in ok.reindex(columns=list(PLOTTED)).itertuples(index=False)
+    ]
+
+
+def write_plots(summary: pd.DataFrame, directory: Path | str) -> list[Path]:
+    """Draw ``figures(summary)`` into ``directory``, each PNG carrying the digest of its data."""
     plt = _pyplot()
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for title, part in sections(summary):
-        suffix = f" ({title})" if title else ""
-        written += _plot_section(
-            part.dropna(subset=["top1_mean"]), out, _prefix(title), suffix, plt
-        )
-    return written
+    return [_save(draw(plt), out / name, plt, digest) for name, digest, draw in figures(summary)]
 
 
-def _plot_section(ok: pd.DataFrame, out: Path, prefix: str, suffix: str, plt) -> list[Path]:
-    written = []
-    for pair, rows in ok[ok["T"].notna()].groupby("pair"):
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for loss, curve in rows.sort_values("T").groupby("loss"):
-            ax.errorbar(
-                curve["T"],
-                curve["top1_mean"],
-                yerr=curve["top1_std"].fillna(0),
-                marker="o",
-                capsize=3,
-                label=loss,
+def stale(summary: pd.DataFrame, directory: Path | str) -> list[str]:
+    """The plots of ``summary`` that ``directory`` lacks or holds drawn from other data, and the
+    PNGs there that are no plot of it: what ``write_plots`` would change."""
+    _pyplot()  # matplotlib, and with it Pillow
+    from PIL import Image
+
+    folder = Path(directory)
+    expected = {name: digest for name, digest, _ in figures(summary)}
+    present = {p.name for p in folder.glob("*.png")}
+    out = sorted(present - set(expected))
+    for name, digest in expected.items():
+        if name not in present:
+            out.append(name)
+            continue
+        with Image.open(folder / name) as image:
+            if image.info.get(DIGEST_KEY) != digest:
+                out.append(name)
+    return out
+
+
+def _section_figures(ok: pd.DataFrame, suffix: str) -> list[tuple[str, Callable[[Any], Any]]]:
+    def temperature(pair: str, rows: pd.DataFrame) -> Callable[[Any], Any]:
+        def draw(plt):
+            fig, ax = plt.subplots(figsize=(6, 4))
+            for loss, curve in rows.sort_values("T").groupby("loss"):
+                ax.errorbar(
+                    curve["T"],
+                    curve["top1_mean"],
+                    yerr=curve["top1_std"].fillna(0),
+                    marker="o",
+                    capsize=3,
+                    label=loss,
+                )
+            ax.set(
+                xscale="log",
+                xlabel="temperature T",
+                ylabel="test top-1 %",
+                title=f"{pair}: top-1 vs T{suffix}",
             )
-        ax.set(
-            xscale="log",
-            xlabel="temperature T",
-            ylabel="test top-1 %",
-            title=f"{pair}: top-1 vs T{suffix}",
-        )
-        ax.legend()
-        written.append(_save(fig, out / f"{prefix}{_safe(pair)}-temperature.png", plt))
+            ax.legend()
+            return fig
+
+        return draw
+
+    def pareto(points: pd.DataFrame, x: str, label: str, higher: bool) -> Callable[[Any], Any]:
+        def draw(plt):
+            front = pareto_front(points, x, "top1_mean", higher)
+            fig, ax = plt.subplots(figsize=(6, 4))
+            ax.scatter(points[x], points["top1_mean"], alpha=0.4, color="grey", label="case")
+            for loss, curve in method_fronts(points, x).items():
+                ax.plot(curve[x], curve["top1_mean"], "-o", markersize=3, label=loss)
+            ax.plot(front[x], front["top1_mean"], "r--", label="Pareto front")
+            for _, row in front.iterrows():
+                ax.annotate(row["loss"], (row[x], row["top1_mean"]), fontsize=7)
+            ax.set(
+                xscale="log", xlabel=label, ylabel="test top-1 %", title=f"top-1 vs {label}{suffix}"
+            )
+            ax.legend(fontsize=7)
+            return fig
+
+        return draw
+
+    out = [
+        (f"{_safe(pair)}-temperature.png", temperature(pair, rows))
+        for pair, rows in ok[ok["T"].notna()].groupby("pair")
+    ]
     for x, label, higher, name in (
         ("student_params_mean", "student params", False, "pareto-params.png"),
         ("infer_throughput_mean", "inference samples/s", True, "pareto-throughput.png"),
     ):
         points = ok.dropna(subset=[x])
-        if points.empty:
-            continue
-        front = pareto_front(points, x, "top1_mean", higher)
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.scatter(points[x], points["top1_mean"], alpha=0.4, color="grey", label="case")
-        for loss, curve in method_fronts(points, x).items():
-            ax.plot(curve[x], curve["top1_mean"], "-o", markersize=3, label=loss)
-        ax.plot(front[x], front["top1_mean"], "r--", label="Pareto front")
-        for _, row in front.iterrows():
-            ax.annotate(row["loss"], (row[x], row["top1_mean"]), fontsize=7)
-        ax.set(xscale="log", xlabel=label, ylabel="test top-1 %", title=f"top-1 vs {label}{suffix}")
-        ax.legend(fontsize=7)
-        written.append(_save(fig, out / f"{prefix}{name}", plt))
-    return written
+        if not points.empty:
+            out.append((name, pareto(points, x, label, higher)))
+    return out
 
 
 def _prefix(title: str) -> str:
@@ -172,8 +242,11 @@ def write_history_plots(trend: pd.DataFrame, directory: Path | str) -> list[Path
     return written
 
 
-def _save(fig, path: Path, plt) -> Path:
+DIGEST_KEY = "kdbench data"  # the PNG text field holding the digest of a plot's data
+
+
+def _save(fig, path: Path, plt, digest: str | None = None) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, metadata={DIGEST_KEY: digest} if digest else None)
     plt.close(fig)
     return path

@@ -10,7 +10,8 @@
     kdbench history RUN... [--format md|csv] [--out DIR] [--alpha A] [--metrics M,...]
                     [--min-effect ...] [--tolerance ...] [--config pyproject.toml]
     kdbench slurm [--kd-profile NAME] [--shards N] [--gpus G] [--kd-cases-per-gpu K] [--cpus C]
-                  [--time LIMIT] [--partition P] [--results DIR] [--baseline JSONL] [--submit]
+                  [--time LIMIT] [--stop-before S] [--partition P] [--results DIR]
+                  [--baseline JSONL] [--submit]
                   [-- PYTEST_ARGS...]
     kdbench watch RESULTS [--interval S] [--once]
 
@@ -282,6 +283,14 @@ def parser() -> argparse.ArgumentParser:
         "--time",
         metavar="LIMIT",
         help="time limit per task, e.g. 4:00:00 (default: the partition's)",
+    )
+    sl.add_argument(
+        "--stop-before",
+        type=int,
+        default=600,
+        metavar="S",
+        help="S seconds before the time limit a shard records its running cases and starts "
+        "no other (SIGUSR1); 0: never (600)",
     )
     sl.add_argument("--partition", metavar="P", help="SLURM partition (default: the cluster's)")
     sl.add_argument(

@@ -37,7 +37,9 @@ def sbatch_options(script: str) -> dict[str, str]:
 def pytest_argv(script: str) -> list[str]:
     """The shard script's pytest command as argv (bash's line continuations joined)."""
     joined = script.replace("\\\n", " ")
-    return shlex.split(next(line for line in joined.splitlines() if " -m pytest " in line))
+    argv = shlex.split(next(line for line in joined.splitlines() if " -m pytest " in line))
+    assert argv[-1] == "&"  # in the background: the shard's shell passes SIGUSR1 on to it
+    return argv[:-1]
 
 
 def write(tmp_path: Path, *args: str) -> tuple[str, str]:
@@ -104,6 +106,7 @@ def test_cpu_shards_script(at_root, tmp_path):
     options = sbatch_options(shards)
     assert options["array"] == "1-2" and options["cpus-per-task"] == "1"
     assert not {"gres", "time", "partition"} & set(options)
+    assert options["signal"] == "B:USR1@600"  # 10 minutes before the time limit
     argv = pytest_argv(shards)
     assert "-n" not in argv and "--kd-cases-per-gpu" not in argv  # no xdist without GPUs
     assert argv[argv.index("--kd-device") + 1] == "cpu"
@@ -175,6 +178,12 @@ def test_failed_merge_submission_says_how_to_submit_it(
     assert f"sbatch --dependency=afterany:4242 {tmp_path}/r/merge.sbatch 4242" in err
 
 
+def test_stop_before_zero_sends_no_signal(at_root, tmp_path):
+    shards, _ = write(tmp_path, "--kd-profile", "smoke", "--stop-before", "0")
+    assert "signal" not in sbatch_options(shards)
+    assert "trap 'kill -USR1" in shards  # scancel --batch --signal=USR1 still stops it
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -185,6 +194,8 @@ def test_failed_merge_submission_says_how_to_submit_it(
         (["--kd-cases-per-gpu", "2"], "--kd-cases-per-gpu 2 needs --gpus"),
         (["--kd-profile", "smok"], "smoke"),
         (["--time", "2h"], "invalid --time '2h'"),
+        (["--stop-before", "-1"], "invalid --stop-before -1: seconds from 0 (never) to 65535"),
+        (["--stop-before", "70000"], "invalid --stop-before 70000"),
         (["--partition", "a b"], "invalid --partition 'a b'"),
         (["--baseline", "nope.jsonl"], "--baseline 'nope.jsonl': no such file"),
         (
@@ -454,6 +465,23 @@ def _job(env: dict[str, str], job: str) -> list[dict[str, str]]:
     return [dict(re.findall(r"(\w+)=(\S*)", line)) for line in out.splitlines() if line]
 
 
+def _submit(env: dict[str, str], *args: str) -> tuple[str, str]:
+    """``kdbench slurm --submit ARGS`` from the project root: (array job id, merge job id)."""
+    submit = subprocess.run(
+        [sys.executable, "-m", "kdbench.cli", "slurm", "--submit", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert submit.returncode == 0, submit.stderr
+    array, merge = (
+        re.search(rf"^{job}: job (\d+)", submit.stdout, re.M).group(1)
+        for job in ("shards", "merge")
+    )
+    return array, merge
+
+
 @pytest.mark.slurm
 def test_sharded_smoke_run_on_slurm(slurm, tmp_path):
     """2 shards of the smoke profile as a SLURM array and the merge after it: every case
@@ -461,38 +489,12 @@ def test_sharded_smoke_run_on_slurm(slurm, tmp_path):
     env = {k: v for k, v in slurm.items() if not k.startswith("PYTEST")}  # sbatch exports it
     env["COLUMNS"] = "250"  # the shards' pytest -v lines keep their skip reasons (N/A)
     results = tmp_path / "results"
-    submit = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kdbench.cli",
-            "slurm",
-            "--submit",
-            "--kd-profile",
-            "smoke",
-            "--shards",
-            "2",
-            "--time",
-            "10",
-            "--results",
-            str(results),
-            "--",
-            "--kd-epochs",
-            "2",
-            "--kd-cache",
-            str(tmp_path / "cache"),
-            "-v",
-            "-p",
-            "no:cacheprovider",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
+    array, merge = _submit(
+        env,
+        *("--kd-profile", "smoke", "--shards", "2", "--time", "10"),
+        *("--results", str(results), "--", "--kd-epochs", "2"),
+        *("--kd-cache", str(tmp_path / "cache"), "-v", "-p", "no:cacheprovider"),
     )
-    assert submit.returncode == 0, submit.stderr
-    array = re.search(r"^shards: job (\d+)", submit.stdout, re.M).group(1)
-    merge = re.search(r"^merge: job (\d+)", submit.stdout, re.M).group(1)
     collect = subprocess.run(  # what the shards should have run, while they run
         [
             sys.executable,
@@ -548,3 +550,39 @@ def test_sharded_smoke_run_on_slurm(slurm, tmp_path):
     board = (run / "leaderboard.md").read_text()
     methods = {r["spec"]["loss"] for r in records}
     assert all(re.search(rf"^\|\s*{m}\s*\|", board, re.M) for m in methods), board
+
+
+@pytest.mark.slurm
+def test_a_shard_stopped_by_sigusr1_records_every_case_it_began(slurm, tmp_path):
+    """What SLURM does before a time limit (``#SBATCH --signal=B:USR1@…``), done at once with
+    ``scancel --batch``: the shard's shell passes SIGUSR1 on, pytest finishes the cases it is
+    running and starts no other, and the shard exits 2 (interrupted) with all of them recorded."""
+    env = {k: v for k, v in slurm.items() if not k.startswith("PYTEST")}
+    results = tmp_path / "results"
+    array, _ = _submit(
+        env,
+        *("--kd-profile", "smoke", "--shards", "1", "--time", "10"),
+        *("--results", str(results), "--", "--kd-epochs", "5"),
+        *("--kd-cache", str(tmp_path / "cache"), "-p", "no:cacheprovider"),
+    )
+    shard = results / array / "shard-1"
+    deadline = time.monotonic() + 240
+    while not any(f.read_text() for f in shard.glob("runs/*.jsonl")):
+        assert time.monotonic() < deadline, "no record from the shard"
+        assert _job(slurm, array)[0]["JobState"] not in DONE, "the shard ended before a record"
+        time.sleep(0.5)
+    subprocess.run(["scancel", "--batch", "--signal=USR1", array], env=env, check=True)
+    while (job := _job(slurm, array)[0])["JobState"] not in DONE:
+        assert time.monotonic() < deadline, f"the shard is still {job['JobState']}"
+        time.sleep(1)
+    log = "".join(p.read_text() for p in (results / "logs").glob("shard-*.out"))
+    assert (shard / "pytest-exit").read_text().strip() == "2", log[-3000:]
+    assert "stop requested (SIGUSR1)" in log
+    (progress,) = shard.glob("runs/*.progress")
+    events = [json.loads(line) for f in progress.glob("*.ndjson") for line in f.open()]
+    planned = {c[0] for e in events if e["event"] == "plan" for c in e["cases"]}
+    started = {e["case_id"] for e in events if e["event"] == "start"}
+    recorded = {
+        json.loads(line)["case_id"] for f in shard.glob("runs/*.jsonl") for line in f.open()
+    }
+    assert recorded == started and len(started) < len(planned)

@@ -6,6 +6,12 @@ records to ``<results>/<array job id>/shard-<i>/``. The merge job starts when ev
 ended (``afterany``, so a failed shard still gets merged) and exits 0 only when every shard
 finished and left records and, given a baseline, the regression gate passes; it writes the
 leaderboard of all shards either way.
+
+A shard's shell passes SIGUSR1 on to its pytest, which then records the cases it is running and
+starts no other (``kdbench.plugin``): SLURM sends it ``--stop-before`` seconds before the time
+limit (``#SBATCH --signal=B:USR1@…``), or ``scancel --batch --signal=USR1 JOB`` does at once.
+The shard exits 2 with every case it began recorded; ``scontrol requeue`` of the task goes on
+where it stopped (``--kd-resume``).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ OWN_OPTIONS = {
 # sbatch --time: minutes, minutes:seconds, hours:minutes:seconds, days-hours,
 # days-hours:minutes, days-hours:minutes:seconds
 TIME_LIMIT = re.compile(r"\d+(:\d{1,2}){0,2}|\d+-\d+(:\d{1,2}){0,2}")
+MAX_SIGNAL_TIME = 65535  # sbatch --signal=…@sig_time: seconds, at most this
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class ShardedRun:
     cpus: int
     time: str | None
     partition: str | None
+    stop_before: int  # seconds before the time limit SLURM sends SIGUSR1; 0: never
     results: Path
     baseline: Path | None
     pytest_args: tuple[str, ...]
@@ -111,6 +119,11 @@ def plan(args: argparse.Namespace) -> ShardedRun:
             "hours:minutes:seconds, days-hours, days-hours:minutes or "
             "days-hours:minutes:seconds"
         )
+    if not 0 <= args.stop_before <= MAX_SIGNAL_TIME:
+        raise KdbenchError(
+            f"invalid --stop-before {args.stop_before}: seconds from 0 (never) to "
+            f"{MAX_SIGNAL_TIME} (sbatch --signal's limit)"
+        )
     if args.partition is not None and not re.fullmatch(r"[\w.,-]+", args.partition):
         raise KdbenchError(
             f"invalid --partition {args.partition!r}: a partition name "
@@ -149,6 +162,7 @@ def plan(args: argparse.Namespace) -> ShardedRun:
         cpus=args.cpus or 1,
         time=args.time,
         partition=args.partition,
+        stop_before=args.stop_before,
         results=results,
         baseline=baseline,
         pytest_args=tuple(args.pytest_args),
@@ -163,6 +177,8 @@ def shards_script(run: ShardedRun) -> str:
     resources = [f"#SBATCH --array=1-{run.shards}", f"#SBATCH --cpus-per-task={run.cpus}"]
     if run.gpus:
         resources.append(f"#SBATCH --gres=gpu:{run.gpus}")
+    if run.stop_before:
+        resources.append(f"#SBATCH --signal=B:USR1@{run.stop_before}")
     command = " \\\n    ".join(run.pytest_command())
     return "\n".join(
         [
@@ -179,8 +195,14 @@ def shards_script(run: ShardedRun) -> str:
             f"shard={shlex.quote(str(run.results))}/$SLURM_ARRAY_JOB_ID/shard-$SLURM_ARRAY_TASK_ID",
             'mkdir -p "$shard"',
             f'rm -f "$shard/{EXIT_FILE}"',
-            command,
+            "# SIGUSR1 (before the time limit, or scancel --batch --signal=USR1): pytest records",
+            "# the cases it is running and starts no other; wait again until it has ended",
+            "trap 'kill -USR1 \"${pid:-}\" 2>/dev/null' USR1",
+            f"{command} &",
+            "pid=$!",
+            'wait "$pid"',
             "status=$?",
+            'while kill -0 "$pid" 2>/dev/null; do wait "$pid"; status=$?; done',
             f'echo "$status" > "$shard/{EXIT_FILE}"',
             'exit "$status"',
             "",
@@ -242,7 +264,8 @@ def merge_script(run: ShardedRun) -> str:
             f'        "") echo "kdbench merge: shard $i/{run.shards} did not finish (killed: time '
             'limit, memory, node failure? see $log)" >&2; status=2 ;;',
             f'        *) echo "kdbench merge: shard $i/{run.shards}: pytest exited $code (2: '
-            "interrupted, 3: internal error, 4: usage error, 5: no tests, more shards than cases?"
+            "interrupted or stopped before the time limit: scontrol requeue goes on, 3: internal "
+            "error, 4: usage error, 5: no tests, more shards than cases?"
             '; see $log)" >&2; status=2 ;;',
             "    esac",
             f'    if ! {kdbench} report "$shard" --format csv --out /dev/null; then',

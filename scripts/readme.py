@@ -283,12 +283,12 @@ def parts(runs: dict[str, Path]) -> Callable[[], str]:
     return render
 
 
-def _plot_summary(folder: Path) -> pd.DataFrame:
-    """What the plots of ``folder`` are drawn from: its records' leaderboards (one tuning stage
-    of them where ``PLOTS`` names one)."""
+def _plotted(folder: Path) -> tuple[pd.DataFrame, plots.Keep]:
+    """What the plots of ``folder`` are drawn from: its records' leaderboards, and which of
+    their sections (the one of the tuning stage ``PLOTS`` names, else all)."""
     paths, stage = PLOTS[folder]
     summary = _report(paths)[1].summary
-    return summary if stage is None else summary[summary["tune"].eq(stage)]
+    return summary, lambda part: stage is None or bool(part["tune"].eq(stage).all())
 
 
 def plot_row(folder: Path, plotted: dict[str, str]) -> Callable[[], str]:
@@ -297,7 +297,7 @@ def plot_row(folder: Path, plotted: dict[str, str]) -> Callable[[], str]:
     they are to come while there are none."""
 
     def render() -> str:
-        names = [n for n, _, _ in plots.figures(_plot_summary(folder))]
+        names = [n for n, _, _ in plots.figures(*_plotted(folder))]
         shown = [(n, title) for end, title in plotted.items() for n in names if n.endswith(end)]
         if not shown:
             return "The size and speed plots (a curve per method) come with the tuned cases.\n"
@@ -310,9 +310,12 @@ def plot_row(folder: Path, plotted: dict[str, str]) -> Callable[[], str]:
 
 def stale_plots() -> dict[Path, list[str]]:
     """Plot folder → its plots that are missing or drawn from other records (``plots.stale``)."""
-    return {
-        folder: names for folder in PLOTS if (names := plots.stale(_plot_summary(folder), folder))
-    }
+    out = {}
+    for folder in PLOTS:
+        summary, keep = _plotted(folder)
+        if names := plots.stale(summary, folder, keep):
+            out[folder] = names
+    return out
 
 
 @functools.cache
@@ -445,7 +448,8 @@ def main() -> int:
         if not args.check:
             for png in folder.glob("*.png"):
                 png.unlink()
-            plots.write_plots(_plot_summary(folder), folder)
+            summary, keep = _plotted(folder)
+            plots.write_plots(summary, folder, keep)
     if args.check and stale:
         print(
             f"out of date: {', '.join(map(str, stale))}: run python scripts/readme.py",

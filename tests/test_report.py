@@ -291,7 +291,7 @@ def test_plots_group_exactly_as_tables_do(tmp_path):
     """A folder mixing 8- and 15-epoch runs: tables keep them apart, and so do the plots (one
     set per setting, never one curve or front across the two)."""
     pytest.importorskip("matplotlib")
-    from kdbench.publish.plots import write_plots
+    from kdbench.publish.plots import figures, write_plots
 
     longer = FRAME.assign(
         epochs=15, case_id=FRAME["case_id"] + "x", group_id=FRAME["group_id"] + "x"
@@ -306,6 +306,8 @@ def test_plots_group_exactly_as_tables_do(tmp_path):
     assert not any(n.startswith("pareto") or n.startswith("cnn_t") for n in names)
     titles = [h for h, _ in build_report(pd.concat([FRAME, longer])).tables]
     assert sum(h.startswith("## Leaderboard (epochs 5)") for h in titles) == 1
+    kept = figures(summary, keep=lambda part: part["epochs"].eq(15).all())  # one section's
+    assert kept and all(name.startswith("epochs_15-") for name, _, _ in kept)
 
 
 def test_every_format_leaves_the_convergence_runs_out_of_its_leaderboards(tmp_path):

@@ -70,16 +70,19 @@ def _safe(name: str) -> str:
 Figure = tuple[str, str, Callable[[Any], Any]]  # (file name, digest of its data, draw(plt))
 
 
-def figures(summary: pd.DataFrame) -> list[Figure]:
-    """Every plot of ``summary`` (see the module's docstring), not drawn yet: its file name, the
-    digest of the data it is drawn from (a section's rows; ``stale`` compares it) and a function
-    that draws it."""
+Keep = Callable[[pd.DataFrame], bool]  # which sections (their rows) to plot
+
+
+def figures(summary: pd.DataFrame, keep: Keep = lambda part: True) -> list[Figure]:
+    """Every plot of ``summary`` (see the module's docstring) of the sections ``keep`` takes,
+    not drawn yet: its file name, the digest of the data it is drawn from (a section's rows;
+    ``stale`` compares it) and a function that draws it."""
     from kdbench.publish.summary import sections
 
     out: list[Figure] = []
-    for title, part in sections(summary):
+    for title, part in ((t, p) for t, p in sections(summary) if keep(p)):
         ok = part.dropna(subset=["top1_mean"])
-        suffix = f" ({title})" if title else ""
+        suffix = f"\n({title})" if title else ""  # a second line: titles can be long
         digest = stable_hash({"data": _plotted(ok), "title": title})
         out += [
             (f"{_prefix(title)}{name}", digest, draw) for name, draw in _section_figures(ok, suffix)
@@ -107,22 +110,29 @@ def _plotted(ok: pd.DataFrame) -> list[list[object]]:
     ]
 
 
-def write_plots(summary: pd.DataFrame, directory: Path | str) -> list[Path]:
-    """Draw ``figures(summary)`` into ``directory``, each PNG carrying the digest of its data."""
+def write_plots(
+    summary: pd.DataFrame, directory: Path | str, keep: Keep = lambda part: True
+) -> list[Path]:
+    """Draw ``figures(summary, keep)`` into ``directory``, each PNG carrying the digest of its
+    data."""
     plt = _pyplot()
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    return [_save(draw(plt), out / name, plt, digest) for name, digest, draw in figures(summary)]
+    return [
+        _save(draw(plt), out / name, plt, digest) for name, digest, draw in figures(summary, keep)
+    ]
 
 
-def stale(summary: pd.DataFrame, directory: Path | str) -> list[str]:
+def stale(
+    summary: pd.DataFrame, directory: Path | str, keep: Keep = lambda part: True
+) -> list[str]:
     """The plots of ``summary`` that ``directory`` lacks or holds drawn from other data, and the
     PNGs there that are no plot of it: what ``write_plots`` would change."""
     _pyplot()  # matplotlib, and with it Pillow
     from PIL import Image
 
     folder = Path(directory)
-    expected = {name: digest for name, digest, _ in figures(summary)}
+    expected = {name: digest for name, digest, _ in figures(summary, keep)}
     present = {p.name for p in folder.glob("*.png")}
     out = sorted(present - set(expected))
     for name, digest in expected.items():

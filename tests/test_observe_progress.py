@@ -17,7 +17,7 @@ from rich.console import Console
 
 from kdbench.observe import channel, watch
 from kdbench.observe.eta import format_seconds, known_durations, remaining
-from kdbench.observe.progress import LOG_LINES, LineLog, panel
+from kdbench.observe.progress import LOG_LINES, LineLog, headline, panel
 from kdbench.observe.state import RunState
 
 
@@ -250,3 +250,14 @@ def test_watch_follows_a_run_going_on_and_ends_when_it_ends(tmp_path, capsys):
         "2/2 done · 0 failed · ended",
     ):
         assert f"{tmp_path / 'results'}: {done}" in out
+
+
+def test_a_stop_asked_for_shows_in_the_headline(tmp_path):
+    folder = tmp_path / "run.progress"
+    events(folder, "gw0", (0, "plan", plan("ab")), (1, "start", {"case_id": "a"}))
+    state = RunState(folder).update()
+    assert "stopping" not in headline(state, None)
+    channel.write_marker(folder, channel.STOP_FILE, signal=10)
+    assert headline(state.update(), None).endswith(
+        "· stopping: no case starts after the running ones"
+    )

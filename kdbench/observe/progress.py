@@ -32,6 +32,7 @@ def headline(state: RunState, eta: float | None) -> str:
     return (
         f"{len(state.done())}/{state.planned} done · {len(state.running())} running · "
         f"{state.left()} left · {failed} failed · ETA {format_seconds(eta)}"
+        + (" · stopping: no case starts after the running ones" if state.stopping else "")
     )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kdbench.observe.channel import CONTROLLER_FILE, END_FILE, Tail, alive, read_marker
+from kdbench.observe.channel import CONTROLLER_FILE, END_FILE, STOP_FILE, Tail, alive, read_marker
 
 
 @dataclass
@@ -54,6 +54,7 @@ class RunState:
     writers: dict[str, Writer] = field(default_factory=dict)
     end: dict[str, Any] | None = None
     controller: dict[str, Any] | None = None
+    stopping: bool = False  # a stop was asked for (SIGUSR1): no case starts after the running
 
     def __post_init__(self) -> None:
         self._tail = Tail(self.folder)
@@ -62,6 +63,7 @@ class RunState:
         for worker, event in self._tail.read():
             self.apply(worker, event)
         self.end = read_marker(self.folder, END_FILE)
+        self.stopping = (self.folder / STOP_FILE).exists()
         self.controller = self.controller or read_marker(self.folder, CONTROLLER_FILE)
         return self
 

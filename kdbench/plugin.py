@@ -118,15 +118,29 @@ def _stop_after_running_cases(folder: Path) -> Callable[[int, Any], None]:
     return stop
 
 
+def _stop_requested(item: pytest.Item) -> bool:
+    """Whether a stop was asked for; then the session stops after this test (pytest and each
+    xdist worker check ``session.shouldstop`` between two tests)."""
+    if SESSION not in item.config.stash:
+        return False
+    stop = (progress_dir(item.config.stash[SESSION].run_file) / STOP_FILE).exists()
+    if stop:
+        item.session.shouldstop = STOPPED
+    return stop
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A case about to start after a stop was asked for does not start (not recorded: a
+    resumed session runs it)."""
+    if _stop_requested(item):
+        pytest.skip(STOPPED)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_teardown(item: pytest.Item) -> None:
-    """After each case: stop the session here when a stop was asked for (pytest and each
-    xdist worker check ``session.shouldstop`` between two tests)."""
-    if (
-        SESSION in item.config.stash
-        and (progress_dir(item.config.stash[SESSION].run_file) / STOP_FILE).exists()
-    ):
-        item.session.shouldstop = STOPPED
+    """After each case: the session ends here when a stop was asked for meanwhile."""
+    _stop_requested(item)
 
 
 class _XdistHooks:

@@ -265,3 +265,24 @@ def test_sigusr1_ends_the_session_once_the_running_cases_are_recorded(kd_suite, 
     records = load_records(run_files(pytester.path))
     assert {r["case_id"] for r in records} == started  # every case begun was finished
     assert len(started) < len(planned) == 6  # and no other begun
+
+
+STOP_BEFORE_ANY_CASE = """
+from kdbench.observe.channel import STOP_FILE, progress_dir, write_marker
+from kdbench.session.state import SESSION
+
+
+def pytest_collection_finish(session):
+    folder = progress_dir(session.config.stash[SESSION].run_file)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_marker(folder, STOP_FILE, signal=10)  # as if SIGUSR1 came before the first case
+"""
+
+
+def test_a_case_about_to_start_after_a_stop_request_does_not_start(kd_suite, pytester):
+    pytester.makeconftest(STOP_BEFORE_ANY_CASE)
+    result = kd_suite(*SMOKE, *TWO_CASES, "-rs", subprocess=True)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.assert_outcomes(skipped=1)  # the first is not started, the second not reached
+    result.stdout.fnmatch_lines(["*SKIPPED*stop requested (SIGUSR1)*"])
+    assert not run_files(pytester.path) or not load_records(run_files(pytester.path))

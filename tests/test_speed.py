@@ -62,6 +62,7 @@ def test_each_configuration_is_measured_once_and_the_reports_show_it(run, capsys
     assert all(e["infer_throughput"] > 100 and e["latency_ms"] > 0 for e in entries)
     assert {e["device_name"] for e in entries} == {measure.cpu_name()}
     assert out.count("| cnn_s ") == 1 and out.count("| cnn_m ") == 1
+    assert "1–50,000" in out and "| 2–2 " in out  # what the cases measured in the run
     assert (run / "runs" / "a.jsonl").read_bytes() == before  # the records stay as run
 
     records = load_records([run])

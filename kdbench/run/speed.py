@@ -232,12 +232,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", metavar="DIR", help="where the data sets are (as --kd-data-root)")
 
 
-def _row(config: dict[str, Any], entry: dict[str, Any] | None) -> dict[str, Any]:
+def as_run(records: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """Configuration key → the range of inference samples/s its ok records measured in the
+    run (``min–max``): how far apart the cases' own numbers are."""
+    seen: dict[str, list[float]] = {}
+    for rec in records:
+        value = rec["metrics"].get("infer_throughput")
+        if rec["status"] == "ok" and isinstance(value, (int, float)):
+            seen.setdefault(_key(configuration(rec)), []).append(value)
+    return {key: f"{min(v):,.0f}–{max(v):,.0f}" for key, v in seen.items()}
+
+
+def _row(config: dict[str, Any], entry: dict[str, Any] | None, ran: dict[str, str]) -> dict:
     return {
         **{k: config[k] for k in ("student", "dataset", "device", "precision", "channels_last")},
         "threads": config["threads"],
         "infer samples/s": entry["infer_throughput"] if entry else None,
         "latency ms": entry["latency_ms"] if entry else None,
+        "as run samples/s": ran.get(_key(config), ""),
         "note": "" if entry else "no CUDA GPU here: left as run",
     }
 
@@ -252,7 +264,8 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     for folder in args.folders:
-        rows = [_row(*measured) for measured in measure_folder(folder, args.data_root)]
+        ran = as_run(read([folder]).records) if Path(folder).is_dir() else {}
+        rows = [_row(*measured, ran) for measured in measure_folder(folder, args.data_root)]
         print(f"kdbench: wrote {Path(folder) / FILE}", file=sys.stderr)
         print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=",.3f"))
     return 0

@@ -225,7 +225,7 @@ def progress(runs: dict[str, Path]) -> Callable[[], str]:
                 f"`{name}` {recorded} of {len(specs)} cases"
                 + (f" ({counts})" if len(stages) > 1 else "")
             )
-        table = _parts(runs)
+        table = _parts(tuple(runs.items()))
         return (
             f"Recorded so far: {', '.join(parts)}; {table['hours'].sum():.1f} hours of running "
             f"in {len(table)} parts.\n"
@@ -234,11 +234,12 @@ def progress(runs: dict[str, Path]) -> Callable[[], str]:
     return render
 
 
-def _parts(runs: dict[str, Path]) -> pd.DataFrame:
+@functools.cache
+def _parts(runs: tuple[tuple[str, Path], ...]) -> pd.DataFrame:
     """One row per part of a run (a records file: ``<UTC start>_<git sha>_<pid>.jsonl``): its
     start, its last record, the hours between them and the cases it recorded."""
     rows = []
-    for name, path in runs.items():
+    for name, path in runs:
         for f in sorted(path.glob("runs/*.jsonl")):
             start = pd.Timestamp(f.name.split("_")[0])
             records = read([f]).records
@@ -273,7 +274,7 @@ def parts(runs: dict[str, Path]) -> Callable[[], str]:
                     f"{t['trained_at'][:16].replace('T', ' ')} UTC; {t['top1']:.2f} % test, "
                     f"{t['val_top1']:.2f} % validation top-1."
                 )
-        table = _parts(runs)
+        table = _parts(tuple(runs.items()))
         return (
             f"{table.to_markdown(index=False)}\n\nIn all: {table['hours'].sum():.2f} hours in "
             f"{len(table)} parts, {table['records'].sum()} records.\n"

@@ -184,8 +184,9 @@ PROVENANCE = (
     ("threads", "env.threads"),
     ("seeds", "seed"),
     ("epochs", "epochs"),
-    ("inference speed", "env.infer_measured"),  # only where a speed file was applied
+    ("inference speed", "env.infer_measured"),
 )
+OPTIONAL_PROVENANCE = {"env.infer_measured"}  # shown only where the records have it (a speed file)
 
 
 def _in_order(value: object) -> tuple[bool, object]:
@@ -197,8 +198,8 @@ def provenance(frame: pd.DataFrame) -> dict[str, str]:
     """What produced the numbers: each value, or the distinct values joined, per field."""
     out = {}
     for label, col in PROVENANCE:
-        if col == "env.infer_measured" and col not in frame:
-            continue  # measured as run: no speed file (kdbench.run.speed)
+        if col in OPTIONAL_PROVENANCE and col not in frame:
+            continue
         values = frame[col].dropna().unique() if col in frame else []
         out[label] = ", ".join(str(v) for v in sorted(values, key=_in_order)) or "?"
     counts = frame["status"].value_counts()

@@ -119,13 +119,7 @@ class Engine:
         )
         if key not in self._speed:
             accel = Accel.for_spec(spec.precision, torch.device(spec.device), spec.channels_last)
-            infer, latency = measure.inference_speed(
-                model,
-                data.input_shape,
-                min(EVAL_BATCH, data.num_test),
-                accel,
-                self.compile_mode_for(spec),
-            )
+            infer, latency = student_speed(model, data, accel, self.compile_mode_for(spec))
             self._speed[key] = {
                 "student_flops": measure.flops_per_sample(model, data.input_shape, accel.device),
                 "infer_throughput": infer,
@@ -253,6 +247,16 @@ class Engine:
             "train_throughput_online": online,
             "teacher_outputs": teacher_outputs,
         }
+
+
+def student_speed(
+    model: nn.Module, data: DataSource, accel: Accel, compile_mode: str | None
+) -> tuple[float, float]:
+    """(inference samples/s at the evaluation batch, latency in ms at batch 1) of a student on
+    ``data``'s input, as its case runs it (``measure.inference_speed``)."""
+    return measure.inference_speed(
+        model, data.input_shape, min(EVAL_BATCH, data.num_test), accel, compile_mode
+    )
 
 
 def _objective(spec: RunSpec, loss: DistillLoss) -> Objective:

@@ -36,7 +36,7 @@ from kdbench.registry import KdbenchError
 from kdbench.results import read, utc_now
 from kdbench.run import measure
 from kdbench.run.accel import Accel
-from kdbench.run.loop import EVAL_BATCH
+from kdbench.run.engine import student_speed
 
 FILE = "speed.json"
 KEY = (
@@ -113,16 +113,7 @@ def measure_one(config: dict[str, Any], data: DataSource) -> dict[str, float]:
         student = accel.prepare(
             build_model(config["student"], data.num_classes, data.input_shape).to(device)
         )
-        runs = [
-            measure.inference_speed(
-                student,
-                data.input_shape,
-                min(EVAL_BATCH, data.num_test),
-                accel,
-                config["compile_mode"],
-            )
-            for _ in range(REPEATS)
-        ]
+        runs = [student_speed(student, data, accel, config["compile_mode"]) for _ in range(REPEATS)]
     finally:
         torch.set_num_threads(threads)
     return {name: statistics.median(run[i] for run in runs) for i, name in enumerate(MEASURED)}
@@ -151,17 +142,22 @@ def _read_file(path: Path) -> dict[str, dict[str, Any]]:
     return keyed
 
 
+def folder_records(folder: Path | str) -> list[dict[str, Any]]:
+    """The records of a run's results folder; a one-line error where it is none."""
+    if not Path(folder).is_dir():
+        raise KdbenchError(f"no results folder at {str(folder)!r}: give the folder of a run")
+    return read([folder]).records
+
+
 def measure_folder(
-    folder: Path | str, data_root: Path | str | None = None
+    folder: Path | str, records: list[dict[str, Any]], data_root: Path | str | None = None
 ) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None]]:
-    """Measure every configuration of the folder's ok records and write them to its
+    """Measure every configuration of the folder's ok ``records`` and write them to its
     ``speed.json`` (entries of configurations not measured now are kept): yields each
     configuration with its entry, None where its device is not here (a CUDA one without a
     GPU)."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise KdbenchError(f"no results folder at {str(folder)!r}: give the folder of a run")
-    configs = configurations(read([folder]).records)
+    configs = configurations(records)
     if not configs:
         raise KdbenchError(f"no ok records in {folder}: nothing to measure")
     path = folder / FILE
@@ -264,8 +260,9 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     for folder in args.folders:
-        ran = as_run(read([folder]).records) if Path(folder).is_dir() else {}
-        rows = [_row(*measured, ran) for measured in measure_folder(folder, args.data_root)]
+        records = folder_records(folder)
+        ran = as_run(records)
+        rows = [_row(*m, ran) for m in measure_folder(folder, records, args.data_root)]
         print(f"kdbench: wrote {Path(folder) / FILE}", file=sys.stderr)
         print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=",.3f"))
     return 0

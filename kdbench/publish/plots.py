@@ -201,8 +201,16 @@ def _section_figures(ok: pd.DataFrame, suffix: str) -> list[tuple[str, Callable[
     return out
 
 
+PREFIX_CHARS = 80  # a section's title in a file name, at most: file names have 255 bytes
+
+
 def _prefix(title: str) -> str:
-    return f"{_safe(title.replace(' · ', '-').replace(' ', '_'))}-" if title else ""
+    """A section's ``title`` as the start of its plots' file names; a long one (a tuned section
+    counting each method's trials while they differ) cut short and told apart by its digest."""
+    name = _safe(title.replace(" · ", "-").replace(" ", "_"))
+    if len(name) > PREFIX_CHARS:
+        name = f"{name[: PREFIX_CHARS - 13]}_{stable_hash(title, 12)}"
+    return f"{name}-" if name else ""
 
 
 STEP_MARKERS = {"regression": ("v", "red"), "improvement": ("^", "green")}

@@ -23,13 +23,17 @@ CHANGES_HEADING = (
 
 
 def trials_per_method(summary: pd.DataFrame) -> str:
-    """The number of trials each method had on each pair ("4"), or each count where they
-    differ ("kd on cnn_t/cnn_s: 4; …")."""
+    """The number of trials each method had on each pair, in words: "4 trials per method"; the
+    most common count and the exceptions where they differ ("4 trials per method, except rkd on
+    cnn_t/cnn_s: 1"); "" when there are none."""
     trials = summary[summary[TUNE].eq("trial")] if TUNE in summary else summary.iloc[:0]
     counts = trials.groupby(["loss", "pair"]).size()
-    if counts.nunique() <= 1:
-        return str(counts.iloc[0]) if len(counts) else "0"
-    return "; ".join(f"{loss} on {pair}: {n}" for (loss, pair), n in counts.items())
+    if not len(counts):
+        return ""
+    freq = counts.value_counts()
+    most = freq[freq.eq(freq.max())].index.max()
+    fewer = [f"{loss} on {pair}: {n}" for (loss, pair), n in counts.items() if n != most]
+    return f"{most} trials per method" + (f", except {'; '.join(fewer)}" if fewer else "")
 
 
 def title(title: str, part: pd.DataFrame, summary: pd.DataFrame) -> str:
@@ -39,9 +43,8 @@ def title(title: str, part: pd.DataFrame, summary: pd.DataFrame) -> str:
         return title
     stage = part[TUNE].iloc[0]
     if stage == "tuned":
-        trials = trials_per_method(summary)
         words = f"{TUNED_WORDS}, " + (
-            f"{trials} trials per method" if trials != "0" else "the trials not in these records"
+            trials_per_method(summary) or "the trials not in these records"
         )
     elif stage == "trial":
         words = "tuning trials on the tuning seed, chosen on validation top-1"

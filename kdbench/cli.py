@@ -287,10 +287,9 @@ def parser() -> argparse.ArgumentParser:
     sl.add_argument(
         "--stop-before",
         type=int,
-        default=600,
         metavar="S",
         help="S seconds before the time limit a shard records its running cases and starts "
-        "no other (SIGUSR1); 0: never (600)",
+        "no other (SIGUSR1); 0: never (600, at most half of --time)",
     )
     sl.add_argument("--partition", metavar="P", help="SLURM partition (default: the cluster's)")
     sl.add_argument(

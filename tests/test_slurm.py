@@ -178,6 +178,33 @@ def test_failed_merge_submission_says_how_to_submit_it(
     assert f"sbatch --dependency=afterany:4242 {tmp_path}/r/merge.sbatch 4242" in err
 
 
+@pytest.mark.parametrize(
+    "limit, seconds",
+    [
+        ("10", 600),
+        ("10:30", 630),
+        ("2:00:05", 7205),
+        ("1-2", 93600),
+        ("1-2:3", 93780),
+        ("1-2:3:4", 93784),
+    ],
+)
+def test_time_limits_in_seconds(limit, seconds):
+    from kdbench.scale.slurm import TIME_LIMIT, limit_seconds
+
+    assert TIME_LIMIT.fullmatch(limit) and limit_seconds(limit) == seconds
+
+
+@pytest.mark.parametrize("time, signal", [("10", "B:USR1@300"), ("4:00:00", "B:USR1@600")])
+def test_the_stop_signal_comes_at_most_half_way_through_the_time_limit(
+    at_root, tmp_path, time, signal
+):
+    """A short --time never gets a stop request at its start (the default 600 s would send it
+    at once under --time 10)."""
+    shards, _ = write(tmp_path, "--kd-profile", "smoke", "--time", time)
+    assert sbatch_options(shards)["signal"] == signal
+
+
 def test_stop_before_zero_sends_no_signal(at_root, tmp_path):
     shards, _ = write(tmp_path, "--kd-profile", "smoke", "--stop-before", "0")
     assert "signal" not in sbatch_options(shards)
@@ -196,6 +223,10 @@ def test_stop_before_zero_sends_no_signal(at_root, tmp_path):
         (["--time", "2h"], "invalid --time '2h'"),
         (["--stop-before", "-1"], "invalid --stop-before -1: seconds from 0 (never) to 65535"),
         (["--stop-before", "70000"], "invalid --stop-before 70000"),
+        (
+            ["--time", "10", "--stop-before", "600"],
+            "invalid --stop-before 600: must be under --time 10 (600 s), or 0 (never)",
+        ),
         (["--partition", "a b"], "invalid --partition 'a b'"),
         (["--baseline", "nope.jsonl"], "--baseline 'nope.jsonl': no such file"),
         (

@@ -43,6 +43,20 @@ OWN_OPTIONS = {
 # days-hours:minutes, days-hours:minutes:seconds
 TIME_LIMIT = re.compile(r"\d+(:\d{1,2}){0,2}|\d+-\d+(:\d{1,2}){0,2}")
 MAX_SIGNAL_TIME = 65535  # sbatch --signal=…@sig_time: seconds, at most this
+STOP_BEFORE = 600  # --stop-before's default, at most half of --time
+
+
+def limit_seconds(limit: str) -> int:
+    """An sbatch ``--time`` (one of ``TIME_LIMIT``'s forms) in seconds."""
+    days, _, rest = limit.rpartition("-")
+    parts = [int(p) for p in rest.split(":")]
+    if days:  # days-hours[:minutes[:seconds]]
+        hours, minutes, seconds = [*parts, 0, 0][:3]
+    elif len(parts) == 3:  # hours:minutes:seconds
+        hours, minutes, seconds = parts
+    else:  # minutes[:seconds]
+        hours, (minutes, seconds) = 0, [*parts, 0][:2]
+    return ((int(days or 0) * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
 @dataclass(frozen=True)
@@ -119,10 +133,19 @@ def plan(args: argparse.Namespace) -> ShardedRun:
             "hours:minutes:seconds, days-hours, days-hours:minutes or "
             "days-hours:minutes:seconds"
         )
-    if not 0 <= args.stop_before <= MAX_SIGNAL_TIME:
+    limit = limit_seconds(args.time) if args.time is not None else None
+    stop_before = args.stop_before
+    if stop_before is None:
+        stop_before = STOP_BEFORE if limit is None else min(STOP_BEFORE, limit // 2)
+    elif not 0 <= stop_before <= MAX_SIGNAL_TIME:
         raise KdbenchError(
-            f"invalid --stop-before {args.stop_before}: seconds from 0 (never) to "
+            f"invalid --stop-before {stop_before}: seconds from 0 (never) to "
             f"{MAX_SIGNAL_TIME} (sbatch --signal's limit)"
+        )
+    elif limit is not None and stop_before >= limit:
+        raise KdbenchError(
+            f"invalid --stop-before {stop_before}: must be under --time {args.time} "
+            f"({limit} s), or 0 (never)"
         )
     if args.partition is not None and not re.fullmatch(r"[\w.,-]+", args.partition):
         raise KdbenchError(
@@ -162,7 +185,7 @@ def plan(args: argparse.Namespace) -> ShardedRun:
         cpus=args.cpus or 1,
         time=args.time,
         partition=args.partition,
-        stop_before=args.stop_before,
+        stop_before=stop_before,
         results=results,
         baseline=baseline,
         pytest_args=tuple(args.pytest_args),

@@ -190,7 +190,7 @@ def test_failed_merge_submission_says_how_to_submit_it(
     ],
 )
 def test_time_limits_in_seconds(limit, seconds):
-    from kdbench.scale.slurm import TIME_LIMIT, limit_seconds
+    from kdbench.scale.time_limit import TIME_LIMIT, limit_seconds
 
     assert TIME_LIMIT.fullmatch(limit) and limit_seconds(limit) == seconds
 

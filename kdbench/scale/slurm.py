@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kdbench.registry import KdbenchError
+from kdbench.scale import time_limit
 
 SHARDS_SCRIPT = "shards.sbatch"
 MERGE_SCRIPT = "merge.sbatch"
@@ -39,24 +40,6 @@ OWN_OPTIONS = {
     "--splits": "--shards",
     "--group": "--shards",
 }
-# sbatch --time: minutes, minutes:seconds, hours:minutes:seconds, days-hours,
-# days-hours:minutes, days-hours:minutes:seconds
-TIME_LIMIT = re.compile(r"\d+(:\d{1,2}){0,2}|\d+-\d+(:\d{1,2}){0,2}")
-MAX_SIGNAL_TIME = 65535  # sbatch --signal=…@sig_time: seconds, at most this
-STOP_BEFORE = 600  # --stop-before's default, at most half of --time
-
-
-def limit_seconds(limit: str) -> int:
-    """An sbatch ``--time`` (one of ``TIME_LIMIT``'s forms) in seconds."""
-    days, _, rest = limit.rpartition("-")
-    parts = [int(p) for p in rest.split(":")]
-    if days:  # days-hours[:minutes[:seconds]]
-        hours, minutes, seconds = [*parts, 0, 0][:3]
-    elif len(parts) == 3:  # hours:minutes:seconds
-        hours, minutes, seconds = parts
-    else:  # minutes[:seconds]
-        hours, (minutes, seconds) = 0, [*parts, 0][:2]
-    return ((int(days or 0) * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
 @dataclass(frozen=True)
@@ -127,26 +110,7 @@ def plan(args: argparse.Namespace) -> ShardedRun:
             raise KdbenchError(f"invalid {name} {value}: must be an integer ≥ {least}")
     if args.kd_cases_per_gpu is not None and not args.gpus:
         raise KdbenchError(f"--kd-cases-per-gpu {args.kd_cases_per_gpu} needs --gpus ≥ 1")
-    if args.time is not None and not TIME_LIMIT.fullmatch(args.time):
-        raise KdbenchError(
-            f"invalid --time {args.time!r}: use minutes, minutes:seconds, "
-            "hours:minutes:seconds, days-hours, days-hours:minutes or "
-            "days-hours:minutes:seconds"
-        )
-    limit = limit_seconds(args.time) if args.time is not None else None
-    stop_before = args.stop_before
-    if stop_before is None:
-        stop_before = STOP_BEFORE if limit is None else min(STOP_BEFORE, limit // 2)
-    elif not 0 <= stop_before <= MAX_SIGNAL_TIME:
-        raise KdbenchError(
-            f"invalid --stop-before {stop_before}: seconds from 0 (never) to "
-            f"{MAX_SIGNAL_TIME} (sbatch --signal's limit)"
-        )
-    elif limit is not None and stop_before >= limit:
-        raise KdbenchError(
-            f"invalid --stop-before {stop_before}: must be under --time {args.time} "
-            f"({limit} s), or 0 (never)"
-        )
+    stop_before = time_limit.stop_before(args.time, args.stop_before)
     if args.partition is not None and not re.fullmatch(r"[\w.,-]+", args.partition):
         raise KdbenchError(
             f"invalid --partition {args.partition!r}: a partition name "

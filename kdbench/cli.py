@@ -37,6 +37,7 @@ import pandas as pd
 from kdbench.gate.thresholds import add_options as add_threshold_options
 from kdbench.publish.catalog import LISTERS
 from kdbench.registry import KdbenchError
+from kdbench.scale.time_limit import STOP_BEFORE
 
 # ---------------------------------------------------------------- list
 
@@ -289,7 +290,7 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         metavar="S",
         help="S seconds before the time limit a shard records its running cases and starts "
-        "no other (SIGUSR1); 0: never (600, at most half of --time)",
+        f"no other (SIGUSR1); 0: never ({STOP_BEFORE}, at most half of --time)",
     )
     sl.add_argument("--partition", metavar="P", help="SLURM partition (default: the cluster's)")
     sl.add_argument(

@@ -63,7 +63,10 @@ def test_selection_says_where_the_test_set_would_have_chosen_otherwise():
 
 def test_one_ce_seed_has_no_std_to_count_against():
     [line] = findings.findings(summary([*CE[:1], record("kd", 0, 95.0, 95.0, t=4.0)]))
-    assert line.endswith("`ce` has one seed: no seed std to tell a gain from noise.")
+    assert line == (
+        "- **cnn_t/cnn_s**: teacher 98.00 %, `ce` 90.00 %; best on validation: `kd` at 95.00 % "
+        "test (+5.00 points). `ce` has one seed: no seed std to tell a gain from noise."
+    )
 
 
 def test_a_pair_without_ce_or_without_methods_says_nothing():
@@ -78,6 +81,11 @@ def test_each_setting_gets_its_own_findings():
     lines = findings.lines(summary(records))
     assert [line for line in lines if line.startswith("###")] == ["### epochs 2", "### epochs 5"]
     assert sum(line.startswith("- **cnn_t/cnn_s**") for line in lines) == 2
+
+
+def test_a_setting_without_findings_opens_with_its_selection_note():
+    lines = findings.lines(summary([record("kd", s, 95.0, 95.0, t=4.0) for s in range(3)]))
+    assert lines == ["Here validation and test happen to choose alike.", ""]
 
 
 def test_the_markdown_report_opens_with_the_findings():

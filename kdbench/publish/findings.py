@@ -64,14 +64,15 @@ def findings(summary: pd.DataFrame) -> list[str]:
         ce = ce_rows.iloc[0]
         best = chosen(methods, ["pair"]).iloc[0]
         teacher = ce["teacher_top1_mean"]
+        margin = 2 * ce["top1_std"]
+        spread = f" ± {ce['top1_std']:.2f}" if math.isfinite(margin) else ""
         line = (
             f"- **{pair}**: teacher "
             f"{'?' if pd.isna(teacher) else f'{teacher:.2f}'} %, `ce` "
-            f"{ce['top1_mean']:.2f} ± {ce['top1_std']:.2f} %; best on validation: "
+            f"{ce['top1_mean']:.2f}{spread} %; best on validation: "
             f"`{best['loss']}` at {best['top1_mean']:.2f} % test "
             f"({best['top1_mean'] - ce['top1_mean']:+.2f} points). "
         )
-        margin = 2 * ce["top1_std"]
         if not math.isfinite(margin):
             lines.append(line + "`ce` has one seed: no seed std to tell a gain from noise.")
             continue
@@ -146,7 +147,9 @@ def lines(summary: pd.DataFrame, published: pd.DataFrame | None = None) -> list[
     for title, part in sections(summary):
         if title:
             out += [f"### {title}", ""]
-        out += [*findings(part), "", selection(part), ""]
+        found = findings(part)
+        out += [*found, ""] if found else []
+        out += [selection(part), ""]
         agreement = published_agreement(part, published)
         if agreement:
             out += [*agreement, ""]

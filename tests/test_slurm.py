@@ -22,6 +22,7 @@ from test_compare import draw, planted
 
 from kdbench.cli import main
 from kdbench.results import append_record
+from kdbench.scale.time_limit import TIME_LIMIT, limit_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -190,8 +191,6 @@ def test_failed_merge_submission_says_how_to_submit_it(
     ],
 )
 def test_time_limits_in_seconds(limit, seconds):
-    from kdbench.scale.time_limit import TIME_LIMIT, limit_seconds
-
     assert TIME_LIMIT.fullmatch(limit) and limit_seconds(limit) == seconds
 
 

@@ -134,8 +134,11 @@ def test_wandb_offline_run_holds_the_spec_history_and_summary(record, tmp_path, 
     for var in ("WANDB_MODE", "WANDB_API_KEY"):
         monkeypatch.delenv(var, raising=False)
     import wandb
+    from wandb.analytics.opentelemetry import opentelemetry_proxy
 
     trackers.Trackers(["wandb"], tmp_path, "quick", "run-1").log(record)
+    # wandb's analytics would post to api.wandb.ai from a thread of this process: none exists
+    assert opentelemetry_proxy.get_open_telemetry_proxy() is None
     wandb.teardown()  # the wandb service writes the run file behind the SDK: wait for it
     (run_file,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")  # offline: no network
     found = wandb_records(run_file)

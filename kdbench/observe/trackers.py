@@ -190,6 +190,8 @@ class WandbTracker:
         import wandb
 
         self.dir.mkdir(parents=True, exist_ok=True)
+        if self.mode == "offline":  # process-wide too: else wandb's analytics post from a thread
+            wandb.setup(wandb.Settings(mode="offline"))
         run = wandb.init(
             project=EXPERIMENT,
             name=record["name"],

@@ -15,8 +15,9 @@ import time
 import pytest
 from rich.console import Console
 
+from kdbench.matrix.tuning import tuning_key
 from kdbench.observe import channel, watch
-from kdbench.observe.eta import format_seconds, known_durations, remaining
+from kdbench.observe.eta import Durations, format_seconds, known_durations, remaining
 from kdbench.observe.progress import LOG_LINES, LineLog, headline, panel
 from kdbench.observe.state import RunState
 
@@ -111,10 +112,13 @@ def test_mid_epoch_ticks_are_throttled_epoch_ends_kept(tmp_path):
 
 
 def test_eta_from_earlier_durations_scaled_to_this_runs_pace(tmp_path):
-    records = [{"case_id": c, "status": "ok", "metrics": {"train_s": 10.0}} for c in "abcd"]
-    records.append({"case_id": "e", "status": "error", "metrics": {}})
+    records = [
+        {"case_id": c, "spec": {"seed": 0}, "status": "ok", "metrics": {"train_s": 10.0}}
+        for c in "abcd"
+    ]
+    records.append({"case_id": "e", "spec": {"seed": 0}, "status": "error", "metrics": {}})
     known = known_durations(records)
-    assert known == dict.fromkeys("abcd", 10.0)
+    assert known.cases == dict.fromkeys("abcd", 10.0)
     events(
         tmp_path,
         "main",
@@ -131,10 +135,10 @@ def test_eta_from_earlier_durations_scaled_to_this_runs_pace(tmp_path):
     # case: pace 2; b: 5 s an epoch, 3 left; c, d: 2 × 10 s; e (never done): a's last stage,
     # 20 s — not its 50 s of wall, whose setup the later cases do not repeat
     assert remaining(state, known, now=55) == pytest.approx(15 + 20 + 20 + 20)
-    assert remaining(state, {}, now=55) == pytest.approx(15 + 3 * 20)
+    assert remaining(state, Durations(), now=55) == pytest.approx(15 + 3 * 20)
     fresh = RunState(tmp_path / "none")
     events(fresh.folder, "main", (0, "plan", plan("xy")))
-    assert remaining(fresh.update(), {}, now=1) is None  # nothing tells yet
+    assert remaining(fresh.update(), Durations(), now=1) is None  # nothing tells yet
     assert [format_seconds(s) for s in (None, 5, 75, 3725)] == ["unknown", "5s", "1m15s", "1h02m"]
 
 
@@ -161,13 +165,45 @@ def test_line_log_is_bounded_by_cases_not_steps(tmp_path):
     log = LineLog(lines.append, heartbeat=3600)
     state = RunState(folder)
     for _ in range(3):
-        log.update(state.update(), {})
+        log.update(state.update(), Durations())
     assert len(lines) == LOG_LINES
     assert lines[-1].startswith(
         f"[kdbench] {len(cases)}/{len(cases)} done · 0 running · "
         "0 left · 0 failed · ETA 0s · main case-199 passed after "
         "epoch 1/1 in 1s"
     )
+
+
+def test_a_case_no_record_has_takes_the_median_of_its_tuning_keys_records(tmp_path):
+    """A new seed, or a tuned case after its trials: the same training at other seeds and
+    settings tells its time (the other tests' plans carry no key, as an older kdbench's)."""
+
+    def spec(loss, seed, temperature=None):
+        return {
+            "dataset": "d",
+            "student": "s",
+            "loss": loss,
+            "seed": seed,
+            "temperature": temperature,
+        }
+
+    def record(spec, train_s):
+        return {
+            "case_id": json.dumps(spec),
+            "spec": spec,
+            "status": "ok",
+            "metrics": {"train_s": train_s},
+        }
+
+    runs = [("kd", 0, 1, 10.0), ("kd", 0, 4, 30.0), ("kd", 1, 4, 20.0), ("fitnet", 0, None, 100.0)]
+    known = known_durations(record(spec(loss, seed, t), s) for loss, seed, t, s in runs)
+    new = [spec("kd", 2, 2), spec("fitnet", 2), spec("kd", 0, 1)]
+    cases = [[f"new-{i}", f"case-{i}", tuning_key(s)] for i, s in enumerate(new)]
+    cases[2][0] = json.dumps(new[2])  # a case run before: its own record's time
+    events(tmp_path, "main", (0, "plan", {**plan(""), "cases": cases}))
+    assert remaining(RunState(tmp_path).update(), known, now=0) == pytest.approx(20 + 100 + 10)
+    events(tmp_path / "other", "main", (0, "plan", {**plan(""), "cases": [["x", "x", "nokey"]]}))
+    assert remaining(RunState(tmp_path / "other").update(), known, now=0) is None
 
 
 def test_panel_shows_counts_eta_and_a_bar_per_running_case(tmp_path):
@@ -179,7 +215,7 @@ def test_panel_shows_counts_eta_and_a_bar_per_running_case(tmp_path):
         (1, "tick", {"case_id": "a", "stage": "case-a", "epoch": 1.5, "epochs": 3}),
     )
     console = Console(file=io.StringIO(), width=120, force_terminal=False)
-    console.print(panel(RunState(tmp_path).update(), {"a": 1.0, "b": 1.0}, now=4))
+    console.print(panel(RunState(tmp_path).update(), Durations({"a": 1.0, "b": 1.0}), now=4))
     text = console.file.getvalue()
     assert "kdbench 0/2 done · 1 running · 1 left · 0 failed · ETA 4s" in text
     assert "gw0 case-a" in text and "epoch 1.5/3" in text and "━" in text

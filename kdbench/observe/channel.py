@@ -59,8 +59,8 @@ class EventLog:
         finally:
             os.close(fd)
 
-    def plan(self, cases: list[tuple[str, str]]) -> None:
-        """``cases``: (case_id, name) of every case this process collected."""
+    def plan(self, cases: list[tuple[str, str, str]]) -> None:
+        """``cases``: (case_id, name, tuning key) of every case this process collected."""
         self.emit("plan", cases=cases, host=socket.gethostname(), pid=os.getpid())
 
     def tick(self, case_id: str, stage: str, epoch: float, epochs: int) -> None:

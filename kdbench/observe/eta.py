@@ -1,5 +1,7 @@
-"""When a run will end: from the durations earlier runs recorded for the same case ids
-(``metrics.train_s``), scaled to this run's pace, and from the running cases' own progress."""
+"""When a run will end: from the durations earlier runs recorded for the same cases
+(``metrics.train_s``; a case never run before: the median of its tuning key's records, its
+other seeds and settings), scaled to this run's pace, and from the running cases' own
+progress."""
 
 from __future__ import annotations
 
@@ -7,35 +9,52 @@ import statistics
 import time
 import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kdbench import results
-from kdbench.observe.state import RunState
+from kdbench.matrix.tuning import tuning_key
+from kdbench.observe.state import CaseState, RunState
 from kdbench.registry import KdbenchError
 
 
-def known_durations(records: Iterable[dict[str, Any]]) -> dict[str, float]:
-    """case_id → training seconds of its newest ok record."""
-    return {
-        r["case_id"]: float(r["metrics"]["train_s"])
-        for r in records
-        if r.get("status") == "ok" and isinstance(r["metrics"].get("train_s"), (int, float))
-    }
+@dataclass
+class Durations:
+    """Training seconds of earlier records: per case id (its newest ok record) and per tuning
+    key (the median of the key's ok records: the same training at other seeds and settings)."""
+
+    cases: dict[str, float] = field(default_factory=dict)
+    keys: dict[str, float] = field(default_factory=dict)
+
+    def of(self, case: CaseState) -> float | None:
+        return self.cases.get(case.case_id, self.keys.get(case.key or ""))
 
 
-def load_durations(paths: Iterable[Path]) -> dict[str, float]:
+def known_durations(records: Iterable[dict[str, Any]]) -> Durations:
+    """The ``Durations`` of ok records with a ``train_s``."""
+    cases: dict[str, float] = {}
+    keys: dict[str, list[float]] = {}
+    for r in records:
+        train_s = r["metrics"].get("train_s")
+        if r.get("status") == "ok" and isinstance(train_s, (int, float)):
+            cases[r["case_id"]] = float(train_s)
+            keys.setdefault(tuning_key(r["spec"]), []).append(float(train_s))
+    return Durations(cases, {k: statistics.median(v) for k, v in keys.items()})
+
+
+def load_durations(paths: Iterable[Path]) -> Durations:
     """``known_durations`` of the records under ``paths`` (missing or unreadable: none)."""
     paths = [p for p in paths if p.exists()]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return known_durations(results.read(paths).records) if paths else {}
+            return known_durations(results.read(paths).records) if paths else Durations()
     except (KdbenchError, OSError):
-        return {}
+        return Durations()
 
 
-def remaining(state: RunState, known: dict[str, float], now: float | None = None) -> float | None:
+def remaining(state: RunState, known: Durations, now: float | None = None) -> float | None:
     """Seconds until the run's cases are done, or None when nothing tells yet.
 
     A pending case takes its earlier duration times this run's pace (the median ratio, over the
@@ -53,25 +72,27 @@ def remaining(state: RunState, known: dict[str, float], now: float | None = None
         for c in done
         if c.ended is not None and c.outcome != "skipped"
     }
-    ratios = [s / known[c] for c, s in last_stage.items() if s and known.get(c, 0) > 0]
+    earlier = {c: known.of(state.cases[c]) for c in last_stage}
+    ratios = [s / e for c, s in last_stage.items() if s and (e := earlier[c])]
     pace = statistics.median(ratios) if ratios else 1.0
     times = [s for s in last_stage.values() if s is not None]
     fallback = statistics.median(times) if times else None
 
-    def estimate(case_id: str) -> float | None:
-        return known[case_id] * pace if case_id in known else fallback
+    def estimate(case: CaseState) -> float | None:
+        e = known.of(case)
+        return fallback if e is None else e * pace
 
     total = 0.0
     for case in state.cases.values():
         if case.ended is not None:
             continue
         if case.started is None:
-            guess = estimate(case.case_id)
+            guess = estimate(case)
         elif 0 < case.fraction < 1 and case.stage_started is not None:
             elapsed = now - case.stage_started
             guess = elapsed * (1 - case.fraction) / case.fraction
         else:
-            guess = estimate(case.case_id)
+            guess = estimate(case)
             guess = None if guess is None else max(0.0, guess - (now - case.started))
         if guess is None:
             return None

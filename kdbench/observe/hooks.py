@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 import pytest
 
+from kdbench.matrix.tuning import tuning_key
 from kdbench.observe import trackers
 from kdbench.observe.channel import CONTROLLER_FILE, END_FILE, EventLog, progress_dir, write_marker
 from kdbench.observe.eta import load_durations
@@ -78,7 +79,7 @@ class Observer:
         self.trackers = logs
         self.worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
         self.events: EventLog | None = None
-        self.cases: dict[str, tuple[str, str]] = {}  # nodeid → (case_id, name)
+        self.cases: dict[str, tuple[str, str, str]] = {}  # nodeid → (case_id, name, tuning key)
         self.current: str | None = None  # case_id running in this process
         self.display: Display | None = None
         self._started = False  # the controller has written its marker
@@ -121,7 +122,7 @@ class Observer:
         for item in session.items:
             spec = self.case_of(item)
             if spec is not None and hasattr(spec, "case_id"):
-                self.cases[item.nodeid] = (spec.case_id, spec.name)
+                self.cases[item.nodeid] = (spec.case_id, spec.name, tuning_key(spec.to_dict()))
         if self.cases and not self.config.option.collectonly:
             self.events = EventLog(self.folder, self.worker)
             self.events.plan(list(dict.fromkeys(self.cases.values())))
@@ -131,7 +132,7 @@ class Observer:
     @pytest.hookimpl(tryfirst=True)  # the event is on disk before xdist tells the controller
     def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
         if self.events is not None and nodeid in self.cases:
-            self.current, name = self.cases[nodeid]
+            self.current, name, _ = self.cases[nodeid]
             self.events.emit("start", case_id=self.current, name=name)
         if self.display is not None:
             self.display.poll()

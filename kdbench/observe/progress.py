@@ -18,7 +18,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from kdbench.observe.eta import format_seconds, remaining
+from kdbench.observe.eta import Durations, format_seconds, remaining
 from kdbench.observe.state import CaseState, RunState
 
 MODES = ("auto", "live", "log", "off")
@@ -60,7 +60,7 @@ def bars(state: RunState, now: float) -> Table:
     return table
 
 
-def panel(state: RunState, known: dict[str, float], now: float | None = None) -> RenderableType:
+def panel(state: RunState, known: Durations, now: float | None = None) -> RenderableType:
     """The session's counts and ETA, then a bar per running case."""
     now = time.time() if now is None else now
     head = Text.assemble(("kdbench ", "bold"), headline(state, remaining(state, known, now)))
@@ -78,7 +78,7 @@ class LineLog:
         self._reported: set[str] = set()
         self._last_beat = time.monotonic()
 
-    def update(self, state: RunState, known: dict[str, float]) -> None:
+    def update(self, state: RunState, known: Durations) -> None:
         step = max(1, math.ceil(state.planned / LOG_LINES))
         for case in state.done():
             if case.case_id in self._reported:
@@ -92,7 +92,7 @@ class LineLog:
                     f"{format_seconds(case.seconds)}"
                 )
 
-    def beat(self, state: RunState, known: dict[str, float], write: Callable[[str], None]) -> None:
+    def beat(self, state: RunState, known: Durations, write: Callable[[str], None]) -> None:
         if time.monotonic() - self._last_beat < self.heartbeat:
             return
         self._last_beat = time.monotonic()
@@ -137,7 +137,7 @@ class Display:
         self,
         folder: Path,
         mode: str,
-        known: dict[str, float],
+        known: Durations,
         out: TextIO,
         write_line: Callable[[str], None],
     ) -> None:

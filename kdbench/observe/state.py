@@ -15,6 +15,7 @@ from kdbench.observe.channel import CONTROLLER_FILE, END_FILE, STOP_FILE, Tail, 
 class CaseState:
     case_id: str
     name: str
+    key: str | None = None  # its tuning key (kdbench.matrix.tuning), for its ETA
     worker: str | None = None
     started: float | None = None
     ended: float | None = None
@@ -72,8 +73,8 @@ class RunState:
         writer = self.writers.setdefault(worker, Writer())
         if kind == "plan":
             writer.host, writer.pid = event.get("host"), event.get("pid")
-            for case_id, name in event.get("cases", ()):
-                self.cases.setdefault(case_id, CaseState(case_id, name))
+            for case_id, name, *key in event.get("cases", ()):  # no key: an older kdbench's
+                self.cases.setdefault(case_id, CaseState(case_id, name, *key))
             return
         if kind == "finish":
             writer.finished, writer.current = True, None

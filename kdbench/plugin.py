@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import pytest
 import torch
 
 from kdbench import results
-from kdbench.observe.channel import STOP_FILE, progress_dir, write_marker
+from kdbench.observe.channel import STOP_FILE, progress_dir, read_marker, write_marker
 from kdbench.observe.hooks import Observer
 from kdbench.registry import KdbenchError
 from kdbench.run import case, measure
@@ -50,6 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         specs = options.specs_of(config)
         threads = options.threads_of(config)
+        stop_at = options.stop_at_of(config)
         options.check_gpu_options(config)
         options.check_cache(config.getoption("kd_cache"))
         baseline = config.getoption("kd_baseline")
@@ -67,7 +69,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     torch.set_num_threads(threads)
     kd_session = KdSession(
-        config, specs, results_dir, run_file, baseline_records, observer=observer
+        config, specs, results_dir, run_file, baseline_records, observer=observer, stop_at=stop_at
     )
     config.pluginmanager.register(observer, "kdbench-observe")
     if config.getoption("kd_resume") and (results_dir / "runs").is_dir():
@@ -100,10 +102,13 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-STOPPED = (
-    "kdbench: stop requested (SIGUSR1): the cases that were running are recorded, no other "
-    "started; go on with --kd-resume"
-)
+def _stopped(marker: dict[str, Any]) -> str:
+    """Why the session stops, from its ``STOP_FILE``."""
+    why = f"--kd-stop-after {marker['after']}" if "after" in marker else "SIGUSR1"
+    return (
+        f"kdbench: stop requested ({why}): the cases that were running are recorded, no other "
+        "started; go on with --kd-resume"
+    )
 
 
 def _stop_after_running_cases(folder: Path) -> Callable[[int, Any], None]:
@@ -119,14 +124,21 @@ def _stop_after_running_cases(folder: Path) -> Callable[[int, Any], None]:
 
 
 def _stop_requested(item: pytest.Item) -> bool:
-    """Whether a stop was asked for; then the session stops after this test (pytest and each
-    xdist worker check ``session.shouldstop`` between two tests)."""
+    """Whether a stop was asked for (SIGUSR1, or ``--kd-stop-after``'s time has come: then this
+    process asks it); the session stops after this test (pytest and each xdist worker check
+    ``session.shouldstop`` between two tests)."""
     if SESSION not in item.config.stash:
         return False
-    stop = (progress_dir(item.config.stash[SESSION].run_file) / STOP_FILE).exists()
-    if stop:
-        item.session.shouldstop = STOPPED
-    return stop
+    kd_session = item.config.stash[SESSION]
+    folder = progress_dir(kd_session.run_file)
+    if kd_session.stop_at is not None and time.time() >= kd_session.stop_at:
+        if not (folder / STOP_FILE).exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            write_marker(folder, STOP_FILE, after=item.config.getoption("kd_stop_after"))
+    marker = read_marker(folder, STOP_FILE)
+    if marker is not None:
+        item.session.shouldstop = _stopped(marker)
+    return marker is not None
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -134,7 +146,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     """A case about to start after a stop was asked for does not start (not recorded: a
     resumed session runs it)."""
     if _stop_requested(item):
-        pytest.skip(STOPPED)
+        pytest.skip(str(item.session.shouldstop))
 
 
 @pytest.hookimpl(trylast=True)
@@ -144,11 +156,13 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
 
 
 class _XdistHooks:
-    """Workers append to the controller's run file (one file per session)."""
+    """Workers append to the controller's run file (one file per session) and stop at the
+    controller's ``--kd-stop-after`` time."""
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput["kd_run_file"] = node.config.stash[SESSION].run_file.name
+        node.workerinput["kd_stop_at"] = node.config.stash[SESSION].stop_at
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -30,6 +30,7 @@ USAGE_ERROR = int(pytest.ExitCode.USAGE_ERROR)
         (("--kd-first-seed", "-1"), ["--kd-first-seed -1", "≥ 0"]),
         (("--kd-epochs", "0"), ["--kd-epochs 0", "≥ 1"]),
         (("--kd-threads", "0"), ["--kd-threads 0", "≥ 1"]),
+        (("--kd-stop-after", "2h"), ["--kd-stop-after '2h'", "hours:minutes:seconds"]),
         (("--kd-device", "gpu"), ["'gpu'", "'cpu'", "'cuda'", "'all'"]),
         pytest.param(
             ("--kd-device", "cuda"),
@@ -68,6 +69,7 @@ USAGE_ERROR = int(pytest.ExitCode.USAGE_ERROR)
         "first-seed",
         "epochs",
         "threads",
+        "stop-after",
         "device",
         "cuda-without-gpu",
         "results-under-a-file",

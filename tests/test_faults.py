@@ -288,3 +288,43 @@ def test_a_case_about_to_start_after_a_stop_request_does_not_start(kd_suite, pyt
     result.assert_outcomes(skipped=1)  # the first is not started, the second not reached
     result.stdout.fnmatch_lines(["*SKIPPED*stop requested (SIGUSR1)*"])
     assert not run_files(pytester.path) or not load_records(run_files(pytester.path))
+
+
+def test_stop_after_zero_starts_no_case(kd_suite, pytester):
+    result = kd_suite(*SMOKE, *TWO_CASES, "-rs", "--kd-stop-after", "0:00", subprocess=True)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*SKIPPED*stop requested (--kd-stop-after 0:00)*"])
+    assert not run_files(pytester.path) or not load_records(run_files(pytester.path))
+
+
+TIME_COMES_IN_GW0 = """
+import os
+
+import pytest
+
+from kdbench.session.state import SESSION
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item):
+    if os.environ.get("PYTEST_XDIST_WORKER") == "gw0":  # as if gw0 saw the time come
+        item.config.stash[SESSION].stop_at = 0.0
+"""
+
+
+def test_stop_after_time_one_worker_sees_stops_every_worker(kd_suite, pytester):
+    pytester.makeconftest(TIME_COMES_IN_GW0)
+    six = " or ".join(f"cnn_m-{loss}-" for loss in ("ce", "kd", "dkd", "dist", "at", "fitnet"))
+    result = kd_suite(*SMOKE, "-n", "2", "-k", six, "--kd-stop-after", "10:00", subprocess=True)
+    assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str()
+    assert "stop requested (--kd-stop-after 10:00)" in result.stdout.str()
+    seen = events(pytester)
+    stopped = {e["case_id"] for e in seen if e["event"] == "end" and e["outcome"] == "skipped"}
+    started = {e["case_id"] for e in seen if e["event"] == "start"} - stopped
+    records = load_records(run_files(pytester.path))
+    assert {r["case_id"] for r in records} == started  # every case begun was finished
+    folder = run_files(pytester.path)[0].with_suffix(".progress")
+    in_gw0 = [json.loads(line) for line in (folder / "gw0.ndjson").open()]
+    assert [e["event"] for e in in_gw0].count("start") == 1  # its first case, then the stop
+    assert len(started) < 6  # gw1 saw gw0's stop: it started no case after it

@@ -1,5 +1,6 @@
 """A SLURM task's time limit (sbatch ``--time``) and when before it ``kdbench slurm`` asks a
-shard to stop (``--stop-before``, sbatch ``--signal=B:USR1@S``)."""
+shard to stop (``--stop-before``, sbatch ``--signal=B:USR1@S``); ``--kd-stop-after`` takes the
+same forms."""
 
 from __future__ import annotations
 
@@ -14,8 +15,15 @@ MAX_SIGNAL_TIME = 65535  # sbatch --signal=…@sig_time: seconds, at most this
 STOP_BEFORE = 600  # --stop-before's default, at most half of --time
 
 
-def limit_seconds(limit: str) -> int:
-    """An sbatch ``--time`` (one of ``TIME_LIMIT``'s forms) in seconds."""
+def limit_seconds(limit: str, option: str = "--time") -> int:
+    """An sbatch ``--time`` (one of ``TIME_LIMIT``'s forms) in seconds; another form is a
+    one-line error naming ``option``."""
+    if not TIME_LIMIT.fullmatch(limit):
+        raise KdbenchError(
+            f"invalid {option} {limit!r}: use minutes, minutes:seconds, "
+            "hours:minutes:seconds, days-hours, days-hours:minutes or "
+            "days-hours:minutes:seconds"
+        )
     days, _, rest = limit.rpartition("-")
     parts = [int(p) for p in rest.split(":")]
     if days:  # days-hours[:minutes[:seconds]]
@@ -31,12 +39,6 @@ def stop_before(time: str | None, seconds: int | None) -> int:
     """The seconds before the time limit ``time`` a shard gets SIGUSR1 (0: never): ``seconds``
     as given, else ``STOP_BEFORE`` or half of ``time`` when shorter; one-line errors for a
     ``time`` sbatch does not take and ``seconds`` out of range or not under ``time``."""
-    if time is not None and not TIME_LIMIT.fullmatch(time):
-        raise KdbenchError(
-            f"invalid --time {time!r}: use minutes, minutes:seconds, "
-            "hours:minutes:seconds, days-hours, days-hours:minutes or "
-            "days-hours:minutes:seconds"
-        )
     limit = limit_seconds(time) if time is not None else None
     if seconds is None:
         return STOP_BEFORE if limit is None else min(STOP_BEFORE, limit // 2)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from kdbench.registry import KdbenchError
 from kdbench.run.cache import writable
 from kdbench.run.engine import COMPILE_MODES
 from kdbench.scale.gpu_share import check_cases_per_gpu
+from kdbench.scale.time_limit import limit_seconds
 from kdbench.spec import DEVICES, PRECISIONS, RunSpec
 
 DEVICE_CHOICES = (*DEVICES, "all")
@@ -142,6 +144,14 @@ def add_options(parser: pytest.Parser) -> None:
         "repeat (ok, diverged, n/a); an error is run again",
     )
     group.addoption(
+        "--kd-stop-after",
+        default=None,
+        metavar="TIME",
+        help="start no case once TIME has passed since the session began (sbatch --time's "
+        "forms: minutes, hours:minutes:seconds, …); the running cases are recorded, the "
+        "session exits 2 and --kd-resume goes on: a run in parts that fit a time window",
+    )
+    group.addoption(
         "--kd-baseline",
         default=None,
         metavar="PATH",
@@ -173,6 +183,16 @@ def check_gpu_options(config: pytest.Config) -> None:
         raise KdbenchError(
             f"--kd-compile-mode {mode} applies to compiled students: add --kd-compile"
         )
+
+
+def stop_at_of(config: pytest.Config) -> float | None:
+    """When (``time.time()``) ``--kd-stop-after`` stops the session: the controller's deadline,
+    which xdist workers receive; None without the option."""
+    worker = getattr(config, "workerinput", None)
+    if worker is not None:
+        return worker.get("kd_stop_at")
+    after = config.getoption("kd_stop_after")
+    return None if after is None else time.time() + limit_seconds(after, "--kd-stop-after")
 
 
 def threads_of(config: pytest.Config) -> int:

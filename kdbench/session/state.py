@@ -42,6 +42,7 @@ class KdSession:
     write_error: str | None = None
     observer: Observer | None = None  # progress events and trackers (kdbench.observe)
     selected: set[str] = field(default_factory=set)  # case ids left by -k / -m
+    stop_at: float | None = None  # --kd-stop-after: no case starts after this time.time()
 
     def resolve(self, spec: RunSpec) -> tuple[RunSpec, dict[str, Any] | None]:
         """A tuned case at the setting its trials chose (``kdbench.matrix.tuning``) and the

@@ -14,6 +14,7 @@ import pytest
 from kdbench.cli import main
 from kdbench.losses import LOSSES
 from kdbench.publish.findings import citation
+from kdbench.session.options import add_options
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -57,6 +58,21 @@ def test_every_docs_page_is_linked_from_the_readme():
     importlib.util.find_spec("mkdocs") is None,
     reason="mkdocs is not installed: pip install -e '.[docs]'",
 )
+def test_the_options_table_names_every_kd_option():
+    names: list[str] = []
+
+    class Parser:  # what add_options calls of pytest's parser
+        def getgroup(self, *args):
+            return self
+
+        def addoption(self, *opts, **kwargs):
+            names.extend(opts)
+
+    add_options(Parser())
+    page = (REPO / "docs" / "profiles.md").read_text(encoding="utf-8")
+    assert sorted(re.findall(r"^\| `(--kd-[\w-]+)", page, re.M)) == sorted(names)
+
+
 def test_the_docs_build_strict(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],

@@ -64,6 +64,7 @@ def pytest_configure(config: pytest.Config) -> None:
             run_file,
             config.getoption("kd_profile"),
             lambda item: items_module.planned_case(item, config.stash[SESSION].done),
+            stop_at,
         )
     except KdbenchError as exc:
         raise pytest.UsageError(str(exc)) from None

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from kdbench.observe.channel import CONTROLLER_FILE, read_marker
 from kdbench.results import load_records
 from kdbench.run.engine import Engine
 
@@ -325,6 +326,8 @@ def test_stop_after_time_one_worker_sees_stops_every_worker(kd_suite, pytester):
     records = load_records(run_files(pytester.path))
     assert {r["case_id"] for r in records} == started  # every case begun was finished
     folder = run_files(pytester.path)[0].with_suffix(".progress")
+    controller = read_marker(folder, CONTROLLER_FILE)  # its stop_at: the progress headline's
+    assert 590 < controller["stop_at"] - controller["t"] < 600  # "no case starts after HH:MM"
     in_gw0 = [json.loads(line) for line in (folder / "gw0.ndjson").open()]
     assert [e["event"] for e in in_gw0].count("start") == 1  # its first case, then the stop
     assert len(started) < 6  # gw1 saw gw0's stop: it started no case after it

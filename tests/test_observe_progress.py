@@ -288,11 +288,16 @@ def test_watch_follows_a_run_going_on_and_ends_when_it_ends(tmp_path, capsys):
         assert f"{tmp_path / 'results'}: {done}" in out
 
 
-def test_a_stop_asked_for_shows_in_the_headline(tmp_path):
+def test_a_stop_asked_for_or_planned_shows_in_the_headline(tmp_path):
     folder = tmp_path / "run.progress"
     events(folder, "gw0", (0, "plan", plan("ab")), (1, "start", {"case_id": "a"}))
     state = RunState(folder).update()
-    assert "stopping" not in headline(state, None)
+    assert "stopping" not in headline(state, None) and "stop-after" not in headline(state, None)
+    stop_at = time.mktime((2026, 12, 8, 1, 17, 0, 0, 0, -1))  # 01:17 local time
+    channel.write_marker(folder, channel.CONTROLLER_FILE, stop_at=stop_at)
+    assert headline(RunState(folder).update(), None).endswith(
+        "· no case starts after 01:17 (--kd-stop-after)"
+    )
     channel.write_marker(folder, channel.STOP_FILE, signal=10)
     assert headline(state.update(), None).endswith(
         "· stopping: no case starts after the running ones"

@@ -71,8 +71,10 @@ class Observer:
         run_file: Path,
         case_of: Callable[[Any], Any],
         logs: trackers.Trackers | None,
+        stop_at: float | None = None,
     ) -> None:
         self.config = config
+        self.stop_at = stop_at  # --kd-stop-after's time.time(), for the headline
         self.folder = progress_dir(run_file)
         self.results_dir = run_file.parent
         self.case_of = case_of  # pytest item → its RunSpec, or None when it will not run
@@ -88,7 +90,12 @@ class Observer:
 
     @classmethod
     def from_config(
-        cls, config: pytest.Config, run_file: Path, profile: str, case_of: Callable[[Any], Any]
+        cls,
+        config: pytest.Config,
+        run_file: Path,
+        profile: str,
+        case_of: Callable[[Any], Any],
+        stop_at: float | None = None,
     ) -> Observer:
         """Checks ``--kd-log`` (a ``KdbenchError`` names the extra to install); the controller
         opens the MLflow store once, before any training and before workers share it."""
@@ -107,7 +114,7 @@ class Observer:
                     f"--kd-log mlflow: cannot open the tracking store "
                     f"({type(exc).__name__}: {first})"
                 ) from None
-        return cls(config, run_file, case_of, logs)
+        return cls(config, run_file, case_of, logs, stop_at)
 
     @property
     def is_controller(self) -> bool:
@@ -171,7 +178,7 @@ class Observer:
         if self._started or not RunState(self.folder).update().cases:
             return  # started, or no kdbench case in this session
         self._started = True
-        write_marker(self.folder, CONTROLLER_FILE)
+        write_marker(self.folder, CONTROLLER_FILE, stop_at=self.stop_at)
         reporter = self.config.pluginmanager.getplugin("terminalreporter")
         if reporter is None or self.config.getoption("kd_progress") == "off":
             return

@@ -29,10 +29,18 @@ HEARTBEAT_S = 60.0  # the log's "still running" lines, at most this often
 
 def headline(state: RunState, eta: float | None) -> str:
     failed = len(state.failed())
+    stop_at = (state.controller or {}).get("stop_at")
     return (
         f"{len(state.done())}/{state.planned} done · {len(state.running())} running · "
         f"{state.left()} left · {failed} failed · ETA {format_seconds(eta)}"
-        + (" · stopping: no case starts after the running ones" if state.stopping else "")
+        + (
+            " · stopping: no case starts after the running ones"
+            if state.stopping
+            else f" · no case starts after {time.strftime('%H:%M', time.localtime(stop_at))} "
+            "(--kd-stop-after)"
+            if stop_at is not None
+            else ""
+        )
     )
 
 

@@ -29,19 +29,21 @@ HEARTBEAT_S = 60.0  # the log's "still running" lines, at most this often
 
 def headline(state: RunState, eta: float | None) -> str:
     failed = len(state.failed())
-    stop_at = (state.controller or {}).get("stop_at")
     return (
         f"{len(state.done())}/{state.planned} done · {len(state.running())} running · "
-        f"{state.left()} left · {failed} failed · ETA {format_seconds(eta)}"
-        + (
-            " · stopping: no case starts after the running ones"
-            if state.stopping
-            else f" · no case starts after {time.strftime('%H:%M', time.localtime(stop_at))} "
-            "(--kd-stop-after)"
-            if stop_at is not None
-            else ""
-        )
+        f"{state.left()} left · {failed} failed · ETA {format_seconds(eta)}{stop_note(state)}"
     )
+
+
+def stop_note(state: RunState) -> str:
+    """The headline's end: a stop asked for, else ``--kd-stop-after``'s time, else nothing."""
+    if state.stopping:
+        return " · stopping: no case starts after the running ones"
+    stop_at = (state.controller or {}).get("stop_at")
+    if stop_at is None:
+        return ""
+    clock = time.strftime("%H:%M", time.localtime(stop_at))
+    return f" · no case starts after {clock} (--kd-stop-after)"
 
 
 def where(case: CaseState) -> str:
